@@ -1,0 +1,2 @@
+"""tipline — a CyberTipline-compatible clearinghouse."""
+__version__ = "0.1.0"

@@ -1,0 +1,81 @@
+"""Settings: one dataclass, every field overridable by a ``TIPLINE_``-prefixed environment variable.
+
+The registry below is the single list of settings; docs/operations.md is checked against it
+by a test, so a new setting cannot ship undocumented.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "tipline"
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise SystemExit(f"{name} must be an integer, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime configuration of a tipline instance."""
+
+    #: Directory holding the SQLite database, the encrypted blob store and the key file.
+    data_dir: Path = field(default=DEFAULT_DATA_DIR)
+    #: SQLAlchemy URL; empty means SQLite at ``<data_dir>/tipline.db``.
+    database_url: str = ""
+    #: Path of the 32-byte blob encryption key; empty means ``<data_dir>/keys/blob.key``.
+    key_file: str = ""
+    #: Largest accepted upload, in bytes (default 8 GiB: long videos must fit).
+    max_upload_bytes: int = 8 * 1024**3
+    #: Largest accepted XML or JSON document body, in bytes, checked before parsing.
+    max_document_bytes: int = 10 * 1024**2
+    #: An unfinished report expires this many seconds after it was opened ...
+    open_ttl_seconds: int = 24 * 3600
+    #: ... or this many seconds after its last change, whichever is later.
+    idle_ttl_seconds: int = 3600
+    #: How often ``tipline serve`` purges expired unfinished reports, in seconds.
+    purge_interval_seconds: int = 300
+    #: Seconds a successful password check is remembered (argon2id costs ~90 ms).
+    auth_cache_seconds: int = 300
+    #: Number of uvicorn worker processes for ``tipline serve``.
+    workers: int = 1
+
+    @classmethod
+    def from_env(cls, data_dir: str | os.PathLike[str] | None = None, **overrides: object) -> Settings:
+        """Build settings from ``TIPLINE_*`` variables; explicit arguments win."""
+        base = Path(data_dir or os.environ.get("TIPLINE_DATA_DIR") or DEFAULT_DATA_DIR)
+        values: dict[str, object] = {
+            "data_dir": base.expanduser().resolve(),
+            "database_url": os.environ.get("TIPLINE_DATABASE_URL", ""),
+            "key_file": os.environ.get("TIPLINE_KEY_FILE", ""),
+        }
+        for f in fields(cls):
+            if f.type == "int" or f.type is int:
+                values[f.name] = _int(f"TIPLINE_{f.name.upper()}", f.default)  # type: ignore[arg-type]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'tipline.db'}"
+
+    @property
+    def effective_key_file(self) -> Path:
+        return Path(self.key_file) if self.key_file else self.data_dir / "keys" / "blob.key"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+
+def setting_env_names() -> list[str]:
+    """Every environment variable tipline reads (used by the docs test)."""
+    return [f"TIPLINE_{f.name.upper()}" for f in fields(Settings)]

@@ -1,0 +1,127 @@
+"""Reporter credentials: HTTP Basic passwords (argon2id) and API bearer tokens.
+
+argon2id is deliberately slow (~90 ms a check), and ISPWS clients send Basic auth on every
+request. ``Authenticator`` therefore memoises *successful* checks: the cache maps
+(credential row, stored hash, HMAC of the offered password under a per-process key) to
+"verified". It is a pure memo of ``argon2.verify``: a changed or disabled credential changes
+the row it is checked against, so it can never admit what the slow path would refuse
+(tests compare both paths).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from tipline.store.tables import Credential, Reporter
+
+_hasher = PasswordHasher()  # argon2id, t=3, m=64 MiB, p=4
+# A fixed hash to verify against when the username is unknown, so timing does not tell
+# an attacker which usernames exist.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+TOKEN_PREFIX = "tpl_"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated reporter."""
+
+    reporter_id: int
+    reporter_name: str
+    credential_id: int
+    username: str
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password_slow(stored_hash: str, password: str) -> bool:
+    """The reference check: argon2id verification, no cache."""
+    try:
+        return _hasher.verify(stored_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def new_token() -> tuple[str, str, str]:
+    """A new bearer token: (token to show once, lookup id, hash to store)."""
+    lookup = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    return f"{TOKEN_PREFIX}{lookup}_{secret}", lookup, hashlib.sha256(secret.encode()).hexdigest()
+
+
+class Authenticator:
+    """Checks Basic credentials and bearer tokens against the database."""
+
+    def __init__(self, sessions: sessionmaker[Session], cache_seconds: int = 300) -> None:
+        self._sessions = sessions
+        self._ttl = cache_seconds
+        self._pepper = secrets.token_bytes(32)  # per process: the cache never leaves memory
+        self._cache: dict[tuple[int, str, bytes], float] = {}
+        self._lock = threading.Lock()
+
+    def _lookup(self, kind: str, lookup: str) -> tuple[Credential, Reporter] | None:
+        with self._sessions() as s:
+            row = s.execute(
+                select(Credential, Reporter)
+                .join(Reporter, Reporter.id == Credential.reporter_id)
+                .where(Credential.kind == kind, Credential.lookup == lookup)
+            ).first()
+            if row is None:
+                return None
+            cred, rep = row
+            if cred.disabled_at is not None or not rep.enabled:
+                return None
+            return cred, rep
+
+    def basic(self, username: str, password: str, *, use_cache: bool = True) -> Principal | None:
+        found = self._lookup("basic", username)
+        if found is None:
+            verify_password_slow(_DUMMY_HASH, password)
+            return None
+        cred, rep = found
+        mac = hmac.new(self._pepper, password.encode("utf-8", "surrogatepass"), "sha256").digest()
+        key = (cred.id, cred.secret_hash, mac)
+        now = time.monotonic()
+        if use_cache:
+            with self._lock:
+                seen = self._cache.get(key)
+            if seen is not None and now - seen < self._ttl:
+                return Principal(rep.id, rep.name, cred.id, username)
+        if not verify_password_slow(cred.secret_hash, password):
+            return None
+        if use_cache and self._ttl > 0:
+            with self._lock:
+                if len(self._cache) > 10_000:
+                    self._cache.clear()
+                self._cache[key] = now
+        return Principal(rep.id, rep.name, cred.id, username)
+
+    def bearer(self, token: str) -> Principal | None:
+        if not token.startswith(TOKEN_PREFIX) or token.count("_") < 2:
+            return None
+        lookup, _, secret = token[len(TOKEN_PREFIX) :].partition("_")
+        found = self._lookup("bearer", lookup)
+        if found is None:
+            return None
+        cred, rep = found
+        offered = hashlib.sha256(secret.encode()).hexdigest()
+        if not hmac.compare_digest(offered, cred.secret_hash):
+            return None
+        return Principal(rep.id, rep.name, cred.id, f"token:{lookup}")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,472 @@
+"""Intake use cases: open, upload, fileinfo, finish, retract — shared by every protocol.
+
+Every method is one database transaction; it returns only after the commit, so whatever
+the caller acknowledges is durable. Errors are ``CybertipError`` with the ISPWS code; the
+JSON API and the web form translate them into their own protocols.
+
+Another reporter's report is answered exactly like a missing one (5001), so ids cannot be
+probed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import unicodedata
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from tipline.config import Settings
+from tipline.cybertip.codes import CybertipError, ResponseCode
+from tipline.cybertip.xml import Parsed, finish_rule_violations
+from tipline.model.report import FileDetails
+from tipline.model.report import Report as ReportModel
+from tipline.store.blobs import BlobStore, StoredBlob
+from tipline.store.db import transaction
+from tipline.store.tables import Blob, Document, File, Report, Reporter
+
+R = ResponseCode
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_file_id() -> str:
+    """32 lowercase hex characters that never look like a number to a naive XML parser.
+
+    A JavaScript client turns an all-digit id or one like "7e10" into a number; forcing the
+    first character into a–d or f (never e) rules out both.
+    """
+    raw = secrets.token_hex(16)
+    return "abcdf"[int(raw[0], 16) % 5] + raw[1:]
+
+
+def clean_file_name(name: str | None) -> str | None:
+    """A display name safe to store and show: no directories, no control characters."""
+    if name is None:
+        return None
+    name = unicodedata.normalize("NFC", name)
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
+    name = name.strip().lstrip(".") or None if name.strip() not in ("", ".", "..") else None
+    if name is None:
+        return None
+    return name[:255]
+
+
+@dataclass(frozen=True)
+class FileView:
+    id: str
+    file_name: str | None
+    media_type: str | None
+    size: int
+    md5: str
+    sha1: str
+    sha256: str
+    uploaded_at: datetime
+    details: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ReportView:
+    id: int
+    reporter: str
+    source: str
+    state: str
+    opened_at: datetime
+    last_change_at: datetime
+    expires_at: datetime | None
+    finished_at: datetime | None
+    retracted_at: datetime | None
+    incident_type: str | None
+    incident_at: datetime | None
+    escalation: str | None
+    document: dict[str, Any] | None
+    normalisations: list[Any]
+    files: list[FileView]
+
+    def as_json(self) -> dict[str, Any]:
+        def ts(v: datetime | None) -> str | None:
+            return v.isoformat() if v else None
+
+        return {
+            "reportId": self.id,
+            "reporter": self.reporter,
+            "source": self.source,
+            "state": self.state,
+            "openedAt": ts(self.opened_at),
+            "lastChangeAt": ts(self.last_change_at),
+            "expiresAt": ts(self.expires_at),
+            "finishedAt": ts(self.finished_at),
+            "retractedAt": ts(self.retracted_at),
+            "incidentType": self.incident_type,
+            "incidentDateTime": ts(self.incident_at),
+            "escalation": self.escalation,
+            "normalisations": self.normalisations,
+            "report": self.document,
+            "files": [
+                {
+                    "fileId": f.id,
+                    "fileName": f.file_name,
+                    "mediaType": f.media_type,
+                    "size": f.size,
+                    "md5": f.md5,
+                    "sha1": f.sha1,
+                    "sha256": f.sha256,
+                    "uploadedAt": ts(f.uploaded_at),
+                    "fileDetails": f.details,
+                }
+                for f in self.files
+            ],
+        }
+
+
+class Intake:
+    """The intake use cases over one database and one blob store."""
+
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session], blobs: BlobStore):
+        self.settings = settings
+        self.sessions = sessions
+        self.blobs = blobs
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _expiry(self, opened: datetime, last_change: datetime) -> datetime:
+        return max(
+            opened + timedelta(seconds=self.settings.open_ttl_seconds),
+            last_change + timedelta(seconds=self.settings.idle_ttl_seconds),
+        )
+
+    def _owned(self, s: Session, reporter_id: int, report_id: int, *, lock: bool) -> Report:
+        """The caller's report, or 5001 — also for another reporter's or an expired one."""
+        q = select(Report).where(Report.id == report_id, Report.reporter_id == reporter_id)
+        if lock:
+            q = q.with_for_update()
+        rep = s.execute(q).scalar_one_or_none()
+        if rep is None or rep.state == "expired":
+            raise CybertipError(R.REPORT_NOT_FOUND)
+        if rep.state == "open" and rep.expires_at is not None and rep.expires_at <= utcnow():
+            raise CybertipError(R.REPORT_NOT_FOUND, "the unfinished report has expired")
+        return rep
+
+    @staticmethod
+    def _require_open(rep: Report) -> None:
+        if rep.state == "retracted":
+            raise CybertipError(R.REPORT_RETRACTED)
+        if rep.state == "finished":
+            raise CybertipError(R.REPORT_FINISHED)
+
+    @staticmethod
+    def _document(
+        s: Session, report_id: int, kind: str, body: bytes, content_type: str | None,
+        now: datetime, file_id: str | None = None,
+    ) -> None:
+        s.add(
+            Document(
+                report_id=report_id, file_id=file_id, kind=kind, content_type=content_type,
+                received_at=now, sha256=hashlib.sha256(body).hexdigest(), body=body,
+            )
+        )
+
+    # -- use cases -------------------------------------------------------------------------
+
+    def open_report(
+        self,
+        reporter_id: int,
+        parsed: Parsed[ReportModel],
+        *,
+        source: str,
+        body: bytes,
+        content_type: str | None,
+        document_kind: str = "submit",
+        idempotency_key: str | None = None,
+        receipt_hash: str | None = None,
+    ) -> tuple[int, bool]:
+        """Open a report. Returns (reportId, created); created is False on an idempotent replay."""
+        report = parsed.value
+        now = utcnow()
+        body_sha = hashlib.sha256(body).hexdigest()
+        if idempotency_key is not None:
+            existing = self._replay(reporter_id, idempotency_key, body_sha)
+            if existing is not None:
+                return existing, False
+        try:
+            with transaction(self.sessions) as s:
+                rep = Report(
+                    reporter_id=reporter_id, source=source, state="open", opened_at=now,
+                    last_change_at=now, expires_at=self._expiry(now, now),
+                    incident_type=report.incident_type, incident_at=_aware(report.incident_datetime),
+                    escalation=report.escalation, batched=report.batchedReport is not None,
+                    document=report.model_dump(mode="json", exclude_defaults=True),
+                    normalisations=list(parsed.normalisations), idempotency_key=idempotency_key,
+                    receipt_hash=receipt_hash,
+                )
+                s.add(rep)
+                s.flush()
+                self._document(s, rep.id, document_kind, body, content_type, now)
+                return rep.id, True
+        except IntegrityError:
+            # Two requests with one key raced; the loser answers with the winner's report.
+            if idempotency_key is None:
+                raise
+            existing = self._replay(reporter_id, idempotency_key, body_sha)
+            if existing is None:
+                raise
+            return existing, False
+
+    def _replay(self, reporter_id: int, key: str, body_sha: str) -> int | None:
+        with self.sessions() as s:
+            row = s.execute(
+                select(Report.id, Report.state).where(
+                    Report.reporter_id == reporter_id, Report.idempotency_key == key
+                )
+            ).first()
+            if row is None:
+                return None
+            first = s.execute(
+                select(Document.sha256).where(Document.report_id == row.id).order_by(Document.id)
+            ).scalar()
+        if first is not None and first != body_sha:
+            raise CybertipError(
+                R.INVALID_REQUEST,
+                f"idempotency key {key!r} was already used for a different request body",
+            )
+        return int(row.id)
+
+    def attach_file(
+        self,
+        reporter_id: int,
+        report_id: int,
+        blob: StoredBlob,
+        *,
+        file_name: str | None,
+        media_type: str | None,
+    ) -> str:
+        """Record an uploaded (already durable) blob as a file of an open report."""
+        for attempt in range(3):
+            try:
+                return self._attach(reporter_id, report_id, blob, file_name, media_type)
+            except IntegrityError:
+                # A concurrent upload of the same bytes inserted the blob row first.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _attach(
+        self, reporter_id: int, report_id: int, blob: StoredBlob,
+        file_name: str | None, media_type: str | None,
+    ) -> str:
+        now = utcnow()
+        with transaction(self.sessions) as s:
+            rep = self._owned(s, reporter_id, report_id, lock=True)
+            self._require_open(rep)
+            rep.last_change_at = now
+            rep.expires_at = self._expiry(rep.opened_at, now)
+            # Locking the blob row orders us against purge_expired deleting the same content.
+            if s.get(Blob, blob.sha256, with_for_update=True) is None:
+                s.add(Blob(sha256=blob.sha256, size=blob.size, stored_name=blob.stored_name,
+                           created_at=now))
+            if not self.blobs.exists(blob.stored_name):
+                # A purge removed identical content between our write and this commit.
+                raise CybertipError(R.UPLOAD_FAILED, "storage changed during upload; retry")
+            seq = s.execute(
+                select(func.coalesce(func.max(File.seq), 0)).where(File.report_id == report_id)
+            ).scalar_one()
+            fid = new_file_id()
+            s.add(
+                File(
+                    id=fid, report_id=report_id, seq=int(seq) + 1,
+                    file_name=clean_file_name(file_name),
+                    media_type=(media_type or None) and media_type[:255], size=blob.size,
+                    md5=blob.md5, sha1=blob.sha1, sha256=blob.sha256, uploaded_at=now,
+                )
+            )
+            s.flush()
+            return fid
+
+    def file_info(
+        self, reporter_id: int, parsed: Parsed[FileDetails], *, body: bytes, content_type: str | None
+    ) -> tuple[int, str]:
+        """Attach a fileDetails document to a file of an open report."""
+        fd = parsed.value
+        now = utcnow()
+        report_id, file_id = int(fd.reportId), str(fd.fileId)
+        with transaction(self.sessions) as s:
+            rep = self._owned(s, reporter_id, report_id, lock=True)
+            self._require_open(rep)
+            f = s.get(File, file_id)
+            if f is None or f.report_id != report_id:
+                # A file of another report is, for this report, a file that does not exist.
+                raise CybertipError(R.FILE_NOT_FOUND)
+            rep.last_change_at = now
+            rep.expires_at = self._expiry(rep.opened_at, now)
+            f.details = fd.model_dump(mode="json", exclude_defaults=True)
+            f.details_at = now
+            f.file_relevance = fd.fileRelevance
+            f.viewed_by_esp = fd.fileViewedByEsp
+            f.industry_classification = fd.industryClassification
+            self._document(s, report_id, "fileinfo", body, content_type, now, file_id=file_id)
+            return report_id, file_id
+
+    def finish(self, reporter_id: int, report_id: int) -> list[str]:
+        """File the report. Returns its fileIds in upload order."""
+        now = utcnow()
+        with transaction(self.sessions) as s:
+            rep = self._owned(s, reporter_id, report_id, lock=True)
+            self._require_open(rep)
+            files = list(s.execute(
+                select(File).where(File.report_id == report_id).order_by(File.seq)
+            ).scalars())
+            problems: list[str] = []
+            for f in files:
+                if f.details:
+                    for p in finish_rule_violations(FileDetails.model_validate(f.details)):
+                        problems.append(f"file {f.id}: {p}")
+            if problems:
+                raise CybertipError(R.VALIDATION_FAILED, "; ".join(problems))
+            # Conditional update: of a concurrent finish and retract exactly one wins.
+            won = s.execute(
+                update(Report)
+                .where(Report.id == report_id, Report.state == "open")
+                .values(state="finished", finished_at=now, last_change_at=now, expires_at=None)
+            ).rowcount
+            if won != 1:
+                raise CybertipError(R.UPDATE_FAILED, "the report changed state concurrently")
+            return [f.id for f in files]
+
+    def retract(self, reporter_id: int, report_id: int) -> None:
+        now = utcnow()
+        with transaction(self.sessions) as s:
+            rep = self._owned(s, reporter_id, report_id, lock=True)
+            self._require_open(rep)
+            won = s.execute(
+                update(Report)
+                .where(Report.id == report_id, Report.state == "open")
+                .values(state="retracted", retracted_at=now, last_change_at=now, expires_at=None)
+            ).rowcount
+            if won != 1:
+                raise CybertipError(R.UPDATE_FAILED, "the report changed state concurrently")
+
+    def add_document(self, report_id: int, kind: str, body: bytes, content_type: str | None) -> None:
+        """Keep an addendum (e.g. a public reporter's later information) with the report."""
+        now = utcnow()
+        with transaction(self.sessions) as s:
+            self._document(s, report_id, kind, body, content_type, now)
+            s.execute(update(Report).where(Report.id == report_id).values(last_change_at=now))
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def view(self, report_id: int, reporter_id: int | None = None) -> ReportView | None:
+        """A report with its files; ``reporter_id`` scopes it to one reporter (None: operator)."""
+        with self.sessions() as s:
+            q = select(Report, Reporter.name).join(Reporter).where(Report.id == report_id)
+            if reporter_id is not None:
+                q = q.where(Report.reporter_id == reporter_id)
+            row = s.execute(q).first()
+            if row is None:
+                return None
+            rep, name = row
+            if reporter_id is not None and rep.state == "expired":
+                return None
+            files = s.execute(
+                select(File).where(File.report_id == report_id).order_by(File.seq)
+            ).scalars()
+            return ReportView(
+                id=rep.id, reporter=name, source=rep.source, state=rep.state,
+                opened_at=rep.opened_at, last_change_at=rep.last_change_at,
+                expires_at=rep.expires_at, finished_at=rep.finished_at,
+                retracted_at=rep.retracted_at, incident_type=rep.incident_type,
+                incident_at=rep.incident_at, escalation=rep.escalation, document=rep.document,
+                normalisations=list(rep.normalisations or []),
+                files=[
+                    FileView(f.id, f.file_name, f.media_type, f.size, f.md5, f.sha1, f.sha256,
+                             f.uploaded_at, f.details)
+                    for f in files
+                ],
+            )
+
+    def list_reports(
+        self, reporter_id: int | None = None, *, limit: int = 100, state: str | None = None
+    ) -> list[dict[str, Any]]:
+        with self.sessions() as s:
+            q = (
+                select(Report.id, Reporter.name, Report.source, Report.state, Report.opened_at,
+                       Report.finished_at, Report.incident_type,
+                       select(func.count(File.id)).where(File.report_id == Report.id)
+                       .scalar_subquery().label("files"))
+                .join(Reporter)
+                .order_by(Report.id.desc())
+                .limit(limit)
+            )
+            if reporter_id is not None:
+                q = q.where(Report.reporter_id == reporter_id, Report.state != "expired")
+            if state is not None:
+                q = q.where(Report.state == state)
+            return [
+                {
+                    "reportId": r.id, "reporter": r.name, "source": r.source, "state": r.state,
+                    "openedAt": r.opened_at.isoformat(),
+                    "finishedAt": r.finished_at.isoformat() if r.finished_at else None,
+                    "incidentType": r.incident_type, "files": r.files,
+                }
+                for r in s.execute(q)
+            ]
+
+    def read_file(self, file_id: str) -> bytes:
+        with self.sessions() as s:
+            f = s.get(File, file_id)
+            if f is None:
+                raise KeyError(file_id)
+            blob = s.get(Blob, f.sha256)
+            assert blob is not None
+            return self.blobs.read(blob.stored_name)
+
+    # -- expiry ----------------------------------------------------------------------------
+
+    def purge_expired(self, now: datetime | None = None) -> int:
+        """Purge unfinished reports past their expiry, with their files and documents.
+
+        The report row stays as a tombstone in state ``expired`` so its id is never reused
+        and counts stay honest; its content is gone.
+        """
+        now = now or utcnow()
+        purged = 0
+        with transaction(self.sessions) as s:
+            ids = list(s.execute(
+                select(Report.id).where(Report.state == "open", Report.expires_at <= now)
+                .with_for_update(skip_locked=True)
+            ).scalars())
+            if not ids:
+                return 0
+            shas = set(s.execute(select(File.sha256).where(File.report_id.in_(ids))).scalars())
+            s.execute(delete(File).where(File.report_id.in_(ids)))
+            s.execute(delete(Document).where(Document.report_id.in_(ids)))
+            s.execute(
+                update(Report).where(Report.id.in_(ids), Report.state == "open")
+                .values(state="expired", document=None, expires_at=None)
+            )
+            purged = len(ids)
+            for sha in shas:
+                blob = s.get(Blob, sha, with_for_update=True)
+                if blob is None:
+                    continue
+                still = s.execute(select(func.count()).where(File.sha256 == sha)).scalar_one()
+                if still == 0:
+                    # Unlink under the row lock: a concurrent upload of the same bytes waits,
+                    # then sees the content gone and asks its client to retry.
+                    self.blobs.delete(blob.stored_name)
+                    s.delete(blob)
+        return purged
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    # xs:dateTime may come without a zone; such a time is taken as UTC for storage only.
+    if dt is None:
+        return None
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)

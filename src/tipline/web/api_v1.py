@@ -1,0 +1,8 @@
+"""JSON API (placeholder module until the JSON API lands; installs nothing)."""
+from fastapi import FastAPI
+
+from tipline.runtime import Runtime
+
+
+def install(app: FastAPI, rt: Runtime) -> None:
+    return None

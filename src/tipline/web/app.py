@@ -1,0 +1,105 @@
+"""The ASGI application: ISPWS compatibility, the JSON API and the public pages."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tipline import __version__
+from tipline.config import Settings
+from tipline.runtime import Runtime
+from tipline.web import ispws
+
+log = logging.getLogger("tipline")
+
+
+class RequestIdMiddleware:
+    """Adds a ``Request-ID`` header to every response (clients quote it to support).
+
+    Plain ASGI rather than BaseHTTPMiddleware, which would buffer streamed uploads.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = secrets.token_hex(12)
+        scope["request_id"] = rid
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"request-id", rid.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+async def _purge_loop(rt: Runtime) -> None:
+    while True:
+        await asyncio.sleep(rt.settings.purge_interval_seconds)
+        try:
+            n = await asyncio.to_thread(rt.intake.purge_expired)
+            if n:
+                log.info("purged %d expired unfinished reports", n)
+        except Exception:
+            log.exception("purge of expired reports failed; will retry")
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    """Build the app for ``settings`` (or an already open ``runtime``)."""
+    rt = runtime or Runtime.open(settings or Settings.from_env())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_purge_loop(rt))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app = FastAPI(
+        title="tipline",
+        version=__version__,
+        summary="CyberTipline-compatible intake: ISPWS XML, JSON API and a public report form.",
+        lifespan=lifespan,
+        docs_url="/api/v1/docs",
+        openapi_url="/api/v1/openapi.json",
+        redoc_url=None,
+    )
+    app.state.runtime = rt
+    ispws_router = ispws.router(rt)
+    app.include_router(ispws_router, prefix="/ispws", include_in_schema=False)
+    # Some integrations are configured with a bare host as base URL.
+    app.include_router(ispws_router, include_in_schema=False)
+    _include_optional(app, rt)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def _include_optional(app: FastAPI, rt: Runtime) -> None:
+    """Routers for the JSON API and the public pages."""
+    from tipline.web import api_v1, public
+
+    api_v1.install(app, rt)
+    public.install(app, rt)
+
+
+def app_factory() -> Any:
+    """Entry point for ``uvicorn --factory tipline.web.app:app_factory`` (settings from env)."""
+    logging.basicConfig(level=logging.INFO)
+    return create_app(Settings.from_env())

@@ -1,0 +1,166 @@
+"""Request body helpers shared by the protocols: capped reads and streaming multipart.
+
+Starlette's own form parser spools large file parts to a temporary file in plaintext; the
+streaming parser here hands each chunk straight to the encrypting blob writer instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import Request
+
+
+class BodyTooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body exceeds the limit of {limit} bytes")
+        self.limit = limit
+
+
+class BadForm(Exception):
+    """The body is not a form we can read (bad multipart framing, wrong content type)."""
+
+
+async def read_capped(request: Request, limit: int) -> bytes:
+    """The whole body, refusing (before reading it all) anything longer than ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@dataclass
+class Part:
+    name: str | None = None
+    filename: str | None = None
+    content_type: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+FileSink = Callable[[Part], Callable[[bytes], None]]
+
+
+def _decode_field(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadForm("form field is not valid UTF-8") from exc
+
+
+async def stream_form(
+    request: Request,
+    *,
+    on_file: FileSink | None,
+    field_limit: int = 64 * 1024,
+) -> tuple[dict[str, str], list[Part]]:
+    """Read a multipart or urlencoded form.
+
+    Text fields are collected (each at most ``field_limit`` bytes). For a part with a
+    filename, ``on_file(part)`` returns a writer that receives the part's bytes as they
+    arrive; without ``on_file`` a file part is an error. Returns (fields, file parts).
+    """
+    ctype, params = parse_options_header(request.headers.get("content-type", ""))
+    if ctype == b"application/x-www-form-urlencoded" or (not ctype and request.method == "POST"):
+        body = await read_capped(request, field_limit)
+        try:
+            parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+        except UnicodeDecodeError as exc:
+            raise BadForm("form body is not valid UTF-8") from exc
+        return {k: v[0] for k, v in parsed.items()}, []
+    if ctype != b"multipart/form-data":
+        raise BadForm(f"expected a multipart or urlencoded form, got {ctype.decode(errors='replace')!r}")
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise BadForm("multipart body without a boundary")
+
+    fields: dict[str, str] = {}
+    files: list[Part] = []
+    current = Part()
+    header_name = bytearray()
+    header_value = bytearray()
+    field_buf = bytearray()
+    sink: Callable[[bytes], None] | None = None
+    errors: list[Exception] = []
+
+    def on_part_begin() -> None:
+        nonlocal current, sink
+        current = Part()
+        sink = None
+        field_buf.clear()
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        header_name.extend(data[start:end])
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        header_value.extend(data[start:end])
+
+    def on_header_end() -> None:
+        name = header_name.decode("latin-1").lower()
+        value = header_value.decode("utf-8", "replace")
+        current.headers[name] = value
+        header_name.clear()
+        header_value.clear()
+
+    def on_headers_finished() -> None:
+        nonlocal sink
+        disp, opts = parse_options_header(current.headers.get("content-disposition", ""))
+        if b"name" in opts:
+            current.name = opts[b"name"].decode("utf-8", "replace")
+        if b"filename" in opts:
+            current.filename = opts[b"filename"].decode("utf-8", "replace")
+        current.content_type = current.headers.get("content-type")
+        if current.filename is not None:
+            if on_file is None:
+                raise BadForm("this request takes no file part")
+            sink = on_file(current)
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        if sink is not None:
+            sink(data[start:end])
+        else:
+            field_buf.extend(data[start:end])
+            if len(field_buf) > field_limit:
+                raise BadForm(f"form field {current.name!r} exceeds {field_limit} bytes")
+
+    def on_part_end() -> None:
+        if current.filename is not None:
+            files.append(current)
+        elif current.name is not None:
+            fields[current.name] = _decode_field(bytes(field_buf))
+
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_part_begin": on_part_begin,
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_headers_finished": on_headers_finished,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+        },
+    )
+    try:
+        async for chunk in request.stream():
+            parser.write(chunk)
+        parser.finalize()
+    except (BadForm, BodyTooLarge):
+        raise
+    except Exception as exc:  # python-multipart raises its own errors on broken framing
+        if errors:
+            raise errors[0] from exc
+        # Sink errors (size limit, disk) propagate as themselves so callers can map them.
+        if exc.__class__.__module__.startswith("python_multipart"):
+            raise BadForm(f"malformed multipart body: {exc}") from exc
+        raise
+    return fields, files

@@ -1,0 +1,234 @@
+"""The CyberTipline Reporting API ("ISPWS"), wire-compatible with NCMEC's server.
+
+Rules (CYBERTIPLINE_API.md sections 1 and 3): HTTP 401 only for bad credentials, HTTP 200
+with a response code for every application outcome, one-line namespace-free XML, a
+non-empty responseDescription, reportId echoed on errors, and ``/finish`` always answering
+``reportDoneResponse``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from tipline.cybertip import xml as cxml
+from tipline.cybertip.codes import CybertipError, ResponseCode
+from tipline.cybertip.responses import CONTENT_TYPE, report_done_response, report_response
+from tipline.intake.credentials import Principal
+from tipline.runtime import Runtime
+from tipline.store.blobs import BlobTooLarge, BlobWriter
+from tipline.web.forms import BadForm, BodyTooLarge, Part, read_capped, stream_form
+
+log = logging.getLogger("tipline.ispws")
+R = ResponseCode
+REALM = 'Basic realm="ESP Web Services"'
+_REPORT_ID_IN_XML = re.compile(rb"<reportId>\s*([0-9]{1,18})\s*</reportId>")
+
+
+def xml_response(body: bytes, status: int = 200) -> Response:
+    return Response(content=body, status_code=status, media_type=None,
+                    headers={"Content-Type": CONTENT_TYPE})
+
+
+def unauthorized() -> Response:
+    resp = xml_response(report_response(R.AUTHENTICATION_REQUIRED), 401)
+    resp.headers["WWW-Authenticate"] = REALM
+    return resp
+
+
+def basic_credentials(request: Request) -> tuple[str, str] | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic" or not value:
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep else None
+
+
+async def authenticate(rt: Runtime, request: Request) -> Principal | None:
+    creds = basic_credentials(request)
+    if creds is None:
+        return None
+    return await run_in_threadpool(rt.auth.basic, *creds)
+
+
+def parse_report_id(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    raw = raw.strip()
+    if not raw.isdigit() or len(raw) > 18:
+        return None
+    return int(raw)
+
+
+def router(rt: Runtime) -> APIRouter:
+    api = APIRouter()
+    limits = rt.settings
+
+    async def guarded(
+        request: Request,
+        handler: Callable[[Principal], Awaitable[Response]],
+        on_error: Callable[[CybertipError], Response],
+    ) -> Response:
+        principal = await authenticate(rt, request)
+        if principal is None:
+            return unauthorized()
+        try:
+            return await handler(principal)
+        except CybertipError as err:
+            return on_error(err)
+        except Exception:
+            # Never a 500 or a trace on the wire: the client gets a code, the log the detail.
+            log.exception("ISPWS %s failed (request %s)", request.url.path,
+                          request.scope.get("request_id"))
+            return on_error(CybertipError(R.SERVER_ERROR,
+                                          f"request {request.scope.get('request_id')} failed; retry"))
+
+    @api.get("/status")
+    async def status(request: Request) -> Response:
+        async def handle(p: Principal) -> Response:
+            ip = request.client.host if request.client else "unknown"
+            return xml_response(report_response(
+                R.SUCCESS, f"Remote User : {p.username}, Remote Ip : {ip}"))
+
+        return await guarded(request, handle, lambda e: xml_response(report_response(e.code, e.description)))
+
+    @api.post("/submit")
+    async def submit(request: Request) -> Response:
+        async def handle(p: Principal) -> Response:
+            try:
+                body = await read_capped(request, limits.max_document_bytes)
+            except BodyTooLarge as exc:
+                raise CybertipError(R.MALFORMED_XML, str(exc)) from exc
+            parsed = await run_in_threadpool(cxml.parse_report, body)
+            report_id, _ = await run_in_threadpool(
+                rt.intake.open_report, p.reporter_id, parsed, source="ispws", body=body,
+                content_type=request.headers.get("content-type"),
+            )
+            return xml_response(report_response(R.SUCCESS, report_id=report_id))
+
+        return await guarded(request, handle, lambda e: xml_response(report_response(e.code, e.description)))
+
+    @api.post("/upload")
+    async def upload(request: Request) -> Response:
+        fields: dict[str, str] = {}
+
+        async def handle(p: Principal) -> Response:
+            nonlocal fields
+            writer: BlobWriter | None = None
+            part_count = 0
+
+            def on_file(part: Part) -> Callable[[bytes], None]:
+                nonlocal writer, part_count
+                part_count += 1
+                if part.name != "file" or writer is not None:
+                    raise BadForm("one file part, named 'file', is expected")
+                writer = rt.blobs.writer(limits.max_upload_bytes)
+                return writer.write
+
+            try:
+                try:
+                    fields, parts = await stream_form(request, on_file=on_file)
+                except BlobTooLarge as exc:
+                    raise CybertipError(R.MALFORMED_FILE, str(exc)) from exc
+                except (BadForm, BodyTooLarge) as exc:
+                    raise CybertipError(R.MALFORMED_FILE, str(exc)) from exc
+                report_id = parse_report_id(fields.get("id"))
+                if report_id is None:
+                    raise CybertipError(R.INVALID_REQUEST, "form field 'id' (the reportId) is missing or not a number")
+                if writer is None:
+                    raise CybertipError(R.MALFORMED_FILE, "no file part named 'file' in the upload")
+                w: BlobWriter = writer
+                stored = await run_in_threadpool(w.commit)
+                part = parts[0]
+                file_id = await run_in_threadpool(
+                    rt.intake.attach_file, p.reporter_id, report_id, stored,
+                    file_name=part.filename, media_type=part.content_type,
+                )
+                return xml_response(report_response(
+                    R.SUCCESS, report_id=report_id, file_id=file_id, md5=stored.md5))
+            finally:
+                if writer is not None:
+                    writer.abort()
+
+        def on_error(e: CybertipError) -> Response:
+            return xml_response(report_response(
+                e.code, e.description, report_id=parse_report_id(fields.get("id"))))
+
+        return await guarded(request, handle, on_error)
+
+    @api.post("/fileinfo")
+    async def fileinfo(request: Request) -> Response:
+        body = b""
+
+        async def handle(p: Principal) -> Response:
+            nonlocal body
+            try:
+                body = await read_capped(request, limits.max_document_bytes)
+            except BodyTooLarge as exc:
+                raise CybertipError(R.MALFORMED_XML, str(exc)) from exc
+            parsed = await run_in_threadpool(cxml.parse_file_details, body)
+            report_id, file_id = await run_in_threadpool(
+                rt.intake.file_info, p.reporter_id, parsed, body=body,
+                content_type=request.headers.get("content-type"),
+            )
+            return xml_response(report_response(R.SUCCESS, report_id=report_id, file_id=file_id))
+
+        def on_error(e: CybertipError) -> Response:
+            m = _REPORT_ID_IN_XML.search(body[:65536])
+            rid = int(m.group(1)) if m else None
+            return xml_response(report_response(e.code, e.description, report_id=rid))
+
+        return await guarded(request, handle, on_error)
+
+    async def id_form(request: Request) -> int:
+        try:
+            fields, _ = await stream_form(request, on_file=None)
+        except (BadForm, BodyTooLarge) as exc:
+            raise CybertipError(R.INVALID_REQUEST, str(exc)) from exc
+        raw = fields.get("id", request.query_params.get("id"))
+        report_id = parse_report_id(raw)
+        if report_id is None:
+            raise CybertipError(R.INVALID_REQUEST, "form field 'id' (the reportId) is missing or not a number")
+        request.scope["tipline.report_id"] = report_id
+        return report_id
+
+    @api.post("/finish")
+    async def finish(request: Request) -> Response:
+        async def handle(p: Principal) -> Response:
+            report_id = await id_form(request)
+            files = await run_in_threadpool(rt.intake.finish, p.reporter_id, report_id)
+            return xml_response(report_done_response(R.SUCCESS, report_id, files))
+
+        def on_error(e: CybertipError) -> Response:
+            # reportDoneResponse has no description; the detail goes to the log for support.
+            if e.detail:
+                log.info("finish rejected (request %s): %s", request.scope.get("request_id"), e.description)
+            return xml_response(report_done_response(e.code, request.scope.get("tipline.report_id", 0), []))
+
+        return await guarded(request, handle, on_error)
+
+    @api.post("/retract")
+    async def retract(request: Request) -> Response:
+        async def handle(p: Principal) -> Response:
+            report_id = await id_form(request)
+            await run_in_threadpool(rt.intake.retract, p.reporter_id, report_id)
+            return xml_response(report_response(R.SUCCESS, report_id=report_id))
+
+        def on_error(e: CybertipError) -> Response:
+            return xml_response(report_response(
+                e.code, e.description, report_id=request.scope.get("tipline.report_id")))
+
+        return await guarded(request, handle, on_error)
+
+    return api
