@@ -418,6 +418,29 @@ class Intake:
                 for r in s.execute(q)
             ]
 
+    def report_id_for_receipt(self, receipt_hash: str) -> int | None:
+        """The public report whose receipt code hashes to ``receipt_hash``, if any."""
+        with self.sessions() as s:
+            rid = s.execute(
+                select(Report.id).where(Report.receipt_hash == receipt_hash, Report.state != "expired")
+            ).scalar_one_or_none()
+            return int(rid) if rid is not None else None
+
+    def public_reporter_id(self, name: str = "Public (web form)") -> int:
+        """The reporter row that stands for anonymous members of the public (created once)."""
+        with self.sessions() as s:
+            rid = s.execute(select(Reporter.id).where(Reporter.name == name)).scalar_one_or_none()
+        if rid is not None:
+            return int(rid)
+        try:
+            with transaction(self.sessions) as s:
+                rep = Reporter(name=name, kind="public", enabled=True, created_at=utcnow())
+                s.add(rep)
+                s.flush()
+                return rep.id
+        except IntegrityError:
+            return self.public_reporter_id(name)
+
     def read_file(self, file_id: str) -> bytes:
         with self.sessions() as s:
             f = s.get(File, file_id)
