@@ -23,7 +23,14 @@ from tipline.cli import add_esp, do_init
 from tipline.config import Settings
 from tipline.runtime import Runtime
 
-PG_BIN = Path(os.environ.get("TIPLINE_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+def _pg_bin() -> Path:
+    if "TIPLINE_TEST_PG_BIN" in os.environ:
+        return Path(os.environ["TIPLINE_TEST_PG_BIN"])
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _pg_bin()
 REQUIRE_PG = os.environ.get("TIPLINE_TEST_REQUIRE_PG") == "1"
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

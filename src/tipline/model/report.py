@@ -41,7 +41,9 @@ FileRelevance = Literal["Reported", "Supplemental Reported"]
 EmailType = Literal["Home", "Work", "Business", "Recovery"]
 PhoneType = Literal["Mobile", "Home", "Business", "Work", "Fax", "Internet", "Recovery"]
 AddressType = Literal["Home", "Business", "Billing", "Shipping", "Technical"]
-AssociatedAccountType = Literal["Billing", "Linked", "Business", "Creator", "Parent/Guardian", "Other"]
+AssociatedAccountType = Literal[
+    "Billing", "Linked", "Business", "Creator", "Parent/Guardian", "Other"
+]
 MetadataType = Literal["EXIF", "HASH"]
 
 # ISO-3166 alpha-2 (including the obsolete AN) plus the pseudo-codes A1, A2, O1, AP, EU, FX,

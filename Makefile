@@ -1,0 +1,35 @@
+# tipline — the two commands the README promises, and a few helpers.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATA ?= $(CURDIR)/data
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+## Set everything up on the embedded default (SQLite + local encrypted files) and serve with demo data.
+demo: $(STAMP)
+	TIPLINE_DATA_DIR=$(DATA) $(BIN)/tipline demo
+
+## Run the whole test suite (SQLite and PostgreSQL; browser tests in Chromium), then lint and type-check.
+test: $(STAMP)
+	$(BIN)/pytest -q
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+
+## Intake benchmark (see benchmarks/README.md).
+bench: $(STAMP)
+	$(BIN)/python benchmarks/intake/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
