@@ -23,6 +23,7 @@ from tipline.cli import add_esp, do_init
 from tipline.config import Settings
 from tipline.runtime import Runtime
 
+
 def _pg_bin() -> Path:
     if "TIPLINE_TEST_PG_BIN" in os.environ:
         return Path(os.environ["TIPLINE_TEST_PG_BIN"])

@@ -127,7 +127,7 @@ def test_sigkill_loses_nothing_acknowledged(settings: Settings, tmp_path: Path) 
             assert view is not None, f"acknowledged report {rid} lost"
             if state == "finished":
                 assert view.state == "finished", (rid, view.state)
-        for fid, (rid, md5) in acked.files.items():
+        for fid, (_rid, md5) in acked.files.items():
             assert hashlib.md5(rt.intake.read_file(fid)).hexdigest() == md5, fid
         # Nothing half-written: every report has its submit document, every file its blob,
         # every blob row its ciphertext, and every ciphertext authenticates.

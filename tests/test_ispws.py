@@ -228,7 +228,7 @@ def test_concurrent_finish_and_retract(client: TestClient) -> None:
         rid = submit(client)
         results: dict[str, int] = {}
 
-        def call(path: str) -> None:
+        def call(path: str, rid: int = rid, results: dict[str, int] = results) -> None:
             results[path] = code(parse(client.post(f"/ispws/{path}", data={"id": str(rid)}, auth=ACME)))
 
         threads = [threading.Thread(target=call, args=(p,)) for p in ("finish", "retract")]

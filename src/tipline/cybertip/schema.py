@@ -145,7 +145,7 @@ STRICTER: dict[str, Stricter] = {
 Base = Literal["string", "token", "boolean", "dateTime", "date", "long", "int", "double"]
 
 
-class ValueError_(Exception):
+class LexicalError(Exception):
     """A lexical/value problem in one simple value (message without the path)."""
 
 
@@ -233,7 +233,7 @@ def _tz(text: str | None) -> timezone | None:
         return UTC
     hours, minutes = int(text[1:3]), int(text[4:6])
     if minutes > 59 or hours * 60 + minutes > 14 * 60:
-        raise ValueError_("the timezone offset must be between -14:00 and +14:00")
+        raise LexicalError("the timezone offset must be between -14:00 and +14:00")
     offset = timedelta(hours=hours, minutes=minutes)
     return timezone(-offset if text[0] == "-" else offset)
 
@@ -241,15 +241,15 @@ def _tz(text: str | None) -> timezone | None:
 def _ymd(y: str, mo: str, d: str) -> date:
     year = int(y)
     if year == 0 and not y.startswith("-"):
-        raise ValueError_("year 0000 does not exist")
+        raise LexicalError("year 0000 does not exist")
     if len(y.lstrip("-")) > 4 and y.lstrip("-")[0] == "0":
-        raise ValueError_("a year of more than 4 digits cannot start with 0")
+        raise LexicalError("a year of more than 4 digits cannot start with 0")
     if not 1 <= year <= 9999:
-        raise ValueError_("years outside 0001-9999 are not supported")
+        raise LexicalError("years outside 0001-9999 are not supported")
     try:
         return date(year, int(mo), int(d))
     except ValueError as exc:
-        raise ValueError_(f"not a real calendar date ({exc})") from None
+        raise LexicalError(f"not a real calendar date ({exc})") from None
 
 
 def _strip_for_dates(raw: str, notes: list[tuple[str, str]]) -> str:
@@ -263,7 +263,7 @@ def parse_datetime(raw: str, notes: list[tuple[str, str]]) -> datetime:
     text = _strip_for_dates(raw, notes)
     match = _DATETIME.fullmatch(text)
     if match is None:
-        raise ValueError_(
+        raise LexicalError(
             f"'{raw}' is not an xs:dateTime (expected e.g. 2024-01-31T13:45:00Z, "
             "2024-01-31T13:45:00.123-06:00)"
         )
@@ -274,7 +274,7 @@ def parse_datetime(raw: str, notes: list[tuple[str, str]]) -> datetime:
     if hour == 24 and minute == 0 and second == 0 and not frac.strip("0"):
         extra_day, hour = timedelta(days=1), 0  # 24:00:00 is midnight at the end of the day
     elif hour > 23 or minute > 59 or second > 59:
-        raise ValueError_(f"'{raw}' has an impossible time of day")
+        raise LexicalError(f"'{raw}' has an impossible time of day")
     else:
         extra_day = timedelta(0)
     if len(frac) > 6 and frac[6:].strip("0"):
@@ -285,7 +285,7 @@ def parse_datetime(raw: str, notes: list[tuple[str, str]]) -> datetime:
         try:
             value += extra_day
         except OverflowError:
-            raise ValueError_("years outside 0001-9999 are not supported") from None
+            raise LexicalError("years outside 0001-9999 are not supported") from None
     return value
 
 
@@ -293,7 +293,7 @@ def parse_date(raw: str, notes: list[tuple[str, str]]) -> date:
     text = _strip_for_dates(raw, notes)
     match = _DATE.fullmatch(text)
     if match is None:
-        raise ValueError_(f"'{raw}' is not an xs:date (expected e.g. 2009-05-31)")
+        raise LexicalError(f"'{raw}' is not an xs:date (expected e.g. 2009-05-31)")
     y, mo, d, tz = match.groups()
     value = _ymd(y, mo, d)
     if tz is not None:
@@ -306,7 +306,7 @@ def parse_simple(st: SimpleType, raw: str, notes: list[tuple[str, str]]) -> obje
     """Check one simple value against its type and return the typed value.
 
     ``notes`` receives ``(normalisation key, message)`` for every accepted variant.
-    Raises ``ValueError_`` with a message naming the problem.
+    Raises ``LexicalError`` with a message naming the problem.
     """
     base = st.base
     if base == "string":
@@ -326,9 +326,9 @@ def parse_simple(st: SimpleType, raw: str, notes: list[tuple[str, str]]) -> obje
                 guess = folded.get(stripped.casefold())
                 if guess is not None:
                     hint = f" (values are case-sensitive: did you mean '{guess}'?)"
-            raise ValueError_(f"'{raw}' is not one of {st.describe_values()}{hint}")
+            raise LexicalError(f"'{raw}' is not one of {st.describe_values()}{hint}")
         if st.pattern is not None and st.pattern.fullmatch(raw) is None:
-            raise ValueError_(f"'{raw}' does not match the pattern {st.pattern.pattern}")
+            raise LexicalError(f"'{raw}' does not match the pattern {st.pattern.pattern}")
         return raw
     if base == "token":
         return collapse(raw)
@@ -342,17 +342,17 @@ def parse_simple(st: SimpleType, raw: str, notes: list[tuple[str, str]]) -> obje
                     notes.append(("flag-value-form", f"'{raw}' read as true"))
                 return True
             if text in ("false", "0"):
-                raise ValueError_(
+                raise LexicalError(
                     f"a flag can only be true ('{raw}' given); leave the element out instead"
                 )
-            raise ValueError_(f"'{raw}' is not a flag value (write the element empty, or true)")
+            raise LexicalError(f"'{raw}' is not a flag value (write the element empty, or true)")
         text = collapse(raw)
         if text in ("true", "1"):
             return True
         if text in ("false", "0"):
             return False
         hint = " (booleans are lowercase)" if text.lower() in ("true", "false") else ""
-        raise ValueError_(f"'{raw}' is not an xs:boolean (true, false, 1 or 0){hint}")
+        raise LexicalError(f"'{raw}' is not an xs:boolean (true, false, 1 or 0){hint}")
     if base == "dateTime":
         return parse_datetime(raw, notes)
     if base == "date":
@@ -360,11 +360,11 @@ def parse_simple(st: SimpleType, raw: str, notes: list[tuple[str, str]]) -> obje
     if base in ("long", "int"):
         text = collapse(raw)
         if _INTEGER.fullmatch(text) is None:
-            raise ValueError_(f"'{raw}' is not an integer ({st.name})")
+            raise LexicalError(f"'{raw}' is not an integer ({st.name})")
         number = int(text)
         low, high = _INT_RANGE[base]
         if not low <= number <= high:
-            raise ValueError_(f"{text} is outside the range of {st.name} ({low} to {high})")
+            raise LexicalError(f"{text} is outside the range of {st.name} ({low} to {high})")
         return number
     # double
     text = collapse(raw)
@@ -375,7 +375,7 @@ def parse_simple(st: SimpleType, raw: str, notes: list[tuple[str, str]]) -> obje
     if text == "NaN":
         return math.nan
     if _DOUBLE.fullmatch(text) is None:
-        raise ValueError_(f"'{raw}' is not an xs:double (e.g. 40.7128, -74.006, 1.5E3)")
+        raise LexicalError(f"'{raw}' is not an xs:double (e.g. 40.7128, -74.006, 1.5E3)")
     return float(text)
 
 

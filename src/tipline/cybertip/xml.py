@@ -35,7 +35,7 @@ _XSI_ALLOWED = {f"{{{_XSI}}}schemaLocation", f"{{{_XSI}}}noNamespaceSchemaLocati
 _WS_ONLY = re.compile(r"[ \t\n\r]*")
 # Characters XML 1.0 cannot carry (checked when writing models that came from JSON).
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-_TOO_DEEP = etree.XPath("boolean(/" + "/".join(["*"] * (MAX_DEPTH + 1)) + ")")
+_TOO_DEEP_EXPR = "boolean(/" + "/".join(["*"] * (MAX_DEPTH + 1)) + ")"
 
 
 @dataclass(frozen=True)
@@ -51,9 +51,16 @@ class _Invalid(Exception):
         super().__init__(f"{path}: {message}")
 
 
-# lxml parsers must not be shared between threads; the web server runs sync handlers
-# in a thread pool, so each thread gets its own hardened parser.
+# lxml parsers (and compiled XPaths) must not be shared between threads; the web server
+# runs sync handlers in a thread pool, so each thread gets its own.
 _local = threading.local()
+
+
+def _too_deep(element: etree._Element) -> bool:
+    check: etree.XPath | None = getattr(_local, "too_deep", None)
+    if check is None:
+        check = _local.too_deep = etree.XPath(_TOO_DEEP_EXPR)
+    return bool(check(element))
 
 
 def _parser() -> etree.XMLParser:
@@ -95,7 +102,7 @@ def _load(body: bytes, root: s.Element) -> etree._Element:
         raise _malformed("DOCTYPE declarations (DTDs, entities) are not accepted")
     if element.tag != root.name:
         raise _malformed(f"root element is <{_show(element.tag)}>; expected <{root.name}>")
-    if _TOO_DEEP(element):
+    if _too_deep(element):
         raise _malformed(f"elements nested deeper than {MAX_DEPTH} levels")
     return element
 
@@ -125,7 +132,7 @@ class _Reader:
         found: list[tuple[str, str]] = []
         try:
             value = s.parse_simple(st, raw, found)
-        except s.ValueError_ as exc:
+        except s.LexicalError as exc:
             raise _Invalid(path, str(exc)) from None
         for key, message in found:
             self.notes.append(f"{path}: {message} [{key}]")
@@ -451,10 +458,7 @@ def _write(parent: etree._Element | None, decl: s.Element, value: Any, path: str
     el = etree.Element(decl.name) if parent is None else etree.SubElement(parent, decl.name)
     t = decl.type
     if isinstance(t, s.SimpleType):
-        if not (t.fixed_true and value is True):
-            el.text = _text(s.format_simple(t, value), path)
-        else:
-            el.text = "true"
+        el.text = _text(s.format_simple(t, value), path)  # a set flag is written "true"
         return el
     for attr in t.attributes:
         v = getattr(value, attr.name)

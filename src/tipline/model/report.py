@@ -20,7 +20,15 @@ import re
 from datetime import date, datetime
 from typing import Annotated, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    model_validator,
+)
 
 # --- enumerations -----------------------------------------------------------------------
 
@@ -101,6 +109,35 @@ def _collapse(value: str) -> str:
 
 
 Token = Annotated[str, AfterValidator(_collapse)]
+
+_LAX_DATETIME: TypeAdapter[datetime] = TypeAdapter(datetime)
+_LAX_DATE: TypeAdapter[date] = TypeAdapter(date)
+
+
+_ISO_DATETIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T.+")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _iso_datetime(value: object) -> object:
+    # Strict models still take ISO-8601 text, so a report stored as model_dump(mode="json")
+    # reloads with model_validate(); Unix times and date-only text stay rejected.
+    if isinstance(value, str):
+        if not _ISO_DATETIME.fullmatch(value):
+            raise ValueError("expected an ISO-8601 date-time such as 2024-03-05T14:30:00Z")
+        return _LAX_DATETIME.validate_python(value)
+    return value
+
+
+def _iso_date(value: object) -> object:
+    if isinstance(value, str):
+        if not _ISO_DATE.fullmatch(value):
+            raise ValueError("expected an ISO-8601 date such as 2009-05-31")
+        return _LAX_DATE.validate_python(value)
+    return value
+
+
+DateTime = Annotated[datetime, BeforeValidator(_iso_datetime)]
+Date = Annotated[date, BeforeValidator(_iso_date)]
 CountryCallingCode = Annotated[str, Field(pattern=r"^\+[0-9]{1,3}$")]
 PhoneExtension = Annotated[str, Field(pattern=r"^[0-9]+$")]
 
@@ -117,14 +154,14 @@ class Email(_Model):
     value: str
     type: EmailType | None = None
     verified: bool | None = None
-    verificationDate: datetime | None = None
+    verificationDate: DateTime | None = None
 
 
 class Phone(_Model):
     value: str
     type: PhoneType | None = None
     verified: bool | None = None
-    verificationDate: datetime | None = None
+    verificationDate: DateTime | None = None
     countryCallingCode: CountryCallingCode | None = None
     extension: PhoneExtension | None = None
 
@@ -154,13 +191,13 @@ class Person(_Model):
     email: list[Email] = []
     address: list[Address] = []
     age: Int32 | None = None
-    dateOfBirth: date | None = None
+    dateOfBirth: Date | None = None
 
 
 class IpCaptureEvent(_Model):
     ipAddress: str
     eventName: EventName | None = None
-    dateTime: datetime | None = None
+    dateTime: DateTime | None = None
     possibleProxy: bool | None = None
     port: Int32 | None = None
 
@@ -169,7 +206,7 @@ class DeviceId(_Model):
     idType: str
     idValue: str
     eventName: EventName | None = None
-    dateTime: datetime | None = None
+    dateTime: DateTime | None = None
 
 
 class EstimatedLocation(_Model):
@@ -177,22 +214,22 @@ class EstimatedLocation(_Model):
     region: str | None = None
     countryCode: Country | None = None
     verified: bool | None = None
-    timestamp: datetime | None = None
+    timestamp: DateTime | None = None
 
 
 class AccountTemporarilyDisabled(_Model):
     value: bool
-    disabledDate: datetime | None = None
+    disabledDate: DateTime | None = None
     userNotified: bool | None = None
-    userNotifiedDate: datetime | None = None
-    reenabledDate: datetime | None = None
+    userNotifiedDate: DateTime | None = None
+    reenabledDate: DateTime | None = None
 
 
 class AccountPermanentlyDisabled(_Model):
     value: bool
-    disabledDate: datetime | None = None
+    disabledDate: DateTime | None = None
     userNotified: bool | None = None
-    userNotifiedDate: datetime | None = None
+    userNotifiedDate: DateTime | None = None
 
 
 class AssociatedAccountPlatform(_Model):
@@ -206,7 +243,7 @@ class AssociatedAccount(_Model):
     middleName: str | None = None
     lastName: str | None = None
     approximateAge: Int32 | None = None
-    dateOfBirth: date | None = None
+    dateOfBirth: Date | None = None
     phone: list[Phone] = []
     email: list[Email] = []
     allEmailsReported: bool | None = None
@@ -248,7 +285,7 @@ class IncidentSummary(_Model):
     platform: str | None = None
     escalateToHighPriority: str | None = None
     reportAnnotations: ReportAnnotations | None = None
-    incidentDateTime: datetime
+    incidentDateTime: DateTime
     incidentDateTimeDescription: str | None = None
 
 
@@ -501,7 +538,7 @@ class FileDetails(_Model):
     fileId: Token
     fileName: str | None = None
     originalFileName: str | None = None
-    uploadedToEspTimestamp: datetime | None = None
+    uploadedToEspTimestamp: DateTime | None = None
     locationOfFile: str | None = None
     fileViewedByEsp: bool | None = None
     exifViewedByEsp: bool | None = None

@@ -54,6 +54,8 @@ async def _purge_loop(rt: Runtime) -> None:
             n = await asyncio.to_thread(rt.intake.purge_expired)
             if n:
                 log.info("purged %d expired unfinished reports", n)
+            # Partial uploads cut off by a crash were never acknowledged: drop their ciphertext.
+            await asyncio.to_thread(rt.blobs.sweep_tmp)
         except Exception:
             log.exception("purge of expired reports failed; will retry")
 
