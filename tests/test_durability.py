@@ -138,7 +138,7 @@ def test_sigkill_loses_nothing_acknowledged(settings: Settings, tmp_path: Path) 
                 assert rep.document is not None
             for f in s.execute(select(File)).scalars():
                 blob = s.get(Blob, f.sha256)
-                assert blob is not None
+                assert blob is not None and blob.stored_name is not None
                 assert hashlib.sha256(rt.blobs.read(blob.stored_name)).hexdigest() == f.sha256
     finally:
         rt.close()

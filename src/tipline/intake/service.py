@@ -15,9 +15,9 @@ import secrets
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import CursorResult, Result, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -269,9 +269,12 @@ class Intake:
             rep.last_change_at = now
             rep.expires_at = self._expiry(rep.opened_at, now)
             # Locking the blob row orders us against purge_expired deleting the same content.
-            if s.get(Blob, blob.sha256, with_for_update=True) is None:
+            row = s.get(Blob, blob.sha256, with_for_update=True)
+            if row is None:
                 s.add(Blob(sha256=blob.sha256, size=blob.size, stored_name=blob.stored_name,
-                           created_at=now))
+                           md5=blob.md5, sha1=blob.sha1, created_at=now))
+            elif row.stored_name is None:
+                row.stored_name = blob.stored_name  # known by hash until now; now we hold it
             if not self.blobs.exists(blob.stored_name):
                 # A purge removed identical content between our write and this commit.
                 raise CybertipError(R.UPLOAD_FAILED, "storage changed during upload; retry")
@@ -331,11 +334,11 @@ class Intake:
             if problems:
                 raise CybertipError(R.VALIDATION_FAILED, "; ".join(problems))
             # Conditional update: of a concurrent finish and retract exactly one wins.
-            won = s.execute(
+            won = _rowcount(s.execute(
                 update(Report)
                 .where(Report.id == report_id, Report.state == "open")
                 .values(state="finished", finished_at=now, last_change_at=now, expires_at=None)
-            ).rowcount
+            ))
             if won != 1:
                 raise CybertipError(R.UPDATE_FAILED, "the report changed state concurrently")
             return [f.id for f in files]
@@ -345,11 +348,11 @@ class Intake:
         with transaction(self.sessions) as s:
             rep = self._owned(s, reporter_id, report_id, lock=True)
             self._require_open(rep)
-            won = s.execute(
+            won = _rowcount(s.execute(
                 update(Report)
                 .where(Report.id == report_id, Report.state == "open")
                 .values(state="retracted", retracted_at=now, last_change_at=now, expires_at=None)
-            ).rowcount
+            ))
             if won != 1:
                 raise CybertipError(R.UPDATE_FAILED, "the report changed state concurrently")
 
@@ -447,7 +450,8 @@ class Intake:
             if f is None:
                 raise KeyError(file_id)
             blob = s.get(Blob, f.sha256)
-            assert blob is not None
+            if blob is None or blob.stored_name is None:
+                raise KeyError(f"{file_id}: content not held (hashes only)")
             return self.blobs.read(blob.stored_name)
 
     # -- expiry ----------------------------------------------------------------------------
@@ -483,9 +487,14 @@ class Intake:
                 if still == 0:
                     # Unlink under the row lock: a concurrent upload of the same bytes waits,
                     # then sees the content gone and asks its client to retry.
-                    self.blobs.delete(blob.stored_name)
+                    if blob.stored_name is not None:
+                        self.blobs.delete(blob.stored_name)
                     s.delete(blob)
         return purged
+
+
+def _rowcount(result: Result[Any]) -> int:
+    return int(cast(CursorResult[Any], result).rowcount)
 
 
 def _aware(dt: datetime | None) -> datetime | None:

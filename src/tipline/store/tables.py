@@ -148,7 +148,11 @@ class Blob(Base):
     __tablename__ = "blobs"
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
-    stored_name: Mapped[str] = mapped_column(String(128))
+    # None: the hashes are known but the bytes are not held (simulated years with
+    # ``--files hashes``, hash-only submissions).
+    stored_name: Mapped[str | None] = mapped_column(String(128))
+    md5: Mapped[str | None] = mapped_column(String(32))
+    sha1: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -174,3 +178,203 @@ class File(Base):
     viewed_by_esp: Mapped[bool | None] = mapped_column(Boolean)
     industry_classification: Mapped[str | None] = mapped_column(String(2))
     report: Mapped[Report] = relationship(back_populates="files")
+
+
+# --- enrichment (pipeline stages 2-5) -----------------------------------------------------
+# Every stage writes only rows keyed by the report (or file) it ran for, and replaces them
+# when it runs again: re-running a stage for a report is idempotent.
+
+
+class PipelineRun(Base):
+    """That a stage ran for a report, and with which outcome (the reconciler's ledger)."""
+
+    __tablename__ = "pipeline_runs"
+    report_id: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"), primary_key=True)
+    stage: Mapped[str] = mapped_column(String(40), primary_key=True)
+    done_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    version: Mapped[str] = mapped_column(String(40))
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class FileSignal(Base):
+    """Perceptual signals of a file: PDQ and its quality for images; frame hashes for video."""
+
+    __tablename__ = "file_signals"
+    file_id: Mapped[str] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"), primary_key=True)
+    media_kind: Mapped[str] = mapped_column(String(20))  # image | video | other
+    pdq: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    pdq_quality: Mapped[int | None] = mapped_column(Integer)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    # vPDQ: [{"frame": n, "ts": seconds, "pdq": hex, "quality": q}, ...] for videos.
+    video_frames: Mapped[list[Any] | None] = mapped_column(JSON)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class HashBank(Base):
+    """A named list of known hashes (e.g. an imported HMA/ThreatExchange PDQ list)."""
+
+    __tablename__ = "hash_banks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    pdq_threshold: Mapped[int] = mapped_column(Integer, default=31)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class BankEntry(Base):
+    __tablename__ = "bank_entries"
+    __table_args__ = (
+        UniqueConstraint("bank_id", "hash_type", "value", name="uq_bank_entries_value"),
+        Index("ix_bank_entries_type_value", "hash_type", "value"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bank_id: Mapped[int] = mapped_column(ForeignKey("hash_banks.id", ondelete="CASCADE"), index=True)
+    hash_type: Mapped[str] = mapped_column(String(20))  # md5 | sha1 | sha256 | pdq
+    value: Mapped[str] = mapped_column(String(128))  # lowercase hex
+    label: Mapped[str | None] = mapped_column(String(255))
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class FileMatch(Base):
+    """A file matched a bank entry, or is a (near-)duplicate of another stored file."""
+
+    __tablename__ = "file_matches"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file_id: Mapped[str] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # bank | duplicate
+    hash_type: Mapped[str] = mapped_column(String(20))
+    distance: Mapped[int] = mapped_column(Integer, default=0)
+    bank_entry_id: Mapped[int | None] = mapped_column(ForeignKey("bank_entries.id", ondelete="CASCADE"), index=True)
+    other_file_id: Mapped[str | None] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Identifier(Base):
+    """A normalised account, e-mail, phone number, IP address or device id."""
+
+    __tablename__ = "identifiers"
+    __table_args__ = (UniqueConstraint("kind", "scope", "value", name="uq_identifiers_key"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # account | email | phone | ip | device
+    # The namespace the value is unique in: the service for accounts, the id type for devices.
+    scope: Mapped[str] = mapped_column(String(100), default="")
+    value: Mapped[str] = mapped_column(String(512))
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)  # e.g. a known proxy/CGNAT address
+
+
+class ReportIdentifier(Base):
+    __tablename__ = "report_identifiers"
+    __table_args__ = (Index("ix_report_identifiers_identifier", "identifier_id"),)
+    report_id: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"), primary_key=True)
+    identifier_id: Mapped[int] = mapped_column(ForeignKey("identifiers.id"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(30), primary_key=True)  # reported | recipient | victim | reporter
+    source: Mapped[str | None] = mapped_column(String(255))  # where in the report it was found
+
+
+class ReportLink(Base):
+    """Two reports share something: content (exact/near), an account, e-mail, device or IP."""
+
+    __tablename__ = "report_links"
+    __table_args__ = (Index("ix_report_links_b", "report_b"),)
+    report_a: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"), primary_key=True)
+    report_b: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(30), primary_key=True)
+    detail: Mapped[str | None] = mapped_column(String(512))
+    weight: Mapped[float] = mapped_column(default=1.0)
+
+
+class Incident(Base):
+    """A bundle of reports about the same thing (batched, viral content, one offender)."""
+
+    __tablename__ = "incidents"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rule: Mapped[str] = mapped_column(String(40))
+    key: Mapped[str] = mapped_column(String(255), unique=True)  # stable: re-runs find the same incident
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class IncidentReport(Base):
+    __tablename__ = "incident_reports"
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), primary_key=True)
+    report_id: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"), primary_key=True, index=True)
+    reason: Mapped[str | None] = mapped_column(String(255))
+
+
+class Location(Base):
+    """One location estimate for a report, from one source."""
+
+    __tablename__ = "locations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    report_id: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"), index=True)
+    source: Mapped[str] = mapped_column(String(30))  # ip | esp_estimate | user_supplied
+    detail: Mapped[str | None] = mapped_column(String(255))  # e.g. the IP address and event
+    country: Mapped[str | None] = mapped_column(String(2))
+    region: Mapped[str | None] = mapped_column(String(100))  # US state code for the US
+    city: Mapped[str | None] = mapped_column(String(100))
+    latitude: Mapped[float | None] = mapped_column()
+    longitude: Mapped[float | None] = mapped_column()
+    confidence: Mapped[float] = mapped_column(default=0.0)
+
+
+class Jurisdiction(Base):
+    """The resolved jurisdiction of a report: country and, in the US, state — or unknown."""
+
+    __tablename__ = "jurisdictions"
+    report_id: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"), primary_key=True)
+    country: Mapped[str | None] = mapped_column(String(2))  # None: unknown, never guessed
+    us_state: Mapped[str | None] = mapped_column(String(2))
+    source: Mapped[str | None] = mapped_column(String(30))
+    confidence: Mapped[float] = mapped_column(default=0.0)
+    reason: Mapped[str | None] = mapped_column(Text)
+    resolved_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Agency(Base):
+    """A law-enforcement agency reports can be made available to (directory kept as data)."""
+
+    __tablename__ = "agencies"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(60), unique=True)
+    name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(30))  # icac | federal | international | local
+    country: Mapped[str | None] = mapped_column(String(2))
+    us_state: Mapped[str | None] = mapped_column(String(2))
+    # Counties/regions served within the state, when a state has several task forces.
+    area: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    notes: Mapped[str | None] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Referral(Base):
+    """A report made available to an agency, why, and whether it was escalated."""
+
+    __tablename__ = "referrals"
+    __table_args__ = (UniqueConstraint("report_id", "agency_id", name="uq_referrals_report_agency"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    report_id: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"), index=True)
+    agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"), index=True)
+    rule: Mapped[str] = mapped_column(String(60))
+    reason: Mapped[str] = mapped_column(Text)
+    made_available_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    escalated: Mapped[bool] = mapped_column(Boolean, default=False)
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Assessment(Base):
+    """Quality, disposition and priority of a report, with reasons an analyst can read."""
+
+    __tablename__ = "assessments"
+    report_id: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"), primary_key=True)
+    quality: Mapped[float] = mapped_column()  # 0..1
+    missing: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    disposition: Mapped[str] = mapped_column(String(20))  # referral | informational
+    disposition_reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    priority: Mapped[int] = mapped_column(Integer)  # 1 (child in imminent danger) .. 3
+    priority_reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    escalate: Mapped[bool] = mapped_column(Boolean, default=False)
+    rules_version: Mapped[str] = mapped_column(String(40))
+    assessed_at: Mapped[datetime] = mapped_column(UTCDateTime())
