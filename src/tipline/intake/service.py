@@ -11,8 +11,10 @@ probed.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -31,6 +33,7 @@ from tipline.store.db import transaction
 from tipline.store.tables import Blob, Document, File, Report, Reporter
 
 R = ResponseCode
+log = logging.getLogger("tipline.intake")
 
 
 def utcnow() -> datetime:
@@ -134,6 +137,9 @@ class Intake:
         self.settings = settings
         self.sessions = sessions
         self.blobs = blobs
+        # Called with the reportId after a finish has committed (e.g. to enqueue enrichment).
+        # A failing hook never fails the finish: the pipeline's reconciler catches up.
+        self.finished_hooks: list[Callable[[int], None]] = []
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -319,6 +325,15 @@ class Intake:
 
     def finish(self, reporter_id: int, report_id: int) -> list[str]:
         """File the report. Returns its fileIds in upload order."""
+        files = self._finish(reporter_id, report_id)
+        for hook in self.finished_hooks:
+            try:
+                hook(report_id)
+            except Exception:
+                log.exception("finished hook failed for report %s", report_id)
+        return files
+
+    def _finish(self, reporter_id: int, report_id: int) -> list[str]:
         now = utcnow()
         with transaction(self.sessions) as s:
             rep = self._owned(s, reporter_id, report_id, lock=True)

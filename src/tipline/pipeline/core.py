@@ -1,0 +1,167 @@
+"""The stage registry and the runner.
+
+A stage is a function ``(ctx, session, report_id) -> None`` that reads stored records and
+writes only rows keyed by that report (or its files), replacing what an earlier run wrote.
+So any stage can be re-run for one report, some, or all, and the result is the same.
+
+Stage modules live in ``tipline.pipeline.stages`` and register themselves with ``@stage``;
+they are discovered by import, so adding a stage never means editing a list elsewhere.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from tipline.runtime import Runtime
+from tipline.store.db import transaction
+from tipline.store.tables import PipelineRun, Report
+
+log = logging.getLogger("tipline.pipeline")
+
+StageFunc = Callable[["StageContext", Session, int], None]
+
+
+@dataclass(frozen=True)
+class StageDef:
+    name: str
+    version: str
+    func: StageFunc
+    after: tuple[str, ...]
+    doc: str
+
+
+_STAGES: dict[str, StageDef] = {}
+
+
+def stage(name: str, *, version: str = "1", after: Iterable[str] = ()) -> Callable[[StageFunc], StageFunc]:
+    """Register a stage. ``after`` names stages whose output this one reads."""
+
+    def register(func: StageFunc) -> StageFunc:
+        if name in _STAGES and _STAGES[name].func is not func:
+            raise ValueError(f"stage {name!r} registered twice")
+        _STAGES[name] = StageDef(name, version, func, tuple(after), (func.__doc__ or "").strip())
+        return func
+
+    return register
+
+
+_loaded = False
+_load_lock = threading.Lock()
+
+
+def load_stages() -> None:
+    """Import every module of ``tipline.pipeline.stages`` once."""
+    global _loaded
+    with _load_lock:
+        if _loaded:
+            return
+        from tipline.pipeline import stages as pkg
+
+        for mod in pkgutil.iter_modules(pkg.__path__):
+            importlib.import_module(f"{pkg.__name__}.{mod.name}")
+        _loaded = True
+
+
+def stages() -> list[StageDef]:
+    """All stages in dependency order (a stage comes after every stage it reads)."""
+    load_stages()
+    done: list[StageDef] = []
+    seen: set[str] = set()
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if name in seen or name not in _STAGES:
+            return
+        if name in path:
+            raise ValueError(f"stage cycle: {' -> '.join((*path, name))}")
+        for dep in _STAGES[name].after:
+            visit(dep, (*path, name))
+        seen.add(name)
+        done.append(_STAGES[name])
+
+    for name in sorted(_STAGES):
+        visit(name, ())
+    return done
+
+
+def get_stage(name: str) -> StageDef:
+    load_stages()
+    if name not in _STAGES:
+        raise KeyError(f"no stage {name!r}; stages: {', '.join(s.name for s in stages())}")
+    return _STAGES[name]
+
+
+@dataclass
+class StageContext:
+    """What stages may use besides the database session: the runtime and shared services.
+
+    Services that are costly to build (the near-duplicate index, the GeoIP reader, the agency
+    directory) are built once per process and kept in ``services``.
+    """
+
+    rt: Runtime
+    services: dict[str, Any] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def service(self, key: str, build: Callable[[], Any]) -> Any:
+        with self.lock:
+            if key not in self.services:
+                self.services[key] = build()
+            return self.services[key]
+
+
+def run_stage(ctx: StageContext, st: StageDef, report_id: int) -> None:
+    """Run one stage for one report in its own transaction and record it in the ledger."""
+    now = datetime.now(UTC)
+    with transaction(ctx.rt.sessions) as s:
+        st.func(ctx, s, report_id)
+        s.execute(delete(PipelineRun).where(PipelineRun.report_id == report_id, PipelineRun.stage == st.name))
+        s.add(PipelineRun(report_id=report_id, stage=st.name, done_at=now, version=st.version, error=None))
+
+
+def run_report(ctx: StageContext, report_id: int, only: Iterable[str] | None = None) -> None:
+    """Run every stage (or those named) for a finished report, in dependency order."""
+    wanted = set(only) if only is not None else None
+    for st in stages():
+        if wanted is not None and st.name not in wanted:
+            continue
+        try:
+            run_stage(ctx, st, report_id)
+        except Exception as exc:
+            log.exception("stage %s failed for report %s", st.name, report_id)
+            with transaction(ctx.rt.sessions) as s:
+                s.execute(delete(PipelineRun).where(PipelineRun.report_id == report_id,
+                                                    PipelineRun.stage == st.name))
+                s.add(PipelineRun(report_id=report_id, stage=st.name, done_at=datetime.now(UTC),
+                                  version=st.version, error=f"{type(exc).__name__}: {exc}"[:2000]))
+            # Later stages read this one's output: stop here, the reconciler retries.
+            return
+
+
+def pending_reports(ctx: StageContext, *, since: datetime | None = None, limit: int | None = None) -> list[int]:
+    """Finished reports for which some stage has not run successfully at its current version."""
+    all_stages = stages()
+    with ctx.rt.sessions() as s:
+        q = select(Report.id).where(Report.state == "finished").order_by(Report.id)
+        if since is not None:
+            q = q.where(Report.finished_at >= since)
+        ids = list(s.execute(q).scalars())
+        done: dict[int, set[str]] = {}
+        for rid, name, version, error in s.execute(
+            select(PipelineRun.report_id, PipelineRun.stage, PipelineRun.version, PipelineRun.error)
+        ):
+            st = _STAGES.get(name)
+            if st is not None and st.version == version and error is None:
+                done.setdefault(rid, set()).add(name)
+    want = {st.name for st in all_stages}
+    out = [rid for rid in ids if not want <= done.get(rid, set())]
+    return out[:limit] if limit is not None else out

@@ -1,0 +1,1 @@
+"""Stage modules; each registers its stages with ``tipline.pipeline.core.stage``."""
