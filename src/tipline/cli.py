@@ -154,7 +154,7 @@ def esp_list(c: Ctx, as_json: bool) -> None:
     """List platforms and their credentials."""
     rt = c.runtime()
     with rt.sessions() as s:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for rep in s.execute(select(Reporter).where(Reporter.kind == "esp").order_by(Reporter.name)).scalars():
             rows.append({
                 "name": rep.name, "enabled": rep.enabled, "created": rep.created_at.isoformat(),
@@ -323,6 +323,22 @@ def demo(c: Ctx, host: str, port: int, no_serve: bool) -> None:
         c.settings = c.settings
         ctx = click.get_current_context()
         ctx.invoke(serve, host=host, port=port, workers=1)
+
+
+def _add_command_modules() -> None:
+    import importlib
+    import pkgutil
+
+    from tipline import commands
+
+    for mod in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{commands.__name__}.{mod.name}")
+        cmd = getattr(module, "command", None)
+        if isinstance(cmd, click.Command):
+            main.add_command(cmd)
+
+
+_add_command_modules()
 
 
 def cli_reference() -> str:
