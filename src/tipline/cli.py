@@ -367,4 +367,7 @@ def cli_reference_cmd() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run the importable module, not this __main__ copy: command modules import tipline.cli.
+    from tipline.cli import main as _main
+
+    _main()

@@ -1,0 +1,5 @@
+"""``python -m tipline``."""
+
+from tipline.cli import main
+
+main()
