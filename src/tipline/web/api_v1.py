@@ -1,8 +1,851 @@
-"""JSON API (placeholder module until the JSON API lands; installs nothing)."""
-from fastapi import FastAPI
+"""The JSON API under ``/api/v1``: the CyberTipline report model as JSON, for platforms.
 
+The same use cases as ISPWS (``tipline.intake.service.Intake``), the same credentials (HTTP
+Basic) or an operator-issued bearer token, and the same validation: every JSON document is
+validated by the pydantic model, then written as CyberTipline XML and read back with the
+ISPWS reader, so business rules and normalisations cannot drift between the protocols.
+
+Errors are RFC 9457 problem documents (``application/problem+json``) carrying the ISPWS
+response code where one applies. Nothing here answers 500: an unexpected failure is a 503
+with the request id, and the detail goes to the log.
+"""
+
+# No ``from __future__ import annotations``: FastAPI reads the route signatures at runtime,
+# and the ``Caller`` dependency they name is local to ``router()``.
+import base64
+import binascii
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
+from fastapi.exception_handlers import (
+    http_exception_handler,
+    request_validation_exception_handler,
+)
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.json_schema import models_json_schema
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tipline.cybertip.codes import DESCRIPTIONS, CybertipError, ResponseCode
+from tipline.cybertip.xml import (
+    Parsed,
+    file_details_to_xml,
+    parse_file_details,
+    parse_report,
+    report_to_xml,
+)
+from tipline.intake.credentials import TOKEN_PREFIX, Principal
+from tipline.model.report import FileDetails, Int64, Report
 from tipline.runtime import Runtime
+from tipline.store.blobs import BlobTooLarge, BlobWriter
+from tipline.web.forms import BadForm, BodyTooLarge, Part, read_capped, stream_form
+
+log = logging.getLogger("tipline.api")
+R = ResponseCode
+
+PREFIX = "/api/v1"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+CHALLENGE = 'Basic realm="tipline", Bearer'
+PROBLEM_BASE = "urn:tipline:problem:"
+MAX_REPORT_ID = 2**63 - 1  # xs:long; larger ids cannot exist and would overflow the driver
+
+# The HTTP status for each ISPWS response code. 1xxx are server-side conditions worth a
+# retry (503, never 500); 5101/5102 conflict with the report's state.
+STATUS_FOR_CODE: dict[ResponseCode, int] = {
+    R.SERVER_ERROR: 503,
+    R.SAVE_FAILED: 503,
+    R.UPLOAD_FAILED: 503,
+    R.FILE_UPLOAD_FAILED: 503,
+    R.RESOURCE_NOT_FOUND: 404,
+    R.UPDATE_FAILED: 409,
+    R.AUTHENTICATION_REQUIRED: 401,
+    R.NOT_AUTHORISED: 403,
+    R.NO_SUBMIT_AUTHORISATION: 403,
+    R.NO_UPDATE_AUTHORISATION: 403,
+    R.INVALID_REQUEST: 400,
+    R.VALIDATION_FAILED: 422,
+    R.MALFORMED_XML: 400,
+    R.MALFORMED_FILE: 400,
+    R.REPORT_NOT_FOUND: 404,
+    R.FILE_NOT_FOUND: 404,
+    R.REPORT_RETRACTED: 409,
+    R.REPORT_FINISHED: 409,
+}
+RETRY_AFTER_SECONDS = 2
+
+
+# --- response models (for the OpenAPI document and the tests; handlers emit plain JSON) ---
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProblemError(_Out):
+    """One validation problem: where it is and what is wrong."""
+
+    location: Literal["body", "fileDetails", "path", "query", "header"]
+    path: str = Field(description="JSONPath into the location, e.g. `$.incidentSummary`.")
+    message: str
+    type: str | None = None
+
+
+class Problem(_Out):
+    """An RFC 9457 problem document (`application/problem+json`)."""
+
+    type: str = Field(description="A URN naming the kind of problem (see docs/api.md).")
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = Field(None, description="The request path.")
+    code: int | None = Field(None, description="The ISPWS response code, where one applies.")
+    requestId: str | None = Field(None, description="Also in the Request-ID header.")
+    errors: list[ProblemError] | None = None
+    fileId: str | None = Field(None, description="A file that was stored before a step failed.")
+
+
+class ReportCreated(_Out):
+    reportId: int
+    created: bool = Field(description="False on an Idempotency-Key replay.")
+    normalisations: list[str] = Field(description="Unambiguous variants that were normalised.")
+
+
+class FileDetailsInput(FileDetails):
+    """FileDetails as this API takes them: reportId and fileId come from the URL.
+
+    Either leave them out or give the same values as the URL.
+    """
+
+    reportId: Int64 | None = None  # type: ignore[assignment]
+    fileId: str | None = None  # type: ignore[assignment]
+
+
+class FileUploaded(_Out):
+    reportId: int
+    fileId: str = Field(description="32 lowercase hex characters, new for every upload.")
+    md5: str
+    sha1: str
+    sha256: str
+    size: int
+    fileDetails: FileDetails | None = None
+
+
+class FileDetailsStored(_Out):
+    reportId: int
+    fileId: str
+    fileDetails: FileDetails
+    normalisations: list[str]
+
+
+class ReportFinished(_Out):
+    reportId: int
+    state: Literal["finished"]
+    files: list[str] = Field(description="The report's fileIds in upload order.")
+
+
+class ReportRetracted(_Out):
+    reportId: int
+    state: Literal["retracted"]
+
+
+class FileRead(_Out):
+    fileId: str
+    fileName: str | None
+    mediaType: str | None
+    size: int
+    md5: str
+    sha1: str
+    sha256: str
+    uploadedAt: str
+    fileDetails: FileDetails | None
+
+
+class ReportRead(_Out):
+    reportId: int
+    reporter: str
+    source: str
+    state: Literal["open", "finished", "retracted"]
+    openedAt: str
+    lastChangeAt: str
+    expiresAt: str | None
+    finishedAt: str | None
+    retractedAt: str | None
+    incidentType: str | None
+    incidentDateTime: str | None
+    escalation: str | None
+    normalisations: list[Any]
+    report: Report | None = Field(description="The report as stored (validated, normalised).")
+    files: list[FileRead]
+
+
+class ReportSummary(_Out):
+    reportId: int
+    reporter: str
+    source: str
+    state: Literal["open", "finished", "retracted"]
+    openedAt: str
+    finishedAt: str | None
+    incidentType: str | None
+    files: int
+
+
+class ReportList(_Out):
+    reports: list[ReportSummary]
+
+
+SCHEMA_MODELS: tuple[type[BaseModel], ...] = (
+    Report, FileDetails, FileDetailsInput, Problem, ReportCreated, FileUploaded,
+    FileDetailsStored, ReportFinished, ReportRetracted, ReportRead, ReportList,
+)
+SECURITY_SCHEMES: dict[str, Any] = {
+    "basicAuth": {
+        "type": "http", "scheme": "basic",
+        "description": "The platform's ISPWS username and password.",
+    },
+    "bearerAuth": {
+        "type": "http", "scheme": "bearer", "bearerFormat": "tpl_<id>_<secret>",
+        "description": "A token the operator issues with `tipline esp token NAME`.",
+    },
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(name: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+def _problems(*statuses: int | str) -> dict[int | str, dict[str, Any]]:
+    # "4XX" also keeps FastAPI from documenting its own 422 format, which this API never sends.
+    reasons: dict[int | str, str] = {
+        400: "Bad request (missing part, bad parameter, not JSON)",
+        401: "Missing or wrong credentials",
+        404: "No such report or file for this platform",
+        409: "Conflict with the report's state, or an Idempotency-Key reused for another body",
+        413: "Body or file over the configured limit",
+        422: "The document violates the report format or a business rule",
+        503: "Temporary failure; retry (see Retry-After)",
+        "4XX": "Any other client error, as a problem document",
+    }
+    return {
+        s: {"description": reasons[s], "content": {PROBLEM_MEDIA_TYPE: {"schema": _ref("Problem")}}}
+        for s in (401, 503, *statuses, "4XX")
+    }
+
+
+SECURITY: list[dict[str, list[str]]] = [{"basicAuth": []}, {"bearerAuth": []}]
+
+
+# --- problems -------------------------------------------------------------------------------
+
+
+class ApiProblem(Exception):
+    """An error answered as a problem document."""
+
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        title: str,
+        detail: str | None = None,
+        *,
+        code: ResponseCode | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.slug = slug
+        self.title = title
+        self.detail = detail
+        self.code = code
+        self.errors = errors
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+    def response(self, request: Request) -> JSONResponse:
+        body: dict[str, Any] = {
+            "type": PROBLEM_BASE + self.slug,
+            "title": self.title,
+            "status": self.status,
+        }
+        if self.detail:
+            body["detail"] = self.detail
+        body["instance"] = request.url.path
+        if self.code is not None:
+            body["code"] = int(self.code)
+        rid = request.scope.get("request_id")
+        if rid:
+            body["requestId"] = rid
+        if self.errors:
+            body["errors"] = self.errors
+        body.update(self.extra)
+        headers = dict(self.headers)
+        if self.status == 401:
+            headers.setdefault("WWW-Authenticate", CHALLENGE)
+        if self.status == 503:
+            headers.setdefault("Retry-After", str(RETRY_AFTER_SECONDS))
+        return JSONResponse(body, status_code=self.status, headers=headers,
+                            media_type=PROBLEM_MEDIA_TYPE)
+
+
+def _slug(code: ResponseCode) -> str:
+    return code.name.lower().replace("_", "-")
+
+
+def problem_for(err: CybertipError, *, errors: list[dict[str, Any]] | None = None) -> ApiProblem:
+    """The problem document for an intake error, keeping its ISPWS code."""
+    status = STATUS_FOR_CODE.get(err.code, 503)
+    return ApiProblem(status, _slug(err.code), DESCRIPTIONS[err.code], err.detail or None,
+                      code=err.code, errors=errors)
+
+
+def json_path(loc: Sequence[int | str]) -> str:
+    """A JSONPath (``$.a[0].b``) for a pydantic error location."""
+    out = "$"
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part):
+            out += f".{part}"
+        else:
+            out += "[" + json.dumps(part) + "]"
+    return out
+
+
+_XML_PATH = re.compile(r"^(/(?:report|fileDetails)(?:/[^\s:]*)?): (.*)$", re.S)
+
+
+def xml_path_to_json(xml_path: str) -> str:
+    """``/report/internetDetails[1]/a/@x`` -> ``$.internetDetails[0].a.x``.
+
+    The XML reader names elements by path with 1-based indexes; the JSON form of the same
+    report has the same names (attributes are fields), so the path carries over.
+    """
+    loc: list[int | str] = []
+    for seg in xml_path.strip("/").split("/")[1:]:
+        m = re.fullmatch(r"@?([^\[\]]+)(?:\[(\d+)\])?", seg)
+        if m is None:
+            continue
+        loc.append(m.group(1))
+        if m.group(2):
+            loc.append(int(m.group(2)) - 1)
+    return json_path(loc)
+
+
+def _errors_from_detail(detail: str | None, location: str) -> list[dict[str, Any]] | None:
+    """Turn an XML reader's ``/report/...: message`` into a JSON-path error entry."""
+    if not detail:
+        return None
+    m = _XML_PATH.match(detail)
+    if m is None:
+        return None
+    return [{"location": location, "path": xml_path_to_json(m.group(1)), "message": m.group(2)}]
+
+
+def _invalid_json(detail: str) -> ApiProblem:
+    return ApiProblem(400, "invalid-json", "Body is not valid JSON", detail,
+                      code=R.INVALID_REQUEST)
+
+
+def validation_problem(exc: ValidationError, location: str) -> ApiProblem:
+    """422 with one entry per pydantic error; 400 when the body is not JSON at all."""
+    errs = exc.errors(include_url=False, include_input=False)
+    bad_json = [e for e in errs if e["type"] == "json_invalid"]
+    if bad_json:
+        return _invalid_json(f"{location}: {bad_json[0]['msg']}")
+    entries = [
+        {"location": location, "path": json_path(e["loc"]), "message": e["msg"], "type": e["type"]}
+        for e in errs
+    ]
+    return ApiProblem(422, _slug(R.VALIDATION_FAILED), DESCRIPTIONS[R.VALIDATION_FAILED],
+                      f"{len(entries)} problem(s) in {location}; see errors",
+                      code=R.VALIDATION_FAILED, errors=entries)
+
+
+def request_validation_problem(exc: RequestValidationError) -> ApiProblem:
+    """FastAPI's parameter errors (path, query, header) as a 400 problem."""
+    entries: list[dict[str, Any]] = []
+    for e in exc.errors():
+        loc = list(e.get("loc", ()))
+        where = str(loc[0]) if loc else "body"
+        if where not in ("path", "query", "header", "body"):
+            where = "body"
+        entries.append({"location": where, "path": json_path(loc[1:]), "message": str(e.get("msg")),
+                        "type": e.get("type")})
+    status = 422 if any(x["location"] == "body" for x in entries) else 400
+    code = R.VALIDATION_FAILED if status == 422 else R.INVALID_REQUEST
+    return ApiProblem(status, _slug(code), DESCRIPTIONS[code],
+                      "invalid request parameters; see errors", code=code, errors=entries)
+
+
+def http_problem(status: int, detail: object, headers: Mapping[str, str] | None) -> ApiProblem:
+    """A routing or framework HTTP error (unknown path, wrong method) as a problem."""
+    titles = {404: "Not found", 405: "Method not allowed", 401: "Authentication required"}
+    slug = {404: "not-found", 405: "method-not-allowed", 401: "authentication-required"}
+    return ApiProblem(status, slug.get(status, f"http-{status}"),
+                      titles.get(status, f"HTTP {status}"), str(detail) if detail else None,
+                      headers=dict(headers or {}))
+
+
+def unexpected(request: Request) -> ApiProblem:
+    rid = request.scope.get("request_id")
+    return ApiProblem(503, "server-error", "Temporary server error",
+                      f"request {rid} failed; retry later, or quote the request id to support",
+                      code=R.SERVER_ERROR)
+
+
+def _is_api(request: Request) -> bool:
+    path: str = request.scope.get("path", "")
+    return path == PREFIX or path.startswith(PREFIX + "/")
+
+
+class ProblemRoute(APIRoute):
+    """Every outcome of an API route that is not a success becomes a problem document.
+
+    Wrapping the route handler (not a global handler) keeps other routers' protocols intact
+    and catches dependency errors (authentication, parameters) too.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        original = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            try:
+                return await original(request)
+            except ApiProblem as p:
+                return p.response(request)
+            except CybertipError as err:
+                errors = _errors_from_detail(err.detail, "body")
+                return problem_for(err, errors=errors).response(request)
+            except RequestValidationError as exc:
+                return request_validation_problem(exc).response(request)
+            except StarletteHTTPException as exc:
+                return http_problem(exc.status_code, exc.detail, exc.headers).response(request)
+            except Exception:
+                # Never a 500 or a trace on the wire: the client gets a request id, the log
+                # the detail.
+                log.exception("API %s %s failed (request %s)", request.method, request.url.path,
+                              request.scope.get("request_id"))
+                return unexpected(request).response(request)
+
+        return handler
+
+
+# --- authentication -------------------------------------------------------------------------
+
+
+def _unauthorized(detail: str) -> ApiProblem:
+    return ApiProblem(401, "authentication-required", DESCRIPTIONS[R.AUTHENTICATION_REQUIRED],
+                      detail, code=R.AUTHENTICATION_REQUIRED)
+
+
+def _basic(value: str) -> tuple[str, str] | None:
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep and user else None
+
+
+def authenticator(rt: Runtime) -> Callable[[Request], Awaitable[Principal]]:
+    """A dependency resolving the calling platform from Basic or Bearer credentials."""
+
+    async def principal(request: Request) -> Principal:
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        scheme = scheme.lower()
+        found: Principal | None = None
+        if scheme == "basic":
+            creds = _basic(value)
+            if creds is not None:
+                found = await run_in_threadpool(rt.auth.basic, *creds)
+        elif scheme == "bearer":
+            token = value.strip()
+            if token.startswith(TOKEN_PREFIX):
+                found = await run_in_threadpool(rt.auth.bearer, token)
+        else:
+            raise _unauthorized("send HTTP Basic credentials or a bearer token")
+        if found is None:
+            raise _unauthorized("the credentials were not accepted")
+        return found
+
+    return principal
+
+
+# --- validation (the same rules as ISPWS) ---------------------------------------------------
+
+
+def validate_report(body: bytes) -> Parsed[Report]:
+    """Validate a JSON report exactly as ``/submit`` validates XML.
+
+    The model is written as CyberTipline XML and read back by the ISPWS reader, so the
+    stored report has passed the same format walk, business rules and normalisations.
+    """
+    try:
+        model = Report.model_validate_json(body)
+    except ValidationError as exc:
+        raise validation_problem(exc, "body") from None
+    try:
+        return parse_report(report_to_xml(model))
+    except CybertipError as err:
+        if err.code == R.MALFORMED_XML:
+            # Our own XML is well-formed, so only the reader's size cap can say this.
+            raise ApiProblem(413, "too-large", "Document too large", err.detail,
+                             code=R.MALFORMED_XML) from None
+        raise problem_for(err, errors=_errors_from_detail(err.detail, "body")) from None
+
+
+def validate_file_details(
+    body: bytes, report_id: int, file_id: str | None, *, location: str = "body"
+) -> Parsed[FileDetails]:
+    """Validate FileDetails JSON for (report_id, file_id) exactly as ``/fileinfo`` does.
+
+    ``file_id`` None means "not issued yet" (the details came with the upload): a fileId in
+    the document is then an error, and a placeholder id stands in for the check.
+    """
+    try:
+        given = FileDetailsInput.model_validate_json(body)
+    except ValidationError as exc:
+        raise validation_problem(exc, location) from None
+    mismatches: list[dict[str, Any]] = []
+    if given.reportId is not None and given.reportId != report_id:
+        mismatches.append({"location": location, "path": "$.reportId", "type": "mismatch",
+                           "message": f"reportId {given.reportId} differs from the URL's "
+                                      f"{report_id}"})
+    if given.fileId is not None and given.fileId != file_id:
+        message = (f"fileId {given.fileId!r} differs from the URL's {file_id!r}" if file_id
+                   else "the fileId is issued by this upload; leave it out")
+        mismatches.append({"location": location, "path": "$.fileId", "type": "mismatch",
+                           "message": message})
+    if mismatches:
+        raise ApiProblem(422, _slug(R.VALIDATION_FAILED), DESCRIPTIONS[R.VALIDATION_FAILED],
+                         "reportId and fileId come from the URL", code=R.VALIDATION_FAILED,
+                         errors=mismatches)
+    data = given.model_dump(mode="json", exclude_unset=True)
+    data["reportId"] = report_id
+    data["fileId"] = file_id or "a" * 32
+    try:
+        full = FileDetails.model_validate_json(json.dumps(data))
+    except ValidationError as exc:
+        raise validation_problem(exc, location) from None
+    try:
+        return parse_file_details(file_details_to_xml(full))
+    except CybertipError as err:
+        if err.code == R.MALFORMED_XML:
+            raise ApiProblem(413, "too-large", "Document too large", err.detail,
+                             code=R.MALFORMED_XML) from None
+        raise problem_for(err, errors=_errors_from_detail(err.detail, location)) from None
+
+
+# --- routes ---------------------------------------------------------------------------------
+
+ReportIdPath = Annotated[int, Path(alias="reportId", ge=1, le=MAX_REPORT_ID,
+                                   description="The report's id, as returned at creation.")]
+
+
+def _too_large(exc: Exception) -> ApiProblem:
+    return ApiProblem(413, "too-large", "Body too large", str(exc))
+
+
+def router(rt: Runtime) -> APIRouter:
+    """The /api/v1 routes over one runtime."""
+    api = APIRouter(prefix=PREFIX, route_class=ProblemRoute, tags=["reports"])
+    limits = rt.settings
+    Caller = Annotated[Principal, Depends(authenticator(rt))]
+
+    async def require_open(p: Principal, report_id: int) -> None:
+        # Checked before streaming a file so that a wrong id costs no storage; the intake
+        # checks again, under a lock, when the file is attached.
+        view = await run_in_threadpool(rt.intake.view, report_id, p.reporter_id)
+        if view is None:
+            raise CybertipError(R.REPORT_NOT_FOUND)
+        if view.state == "retracted":
+            raise CybertipError(R.REPORT_RETRACTED)
+        if view.state == "finished":
+            raise CybertipError(R.REPORT_FINISHED)
+
+    @api.post(
+        "/reports",
+        status_code=201,
+        summary="Open a report",
+        description=(
+            "Validates the report exactly as ISPWS `/submit` does and opens it. With an "
+            "`Idempotency-Key`, a retry with the same key and the same body returns the "
+            "first report (200); the same key with a different body is a 409."
+        ),
+        responses={
+            201: _json("ReportCreated", "Report opened; `Location` names it"),
+            200: _json("ReportCreated", "Idempotent replay: the report this key already opened"),
+            **_problems(400, 409, 413, 422),
+        },
+        openapi_extra={
+            "security": SECURITY,
+            "requestBody": {"required": True,
+                            "content": {"application/json": {"schema": _ref("Report")}}},
+        },
+    )
+    async def create_report(
+        request: Request,
+        caller: Caller,
+        idempotency_key: Annotated[str | None, Header(
+            alias="Idempotency-Key", min_length=1, max_length=255,
+            description="Client-chosen key; the same key never opens two reports.")] = None,
+    ) -> Response:
+        try:
+            body = await read_capped(request, limits.max_document_bytes)
+        except BodyTooLarge as exc:
+            raise _too_large(exc) from None
+        parsed = await run_in_threadpool(validate_report, body)
+        try:
+            report_id, created = await run_in_threadpool(
+                rt.intake.open_report, caller.reporter_id, parsed, source="api", body=body,
+                content_type=request.headers.get("content-type"), document_kind="json",
+                idempotency_key=idempotency_key,
+            )
+        except CybertipError as err:
+            # The only request error open_report raises: a key reused for another body.
+            if err.code == R.INVALID_REQUEST and idempotency_key is not None:
+                raise ApiProblem(409, "idempotency-key-reused", "Idempotency key reused",
+                                 err.detail, code=R.INVALID_REQUEST) from None
+            raise
+        headers = {"Location": f"{PREFIX}/reports/{report_id}"}
+        if not created:
+            headers["Idempotent-Replayed"] = "true"
+        return JSONResponse(
+            {"reportId": report_id, "created": created, "normalisations": parsed.normalisations},
+            status_code=201 if created else 200, headers=headers,
+        )
+
+    @api.get(
+        "/reports",
+        summary="List your reports",
+        responses={200: _json("ReportList", "The caller's reports, newest first"),
+                   **_problems(400)},
+        openapi_extra={"security": SECURITY},
+    )
+    async def list_reports(
+        caller: Caller,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        state: Annotated[Literal["open", "finished", "retracted"] | None, Query()] = None,
+    ) -> Response:
+        rows = await run_in_threadpool(rt.intake.list_reports, caller.reporter_id,
+                                       limit=limit, state=state)
+        return JSONResponse({"reports": rows})
+
+    @api.get(
+        "/reports/{reportId}",
+        summary="Read back one of your reports",
+        responses={200: _json("ReportRead", "The report, its state and its files"),
+                   **_problems(400, 404)},
+        openapi_extra={"security": SECURITY},
+    )
+    async def get_report(caller: Caller, report_id: ReportIdPath) -> Response:
+        view = await run_in_threadpool(rt.intake.view, report_id, caller.reporter_id)
+        if view is None:
+            raise CybertipError(R.REPORT_NOT_FOUND)
+        return JSONResponse(view.as_json())
+
+    @api.post(
+        "/reports/{reportId}/files",
+        status_code=201,
+        summary="Upload a file to an open report",
+        description=(
+            "`multipart/form-data` with one file part named `file` and, optionally, a text "
+            "field `fileDetails` holding FileDetailsInput JSON (no fileId: this upload issues "
+            "it). The file is encrypted as it streams in."
+        ),
+        responses={201: _json("FileUploaded", "File stored"), **_problems(400, 404, 409, 413, 422)},
+        openapi_extra={
+            "security": SECURITY,
+            "requestBody": {"required": True, "content": {"multipart/form-data": {
+                "schema": {
+                    "type": "object", "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "fileDetails": {"type": "string", "contentMediaType": "application/json",
+                                        "description": "FileDetailsInput as JSON text"},
+                    },
+                },
+                "encoding": {"fileDetails": {"contentType": "application/json"}},
+            }}},
+        },
+    )
+    async def upload_file(request: Request, caller: Caller, report_id: ReportIdPath) -> Response:
+        await require_open(caller, report_id)
+        writer: BlobWriter | None = None
+
+        def on_file(part: Part) -> Callable[[bytes], None]:
+            nonlocal writer
+            if part.name != "file" or writer is not None:
+                raise BadForm("one file part, named 'file', is expected")
+            writer = rt.blobs.writer(limits.max_upload_bytes)
+            return writer.write
+
+        try:
+            try:
+                fields, parts = await stream_form(
+                    request, on_file=on_file, field_limit=limits.max_document_bytes)
+            except (BlobTooLarge, BodyTooLarge) as exc:
+                raise _too_large(exc) from None
+            except BadForm as exc:
+                raise ApiProblem(400, _slug(R.MALFORMED_FILE), DESCRIPTIONS[R.MALFORMED_FILE],
+                                 str(exc), code=R.MALFORMED_FILE) from None
+            if writer is None:
+                hint = (" ('file' arrived as a text field: send it as a file part, with a filename)"
+                        if "file" in fields else "")
+                raise ApiProblem(400, _slug(R.MALFORMED_FILE), DESCRIPTIONS[R.MALFORMED_FILE],
+                                 f"no file part named 'file' in the upload{hint}",
+                                 code=R.MALFORMED_FILE)
+            raw_details = fields.get("fileDetails")
+            details_body = raw_details.encode("utf-8") if raw_details is not None else None
+            if details_body is not None:
+                # Checked before anything is stored: bad details leave no file behind.
+                await run_in_threadpool(validate_file_details, details_body, report_id, None,
+                                        location="fileDetails")
+            w: BlobWriter = writer
+            stored = await run_in_threadpool(w.commit)
+            file_id = await run_in_threadpool(
+                rt.intake.attach_file, caller.reporter_id, report_id, stored,
+                file_name=parts[0].filename, media_type=parts[0].content_type,
+            )
+        finally:
+            if writer is not None:
+                writer.abort()
+        result: dict[str, Any] = {
+            "reportId": report_id, "fileId": file_id, "md5": stored.md5, "sha1": stored.sha1,
+            "sha256": stored.sha256, "size": stored.size,
+        }
+        if details_body is not None:
+            try:
+                parsed = await run_in_threadpool(validate_file_details, details_body, report_id,
+                                                 file_id, location="fileDetails")
+                await run_in_threadpool(rt.intake.file_info, caller.reporter_id, parsed,
+                                        body=details_body, content_type="application/json")
+            except (ApiProblem, CybertipError) as exc:
+                # The file is stored; say which one so the details can be sent again with PUT.
+                problem = exc if isinstance(exc, ApiProblem) else problem_for(exc)
+                problem.extra["fileId"] = file_id
+                raise problem from None
+            result["fileDetails"] = parsed.value.model_dump(mode="json", exclude_defaults=True)
+        return JSONResponse(result, status_code=201,
+                            headers={"Location": f"{PREFIX}/reports/{report_id}"})
+
+    @api.put(
+        "/reports/{reportId}/files/{fileId}/details",
+        summary="Set the details of an uploaded file",
+        description="FileDetailsInput JSON; the latest details win, every body is kept.",
+        responses={200: _json("FileDetailsStored", "Details stored"),
+                   **_problems(400, 404, 409, 413, 422)},
+        openapi_extra={
+            "security": SECURITY,
+            "requestBody": {"required": True,
+                            "content": {"application/json": {"schema": _ref("FileDetailsInput")}}},
+        },
+    )
+    async def put_file_details(
+        request: Request,
+        caller: Caller,
+        report_id: ReportIdPath,
+        file_id: Annotated[str, Path(alias="fileId", min_length=1, max_length=64)],
+    ) -> Response:
+        try:
+            body = await read_capped(request, limits.max_document_bytes)
+        except BodyTooLarge as exc:
+            raise _too_large(exc) from None
+        parsed = await run_in_threadpool(validate_file_details, body, report_id, file_id)
+        await run_in_threadpool(rt.intake.file_info, caller.reporter_id, parsed, body=body,
+                                content_type=request.headers.get("content-type"))
+        return JSONResponse({
+            "reportId": report_id, "fileId": file_id,
+            "fileDetails": parsed.value.model_dump(mode="json", exclude_defaults=True),
+            "normalisations": parsed.normalisations,
+        })
+
+    @api.post(
+        "/reports/{reportId}/finish",
+        summary="File the report",
+        description="After this nothing can be added and the report cannot be retracted.",
+        responses={200: _json("ReportFinished", "Report finished"),
+                   **_problems(400, 404, 409, 422)},
+        openapi_extra={"security": SECURITY},
+    )
+    async def finish_report(caller: Caller, report_id: ReportIdPath) -> Response:
+        files = await run_in_threadpool(rt.intake.finish, caller.reporter_id, report_id)
+        return JSONResponse({"reportId": report_id, "state": "finished", "files": files})
+
+    @api.post(
+        "/reports/{reportId}/retract",
+        summary="Retract an unfinished report",
+        responses={200: _json("ReportRetracted", "Report retracted"), **_problems(400, 404, 409)},
+        openapi_extra={"security": SECURITY},
+    )
+    async def retract_report(caller: Caller, report_id: ReportIdPath) -> Response:
+        await run_in_threadpool(rt.intake.retract, caller.reporter_id, report_id)
+        return JSONResponse({"reportId": report_id, "state": "retracted"})
+
+    return api
+
+
+# --- installation ---------------------------------------------------------------------------
+
+
+def _install_openapi(app: FastAPI) -> None:
+    """Add the request/response schemas and the security schemes to the app's OpenAPI.
+
+    The JSON routes read their bodies themselves (capped, before parsing), so FastAPI does
+    not see the body models; their schemas are generated here, from the same classes.
+    """
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = original()
+            _, top = models_json_schema(
+                [(m, "validation") for m in SCHEMA_MODELS],
+                ref_template="#/components/schemas/{model}",
+            )
+            components = schema.setdefault("components", {})
+            components.setdefault("schemas", {}).update(top.get("$defs", {}))
+            components.setdefault("securitySchemes", {}).update(SECURITY_SCHEMES)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def install(app: FastAPI, rt: Runtime) -> None:
-    return None
+    """Mount the JSON API on ``app`` and make every /api/v1 error a problem document."""
+    app.include_router(router(rt))
+    _install_openapi(app)
+
+    # Routing errors (unknown path, wrong method) never reach a route; reformat those for
+    # /api/v1 only and hand everything else to whatever handled it before.
+    previous_http = app.exception_handlers.get(StarletteHTTPException, http_exception_handler)
+    previous_validation = app.exception_handlers.get(
+        RequestValidationError, request_validation_exception_handler)
+
+    async def on_http_exception(request: Request, exc: Exception) -> Response:
+        if _is_api(request) and isinstance(exc, StarletteHTTPException):
+            return http_problem(exc.status_code, exc.detail, exc.headers).response(request)
+        result = previous_http(request, exc)
+        return await result if isinstance(result, Awaitable) else result
+
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
+        if _is_api(request) and isinstance(exc, RequestValidationError):
+            return request_validation_problem(exc).response(request)
+        result = previous_validation(request, exc)
+        return await result if isinstance(result, Awaitable) else result
+
+    app.add_exception_handler(StarletteHTTPException, on_http_exception)
+    app.add_exception_handler(RequestValidationError, on_validation_error)

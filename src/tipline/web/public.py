@@ -1,8 +1,816 @@
-"""Public pages (placeholder until the web form lands; installs nothing)."""
-from fastapi import FastAPI
+"""The public report form: ``/report`` (submit) and ``/report/receipt`` (add information later).
 
+Plain server-rendered HTML that works with JavaScript switched off and without an account.
+A submission is read with the streaming multipart parser, so uploaded files go straight into
+encrypting blob writers and their plaintext never touches the disk. Nothing is stored
+unless every field is valid: the writers are committed only after validation, and an
+invalid submission aborts them all and shows the form again with the person's values and
+a message next to each field.
+
+A valid submission becomes a CyberTipline ``Report`` (the same model every other intake
+path produces), is checked by a round trip through the XML format, and is filed under the
+public reporter. The person gets a receipt code, shown once; only its SHA-256 is stored.
+With the code they can later add information (``/report/receipt``).
+
+What the ``web`` document of a report holds: the submitted text fields exactly as received
+(JSON, keyed by form field name) plus each file's name, detected type and size. The parsed
+report, in CyberTipline field names, is in ``reports.document`` like every other report.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import logging
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from starlette.concurrency import run_in_threadpool
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+
+from tipline import __version__
+from tipline.cybertip.codes import CybertipError
+from tipline.cybertip.xml import parse_report, report_to_xml
+from tipline.intake.service import clean_file_name
+from tipline.model.report import (
+    Email,
+    IncidentSummary,
+    IncidentType,
+    InternetDetails,
+    Person,
+    PersonOrUserReported,
+    Phone,
+    Report,
+    Reporter,
+    Victim,
+    WebPageIncident,
+)
 from tipline.runtime import Runtime
+from tipline.store.blobs import BlobStore, BlobWriter
+from tipline.web.forms import BadForm, BodyTooLarge, Part, stream_form
+
+log = logging.getLogger("tipline.public")
+
+STATIC_DIR = Path(__file__).with_name("static")
+
+# --- limits -----------------------------------------------------------------------------
+
+MAX_FILES = 10
+MAX_TEXT = 3000  # description and later information, in characters
+MAX_LINES = 20  # web addresses, user names
+MAX_URL = 2000
+MAX_SHORT = 200  # platform, one user name
+MAX_NAME = 100
+MAX_EMAIL = 254
+MAX_PHONE = 40
+# Once the files are over the size limit we keep reading (and discarding) the body up to
+# this much more, so the browser gets the form back with a message instead of a reset
+# connection; beyond it we stop reading.
+DRAIN_EXTRA = 64 * 1024 * 1024
+# Each multipart text field is capped by the parser; far above any field's own limit.
+FIELD_BYTES = 64 * 1024
+SNIFF_BYTES = 8192
+
+# --- what happened: the one table mapping plain language onto the CyberTipline types ------
+
+
+@dataclass(frozen=True)
+class IncidentChoice:
+    """One answer to "What happened?": form value, the public's wording, the format's type."""
+
+    key: str
+    label: str
+    hint: str
+    incident_type: IncidentType
+
+
+INCIDENT_CHOICES: tuple[IncidentChoice, ...] = (
+    IncidentChoice(
+        "images", "Sexual pictures or videos of a child",
+        "Someone has, makes or shares them — including pictures a young person took of "
+        "themselves, or fake and AI-made pictures.",
+        "Child Pornography (possession, manufacture, and distribution)",
+    ),
+    IncidentChoice(
+        "enticement", "Someone is trying to get a child to meet up or send sexual pictures",
+        "Including threats to share a child's pictures unless they send more or pay money.",
+        "Online Enticement of Children for Sexual Acts",
+    ),
+    IncidentChoice(
+        "trafficking", "A child is being offered or sold for sex",
+        "In exchange for money, drugs, a place to stay or anything else.",
+        "Child Sex Trafficking",
+    ),
+    IncidentChoice(
+        "abuse", "A child is being, or was, sexually abused in person",
+        "", "Child Sexual Molestation",
+    ),
+    IncidentChoice(
+        "obscene", "Someone sent sexual material to a child",
+        "Pictures, videos or messages the child did not ask for.",
+        "Unsolicited Obscene Material Sent to a Child",
+    ),
+    IncidentChoice(
+        "travel", "Someone is travelling, or planning to travel, to have sex with a child",
+        "", "Child Sex Tourism",
+    ),
+    IncidentChoice(
+        "misleading-content", "Words or pictures online made to trick a child into seeing "
+        "sexual material", "", "Misleading Words or Digital Images on the Internet",
+    ),
+    IncidentChoice(
+        "misleading-domain", "A website address made to trick a child into visiting a sexual "
+        "website", "For example a name that looks like a game or a cartoon.",
+        "Misleading Domain Name",
+    ),
+)
+_CHOICE_BY_KEY = {c.key: c for c in INCIDENT_CHOICES}
+
+# The text fields of the report form, in page order (the error summary follows it).
+REPORT_FIELDS: tuple[str, ...] = (
+    "incident", "description", "incident_date", "incident_time", "urls", "platform",
+    "usernames", "child_age", "files", "first_name", "last_name", "email", "phone",
+)
+# The element each field's error links to (a radio group links to its first option).
+_ANCHOR = {"incident": f"incident-{INCIDENT_CHOICES[0].key}"}
+
+# --- receipt codes ----------------------------------------------------------------------
+
+# Crockford base32: no I, L, O or U, so nothing is confused with 1, 0 or V when read aloud.
+RECEIPT_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+RECEIPT_CHARS = 16  # 16 x 5 bits = 80 bits of randomness
+RECEIPT_PREFIX = "TPL"
+_RECEIPT_SEPARATORS = re.compile(r"[\s\-_.\u2010-\u2015]+")
+_RECEIPT_IN_TEXT = re.compile(
+    r"TPL[\s\-]*(?:[0-9A-Z]{4}[\s\-]*){3}[0-9A-Z]{4}", re.IGNORECASE
+)
+
+
+def new_receipt_code() -> str:
+    """A fresh receipt code such as ``TPL-7KQ4-M9XD-2HPR-W3CT`` (80 random bits)."""
+    raw = "".join(secrets.choice(RECEIPT_ALPHABET) for _ in range(RECEIPT_CHARS))
+    return format_receipt_code(raw)
+
+
+def format_receipt_code(raw: str) -> str:
+    """``TPL-`` plus the 16 code characters in groups of four."""
+    return RECEIPT_PREFIX + "-" + "-".join(raw[i : i + 4] for i in range(0, len(raw), 4))
+
+
+def normalise_receipt_code(entered: str) -> str | None:
+    """The canonical code for what a person typed, or None if it cannot be a code.
+
+    Case, spaces, dashes and the ``TPL`` prefix are optional; O is read as 0 and I or L as 1
+    (Crockford's rule), since people copy codes by hand.
+    """
+    compact = _RECEIPT_SEPARATORS.sub("", entered).upper()
+    if len(compact) == RECEIPT_CHARS + len(RECEIPT_PREFIX) and compact.startswith(RECEIPT_PREFIX):
+        compact = compact[len(RECEIPT_PREFIX) :]
+    compact = compact.translate(str.maketrans("OIL", "011"))
+    if len(compact) != RECEIPT_CHARS or any(ch not in RECEIPT_ALPHABET for ch in compact):
+        return None
+    return format_receipt_code(compact)
+
+
+def receipt_hash(code: str) -> str:
+    """SHA-256 (hex) of the canonical code: the only form of the code that is stored.
+
+    No salt is needed: 80 random bits cannot be found by hashing guesses.
+    """
+    return hashlib.sha256(code.encode("ascii")).hexdigest()
+
+
+# --- file types -------------------------------------------------------------------------
+
+# Extensions whose name promises a kind; a file whose bytes are of another kind is refused.
+_EXTENSION_KIND: dict[str, str] = {
+    ext: kind
+    for kind, exts in (
+        ("image", "jpg jpeg jpe jfif png gif webp bmp tif tiff heic heif avif"),
+        ("video", "mp4 m4v mov qt 3gp 3g2 webm mkv avi mpg mpeg ts mts m2ts flv wmv asf"),
+        ("pdf", "pdf"),
+        ("text", "txt text log csv"),
+    )
+    for ext in exts.split()
+}
+KIND_WORDS = {"image": "a picture", "video": "a video", "pdf": "a PDF", "text": "a text file"}
+_FTYP_IMAGE = {b"heic": "image/heic", b"heix": "image/heic", b"mif1": "image/heif",
+               b"msf1": "image/heif", b"avif": "image/avif", b"avis": "image/avif"}
+_TEXT_CONTROL = re.compile("[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f]")
+
+
+def sniff(head: bytes, complete: bool) -> tuple[str, str] | None:
+    """(kind, media type) from a file's first bytes, or None if it is not an accepted type.
+
+    Accepted: pictures, videos, PDF and UTF-8 text. ``complete`` says whether ``head`` is
+    the whole file (then a multi-byte character may not be cut off at its end).
+    """
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image", "image/jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image", "image/png"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "image", "image/gif"
+    if head.startswith(b"BM") and head[6:10] == b"\0\0\0\0":
+        return "image", "image/bmp"
+    if head.startswith((b"II*\0", b"MM\0*")):
+        return "image", "image/tiff"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "image", "image/webp"
+    if head.startswith(b"RIFF") and head[8:12] == b"AVI ":
+        return "video", "video/x-msvideo"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in _FTYP_IMAGE:
+            return "image", _FTYP_IMAGE[brand]
+        if brand == b"qt  ":
+            return "video", "video/quicktime"
+        if brand.startswith(b"3g"):
+            return "video", "video/3gpp"
+        if brand in (b"M4A ", b"M4B ", b"M4P "):
+            return None  # audio only
+        return "video", "video/mp4"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "video", "video/webm" if b"webm" in head[:64] else "video/x-matroska"
+    if head.startswith((b"\0\0\x01\xba", b"\0\0\x01\xb3")):
+        return "video", "video/mpeg"
+    # MPEG transport stream: a 0x47 sync byte every 188 bytes (four packets, so text that
+    # happens to have a "G" in the right places is not taken for video).
+    if len(head) >= 4 * 188 and all(head[i] == 0x47 for i in range(0, 4 * 188, 188)):
+        return "video", "video/mp2t"
+    if head.startswith(b"FLV\x01"):
+        return "video", "video/x-flv"
+    if head.startswith(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11"):
+        return "video", "video/x-ms-asf"
+    if head.startswith(b"%PDF-"):
+        return "pdf", "application/pdf"
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=complete)
+    except UnicodeDecodeError:
+        return None
+    if _TEXT_CONTROL.search(text):
+        return None
+    return "text", "text/plain; charset=utf-8"
+
+
+def human_size(n: int) -> str:
+    """Bytes as people say them: 8 GB, 25 MB, 300 KB."""
+    for unit, size in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if n >= size:
+            value = n / size
+            shown = f"{value:.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
+            return f"{shown} {unit}"
+    return f"{n} bytes"
+
+
+# --- uploads ----------------------------------------------------------------------------
+
+
+@dataclass
+class Upload:
+    """One file part of a submission while it streams in."""
+
+    part: Part
+    name: str | None
+    writer: BlobWriter | None = None
+    head: bytearray = field(default_factory=bytearray)
+    size: int = 0
+    kind: str | None = None
+    media_type: str | None = None
+    sniffed: bool = False
+    problem: str | None = None  # why it is refused; set at most once
+
+    @property
+    def label(self) -> str:
+        return f"“{self.name}”" if self.name else "A file"
+
+
+class Uploads:
+    """Streams each file part into its own encrypting writer; nothing is committed here.
+
+    Limits (number of files, total size, type) are applied as the bytes arrive: a refused
+    file's writer is aborted at once and its remaining bytes are discarded.
+    """
+
+    def __init__(self, blobs: BlobStore, limit: int, max_files: int = MAX_FILES) -> None:
+        self.blobs = blobs
+        self.limit = limit
+        self.max_files = max_files
+        self.items: list[Upload] = []
+        self.total = 0
+
+    @property
+    def chosen(self) -> list[Upload]:
+        """The parts that carry a file (a browser sends one empty part when none was chosen)."""
+        return [u for u in self.items if u.part.filename or u.size]
+
+    def on_file(self, part: Part) -> Callable[[bytes], None]:
+        """The ``stream_form`` hook: a sink for one file part."""
+        up = Upload(part, clean_file_name(part.filename))
+        self.items.append(up)
+        if part.name != "files":
+            up.problem = "This form takes files only in the “Files” field."
+        elif part.filename and len([u for u in self.items if u.part.filename]) > self.max_files:
+            up.problem = f"You can attach at most {self.max_files} files."
+
+        def sink(data: bytes) -> None:
+            self._write(up, data)
+
+        return sink
+
+    def _refuse(self, up: Upload, problem: str) -> None:
+        if up.problem is None:
+            up.problem = problem
+        if up.writer is not None:
+            up.writer.abort()
+            up.writer = None
+
+    def _write(self, up: Upload, data: bytes) -> None:
+        if not data:
+            return
+        up.size += len(data)
+        self.total += len(data)
+        if self.total > self.limit + DRAIN_EXTRA:
+            raise BodyTooLarge(self.limit)
+        if self.total > self.limit:
+            self._refuse(up, f"{up.label} is too large: files can be at most "
+                             f"{human_size(self.limit)} together.")
+        if up.problem is not None:
+            if up.writer is not None:
+                self._refuse(up, up.problem)
+            return  # discard: a refused file is never stored
+        if len(up.head) < SNIFF_BYTES:
+            up.head += data[: SNIFF_BYTES - len(up.head)]
+            if len(up.head) >= SNIFF_BYTES:
+                self._sniff(up, complete=False)
+                if up.problem is not None:
+                    return
+        if up.writer is None:
+            up.writer = self.blobs.writer(self.limit)
+        up.writer.write(data)
+
+    def _sniff(self, up: Upload, *, complete: bool) -> None:
+        up.sniffed = True
+        found = sniff(bytes(up.head), complete)
+        if found is None:
+            self._refuse(up, f"{up.label} is not a picture, video, PDF or text file. "
+                             "Only these kinds of files can be sent.")
+            return
+        up.kind, up.media_type = found
+        ext = (up.name or "").rsplit(".", 1)[-1].lower() if "." in (up.name or "") else ""
+        promised = _EXTENSION_KIND.get(ext)
+        if promised is not None and promised != up.kind:
+            self._refuse(up, f"{up.label} is named like {KIND_WORDS[promised]}, but its "
+                             f"content is not {KIND_WORDS[promised]}. Please check the file.")
+
+    def complete(self, ended: list[Part]) -> bool:
+        """Whether every file part that began also ended (``ended``: the parser's parts)."""
+        done = {id(p) for p in ended}
+        return all(id(up.part) in done for up in self.items)
+
+    def finish(self) -> list[str]:
+        """Classify what is left after the body ended; the problems, one per refused file."""
+        problems: list[str] = []
+        for up in self.chosen:
+            if up.problem is None and up.size == 0:
+                self._refuse(up, f"{up.label} is empty.")
+            if up.problem is None and not up.sniffed:
+                self._sniff(up, complete=True)
+            if up.problem is not None and up.problem not in problems:
+                problems.append(up.problem)
+        return problems
+
+    def abort_all(self) -> None:
+        """Drop every uncommitted writer (their temporary ciphertext is deleted)."""
+        for up in self.items:
+            if up.writer is not None:
+                up.writer.abort()
+
+
+# --- validation -------------------------------------------------------------------------
+
+_NOT_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+_PHONE = re.compile(r"^\+?[0-9 ()\-./]+$")
+_TIME = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])(:[0-5][0-9](\.[0-9]+)?)?$")
+_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+EARLIEST_DATE = date(1950, 1, 1)
+
+
+def clean_text(value: str) -> str:
+    """Browser line breaks (CRLF) as LF, characters XML cannot carry removed, ends trimmed."""
+    value = value.replace("\r\n", "\n").replace("\r", "\n")
+    return _NOT_TEXT.sub("", value).strip()
+
+
+def _lines(value: str) -> list[str]:
+    return [line.strip() for line in clean_text(value).split("\n") if line.strip()]
+
+
+def _check_url(url: str) -> str | None:
+    """Why ``url`` is not a web address, or None if it is one."""
+    if len(url) > MAX_URL:
+        return f"is longer than {MAX_URL:,} characters"
+    if any(ch.isspace() for ch in url):
+        return "contains a space (put each web address on its own line)"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return "is not a valid web address"
+    if parts.scheme.lower() not in ("http", "https"):
+        return "must start with http:// or https://"
+    if not host or ("." not in host.strip(".") and host != "localhost" and ":" not in host):
+        return "has no website name after http:// or https://"
+    return None
+
+
+@dataclass
+class Validated:
+    """The outcome of validating the report form."""
+
+    report: Report | None
+    errors: dict[str, str]
+
+
+def validate_report_form(fields: Mapping[str, str], now: datetime) -> Validated:
+    """Check the form's text fields and build the CyberTipline report they describe.
+
+    ``errors`` maps field name to a message for the person; ``report`` is None when any.
+    """
+    errors: dict[str, str] = {}
+
+    def get(name: str) -> str:
+        return fields.get(name, "")  # a missing field is an empty one
+
+    choice = _CHOICE_BY_KEY.get(get("incident"))
+    if choice is None:
+        errors["incident"] = "Choose what happened. If you are not sure, choose the closest one."
+
+    description = clean_text(get("description"))
+    if not description:
+        errors["description"] = "Tell us what happened."
+    elif len(description) > MAX_TEXT:
+        errors["description"] = (f"Please shorten this to {MAX_TEXT:,} characters or fewer "
+                                 f"(it is {len(description):,}).")
+    elif _RECEIPT_IN_TEXT.search(description):
+        errors["description"] = "Please do not write a receipt code here."
+
+    when: datetime
+    when_note: str
+    raw_date, raw_time = clean_text(get("incident_date")), clean_text(get("incident_time"))
+    day: date | None = None
+    if raw_date:
+        try:
+            day = date.fromisoformat(raw_date) if _DATE.match(raw_date) else None
+        except ValueError:
+            day = None
+        if day is None:
+            errors["incident_date"] = ("Enter a real date, for example 2024-03-27, or leave it "
+                                       "empty.")
+        elif day < EARLIEST_DATE:
+            errors["incident_date"] = f"Enter a date after {EARLIEST_DATE.year}."
+        # The person's time zone is unknown: "the future" is later than today anywhere.
+        elif day > (now + timedelta(hours=14)).date():
+            errors["incident_date"] = "The date cannot be in the future."
+    at: time | None = None
+    if raw_time:
+        m = _TIME.match(raw_time)
+        if m is None:
+            errors["incident_time"] = "Enter a time like 14:30, or leave it empty."
+        elif not raw_date:
+            errors["incident_time"] = "Enter the date as well, or leave the time empty."
+        else:
+            at = time(int(m.group(1)), int(m.group(2)))
+    if day is not None and at is not None:
+        when = datetime.combine(day, at)
+        when_note = ("Date and time given by the reporter, in their local time (time zone not "
+                     "known).")
+        if when > now.astimezone(UTC).replace(tzinfo=None) + timedelta(hours=14):
+            errors["incident_time"] = "The time cannot be in the future."
+    elif day is not None:
+        when = datetime.combine(day, time(0, 0))
+        when_note = "Date given by the reporter; time of day not given; time zone not known."
+    else:
+        when = now.astimezone(UTC).replace(microsecond=0)
+        when_note = ("The reporter did not give a date; this is the time the report was "
+                     "submitted.")
+
+    urls = _lines(get("urls"))
+    if len(urls) > MAX_LINES:
+        errors["urls"] = f"Enter at most {MAX_LINES} web addresses."
+    else:
+        for i, url in enumerate(urls, 1):
+            why = _check_url(url)
+            if why:
+                where = f"Line {i}" if len(urls) > 1 else "The web address"
+                errors["urls"] = f"{where} {why}. Example: https://example.com/page"
+                break
+
+    platform = clean_text(get("platform"))
+    if len(platform) > MAX_SHORT:
+        errors["platform"] = f"Please shorten this to {MAX_SHORT} characters or fewer."
+
+    usernames = _lines(get("usernames"))
+    if len(usernames) > MAX_LINES:
+        errors["usernames"] = f"Enter at most {MAX_LINES} user names."
+    elif any(len(u) > MAX_SHORT for u in usernames):
+        errors["usernames"] = f"Each user name can be at most {MAX_SHORT} characters."
+
+    age: int | None = None
+    raw_age = clean_text(get("child_age"))
+    if raw_age:
+        if raw_age.isdigit() and int(raw_age) <= 17:
+            age = int(raw_age)
+        else:
+            errors["child_age"] = ("Enter an age from 0 to 17 as a number, or leave it empty "
+                                   "if you are not sure.")
+
+    first, last = clean_text(get("first_name")), clean_text(get("last_name"))
+    for name, value in (("first_name", first), ("last_name", last)):
+        if len(value) > MAX_NAME:
+            errors[name] = f"Please shorten this to {MAX_NAME} characters or fewer."
+    email = clean_text(get("email"))
+    if email and (len(email) > MAX_EMAIL or not _EMAIL.match(email)):
+        errors["email"] = "Enter an e-mail address like name@example.com, or leave it empty."
+    phone = clean_text(get("phone"))
+    if phone and (len(phone) > MAX_PHONE or not _PHONE.match(phone)
+                  or not 5 <= sum(ch.isdigit() for ch in phone) <= 20):
+        errors["phone"] = ("Enter a phone number using digits, like +1 555 010 0000, or leave "
+                           "it empty.")
+
+    if errors or choice is None:
+        return Validated(None, errors)
+
+    report = Report(
+        incidentSummary=IncidentSummary(
+            incidentType=choice.incident_type, platform=platform or None,
+            incidentDateTime=when, incidentDateTimeDescription=when_note,
+        ),
+        internetDetails=(
+            [InternetDetails(webPageIncident=WebPageIncident(url=urls))] if urls else []
+        ),
+        # Anonymous is allowed: reportingPerson is then present but empty.
+        reporter=Reporter(reportingPerson=Person(
+            firstName=first or None, lastName=last or None,
+            email=[Email(value=email)] if email else [],
+            phone=[Phone(value=phone)] if phone else [],
+        )),
+        personOrUserReported=[
+            PersonOrUserReported(espService=platform or None, screenName=u) for u in usernames
+        ],
+        victim=[Victim(victimPerson=Person(age=age))] if age is not None else [],
+        additionalInfo=description,
+    )
+    return Validated(report, {})
+
+
+# --- pages ------------------------------------------------------------------------------
+
+_env = Environment(
+    loader=PackageLoader("tipline.web", "templates"),
+    autoescape=select_autoescape(["html"]),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+# No scripts at all; styles only from our own stylesheet; never framed.
+_SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
+
+
+def _page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    root = request.scope.get("root_path", "").rstrip("/")
+    context.setdefault("errors", {})
+    html = _env.get_template(f"public/{template}").render(
+        root=root, css=f"{root}/static/tipline.css?v={__version__}", **context
+    )
+    # Pages can carry what the person typed (and the receipt page the code): never cache.
+    return HTMLResponse(html, status_code=status, headers=_SECURITY_HEADERS)
+
+
+def _summary(errors: Mapping[str, str], order: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(anchor id, message) in page order for the error summary."""
+    ranked = sorted(errors, key=lambda k: order.index(k) if k in order else len(order))
+    return [(_ANCHOR.get(k, k), errors[k]) for k in ranked]
+
+
+def _form_context(rt: Runtime, values: Mapping[str, str], errors: Mapping[str, str],
+                  token: str, files_dropped: bool = False) -> dict[str, Any]:
+    return {
+        "choices": INCIDENT_CHOICES,
+        "values": {k: values.get(k, "") for k in REPORT_FIELDS},
+        "errors": dict(errors),
+        "summary": _summary(errors, REPORT_FIELDS),
+        "token": token,
+        "max_files": MAX_FILES,
+        "max_text": MAX_TEXT,
+        "max_lines": MAX_LINES,
+        "size_limit": human_size(rt.settings.max_upload_bytes),
+        "files_dropped": files_dropped,
+        "today": datetime.now(UTC).date().isoformat(),
+    }
+
+
+_NOT_SAVED = (
+    "Your report could not be saved",
+    "Something went wrong on our side and your report was not filed. Please try again in a "
+    "few minutes. If a child is in immediate danger, call 911 or your local emergency number.",
+)
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+
+def _form_token(raw: str | None) -> str:
+    # A random token per form view, used as the idempotency key: resubmitting the same
+    # form (reload after sending) files the report once. A bad or missing one gets a new one.
+    return raw if raw is not None and _TOKEN.match(raw) else secrets.token_urlsafe(16)
+
+
+def web_document(fields: Mapping[str, str], uploads: list[Upload]) -> bytes:
+    """The ``web`` document kept with the report: the text fields as received, file facts."""
+    doc = {
+        "form": "tipline public report form, version 1",
+        "fields": {k: fields[k] for k in REPORT_FIELDS if k in fields},
+        "files": [{"name": u.name, "mediaType": u.media_type, "size": u.size} for u in uploads],
+    }
+    return json.dumps(doc, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+
+
+def router(rt: Runtime) -> APIRouter:
+    """The public pages as a router (``install`` adds it and the stylesheet to the app)."""
+    pages = APIRouter(include_in_schema=False)
+
+    def error_page(request: Request, status: int, title: str, message: str) -> HTMLResponse:
+        return _page(request, "error.html", status, title=title, message=message)
+
+    @pages.get("/report")
+    async def report_form(request: Request) -> HTMLResponse:
+        return _page(request, "form.html", **_form_context(rt, {}, {}, _form_token(None)))
+
+    @pages.post("/report")
+    async def report_submit(request: Request) -> HTMLResponse:
+        limit = rt.settings.max_upload_bytes
+        uploads = Uploads(rt.blobs, limit)
+        try:
+            try:
+                fields, parts = await stream_form(request, on_file=uploads.on_file,
+                                                  field_limit=FIELD_BYTES)
+            except BodyTooLarge:
+                return error_page(
+                    request, 413, "Your files are too large",
+                    f"Files can be at most {human_size(limit)} together. Nothing was sent or "
+                    "stored. Please go back and choose fewer or smaller files.")
+            except (BadForm, UnicodeDecodeError):
+                return error_page(
+                    request, 400, "The form could not be read",
+                    "Something went wrong while sending the form, so nothing was stored. "
+                    "Please go back and try again.")
+            if not uploads.complete(parts):
+                # A file part that never ended (no closing boundary): possibly cut short.
+                return error_page(
+                    request, 400, "The form could not be read",
+                    "The form arrived incomplete, so nothing was stored. Please go back and "
+                    "try again.")
+            token = _form_token(fields.get("form_token"))
+            file_problems = uploads.finish()
+            checked = validate_report_form(fields, datetime.now(UTC))
+            errors = dict(checked.errors)
+            if file_problems:
+                errors["files"] = " ".join(file_problems)
+            if errors or checked.report is None:
+                # Nothing is stored: the writers are aborted in ``finally``.
+                return _page(request, "form.html", 422, **_form_context(
+                    rt, fields, errors, token, files_dropped=bool(uploads.chosen)))
+            return await _file_report(request, fields, checked.report, uploads, token)
+        finally:
+            uploads.abort_all()  # after a commit this is a no-op for that writer
+
+    async def _file_report(request: Request, fields: Mapping[str, str], model: Report,
+                           uploads: Uploads, token: str) -> HTMLResponse:
+        files = uploads.chosen
+        try:
+            # The same format rules as every other path: what we store is valid CyberTipline.
+            parsed = await run_in_threadpool(parse_report, report_to_xml(model))
+        except CybertipError as exc:
+            log.warning("public form produced an invalid report: %s", exc.description)
+            return _page(request, "form.html", 422, **_form_context(
+                rt, fields, {"description": "Part of this report could not be accepted. "
+                             "Please check what you entered."}, token,
+                files_dropped=bool(files)))
+        code = new_receipt_code()
+        reporter_id = await run_in_threadpool(rt.intake.public_reporter_id)
+        body = web_document(fields, files)
+        try:
+            report_id, created = await run_in_threadpool(
+                rt.intake.open_report, reporter_id, parsed, source="web", body=body,
+                content_type="application/json", document_kind="web",
+                idempotency_key=f"web-form:{token}", receipt_hash=receipt_hash(code))
+        except CybertipError:
+            # The same form token with different content: a stale form. Nothing was stored.
+            return error_page(
+                request, 409, "Please start a new report",
+                "This form was already used to send a report. Nothing new was stored. Open "
+                "the report form again to send another report.")
+        except Exception:
+            log.exception("public report could not be opened")
+            return error_page(request, 503, *_NOT_SAVED)
+        if not created:
+            # A reload of the "thank you" page re-sent the form: it was filed the first time.
+            return _page(request, "already.html")
+        try:
+            for up in files:
+                assert up.writer is not None
+                stored = await run_in_threadpool(up.writer.commit)
+                await run_in_threadpool(
+                    rt.intake.attach_file, reporter_id, report_id, stored,
+                    file_name=up.name, media_type=up.media_type)
+            await run_in_threadpool(rt.intake.finish, reporter_id, report_id)
+        except Exception:
+            # The report is open but incomplete (a file or the finish failed). Retract it now
+            # so that no half-made report stays behind until the expiry purge; the person is
+            # told that nothing was filed and gets no receipt code.
+            log.exception("public report %d could not be completed; retracting it", report_id)
+            try:
+                await run_in_threadpool(rt.intake.retract, reporter_id, report_id)
+            except Exception:
+                log.exception("retracting public report %d failed; it will expire", report_id)
+            return error_page(request, 503, *_NOT_SAVED)
+        log.info("public report %d filed with %d file(s)", report_id, len(files))
+        return _page(request, "receipt.html", code=code, file_count=len(files))
+
+    @pages.get("/report/receipt")
+    async def addendum_form(request: Request) -> HTMLResponse:
+        return _page(request, "addendum.html", values={"code": "", "information": ""},
+                     summary=[], max_text=MAX_TEXT)
+
+    @pages.post("/report/receipt")
+    async def addendum_submit(request: Request) -> HTMLResponse:
+        try:
+            fields, _ = await stream_form(request, on_file=None, field_limit=FIELD_BYTES)
+        except (BadForm, BodyTooLarge, UnicodeDecodeError):
+            return error_page(
+                request, 400, "The form could not be read",
+                "Something went wrong while sending the form, so nothing was stored. "
+                "Please go back and try again.")
+        entered = fields.get("code", "")
+        information = clean_text(fields.get("information", ""))
+        errors: dict[str, str] = {}
+        code = normalise_receipt_code(entered)
+        if not entered.strip():
+            errors["code"] = "Enter the receipt code you were given when you sent your report."
+        elif code is None:
+            errors["code"] = ("This is not a receipt code. Receipt codes look like "
+                              "TPL-7KQ4-M9XD-2HPR-W3CT.")
+        if not information:
+            errors["information"] = "Enter the information you want to add."
+        elif len(information) > MAX_TEXT:
+            errors["information"] = (f"Please shorten this to {MAX_TEXT:,} characters or fewer "
+                                     f"(it is {len(information):,}).")
+        elif _RECEIPT_IN_TEXT.search(information):
+            errors["information"] = ("Please do not write the receipt code here; enter it "
+                                     "only in the receipt code field.")
+        report_id: int | None = None
+        if not errors and code is not None:
+            report_id = await run_in_threadpool(rt.intake.report_id_for_receipt, receipt_hash(code))
+            if report_id is None:
+                # One message for every code we cannot use, whatever the reason.
+                errors["code"] = ("We could not match this receipt code. Check that you typed "
+                                  "it exactly as it was shown to you.")
+        if errors or report_id is None:
+            values = {"code": entered, "information": fields.get("information", "")}
+            return _page(request, "addendum.html", 422, values=values, errors=errors,
+                         summary=_summary(errors, ("code", "information")), max_text=MAX_TEXT)
+        body = json.dumps({"information": information}, ensure_ascii=False).encode()
+        await run_in_threadpool(rt.intake.add_document, report_id, "addendum", body,
+                                "application/json")
+        log.info("addendum added to public report %d", report_id)
+        return _page(request, "addendum_done.html")
+
+    return pages
 
 
 def install(app: FastAPI, rt: Runtime) -> None:
-    return None
+    """Add the public pages and, unless another part already did, the ``/static`` files."""
+    if not any(isinstance(r, Mount) and r.path == "/static" for r in app.routes):
+        app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.include_router(router(rt))
