@@ -6,7 +6,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from tipline.runtime import Runtime
+from tipline.store.db import load_models
 from tipline.store.tables import Base
+
+load_models()
 
 
 def test_models_and_migrations_agree(runtime: Runtime) -> None:

@@ -69,4 +69,19 @@ def upgrade(url: str) -> None:
     """Bring the database schema to the newest migration."""
     from alembic import command
 
-    command.upgrade(alembic_config(url), "head")
+    # "heads": stage areas may add migration branches of their own off a common base.
+    command.upgrade(alembic_config(url), "heads")
+
+
+def load_models() -> None:
+    """Import ``tipline.store.tables`` and every ``tipline.store.tables_*`` module, so that
+    ``Base.metadata`` knows every table (migrations and the schema test rely on it)."""
+    import importlib
+    import pkgutil
+
+    from tipline import store
+
+    importlib.import_module("tipline.store.tables")
+    for mod in pkgutil.iter_modules(store.__path__):
+        if mod.name.startswith("tables_"):
+            importlib.import_module(f"tipline.store.{mod.name}")

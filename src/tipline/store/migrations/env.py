@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from alembic import context
 
-from tipline.store.db import make_engine
+from tipline.store.db import load_models, make_engine
 from tipline.store.tables import Base
+
+load_models()
 
 config = context.config
 target_metadata = Base.metadata
