@@ -47,6 +47,13 @@ class Settings:
     auth_cache_seconds: int = 300
     #: Number of uvicorn worker processes for ``tipline serve``.
     workers: int = 1
+    #: GeoIP database (mmdb); empty means the bundled DB-IP City Lite database (CC BY 4.0).
+    geoip_db: str = ""
+    #: Job queue for enrichment: ``auto`` (Procrastinate on PostgreSQL, in-process otherwise),
+    #: ``inprocess``, ``huey`` (SqliteHuey in the data dir) or ``procrastinate``.
+    queue: str = "auto"
+    #: Worker threads (in-process/huey) or concurrent jobs (Procrastinate) for enrichment.
+    pipeline_concurrency: int = 2
 
     @classmethod
     def from_env(cls, data_dir: str | os.PathLike[str] | None = None, **overrides: object) -> Settings:
@@ -56,6 +63,8 @@ class Settings:
             "data_dir": base.expanduser().resolve(),
             "database_url": os.environ.get("TIPLINE_DATABASE_URL", ""),
             "key_file": os.environ.get("TIPLINE_KEY_FILE", ""),
+            "geoip_db": os.environ.get("TIPLINE_GEOIP_DB", ""),
+            "queue": os.environ.get("TIPLINE_QUEUE", "auto"),
         }
         for f in fields(cls):
             if f.type == "int" or f.type is int:

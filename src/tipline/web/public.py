@@ -628,7 +628,8 @@ def _form_context(rt: Runtime, values: Mapping[str, str], errors: Mapping[str, s
         "max_lines": MAX_LINES,
         "size_limit": human_size(rt.settings.max_upload_bytes),
         "files_dropped": files_dropped,
-        "today": datetime.now(UTC).date().isoformat(),
+        # The latest date that is not in the future somewhere on Earth (UTC+14).
+        "today": (datetime.now(UTC) + timedelta(hours=14)).date().isoformat(),
     }
 
 
