@@ -260,7 +260,7 @@ def _mutations() -> Iterator[tuple[str, str, bytes, tuple[str, ...]]]:
                                 t.replace(t[i], y)
                                 x.tail, y.tail = ty, tx
 
-                            yield f"{base}:swap:{a}:{b}", kind, _mutate(root, path, swap), (a, b)
+                            yield f"{base}:swap:{i}:{j}:{a}:{b}", kind, _mutate(root, path, swap), (a, b)
                 else:
                     for value in BAD_VALUES:
 
