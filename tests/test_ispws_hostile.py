@@ -157,3 +157,16 @@ def test_finish_with_garbage_body(client: TestClient) -> None:
     root = etree.fromstring(resp.content)
     assert resp.status_code == 200 and root.tag == "reportDoneResponse"
     assert root.findtext("responseCode") == "4000"
+
+
+def test_refused_upload_leaves_no_ciphertext(client: TestClient, runtime: Runtime) -> None:
+    rid = int(etree.fromstring(client.post("/ispws/submit", content=report_xml(), auth=ACME).content)
+              .findtext("reportId"))  # type: ignore[arg-type]
+    client.post("/ispws/finish", data={"id": str(rid)}, auth=ACME)
+    got, _ = reply(client.post("/ispws/upload", data={"id": str(rid)}, files={"file": ("late.bin", b"late")},
+                               auth=ACME))
+    assert got == 5102
+    assert not [p for p in runtime.blobs.root.rglob("*") if p.is_file()]
+    got, _ = reply(client.post("/ispws/upload", data={"id": "424242"}, files={"file": ("x.bin", b"x")}, auth=ACME))
+    assert got == 5001
+    assert not [p for p in runtime.blobs.root.rglob("*") if p.is_file()]

@@ -255,14 +255,20 @@ class Intake:
         media_type: str | None,
     ) -> str:
         """Record an uploaded (already durable) blob as a file of an open report."""
-        for attempt in range(3):
-            try:
-                return self._attach(reporter_id, report_id, blob, file_name, media_type)
-            except IntegrityError:
-                # A concurrent upload of the same bytes inserted the blob row first.
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        try:
+            for attempt in range(3):
+                try:
+                    return self._attach(reporter_id, report_id, blob, file_name, media_type)
+                except IntegrityError:
+                    # A concurrent upload of the same bytes inserted the blob row first.
+                    if attempt == 2:
+                        raise
+            raise AssertionError("unreachable")
+        except BaseException:
+            # Refused (wrong report, finished, expired...): the ciphertext written for it must
+            # not stay behind unless another file already holds the same content.
+            self.discard_unattached(blob)
+            raise
 
     def _attach(
         self, reporter_id: int, report_id: int, blob: StoredBlob,
@@ -436,6 +442,14 @@ class Intake:
                 for r in s.execute(q)
             ]
 
+    def discard_unattached(self, blob: StoredBlob) -> None:
+        """Delete ciphertext written for an upload that was then refused, unless a row holds it."""
+        if blob.stored_name is None:
+            return
+        with transaction(self.sessions) as s:
+            if s.get(Blob, blob.sha256, with_for_update=True) is None:
+                self.blobs.delete(blob.stored_name)
+
     def report_id_for_receipt(self, receipt_hash: str) -> int | None:
         """The public report whose receipt code hashes to ``receipt_hash``, if any."""
         with self.sessions() as s:
@@ -491,7 +505,8 @@ class Intake:
             s.execute(delete(Document).where(Document.report_id.in_(ids)))
             s.execute(
                 update(Report).where(Report.id.in_(ids), Report.state == "open")
-                .values(state="expired", document=None, expires_at=None)
+                # The idempotency key is freed: a client retrying after expiry gets a new report.
+                .values(state="expired", document=None, expires_at=None, idempotency_key=None)
             )
             purged = len(ids)
             for sha in shas:
