@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -61,6 +62,7 @@ def test_esp_lifecycle_and_reports(settings: Settings) -> None:
 
     out = run(settings, "esp", "disable", "Acme Social")
     assert "disabled" in out
+    time.sleep(settings.auth_recheck_seconds + 0.1)  # the documented delay for another process
     with TestClient(create_app(runtime=rt)) as client:
         assert client.get("/ispws/status", auth=("acme", "pw-long-enough")).status_code == 401
     rt.close()

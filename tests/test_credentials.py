@@ -24,8 +24,8 @@ def test_cache_agrees_with_reference(runtime: Runtime) -> None:
     """Random sequences of checks, password changes and disables: cached == uncached, always."""
     add_esp(runtime, "A", "a-user", "a-password-1")
     add_esp(runtime, "B", "b-user", "b-password-1")
-    auth = Authenticator(runtime.sessions, cache_seconds=3600)
-    reference = Authenticator(runtime.sessions, cache_seconds=0)
+    auth = Authenticator(runtime.sessions, cache_seconds=3600, recheck_seconds=0)
+    reference = Authenticator(runtime.sessions, cache_seconds=0, recheck_seconds=0)
     rng = random.Random(7)
     passwords = {"a-user": "a-password-1", "b-user": "b-password-1"}
     candidates = ["a-password-1", "b-password-1", "a-password-2", "wrong", ""]
@@ -66,3 +66,19 @@ def test_bearer_tokens(runtime: Runtime) -> None:
     with runtime.sessions() as s:
         stored = s.execute(select(Credential.secret_hash).where(Credential.lookup == lookup)).scalar_one()
     assert token.split("_", 2)[2] not in stored
+
+
+def test_recent_principal_expires_after_recheck(runtime: Runtime) -> None:
+    import time
+
+    add_esp(runtime, "R", "r-user", "r-password-1")
+    auth = Authenticator(runtime.sessions, cache_seconds=3600, recheck_seconds=1.0)
+    assert auth.recent_basic("r-user", "r-password-1") is None  # never seen: ask the database
+    assert auth.basic("r-user", "r-password-1") is not None
+    assert auth.recent_basic("r-user", "r-password-1") is not None
+    assert auth.recent_basic("r-user", "wrong") is None  # only the exact credential
+    with transaction(runtime.sessions) as s:
+        s.execute(update(Reporter).where(Reporter.name == "R").values(enabled=False))
+    time.sleep(1.05)
+    assert auth.recent_basic("r-user", "r-password-1") is None
+    assert auth.basic("r-user", "r-password-1") is None

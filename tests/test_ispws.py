@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -70,6 +71,8 @@ def test_disabled_platform_is_refused(client: TestClient, runtime) -> None:  # t
     assert client.get("/ispws/status", auth=ACME).status_code == 200  # warms the auth cache
     with transaction(runtime.sessions) as s:
         s.query(Reporter).filter_by(name="Acme Social").update({"enabled": False})
+    # Refused within TIPLINE_AUTH_RECHECK_SECONDS, as documented.
+    time.sleep(runtime.settings.auth_recheck_seconds + 0.1)
     assert client.get("/ispws/status", auth=ACME).status_code == 401
 
 

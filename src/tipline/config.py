@@ -45,6 +45,9 @@ class Settings:
     purge_interval_seconds: int = 300
     #: Seconds a successful password check is remembered (argon2id costs ~90 ms).
     auth_cache_seconds: int = 300
+    #: Seconds an accepted credential is trusted without a database lookup; a platform
+    #: disabled from another process is refused within this time (0: look up every request).
+    auth_recheck_seconds: int = 2
     #: Number of uvicorn worker processes for ``tipline serve``.
     workers: int = 1
     #: GeoIP database (mmdb); empty means the bundled DB-IP City Lite database (CC BY 4.0).

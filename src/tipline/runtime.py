@@ -43,7 +43,7 @@ class Runtime:
             sessions=sessions,
             blobs=blobs,
             intake=Intake(settings, sessions, blobs),
-            auth=Authenticator(sessions, settings.auth_cache_seconds),
+            auth=Authenticator(sessions, settings.auth_cache_seconds, settings.auth_recheck_seconds),
         )
 
     def close(self) -> None:

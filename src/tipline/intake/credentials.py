@@ -65,12 +65,41 @@ def new_token() -> tuple[str, str, str]:
 class Authenticator:
     """Checks Basic credentials and bearer tokens against the database."""
 
-    def __init__(self, sessions: sessionmaker[Session], cache_seconds: int = 300) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], cache_seconds: int = 300, recheck_seconds: float = 2.0
+    ) -> None:
         self._sessions = sessions
         self._ttl = cache_seconds
+        self._recheck = recheck_seconds
         self._pepper = secrets.token_bytes(32)  # per process: the cache never leaves memory
         self._cache: dict[tuple[int, str, bytes], float] = {}
+        # The second, shorter memo: a principal accepted a moment ago is accepted again without
+        # a database round trip. It is what lets a credential be disabled in another process
+        # take up to ``recheck_seconds`` to bite; at ISPWS's four requests per report it saves
+        # a quarter of the request time.
+        self._recent: dict[tuple[str, bytes], tuple[Principal, float]] = {}
         self._lock = threading.Lock()
+
+    def _mac(self, password: str) -> bytes:
+        return hmac.new(self._pepper, password.encode("utf-8", "surrogatepass"), "sha256").digest()
+
+    def recent_basic(self, username: str, password: str) -> Principal | None:
+        """The principal if this exact credential was accepted within ``recheck_seconds``.
+
+        No database access: safe to call on the event loop. ``None`` means "ask ``basic``".
+        """
+        if self._recheck <= 0:
+            return None
+        hit = self._recent.get((username, self._mac(password)))
+        if hit is not None and time.monotonic() - hit[1] < self._recheck:
+            return hit[0]
+        return None
+
+    def forget(self) -> None:
+        """Drop every remembered check (after a credential change in this process)."""
+        with self._lock:
+            self._cache.clear()
+            self._recent.clear()
 
     def _lookup(self, kind: str, lookup: str) -> tuple[Credential, Reporter] | None:
         with self._sessions() as s:
@@ -92,14 +121,16 @@ class Authenticator:
             verify_password_slow(_DUMMY_HASH, password)
             return None
         cred, rep = found
-        mac = hmac.new(self._pepper, password.encode("utf-8", "surrogatepass"), "sha256").digest()
+        mac = self._mac(password)
         key = (cred.id, cred.secret_hash, mac)
         now = time.monotonic()
+        principal = Principal(rep.id, rep.name, cred.id, username)
         if use_cache:
             with self._lock:
                 seen = self._cache.get(key)
             if seen is not None and now - seen < self._ttl:
-                return Principal(rep.id, rep.name, cred.id, username)
+                self._remember(username, mac, principal, now)
+                return principal
         if not verify_password_slow(cred.secret_hash, password):
             return None
         if use_cache and self._ttl > 0:
@@ -107,7 +138,16 @@ class Authenticator:
                 if len(self._cache) > 10_000:
                     self._cache.clear()
                 self._cache[key] = now
-        return Principal(rep.id, rep.name, cred.id, username)
+            # Remembered from now, not from before the (slow) verification.
+            self._remember(username, mac, principal, time.monotonic())
+        return principal
+
+    def _remember(self, username: str, mac: bytes, principal: Principal, now: float) -> None:
+        if self._recheck > 0:
+            with self._lock:
+                if len(self._recent) > 10_000:
+                    self._recent.clear()
+                self._recent[(username, mac)] = (principal, now)
 
     def bearer(self, token: str) -> Principal | None:
         if not token.startswith(TOKEN_PREFIX) or token.count("_") < 2:
