@@ -1,0 +1,69 @@
+"""``tipline bundles``: preview what the grouping rules would do, and the report/incident counts."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+import click
+
+from tipline.cli import Ctx, pass_ctx
+from tipline.pipeline.stages.bundle import RULES_FILE, counts, current_assignments, load_bundling, plan_all
+
+
+@click.group("bundles")
+def command() -> None:
+    """Incidents: bundles of reports about the same offender, content or batch."""
+
+
+@command.command("preview")
+@click.option("--rules", "rules_file", type=click.Path(exists=True, dir_okay=False),
+              help="A bundling TOML file to try (default: the bundled data/bundling.toml).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--show", default=20, show_default=True, help="How many moved reports to list.")
+@pass_ctx
+def preview(c: Ctx, rules_file: str | None, as_json: bool, show: int) -> None:
+    """Dry run: group all finished reports by the rules and show what would change. Writes nothing."""
+    try:
+        rules = load_bundling(rules_file)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(f"{rules_file or RULES_FILE}: {exc}") from exc
+    rt = c.runtime()
+    with rt.sessions() as s:
+        plan = plan_all(s, rules)
+        now = current_assignments(s)
+        totals = counts(s)
+    planned_incidents = Counter(rule for rule, _ in set(plan.values()))
+    current_incidents = Counter(rule for rule, _ in set(now.values()))
+    moved = sorted((rid, now.get(rid, (None, None))[1], key) for rid, (_, key) in plan.items()
+                   if now.get(rid, (None, None))[1] != key)
+    planned_keys = {k for _, k in plan.values()}
+    current_keys = {k for _, k in now.values()}
+    result: dict[str, Any] = {
+        "rules": str(rules_file or RULES_FILE),
+        "reports": len(plan),
+        "incidentsAdjustedForBundling": totals["incidents"],
+        "planned": {"bundles": len(planned_keys), "byRule": dict(sorted(planned_incidents.items()))},
+        "current": {"bundles": len(current_keys), "byRule": dict(sorted(current_incidents.items()))},
+        "bundlesCreated": len(planned_keys - current_keys),
+        "bundlesRemoved": len(current_keys - planned_keys),
+        "reportsMoved": len(moved),
+        "moves": [{"report": r, "from": f, "to": t} for r, f, t in moved[:show]],
+    }
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"rules: {result['rules']}  (dry run: nothing is written)")
+    adjusted = totals["incidents"] if totals["incidents"] is not None else "unknown (bundles stage not run for all)"
+    click.echo(f"finished reports: {result['reports']}; incidents adjusted for bundling: {adjusted}")
+    click.echo(f"bundles now: {result['current']['bundles']} {result['current']['byRule']}")
+    click.echo(f"bundles by these rules: {result['planned']['bundles']} {result['planned']['byRule']}")
+    click.echo(f"would create {result['bundlesCreated']}, remove {result['bundlesRemoved']}, "
+               f"move {result['reportsMoved']} report(s)")
+    for m in result["moves"]:
+        click.echo(f"  report {m['report']}: {m['from'] or '(none)'} -> {m['to']}")
+    if len(moved) > show:
+        click.echo(f"  ... and {len(moved) - show} more")
+    if moved:
+        click.echo("apply: put the rules in place, then `tipline pipeline rerun --stage bundles`")

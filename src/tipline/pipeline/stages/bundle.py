@@ -1,0 +1,378 @@
+"""Stage ``bundles``: group reports into incidents by rules kept as data (``data/bundling.toml``).
+
+An incident is a connected group of reports under one rule (see the TOML file and
+docs/routing.md). Two implementations compute the same partition:
+
+- ``plan_all`` — the reference: loads every link and runs union-find rule by rule. Used by
+  ``tipline bundles preview`` and by the tests.
+- ``plan_for`` — what the stage runs: a breadth-first search from one report over its links,
+  with batched queries, touching only the report's own group.
+
+The stage then makes the stored ``Incident``/``IncidentReport`` rows agree with the plan for
+every report whose group it touched (members moved in, stale members moved out and
+re-planned), so re-running is idempotent and the result does not depend on the order in
+which reports were processed. It also records how many incidents each report stands for
+(``ReportIncidentCount``): NCMEC counts both reports and incidents from 2024.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from tipline.pipeline.core import StageContext, stage
+from tipline.pipeline.identifiers import DATA_DIR
+from tipline.store.tables import Incident, IncidentReport, Report, ReportLink
+from tipline.store.tables_routing import ReportIncidentCount
+
+RULES_FILE = DATA_DIR / "bundling.toml"
+_CHUNK = 2000
+
+
+@dataclass(frozen=True)
+class GraphRule:
+    name: str
+    description: str
+    reasons: frozenset[str]
+    min_weight: float
+    min_reports: int
+
+
+@dataclass(frozen=True)
+class BundlingRules:
+    version: str
+    rules: tuple[GraphRule, ...]
+    batched_name: str
+    batched_description: str
+    single_name: str
+    single_description: str
+    batched_count: str
+
+
+def parse_bundling(data: dict[str, Any]) -> BundlingRules:
+    """Validate and build the bundling rules; a clear ValueError for a malformed file."""
+    rules: list[GraphRule] = []
+    names: set[str] = set()
+    for i, r in enumerate(data.get("rule", [])):
+        name = str(r.get("name", "")).strip()
+        if not name or ":" in name or len(name) > 40:
+            raise ValueError(f"rule {i + 1}: a name of 1-40 characters without ':' is required")
+        if name in names:
+            raise ValueError(f"rule {name!r} defined twice")
+        names.add(name)
+        reasons = r.get("links")
+        if not reasons or not isinstance(reasons, list):
+            raise ValueError(f"rule {name!r}: 'links' must list link reasons, e.g. [\"account\"]")
+        min_reports = int(r.get("min_reports", 2))
+        if min_reports < 2:
+            raise ValueError(f"rule {name!r}: min_reports must be at least 2")
+        rules.append(GraphRule(name, str(r.get("description", name)), frozenset(map(str, reasons)),
+                               float(r.get("min_weight", 0.0)), min_reports))
+    batched = data.get("batched", {})
+    single = data.get("single", {})
+    b_name, s_name = str(batched.get("name", "batched")), str(single.get("name", "single"))
+    if len({*names, b_name, s_name}) != len(names) + 2:
+        raise ValueError("rule names, batched.name and single.name must all differ")
+    count = str(data.get("counts", {}).get("batched", "reported_users"))
+    if count not in ("reported_users", "one"):
+        raise ValueError("counts.batched must be 'reported_users' or 'one'")
+    return BundlingRules(str(data.get("version", "1")), tuple(rules), b_name,
+                         str(batched.get("description", b_name)), s_name,
+                         str(single.get("description", s_name)), count)
+
+
+@lru_cache(maxsize=4)
+def load_bundling(path: str | None = None) -> BundlingRules:
+    """The bundling rules from ``path`` or the bundled ``bundling.toml``."""
+    with open(path or RULES_FILE, "rb") as fh:
+        return parse_bundling(tomllib.load(fh))
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """The incident a report belongs to under the rules."""
+
+    rule: str
+    key: str
+    members: frozenset[int]
+    reasons: dict[int, str] = field(default_factory=dict, compare=False, hash=False)
+
+
+# --- per-report planner (the stage's path) --------------------------------------------------
+
+
+class _Graph:
+    """Cached, batched access to the link graph among finished reports."""
+
+    def __init__(self, session: Session, rules: BundlingRules) -> None:
+        self.s = session
+        self.rules = rules
+        # node -> rule index -> [(neighbour, detail)]
+        self.adj: dict[int, dict[int, list[tuple[int, str]]]] = {}
+        self.comp: dict[tuple[int, int], frozenset[int]] = {}  # (rule idx, node) -> component
+        self.batched: dict[int, bool] = {}
+
+    def _fetch(self, nodes: Iterable[int]) -> None:
+        todo = sorted(n for n in set(nodes) if n not in self.adj)
+        for i in range(0, len(todo), _CHUNK):
+            chunk = todo[i:i + _CHUNK]
+            chunk_set = set(chunk)
+            for n in chunk:
+                self.adj[n] = {k: [] for k in range(len(self.rules.rules))}
+            rows = self.s.execute(
+                select(ReportLink.report_a, ReportLink.report_b, ReportLink.reason, ReportLink.weight,
+                       ReportLink.detail)
+                .where(or_(ReportLink.report_a.in_(chunk), ReportLink.report_b.in_(chunk)))
+            ).all()
+            for a, b, reason, weight, detail in rows:
+                for k, rule in enumerate(self.rules.rules):
+                    if reason in rule.reasons and weight >= rule.min_weight:
+                        if a in chunk_set:
+                            self.adj[a][k].append((b, detail or reason))
+                        if b in chunk_set:
+                            self.adj[b][k].append((a, detail or reason))
+        # Links only ever join finished reports, but a report may have been purged since.
+
+    def eligible(self, node: int, k: int) -> bool:
+        return all(not self.claimed(node, j) for j in range(k))
+
+    def claimed(self, node: int, k: int) -> bool:
+        if not self.eligible(node, k):
+            return False
+        return len(self.component(node, k)) >= self.rules.rules[k].min_reports
+
+    def component(self, start: int, k: int) -> frozenset[int]:
+        """Reports reachable from ``start`` over rule-k links, among reports eligible for rule k."""
+        if (k, start) in self.comp:
+            return self.comp[(k, start)]
+        seen = {start}
+        frontier = [start]
+        while frontier:
+            self._fetch(frontier)
+            nxt: set[int] = set()
+            for n in frontier:
+                for m, _ in self.adj[n][k]:
+                    if m not in seen:
+                        nxt.add(m)
+            if k > 0:
+                self._fetch(nxt)
+                nxt = {m for m in nxt if self.eligible(m, k)}
+            seen |= nxt
+            frontier = sorted(nxt)
+        comp = frozenset(seen)
+        for n in comp:
+            self.comp[(k, n)] = comp
+        return comp
+
+    def is_batched(self, node: int) -> bool:
+        if node not in self.batched:
+            self.batched[node] = bool(self.s.execute(select(Report.batched).where(Report.id == node)).scalar())
+        return self.batched[node]
+
+    def reason(self, node: int, k: int, members: frozenset[int]) -> str:
+        links = sorted((m, d) for m, d in self.adj.get(node, {}).get(k, []) if m in members)
+        rule = self.rules.rules[k]
+        if not links:
+            return rule.name
+        m, d = links[0]
+        return f"{rule.name}: {d} (report {m})"[:255]
+
+
+def plan_for(session: Session, rules: BundlingRules, report_id: int, graph: _Graph | None = None) -> Assignment:
+    """The incident of one report, computed from its links alone (the stage's path)."""
+    g = graph or _Graph(session, rules)
+    for k, rule in enumerate(rules.rules):
+        if g.claimed(report_id, k):
+            members = g.component(report_id, k)
+            key = f"{rule.name}:{min(members)}"
+            return Assignment(rule.name, key, members, {m: g.reason(m, k, members) for m in members})
+    if g.is_batched(report_id):
+        return Assignment(rules.batched_name, f"{rules.batched_name}:{report_id}", frozenset({report_id}),
+                          {report_id: rules.batched_description[:255]})
+    return Assignment(rules.single_name, f"{rules.single_name}:{report_id}", frozenset({report_id}),
+                      {report_id: rules.single_description[:255]})
+
+
+# --- reference: the whole partition at once ---------------------------------------------------
+
+
+class _UnionFind:
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}
+
+    def find(self, x: int) -> int:
+        self.parent.setdefault(x, x)
+        root = x
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[x] != root:
+            self.parent[x], x = root, self.parent[x]
+        return root
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def plan_all(session: Session, rules: BundlingRules) -> dict[int, tuple[str, str]]:
+    """Reference: {report id: (rule, incident key)} for every finished report, by union-find."""
+    reports = {int(r): bool(b) for r, b in session.execute(
+        select(Report.id, Report.batched).where(Report.state == "finished"))}
+    links = session.execute(select(ReportLink.report_a, ReportLink.report_b, ReportLink.reason,
+                                   ReportLink.weight)).all()
+    out: dict[int, tuple[str, str]] = {}
+    for rule in rules.rules:
+        uf = _UnionFind()
+        for a, b, reason, weight in links:
+            if (reason in rule.reasons and weight >= rule.min_weight and a in reports and b in reports
+                    and a not in out and b not in out):
+                uf.union(a, b)
+        groups: dict[int, list[int]] = {}
+        for n in list(uf.parent):
+            groups.setdefault(uf.find(n), []).append(n)
+        for root, members in groups.items():
+            if len(members) >= rule.min_reports:
+                for m in members:
+                    out[m] = (rule.name, f"{rule.name}:{root}")
+    for rid, batched in reports.items():
+        if rid not in out:
+            name = rules.batched_name if batched else rules.single_name
+            out[rid] = (name, f"{name}:{rid}")
+    return out
+
+
+def current_assignments(session: Session) -> dict[int, tuple[str, str]]:
+    """{report id: (rule, key)} as stored now."""
+    rows = session.execute(select(IncidentReport.report_id, Incident.rule, Incident.key)
+                           .join(Incident, Incident.id == IncidentReport.incident_id)).all()
+    return {int(r): (rule, key) for r, rule, key in rows}
+
+
+# --- incident counts (reports vs incidents) ----------------------------------------------------
+
+
+def incidents_in_report(document: dict[str, Any] | None, batched: bool, rules: BundlingRules) -> tuple[int, str]:
+    """How many incidents a report stands for, and why (NCMEC's "adjusted for bundling" count)."""
+    if not batched:
+        return 1, "single report"
+    if rules.batched_count == "one":
+        return 1, "batched report counted once (counts.batched = one)"
+    users = len((document or {}).get("personOrUserReported") or [])
+    return max(1, users), f"batched: {users} reported users listed"
+
+
+def counts(session: Session) -> dict[str, int | None]:
+    """Reports, incidents adjusted for bundling, and bundles (Incident rows), for statistics.
+
+    ``incidents`` is None (unknown, never zero) when some finished report has no count yet.
+    """
+    reports = int(session.execute(select(func.count()).select_from(Report)
+                                  .where(Report.state == "finished")).scalar_one())
+    counted, total = session.execute(
+        select(func.count(), func.coalesce(func.sum(ReportIncidentCount.incidents), 0))
+        .join(Report, Report.id == ReportIncidentCount.report_id).where(Report.state == "finished")
+    ).one()
+    bundles = int(session.execute(select(func.count()).select_from(Incident)).scalar_one())
+    return {"reports": reports, "incidents": int(total) if counted == reports else None,
+            "reports_counted": int(counted), "bundles": bundles}
+
+
+# --- the stage -----------------------------------------------------------------------------------
+
+
+def _apply(session: Session, a: Assignment, now: datetime, done: set[int]) -> list[int]:
+    """Make stored rows agree with one assignment; returns reports that must be re-planned."""
+    members = sorted(a.members)
+    inc = session.execute(select(Incident).where(Incident.key == a.key)).scalar_one_or_none()
+    if inc is None:
+        inc = Incident(rule=a.rule, key=a.key, created_at=now, updated_at=now)
+        session.add(inc)
+        session.flush()
+    current: dict[int, tuple[int, str | None]] = {}
+    for i in range(0, len(members), _CHUNK):
+        for rid, iid, reason in session.execute(
+            select(IncidentReport.report_id, IncidentReport.incident_id, IncidentReport.reason)
+            .where(IncidentReport.report_id.in_(members[i:i + _CHUNK]))
+        ):
+            current[int(rid)] = (int(iid), reason)
+    touched: set[int] = set()
+    changed = False
+    for m in members:
+        want_reason = a.reasons.get(m)
+        cur = current.get(m)
+        if cur is not None and cur[0] == inc.id:
+            if cur[1] != want_reason:
+                session.execute(update(IncidentReport).where(IncidentReport.report_id == m)
+                                .values(reason=want_reason))
+            continue
+        session.execute(delete(IncidentReport).where(IncidentReport.report_id == m))
+        if cur is not None:
+            touched.add(cur[0])
+        session.add(IncidentReport(incident_id=inc.id, report_id=m, reason=want_reason))
+        changed = True
+    # Members of this incident that no longer belong to the group.
+    stale = [int(r) for r in session.execute(
+        select(IncidentReport.report_id).where(IncidentReport.incident_id == inc.id)).scalars()
+        if int(r) not in a.members]
+    if stale:
+        for i in range(0, len(stale), _CHUNK):
+            session.execute(delete(IncidentReport).where(IncidentReport.incident_id == inc.id,
+                                                         IncidentReport.report_id.in_(stale[i:i + _CHUNK])))
+        changed = True
+    if changed:
+        inc.updated_at = now
+    session.flush()
+    requeue = list(stale)
+    for iid in sorted(touched):
+        rest = [int(r) for r in session.execute(
+            select(IncidentReport.report_id).where(IncidentReport.incident_id == iid)).scalars()]
+        if not rest:
+            session.execute(delete(Incident).where(Incident.id == iid))
+        else:
+            requeue.extend(r for r in rest if r not in done)
+    return requeue
+
+
+def rebundle(session: Session, report_ids: Iterable[int], rules: BundlingRules | None = None,
+             now: datetime | None = None) -> int:
+    """Bring the incidents of these reports (and of every report their groups touch) up to date.
+
+    Returns how many reports were re-planned.
+    """
+    rules = rules or load_bundling()
+    now = now or datetime.now(UTC)
+    graph = _Graph(session, rules)
+    queue = sorted(set(report_ids), reverse=True)
+    done: set[int] = set()
+    while queue:
+        rid = queue.pop()
+        if rid in done:
+            continue
+        if session.execute(select(Report.state).where(Report.id == rid)).scalar() != "finished":
+            done.add(rid)
+            session.execute(delete(IncidentReport).where(IncidentReport.report_id == rid))
+            continue
+        a = plan_for(session, rules, rid, graph)
+        done |= a.members
+        queue.extend(sorted(set(_apply(session, a, now, done)) - done, reverse=True))
+    return len(done)
+
+
+@stage("bundles", version="1", after=("links",))
+def bundles_stage(ctx: StageContext, session: Session, report_id: int) -> None:
+    """Put the report into its incident (offender, viral, batched or single) and record its incident count."""
+    rules = ctx.service("bundling_rules", load_bundling)
+    row = session.execute(select(Report.document, Report.batched).where(Report.id == report_id)).one_or_none()
+    session.execute(delete(ReportIncidentCount).where(ReportIncidentCount.report_id == report_id))
+    if row is not None:
+        n, basis = incidents_in_report(row.document, bool(row.batched), rules)
+        session.add(ReportIncidentCount(report_id=report_id, incidents=n, basis=basis[:60]))
+    rebundle(session, [report_id], rules)

@@ -1,0 +1,257 @@
+"""Stages ``location`` and ``jurisdiction``: where a report's reported user is, and whose case it is.
+
+``location`` writes one ``Location`` row per source: each IP capture event of the reported
+user (geolocated offline), each platform ``estimatedLocation``, and each address the report
+gives for the reported person or the incident. ``jurisdiction`` picks one by the precedence
+in ``data/routing.toml`` and resolves country and, in the US, state — or leaves them unknown
+(NULL). Nothing is guessed: no default country, no state from a city name.
+See docs/routing.md for the confidences and the precedence.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from tipline.model.report import Address, EstimatedLocation, IpCaptureEvent
+from tipline.model.report import Report as ReportModel
+from tipline.pipeline.core import StageContext, stage
+from tipline.pipeline.directory import load_routing
+from tipline.pipeline.geo import GeoIp, clean_city, us_state_code
+from tipline.pipeline.identifiers import normalise_ip
+from tipline.store.tables import File, Jurisdiction, Location, Report
+
+# Confidence of one location source (0..1), before precedence. Documented in docs/routing.md.
+CONFIDENCE = {
+    "esp_estimate_verified": 0.9,
+    "ip_login": 0.7,
+    "ip_upload": 0.6,
+    "ip_other": 0.5,
+    "esp_estimate_unverified": 0.4,
+    "user_supplied": 0.3,
+    "ip_proxy": 0.1,
+}
+# ISO-3166 pseudo-codes that name no country (anonymous proxy, satellite, Europe, Asia/Pacific).
+NOT_A_COUNTRY = frozenset({"", "A1", "A2", "O1", "AP", "EU", "XX", "ZZ"})
+
+
+def _country(code: str | None) -> str | None:
+    c = (code or "").strip().upper()
+    return None if c in NOT_A_COUNTRY or len(c) != 2 else c
+
+
+def _region(country: str | None, region: str | None) -> str | None:
+    if not region or not region.strip():
+        return None
+    if country == "US":
+        return us_state_code(region)  # an unrecognised US region stays unknown
+    return region.strip()[:100]
+
+
+def _ts(dt: datetime | None) -> str:
+    if dt is None:
+        return "none"
+    dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Loc:
+    source: str
+    detail: str
+    country: str | None
+    region: str | None
+    city: str | None
+    latitude: float | None
+    longitude: float | None
+    confidence: float
+
+
+def _ip_loc(geo: GeoIp, ev: IpCaptureEvent, path: str) -> Loc:
+    n = normalise_ip(ev.ipAddress, ev.possibleProxy)
+    event = ev.eventName or "Unknown"
+    proxy = "yes" if ev.possibleProxy else "no"
+    flags = ",".join(f for f in (n.flags if n else ("invalid",)) if f != "proxy") or "none"
+    detail = (f"ip={n.value if n else ev.ipAddress[:60]} event={event} at={_ts(ev.dateTime)} "
+              f"proxy={proxy} flags={flags} path={path}")
+    res = geo.lookup(n.value) if n is not None else None
+    if res is None or _country(res.country) is None:
+        return Loc("ip", detail[:255], None, None, None, None, None, 0.0)
+    kind = "ip_proxy" if ev.possibleProxy else {"Login": "ip_login", "Upload": "ip_upload"}.get(event, "ip_other")
+    country = _country(res.country)
+    return Loc("ip", detail[:255], country, _region(country, res.region), (res.city or "")[:100] or None,
+               res.latitude, res.longitude, CONFIDENCE[kind])
+
+
+def _estimate_loc(est: EstimatedLocation, path: str) -> Loc:
+    verified = bool(est.verified)
+    country = _country(est.countryCode)
+    detail = f"verified={'yes' if verified else 'no'} at={_ts(est.timestamp)} path={path}"
+    conf = CONFIDENCE["esp_estimate_verified" if verified else "esp_estimate_unverified"]
+    city = clean_city(est.city)
+    return Loc("esp_estimate", detail[:255], country, _region(country, est.region),
+               city[:100] if city else None, None, None, conf if country else 0.0)
+
+
+def _address_loc(addr: Address, path: str) -> Loc:
+    country = _country(addr.country)
+    if country is None and addr.state:
+        country = "US"  # the schema's `state` holds US states only (others use nonUsaState)
+    region = addr.state if country == "US" and addr.state else _region(country, addr.nonUsaState)
+    if country == "US" and addr.state is None:
+        region = None
+    detail = f"type={addr.type or 'unknown'} zip={addr.zipCode or 'none'} path={path}"
+    city = (addr.city or "").strip()[:100] or None
+    return Loc("user_supplied", detail[:255], country, region, city, None, None,
+               CONFIDENCE["user_supplied"] if country else 0.0)
+
+
+def locate(report: ReportModel, files: list[tuple[int, dict[str, Any] | None]], geo: GeoIp) -> list[Loc]:
+    """Every location source of a report's reported user(s) and incident (a pure function)."""
+    out: list[Loc] = []
+    for i, p in enumerate(report.personOrUserReported):
+        path = f"personOrUserReported[{i}]"
+        for j, ev in enumerate(p.ipCaptureEvent):
+            out.append(_ip_loc(geo, ev, f"{path}.ipCaptureEvent[{j}]"))
+        if p.estimatedLocation is not None:
+            out.append(_estimate_loc(p.estimatedLocation, f"{path}.estimatedLocation"))
+        person = p.personOrUserReportedPerson
+        if person is not None:
+            for j, addr in enumerate(person.address):
+                out.append(_address_loc(addr, f"{path}.personOrUserReportedPerson.address[{j}]"))
+    for i, det in enumerate(report.internetDetails):
+        if det.peer2peerIncident is not None:
+            for j, ev in enumerate(det.peer2peerIncident.ipCaptureEvent):
+                out.append(_ip_loc(geo, ev, f"internetDetails[{i}].peer2peerIncident.ipCaptureEvent[{j}]"))
+        if det.nonInternetIncident is not None:
+            for j, addr in enumerate(det.nonInternetIncident.incidentAddress):
+                out.append(_address_loc(addr, f"internetDetails[{i}].nonInternetIncident.incidentAddress[{j}]"))
+    for seq, details in files:
+        raw = (details or {}).get("ipCaptureEvent")
+        if raw:
+            out.append(_ip_loc(geo, IpCaptureEvent.model_validate(raw), f"file[{seq}].ipCaptureEvent"))
+    return out
+
+
+def geoip_service(ctx: StageContext) -> GeoIp:
+    """The process-wide GeoIP reader (opened once; a clear error when no database exists)."""
+    geo: GeoIp = ctx.service("geoip", lambda: GeoIp.open(ctx.rt.settings.geoip_db))
+    return geo
+
+
+@stage("location", version="1")
+def location_stage(ctx: StageContext, session: Session, report_id: int) -> None:
+    """Write one Location row per location source: IP capture events, platform estimates, addresses."""
+    session.execute(delete(Location).where(Location.report_id == report_id))
+    doc = session.execute(select(Report.document).where(Report.id == report_id)).scalar()
+    if doc is None:
+        return
+    files = [(int(seq), det) for seq, det in session.execute(
+        select(File.seq, File.details).where(File.report_id == report_id).order_by(File.seq))]
+    for loc in locate(ReportModel.model_validate(doc), files, geoip_service(ctx)):
+        session.add(Location(report_id=report_id, source=loc.source, detail=loc.detail, country=loc.country,
+                             region=loc.region, city=loc.city, latitude=loc.latitude, longitude=loc.longitude,
+                             confidence=loc.confidence))
+
+
+# --- jurisdiction -------------------------------------------------------------------------
+
+_KV = re.compile(r"(\w+)=(\S+)")
+
+
+def location_class(source: str, detail: str | None) -> str:
+    """The precedence class of a Location row (see routing.toml [jurisdiction])."""
+    kv = dict(_KV.findall(detail or ""))
+    if source == "esp_estimate":
+        return "esp_estimate_verified" if kv.get("verified") == "yes" else "esp_estimate_unverified"
+    if source == "ip":
+        if kv.get("proxy") == "yes":
+            return "ip_proxy"
+        return "ip_login" if kv.get("event") == "Login" else "ip_other"
+    return source
+
+
+@dataclass(frozen=True)
+class Resolved:
+    country: str | None
+    us_state: str | None
+    source: str | None
+    confidence: float
+    reason: str
+
+
+def _describe(row: Any) -> str:
+    kv = dict(_KV.findall(row.detail or ""))
+    where = ", ".join(x for x in (row.city, row.region, row.country) if x)
+    if row.source == "ip":
+        return f"IP {kv.get('ip', '?')} ({kv.get('event', '?')} at {kv.get('at', '?')}) in {where}"
+    if row.source == "esp_estimate":
+        return f"{'verified' if kv.get('verified') == 'yes' else 'unverified'} platform estimate {where}"
+    return f"address given in the report ({where})"
+
+
+def resolve(rows: list[Any], precedence: list[str]) -> Resolved:
+    """Pick country and US state from Location rows by precedence (a pure function).
+
+    Within a class, the most recent event wins (IP capture time, estimate timestamp), then
+    the higher confidence, then the lower row id. The state comes from the chosen source when
+    it has one, else from the next source in precedence that agrees the country is the US.
+    """
+    rank = {c: i for i, c in enumerate(precedence)}
+    usable = [r for r in rows if r.country and location_class(r.source, r.detail) in rank]
+
+    def key(r: Any) -> tuple[int, str, float, int]:
+        at = dict(_KV.findall(r.detail or "")).get("at", "none")
+        # Descending time: invert characters of the ISO timestamp so later sorts first.
+        inv = "".join(chr(0x7F - ord(ch)) for ch in at) if at != "none" else "\x7f"
+        return rank[location_class(r.source, r.detail)], inv, -float(r.confidence), int(r.id)
+
+    usable.sort(key=key)
+    if not usable:
+        ignored = [r for r in rows if r.country]
+        why = "no usable location source"
+        if ignored:
+            why += "; ignored: " + "; ".join(f"{_describe(r)} [{location_class(r.source, r.detail)}]"
+                                             for r in ignored[:5])
+        elif rows:
+            why += f"; {len(rows)} source(s) could not be placed (private, CGNAT, documentation or unknown IPs)"
+        return Resolved(None, None, None, 0.0, why)
+    best = usable[0]
+    cls = location_class(best.source, best.detail)
+    parts = [f"country {best.country} from {_describe(best)} [{cls}]"]
+    state: str | None = None
+    conf = float(best.confidence)
+    if best.country == "US":
+        if best.region and us_state_code(best.region):
+            state = us_state_code(best.region)
+            parts.append(f"state {state} from the same source")
+        else:
+            for r in usable[1:]:
+                if r.country == "US" and r.region and us_state_code(r.region):
+                    state = us_state_code(r.region)
+                    conf = min(conf, float(r.confidence))
+                    parts.append(f"state {state} from {_describe(r)} [{location_class(r.source, r.detail)}]")
+                    break
+            else:
+                parts.append("state unknown")
+    disagree = sorted({r.country for r in usable if r.country != best.country})
+    if disagree:
+        parts.append(f"other sources say {', '.join(disagree)}")
+    return Resolved(best.country, state, cls, conf, "; ".join(parts))
+
+
+@stage("jurisdiction", version="1", after=("location",))
+def jurisdiction_stage(ctx: StageContext, session: Session, report_id: int) -> None:
+    """Resolve country and US state from the report's Location rows by the stated precedence, or unknown."""
+    precedence = ctx.service("routing_rules", load_routing).precedence
+    rows = session.execute(
+        select(Location).where(Location.report_id == report_id).order_by(Location.id)).scalars().all()
+    res = resolve(list(rows), list(precedence))
+    session.execute(delete(Jurisdiction).where(Jurisdiction.report_id == report_id))
+    session.add(Jurisdiction(report_id=report_id, country=res.country, us_state=res.us_state, source=res.source,
+                             confidence=res.confidence, reason=res.reason, resolved_at=datetime.now(UTC)))

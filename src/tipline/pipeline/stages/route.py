@@ -1,0 +1,96 @@
+"""Stage ``route``: make a report available to agencies by the rules in ``data/routing.toml``.
+
+Reads the report's ``Jurisdiction`` (and the city of the location that placed it, for states
+with several task forces) and, when the ``assess`` stage exists, its ``Assessment`` to mark
+referrals escalated. Writes one ``Referral`` per agency with the rule and a readable reason.
+
+Re-running is idempotent and keeps what law enforcement did: a referral to the same agency
+keeps its ``made_available_at`` and ``acknowledged_at``; a referral the rules no longer
+choose is removed unless the agency already acknowledged it (then it stays, and its reason
+says it is no longer chosen by the current rules).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tipline.pipeline.core import StageContext, stage
+from tipline.pipeline.directory import Directory, import_agencies, load_routing, read_agency_file, route
+from tipline.pipeline.geo import us_state_code
+from tipline.pipeline.stages.locate import location_class
+from tipline.store.tables import Agency, Assessment, Jurisdiction, Location, Referral
+
+log = logging.getLogger("tipline.pipeline.route")
+
+NO_LONGER = " [no longer chosen by the current routing rules; kept because the agency acknowledged it]"
+
+
+def ensure_directory(session: Session) -> None:
+    """Load the bundled directory when the agencies table is empty (a fresh instance).
+
+    An operator's own directory (``tipline agency import FILE``) is never overwritten.
+    """
+    if session.execute(select(Agency.id).limit(1)).first() is None:
+        log.info("agency directory empty: importing the bundled default")
+        import_agencies(session, read_agency_file())
+
+
+def city_for(session: Session, report_id: int, state: str | None, precedence: tuple[str, ...]) -> str | None:
+    """The city of the most trusted location placing the report in ``state`` (for area routing)."""
+    if state is None:
+        return None
+    rank = {c: i for i, c in enumerate(precedence)}
+    rows = session.execute(select(Location).where(Location.report_id == report_id, Location.country == "US",
+                                                  Location.city.is_not(None)).order_by(Location.id)).scalars().all()
+    best: tuple[int, int, str] | None = None
+    for r in rows:
+        cls = location_class(r.source, r.detail)
+        if cls not in rank or us_state_code(r.region) != state or not r.city:
+            continue
+        cand = (rank[cls], -int(r.confidence * 1000), r.city)
+        if best is None or cand < best:
+            best = cand
+    return best[2] if best else None
+
+
+@stage("route", version="1", after=("jurisdiction", "assess"))
+def route_stage(ctx: StageContext, session: Session, report_id: int) -> None:
+    """Make the report available to the agencies its jurisdiction routes to (rules in routing.toml)."""
+    rules = ctx.service("routing_rules", load_routing)
+    jur = session.get(Jurisdiction, report_id)
+    if jur is None:
+        raise RuntimeError(f"report {report_id} has no jurisdiction: run the jurisdiction stage first")
+    ensure_directory(session)
+    directory = Directory.load(session)
+    city = city_for(session, report_id, jur.us_state, rules.precedence)
+    decisions = route(directory, rules, jur.country, jur.us_state, city)
+    assessment = session.get(Assessment, report_id)
+    escalate = bool(assessment is not None and assessment.escalate)
+    now = datetime.now(UTC)
+    existing = {r.agency_id: r for r in session.execute(
+        select(Referral).where(Referral.report_id == report_id)).scalars()}
+    chosen: set[int] = set()
+    for d in decisions:
+        agency = directory.by_code[d.agency_code]
+        chosen.add(agency.id)
+        ref = existing.get(agency.id)
+        if ref is None:
+            session.add(Referral(report_id=report_id, agency_id=agency.id, rule=d.rule, reason=d.reason,
+                                 made_available_at=now, escalated=escalate, escalated_at=now if escalate else None))
+            continue
+        ref.rule, ref.reason = d.rule, d.reason
+        if escalate and not ref.escalated:
+            ref.escalated, ref.escalated_at = True, now
+        elif not escalate and ref.escalated and ref.acknowledged_at is None:
+            ref.escalated, ref.escalated_at = False, None
+    for agency_id, ref in existing.items():
+        if agency_id in chosen:
+            continue
+        if ref.acknowledged_at is None:
+            session.delete(ref)
+        elif not ref.reason.endswith(NO_LONGER):
+            ref.reason = ref.reason + NO_LONGER
