@@ -1,0 +1,205 @@
+"""Stage ``matches``: hash-bank hits and (near-)duplicates among all stored files.
+
+For each file of the report it writes ``file_matches`` rows, replacing earlier ones:
+
+* ``kind="bank"``: an enabled bank holds its MD5/SHA-1/SHA-256 exactly, or a PDQ within that
+  bank's threshold (default 31);
+* ``kind="duplicate"``: another stored file has the same SHA-256 (or, failing that, MD5), or a
+  PDQ within 31 bits. At most :data:`DUPLICATE_LIMIT` per file and hash kind, nearest and then
+  earliest first, so a viral item seen in 10,000 reports does not write 10,000² rows; every
+  copy still links to the earliest copies, which keeps them all connected. A pair is stored
+  once, under the file whose report was matched later; read both directions.
+
+PDQ candidates come from process-wide indexes (tipline.pipeline.pdqindex) built from the
+database once and kept current; every candidate is re-checked against the stored hash, so a
+stale index entry can never produce a wrong match.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from sqlalchemy import and_, delete, or_, select
+from sqlalchemy.orm import Session
+
+from tipline.pipeline import media
+from tipline.pipeline.core import StageContext, stage
+from tipline.pipeline.pdqindex import DEFAULT_RADIUS, PdqIndex
+from tipline.store.tables import BankEntry, File, FileMatch, FileSignal, HashBank
+
+DUPLICATE_LIMIT = 100
+#: How often a worker looks for hashes stored by other processes, and how far back (commit lag).
+REFRESH_SECONDS = 2.0
+REFRESH_OVERLAP = timedelta(minutes=2)
+
+
+def usable_pdq(pdq: bytes | None, quality: int | None) -> bool:
+    """A PDQ worth matching: present, and not too featureless (unknown quality counts as usable)."""
+    return pdq is not None and len(pdq) == 32 and (quality is None or quality >= media.MIN_MATCH_QUALITY)
+
+
+class FileIndex:
+    """All stored file PDQs in one :class:`PdqIndex`; int ids are positions in ``file_ids``."""
+
+    def __init__(self) -> None:
+        self.index = PdqIndex()
+        self.file_ids: list[str] = []
+        self.present: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+        self._watermark: datetime | None = None
+        self._last_refresh = 0.0
+
+    def add(self, pairs: Iterable[tuple[str, bytes]]) -> None:
+        """Make (file id, PDQ) pairs searchable; already-present identical pairs are skipped."""
+        with self._lock:
+            new = [(fid, h) for fid, h in pairs if self.present.get(fid) != h]
+            if not new:
+                return
+            start = len(self.file_ids)
+            for fid, h in new:
+                self.file_ids.append(fid)
+                self.present[fid] = h
+            self.index.add(np.arange(start, start + len(new)), [h for _, h in new])
+
+    def refresh(self, session: Session, *, force: bool = False) -> None:
+        """Pick up hashes stored by other processes since the last look (rate-limited)."""
+        now = time.monotonic()
+        if self._watermark is not None and not force and now - self._last_refresh < REFRESH_SECONDS:
+            return
+        self._last_refresh = now
+        started = datetime.now(UTC)
+        q = select(FileSignal.file_id, FileSignal.pdq, FileSignal.pdq_quality).where(FileSignal.pdq.is_not(None))
+        if self._watermark is not None:
+            q = q.where(FileSignal.computed_at >= self._watermark - REFRESH_OVERLAP)
+        self.add((fid, bytes(h)) for fid, h, qual in session.execute(q) if h is not None and usable_pdq(bytes(h), qual))
+        self._watermark = started
+
+    def near(self, pdq: bytes, radius: int = DEFAULT_RADIUS) -> list[str]:
+        hits = self.index.search([pdq], radius)
+        return [self.file_ids[i] for i in hits.ids.tolist()]
+
+
+class BankIndex:
+    """The PDQ entries of all banks in one :class:`PdqIndex` (ids = ``bank_entries.id``).
+
+    Enabled flags and thresholds are read from the database at match time, so only new
+    entries need adding; they are picked up by id above the highest id seen.
+    """
+
+    def __init__(self) -> None:
+        self.index = PdqIndex()
+        self._max_id = 0
+        self._lock = threading.Lock()
+
+    def refresh(self, session: Session) -> None:
+        with self._lock:
+            rows = session.execute(
+                select(BankEntry.id, BankEntry.value)
+                .where(BankEntry.hash_type == "pdq", BankEntry.id > self._max_id)
+                .order_by(BankEntry.id)
+            ).all()
+            if rows:
+                self.index.add([r[0] for r in rows], [bytes.fromhex(r[1]) for r in rows])
+                self._max_id = int(rows[-1][0])
+
+
+@dataclass(frozen=True)
+class _Match:
+    kind: str
+    hash_type: str
+    distance: int
+    bank_entry_id: int | None = None
+    other_file_id: str | None = None
+
+
+def _bank_matches(session: Session, banks: BankIndex, f: File, sig: FileSignal | None) -> list[_Match]:
+    out: list[_Match] = []
+    crypto = or_(*(and_(BankEntry.hash_type == t, BankEntry.value == getattr(f, t).lower())
+                   for t in ("md5", "sha1", "sha256")))
+    for entry_id, htype in session.execute(
+        select(BankEntry.id, BankEntry.hash_type).join(HashBank, HashBank.id == BankEntry.bank_id)
+        .where(HashBank.enabled.is_(True), crypto).order_by(BankEntry.id)
+    ):
+        out.append(_Match("bank", htype, 0, bank_entry_id=int(entry_id)))
+    if sig is not None and usable_pdq(sig.pdq, sig.pdq_quality):
+        assert sig.pdq is not None
+        limits = {int(bid): int(t) for bid, t in session.execute(
+            select(HashBank.id, HashBank.pdq_threshold).where(HashBank.enabled.is_(True)))}
+        if limits:
+            radius = max(limits.values())
+            cand = banks.index.search([sig.pdq], radius).ids.tolist()
+            if cand:
+                for entry_id, bank_id, value in session.execute(
+                    select(BankEntry.id, BankEntry.bank_id, BankEntry.value).where(BankEntry.id.in_(cand))
+                ):
+                    if bank_id not in limits:
+                        continue
+                    d = media.hamming(sig.pdq, bytes.fromhex(value))  # re-check: the DB is the truth
+                    if d <= limits[bank_id]:
+                        out.append(_Match("bank", "pdq", d, bank_entry_id=int(entry_id)))
+    return sorted(out, key=lambda m: (m.distance, m.bank_entry_id or 0))
+
+
+def _duplicate_matches(session: Session, files: FileIndex, f: File, sig: FileSignal | None) -> list[_Match]:
+    out: list[_Match] = []
+    exact: set[str] = {f.id}
+    for htype, col, value in (("sha256", File.sha256, f.sha256), ("md5", File.md5, f.md5)):
+        rows = session.execute(
+            select(File.id).where(col == value, File.id.not_in(exact))
+            .order_by(File.uploaded_at, File.id).limit(DUPLICATE_LIMIT)
+        ).scalars().all()
+        for other in rows:
+            exact.add(other)
+            out.append(_Match("duplicate", htype, 0, other_file_id=other))
+    if sig is not None and usable_pdq(sig.pdq, sig.pdq_quality):
+        assert sig.pdq is not None
+        cand = [c for c in files.near(sig.pdq) if c not in exact]
+        found: list[tuple[int, datetime, str]] = []
+        for start in range(0, len(cand), 500):
+            chunk = cand[start:start + 500]
+            for other, pdq, quality, uploaded in session.execute(
+                select(FileSignal.file_id, FileSignal.pdq, FileSignal.pdq_quality, File.uploaded_at)
+                .join(File, File.id == FileSignal.file_id).where(FileSignal.file_id.in_(chunk))
+            ):
+                if pdq is None or not usable_pdq(bytes(pdq), quality):
+                    continue
+                d = media.hamming(sig.pdq, bytes(pdq))
+                if d <= DEFAULT_RADIUS:
+                    found.append((d, uploaded, other))
+        for d, _, other in sorted(found)[:DUPLICATE_LIMIT]:
+            out.append(_Match("duplicate", "pdq", d, other_file_id=other))
+    return out
+
+
+@stage("matches", version="1", after=("hashes",))
+def matches(ctx: StageContext, session: Session, report_id: int) -> None:
+    """Hash-bank hits (exact crypto, PDQ within the bank's threshold) and (near-)duplicate files."""
+    files = list(session.execute(select(File).where(File.report_id == report_id).order_by(File.seq)).scalars())
+    if not files:
+        return
+    ids = [f.id for f in files]
+    session.execute(delete(FileMatch).where(FileMatch.file_id.in_(ids)))
+    sigs = {s.file_id: s for s in session.execute(select(FileSignal).where(FileSignal.file_id.in_(ids))).scalars()}
+    banks: BankIndex = ctx.service("pdq-bank-index", BankIndex)
+    # Built lazily from this session: the first refresh loads every stored hash (a second
+    # connection could not read on SQLite while this transaction holds the write lock).
+    file_index: FileIndex = ctx.service("pdq-file-index", FileIndex)
+    banks.refresh(session)
+    file_index.refresh(session)
+    now = datetime.now(UTC)
+    for f in files:
+        sig = sigs.get(f.id)
+        for m in _bank_matches(session, banks, f, sig) + _duplicate_matches(session, file_index, f, sig):
+            session.add(FileMatch(file_id=f.id, kind=m.kind, hash_type=m.hash_type, distance=m.distance,
+                                  bank_entry_id=m.bank_entry_id, other_file_id=m.other_file_id, created_at=now))
+    session.flush()
+    # This report's hashes are committed (the hashes stage ran before us): make them findable
+    # by later reports at once. If this transaction rolls back nothing is lost: the index only
+    # proposes candidates and every one is re-checked against the database.
+    file_index.add((fid, bytes(s.pdq)) for fid, s in sigs.items()
+                   if s.pdq is not None and usable_pdq(s.pdq, s.pdq_quality))
