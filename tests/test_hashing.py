@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import io
-import secrets
 import os
+import secrets
 import shutil
 import subprocess
 from datetime import UTC, datetime
