@@ -1,0 +1,362 @@
+"""Writing a simulated year into tipline: over real HTTP (ISPWS + public form), or in bulk.
+
+Both paths consume the same ``YearGenerator`` stream and store the same records (reports,
+documents, files, blobs) up to ids, timestamps and random tokens; tests/test_sim_paths.py
+checks that on both database backends.
+
+- ``IspwsWriter`` speaks the CyberTipline Reporting API to a running server (started
+  in-process on a free port unless a URL is given): ``/submit``, ``/upload``,
+  ``/fileinfo``, ``/finish``; public reports go through the public web form. With
+  ``--files hashes`` there are no bytes to upload, so each file is recorded by hash
+  (``attach_hash_only``: a ``blobs`` row with ``stored_name = NULL``) and everything else
+  still goes over HTTP.
+- ``DirectWriter`` builds the same rows itself and inserts them in batches: no HTTP, no
+  XML parsing (the stored XML bodies are still serialised, since they are kept byte for
+  byte).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+from sqlalchemy import Table, func, insert, select, update
+
+from tipline.cybertip.codes import CybertipError, ResponseCode
+from tipline.cybertip.xml import file_details_to_xml, report_to_xml
+from tipline.intake.credentials import hash_password
+from tipline.intake.service import clean_file_name, new_file_id
+from tipline.model.report import FileDetails
+from tipline.runtime import Runtime
+from tipline.sim.calibration import Platform
+from tipline.sim.generate import SimFile, SimReport
+from tipline.sim.population import slug
+from tipline.store.db import transaction
+from tipline.store.tables import Blob, Credential, Document, File, Report, Reporter
+from tipline.web.public import new_receipt_code, receipt_hash, validate_report_form, web_document
+
+XML_TYPE = "text/xml; charset=utf-8"
+_RECEIPT = re.compile(r"TPL-[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Account:
+    reporter_id: int
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+def register_platforms(rt: Runtime, platforms: Iterable[Platform]) -> dict[str, Account]:
+    """Make each platform a reporter with a Basic credential ``sim-<name>`` (new random password).
+
+    The public share files under the public reporter (``rt.intake.public_reporter_id()``).
+    Re-running replaces the simulated credentials' passwords, as ``tipline demo`` does.
+    """
+    out: dict[str, Account] = {}
+    now = utcnow()
+    for p in platforms:
+        if p.public:
+            out[p.name] = Account(rt.intake.public_reporter_id())
+            continue
+        username, password = f"sim-{slug(p.name)}", secrets.token_urlsafe(12)
+        with transaction(rt.sessions) as s:
+            rep = s.execute(select(Reporter).where(Reporter.name == p.name)).scalar_one_or_none()
+            if rep is None:
+                rep = Reporter(name=p.name, kind="esp", enabled=True, created_at=now)
+                s.add(rep)
+                s.flush()
+            cred = s.execute(select(Credential).where(Credential.lookup == username)).scalar_one_or_none()
+            if cred is None:
+                s.add(Credential(reporter_id=rep.id, kind="basic", lookup=username,
+                                 secret_hash=hash_password(password), label="tipline simulate", created_at=now))
+            elif cred.reporter_id != rep.id:
+                raise ValueError(f"username {username!r} belongs to another reporter")
+            else:
+                cred.secret_hash = hash_password(password)
+                cred.disabled_at = None
+            out[p.name] = Account(rep.id, username, password)
+    return out
+
+
+def attach_hash_only(rt: Runtime, reporter_id: int, report_id: int, f: SimFile, now: datetime | None = None) -> str:
+    """Record a file known only by its hashes as a file of an open report; returns its fileId.
+
+    The hashes-only counterpart of ``Intake.attach_file``: the blob row has no stored
+    content (``stored_name`` NULL) and is shared by every file with the same SHA-256.
+    """
+    now = now or utcnow()
+    c = f.content
+    with transaction(rt.sessions) as s:
+        rep = s.execute(select(Report).where(Report.id == report_id, Report.reporter_id == reporter_id)
+                        .with_for_update()).scalar_one_or_none()
+        if rep is None or rep.state != "open":
+            raise CybertipError(ResponseCode.REPORT_NOT_FOUND, f"report {report_id} is not open")
+        rep.last_change_at = now
+        rep.expires_at = max(rep.opened_at + timedelta(seconds=rt.settings.open_ttl_seconds),
+                             now + timedelta(seconds=rt.settings.idle_ttl_seconds))
+        if s.get(Blob, c.sha256, with_for_update=True) is None:
+            s.add(Blob(sha256=c.sha256, size=c.size, stored_name=None, md5=c.md5, sha1=c.sha1, created_at=now))
+        seq = s.execute(select(func.coalesce(func.max(File.seq), 0)).where(File.report_id == report_id)).scalar_one()
+        fid = new_file_id()
+        s.add(File(id=fid, report_id=report_id, seq=int(seq) + 1, file_name=clean_file_name(f.file_name),
+                   media_type=c.media_type, size=c.size, md5=c.md5, sha1=c.sha1, sha256=c.sha256, uploaded_at=now))
+        return fid
+
+
+def file_details(report_id: int, file_id: str, f: SimFile) -> FileDetails:
+    return FileDetails(reportId=report_id, fileId=file_id, **f.details)
+
+
+# --- ISPWS over HTTP ---------------------------------------------------------------------
+
+
+class _Server:
+    """The tipline app under uvicorn in a thread, on a free local port."""
+
+    def __init__(self, rt: Runtime) -> None:
+        import uvicorn
+
+        from tipline.web.app import create_app
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        config = uvicorn.Config(create_app(runtime=rt), host="127.0.0.1", port=self.port,
+                                log_level="warning", access_log=False, lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the in-process tipline server did not start")
+            time.sleep(0.02)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def _code(xml: bytes) -> tuple[int, dict[str, str]]:
+    from lxml import etree
+
+    root = etree.fromstring(xml, etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False))
+    fields = {str(el.tag): (el.text or "") for el in root.iter() if isinstance(el.tag, str)}
+    return int(fields.get("responseCode", "-1")), fields
+
+
+class IspwsWriter:
+    """Files each report through the real HTTP intake (ISPWS for platforms, the form for the public)."""
+
+    def __init__(self, rt: Runtime, accounts: dict[str, Account], url: str | None = None) -> None:
+        self.rt, self.accounts, self.url = rt, accounts, url
+
+    def write(self, reports: Iterable[SimReport], done: Callable[[SimReport, int], None]) -> None:
+        if self.url:
+            self._run(self.url, reports, done)
+        else:
+            with _Server(self.rt) as url:
+                self._run(url, reports, done)
+
+    def _run(self, base: str, reports: Iterable[SimReport], done: Callable[[SimReport, int], None]) -> None:
+        with httpx.Client(base_url=base, timeout=120) as http:
+            for r in reports:
+                rid = self._public(http, r) if r.public else self._esp(http, r)
+                done(r, rid)
+
+    def _esp(self, http: httpx.Client, r: SimReport) -> int:
+        acct = self.accounts[r.platform]
+        assert acct.username and acct.password and r.report is not None
+        auth = (acct.username, acct.password)
+        code, resp = _code(http.post("/ispws/submit", content=report_to_xml(r.report), auth=auth,
+                                     headers={"Content-Type": XML_TYPE}).content)
+        if code != 0:
+            raise RuntimeError(f"submit of simulated report {r.seq} failed: {resp}")
+        rid = int(resp["reportId"])
+        for f in r.files:
+            if f.content.data is not None:
+                code, resp = _code(http.post("/ispws/upload", data={"id": str(rid)}, auth=auth, files={
+                    "file": (f.file_name, f.content.data, f.content.media_type)}).content)
+                if code != 0:
+                    raise RuntimeError(f"upload for simulated report {r.seq} failed: {resp}")
+                fid = resp["fileId"]
+            else:
+                fid = attach_hash_only(self.rt, acct.reporter_id, rid, f)
+            code, resp = _code(http.post("/ispws/fileinfo", content=file_details_to_xml(file_details(rid, fid, f)),
+                                         auth=auth, headers={"Content-Type": XML_TYPE}).content)
+            if code != 0:
+                raise RuntimeError(f"fileinfo for simulated report {r.seq} failed: {resp}")
+        code, resp = _code(http.post("/ispws/finish", data={"id": str(rid)}, auth=auth).content)
+        if code != 0:
+            raise RuntimeError(f"finish of simulated report {r.seq} failed: {resp}")
+        return rid
+
+    def _public(self, http: httpx.Client, r: SimReport) -> int:
+        assert r.form is not None and not r.files, "simulated public reports carry no files"
+        page = http.post("/report", data={**r.form, "form_token": secrets.token_urlsafe(16)})
+        m = _RECEIPT.search(page.text)
+        if page.status_code != 200 or m is None:
+            raise RuntimeError(f"public form for simulated report {r.seq} failed: HTTP {page.status_code}")
+        rid = self.rt.intake.report_id_for_receipt(receipt_hash(m.group()))
+        if rid is None:
+            raise RuntimeError(f"no report for the receipt of simulated report {r.seq}")
+        return rid
+
+
+# --- direct bulk path --------------------------------------------------------------------
+
+
+class DirectWriter:
+    """Inserts finished reports with their documents, files and blobs in batched transactions."""
+
+    def __init__(self, rt: Runtime, accounts: dict[str, Account], batch: int = 500) -> None:
+        self.rt, self.accounts, self.batch = rt, accounts, batch
+        self._blobs_seen: set[str] = set()
+
+    def write(self, reports: Iterable[SimReport], done: Callable[[SimReport, int], None]) -> None:
+        buf: list[SimReport] = []
+        for r in reports:
+            buf.append(r)
+            if len(buf) >= self.batch:
+                self._flush(buf, done)
+                buf = []
+        if buf:
+            self._flush(buf, done)
+
+    def _flush(self, batch: list[SimReport], done: Callable[[SimReport, int], None]) -> None:
+        now = utcnow()
+        rows: list[dict[str, Any]] = []
+        submit: list[tuple[str, str, bytes]] = []  # kind, content type, body
+        for r in batch:
+            if r.public:
+                assert r.form is not None
+                model = validate_report_form(r.form, now).report
+                assert model is not None, f"simulated public report {r.seq} does not validate"
+                body = web_document({**r.form, "form_token": ""}, [])
+                rows.append(self._row(r, model, "web", now, idempotency_key=f"web-form:{secrets.token_urlsafe(16)}",
+                                      receipt_hash=receipt_hash(new_receipt_code())))
+                submit.append(("web", "application/json", body))
+            else:
+                assert r.report is not None
+                rows.append(self._row(r, r.report, "ispws", now))
+                submit.append(("submit", XML_TYPE, report_to_xml(r.report)))
+        blob_rows: dict[str, dict[str, Any]] = {}
+        stored: dict[str, str] = {}
+        for r in batch:
+            for f in r.files:
+                c = f.content
+                if c.data is not None and c.sha256 not in stored:
+                    stored[c.sha256] = self.rt.blobs.put(c.data).stored_name  # durable before the rows commit
+                if c.sha256 not in self._blobs_seen:
+                    blob_rows[c.sha256] = {"sha256": c.sha256, "size": c.size, "md5": c.md5, "sha1": c.sha1,
+                                           "stored_name": stored.get(c.sha256), "created_at": now}
+        with transaction(self.rt.sessions) as s:
+            ids = list(s.execute(insert(Report).returning(Report.id, sort_by_parameter_order=True), rows).scalars())
+            if blob_rows:
+                existing = {b.sha256: b.stored_name for b in s.execute(
+                    select(Blob.sha256, Blob.stored_name).where(Blob.sha256.in_(list(blob_rows))))}
+                new = [b for sha, b in blob_rows.items() if sha not in existing]
+                if new:
+                    s.execute(_table(Blob).insert(), new)  # Core executemany: no ORM bookkeeping
+                for sha, name in existing.items():
+                    if name is None and stored.get(sha):  # known by hash until now; now we hold it
+                        s.execute(update(Blob).where(Blob.sha256 == sha).values(stored_name=stored[sha]))
+            docs: list[dict[str, Any]] = []
+            files: list[dict[str, Any]] = []
+            for r, rid, (kind, ctype, body) in zip(batch, ids, submit, strict=True):
+                docs.append(_doc(rid, None, kind, ctype, body, now))
+                for f in r.files:
+                    fid = new_file_id()
+                    fd = file_details(rid, fid, f)
+                    c = f.content
+                    files.append({
+                        "id": fid, "report_id": rid, "seq": f.seq, "file_name": clean_file_name(f.file_name),
+                        "media_type": c.media_type, "size": c.size, "md5": c.md5, "sha1": c.sha1,
+                        "sha256": c.sha256, "uploaded_at": now,
+                        "details": fd.model_dump(mode="json", exclude_defaults=True), "details_at": now,
+                        "file_relevance": fd.fileRelevance, "viewed_by_esp": fd.fileViewedByEsp,
+                        "industry_classification": fd.industryClassification,
+                    })
+                    docs.append(_doc(rid, fid, "fileinfo", XML_TYPE, file_details_to_xml(fd), now))
+            if files:
+                s.execute(_table(File).insert(), files)
+            s.execute(_table(Document).insert(), docs)
+        self._blobs_seen.update(blob_rows)
+        for r, rid in zip(batch, ids, strict=True):
+            for hook in self.rt.intake.finished_hooks:
+                hook(rid)  # as Intake.finish does (e.g. enqueue enrichment)
+            done(r, rid)
+
+    def _row(self, r: SimReport, model: Any, source: str, now: datetime, **extra: Any) -> dict[str, Any]:
+        when = model.incident_datetime
+        return {
+            "reporter_id": self.accounts[r.platform].reporter_id, "source": source, "state": "finished",
+            "opened_at": now, "last_change_at": now, "expires_at": None, "finished_at": now,
+            "incident_type": model.incident_type, "incident_at": when if when.tzinfo else when.replace(tzinfo=UTC),
+            "escalation": model.escalation, "batched": model.batchedReport is not None,
+            "document": model.model_dump(mode="json", exclude_defaults=True), "normalisations": [],
+            "idempotency_key": extra.get("idempotency_key"), "receipt_hash": extra.get("receipt_hash"),
+        }
+
+
+def _table(model: type[Any]) -> Table:
+    return cast(Table, model.__table__)
+
+
+def _doc(rid: int, fid: str | None, kind: str, ctype: str, body: bytes, now: datetime) -> dict[str, Any]:
+    return {"report_id": rid, "file_id": fid, "kind": kind, "content_type": ctype, "received_at": now,
+            "sha256": hashlib.sha256(body).hexdigest(), "body": body}
+
+
+# --- ground truth ------------------------------------------------------------------------
+
+REPORT_TRUTH = ["sim_seq", "report_id", "platform", "public", "incident_type", "true_incident", "incidents_counted",
+                "batched", "persons", "repeat_person", "true_country", "true_us_state", "location_visible",
+                "child_in_imminent_danger", "escalated", "sextortion", "csamSolicitation", "minorToMinorInteraction",
+                "spam", "sadisticOnlineExploitation", "generative_ai", "viral_item", "n_files", "proxy_ip"]
+FILE_TRUTH = ["sim_seq", "report_id", "seq", "item", "variant", "kind", "viral", "md5", "sha256", "pdq"]
+
+
+class TruthWriter:
+    """The ground truth, kept apart from what the system sees: truth/reports.csv and truth/files.csv."""
+
+    def __init__(self, out: Path, n_memes: int) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        self.out = out
+        self.n_memes = n_memes
+        self._rf = open(out / "reports.csv", "w", newline="")  # noqa: SIM115 - closed in close()
+        self._ff = open(out / "files.csv", "w", newline="")  # noqa: SIM115
+        self._r = csv.DictWriter(self._rf, REPORT_TRUTH, extrasaction="ignore", restval="")
+        self._f = csv.writer(self._ff)
+        self._r.writeheader()
+        self._f.writerow(FILE_TRUTH)
+
+    def add(self, r: SimReport, report_id: int | None) -> None:
+        self._r.writerow({**r.truth, "report_id": report_id if report_id is not None else ""})
+        for f in r.files:
+            self._f.writerow([r.seq, report_id if report_id is not None else "", f.seq, f.item, f.variant, f.kind,
+                              f.item < self.n_memes, f.content.md5, f.content.sha256, f.content.pdq or ""])
+
+    def close(self, summary: dict[str, Any]) -> None:
+        self._rf.close()
+        self._ff.close()
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
