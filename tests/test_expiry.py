@@ -36,7 +36,7 @@ def _shift(rt: Runtime, rid: int, hours_ago_opened: float, hours_ago_changed: fl
     changed = view.opened_at - timedelta(hours=hours_ago_changed)
     with transaction(rt.sessions) as s:
         s.execute(update(Report).where(Report.id == rid).values(
-            opened_at=opened, last_change_at=changed,
+            opened_at=opened, last_change_at=changed, open_deadline=opened + timedelta(hours=24),
             expires_at=max(opened + timedelta(hours=24), changed + timedelta(hours=1))))
 
 

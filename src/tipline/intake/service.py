@@ -17,9 +17,9 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, Result, delete, func, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -161,6 +161,33 @@ class Intake:
             raise CybertipError(R.REPORT_NOT_FOUND, "the unfinished report has expired")
         return rep
 
+    def _touch(self, s: Session, reporter_id: int, report_id: int, now: datetime, *, add_file: bool = False) -> int:
+        """Record a change to the caller's open report in one statement; returns its file count.
+
+        The fast path of every change: a conditional UPDATE that locks the row, moves the
+        expiry to max(opened + 24 h, now + 1 h) and (for uploads) counts the file. When it
+        matches nothing, the slow path finds out why and raises the right code.
+        """
+        idle = now + timedelta(seconds=self.settings.idle_ttl_seconds)
+        values: dict[str, Any] = {
+            "last_change_at": now,
+            "expires_at": case((Report.open_deadline > idle, Report.open_deadline), else_=idle),
+        }
+        if add_file:
+            values["file_count"] = Report.file_count + 1
+        count = s.execute(
+            update(Report)
+            .where(Report.id == report_id, Report.reporter_id == reporter_id, Report.state == "open",
+                   Report.expires_at > now)
+            .values(**values)
+            .returning(Report.file_count)
+        ).scalar_one_or_none()
+        if count is None:
+            rep = self._owned(s, reporter_id, report_id, lock=True)
+            self._require_open(rep)
+            raise CybertipError(R.UPDATE_FAILED, "the report changed state concurrently")
+        return int(count)
+
     @staticmethod
     def _require_open(rep: Report) -> None:
         if rep.state == "retracted":
@@ -207,6 +234,7 @@ class Intake:
                 rep = Report(
                     reporter_id=reporter_id, source=source, state="open", opened_at=now,
                     last_change_at=now, expires_at=self._expiry(now, now),
+                    open_deadline=now + timedelta(seconds=self.settings.open_ttl_seconds), file_count=0,
                     incident_type=report.incident_type, incident_at=_aware(report.incident_datetime),
                     escalation=report.escalation, batched=report.batchedReport is not None,
                     document=report.model_dump(mode="json", exclude_defaults=True),
@@ -276,10 +304,7 @@ class Intake:
     ) -> str:
         now = utcnow()
         with transaction(self.sessions) as s:
-            rep = self._owned(s, reporter_id, report_id, lock=True)
-            self._require_open(rep)
-            rep.last_change_at = now
-            rep.expires_at = self._expiry(rep.opened_at, now)
+            seq = self._touch(s, reporter_id, report_id, now, add_file=True)
             # Locking the blob row orders us against purge_expired deleting the same content.
             row = s.get(Blob, blob.sha256, with_for_update=True)
             if row is None:
@@ -290,13 +315,10 @@ class Intake:
             if not self.blobs.exists(blob.stored_name):
                 # A purge removed identical content between our write and this commit.
                 raise CybertipError(R.UPLOAD_FAILED, "storage changed during upload; retry")
-            seq = s.execute(
-                select(func.coalesce(func.max(File.seq), 0)).where(File.report_id == report_id)
-            ).scalar_one()
             fid = new_file_id()
             s.add(
                 File(
-                    id=fid, report_id=report_id, seq=int(seq) + 1,
+                    id=fid, report_id=report_id, seq=seq,
                     file_name=clean_file_name(file_name),
                     media_type=(media_type or None) and media_type[:255], size=blob.size,
                     md5=blob.md5, sha1=blob.sha1, sha256=blob.sha256, uploaded_at=now,
@@ -313,19 +335,18 @@ class Intake:
         now = utcnow()
         report_id, file_id = int(fd.reportId), str(fd.fileId)
         with transaction(self.sessions) as s:
-            rep = self._owned(s, reporter_id, report_id, lock=True)
-            self._require_open(rep)
-            f = s.get(File, file_id)
-            if f is None or f.report_id != report_id:
-                # A file of another report is, for this report, a file that does not exist.
+            self._touch(s, reporter_id, report_id, now)
+            # The report_id condition makes a file of another report, for this report, a file
+            # that does not exist.
+            found = s.execute(
+                update(File).where(File.id == file_id, File.report_id == report_id).values(
+                    details=fd.model_dump(mode="json", exclude_defaults=True), details_at=now,
+                    file_relevance=fd.fileRelevance, viewed_by_esp=fd.fileViewedByEsp,
+                    industry_classification=fd.industryClassification,
+                ).returning(File.id)
+            ).scalar_one_or_none()
+            if found is None:
                 raise CybertipError(R.FILE_NOT_FOUND)
-            rep.last_change_at = now
-            rep.expires_at = self._expiry(rep.opened_at, now)
-            f.details = fd.model_dump(mode="json", exclude_defaults=True)
-            f.details_at = now
-            f.file_relevance = fd.fileRelevance
-            f.viewed_by_esp = fd.fileViewedByEsp
-            f.industry_classification = fd.industryClassification
             self._document(s, report_id, "fileinfo", body, content_type, now, file_id=file_id)
             return report_id, file_id
 
@@ -342,39 +363,45 @@ class Intake:
     def _finish(self, reporter_id: int, report_id: int) -> list[str]:
         now = utcnow()
         with transaction(self.sessions) as s:
-            rep = self._owned(s, reporter_id, report_id, lock=True)
-            self._require_open(rep)
-            files = list(s.execute(
-                select(File).where(File.report_id == report_id).order_by(File.seq)
-            ).scalars())
-            problems: list[str] = []
-            for f in files:
-                if f.details:
-                    for p in finish_rule_violations(FileDetails.model_validate(f.details)):
-                        problems.append(f"file {f.id}: {p}")
-            if problems:
-                raise CybertipError(R.VALIDATION_FAILED, "; ".join(problems))
-            # Conditional update: of a concurrent finish and retract exactly one wins.
-            won = _rowcount(s.execute(
+            # Conditional update first: it locks the row, so of a concurrent finish and
+            # retract exactly one wins; the loser learns why on the slow path.
+            won = s.execute(
                 update(Report)
-                .where(Report.id == report_id, Report.state == "open")
+                .where(Report.id == report_id, Report.reporter_id == reporter_id, Report.state == "open",
+                       Report.expires_at > now)
                 .values(state="finished", finished_at=now, last_change_at=now, expires_at=None)
-            ))
-            if won != 1:
+                .returning(Report.id)
+            ).scalar_one_or_none()
+            if won is None:
+                rep = self._owned(s, reporter_id, report_id, lock=True)
+                self._require_open(rep)
                 raise CybertipError(R.UPDATE_FAILED, "the report changed state concurrently")
-            return [f.id for f in files]
+            files = s.execute(
+                select(File.id, File.details).where(File.report_id == report_id).order_by(File.seq)
+            ).all()
+            problems: list[str] = []
+            for fid, details in files:
+                if details:
+                    for p in finish_rule_violations(FileDetails.model_validate(details)):
+                        problems.append(f"file {fid}: {p}")
+            if problems:
+                # Raising rolls the state change back: the report stays open for corrections.
+                raise CybertipError(R.VALIDATION_FAILED, "; ".join(problems))
+            return [fid for fid, _ in files]
 
     def retract(self, reporter_id: int, report_id: int) -> None:
         now = utcnow()
         with transaction(self.sessions) as s:
-            rep = self._owned(s, reporter_id, report_id, lock=True)
-            self._require_open(rep)
-            won = _rowcount(s.execute(
+            won = s.execute(
                 update(Report)
-                .where(Report.id == report_id, Report.state == "open")
+                .where(Report.id == report_id, Report.reporter_id == reporter_id, Report.state == "open",
+                       Report.expires_at > now)
                 .values(state="retracted", retracted_at=now, last_change_at=now, expires_at=None)
-            ))
-            if won != 1:
+                .returning(Report.id)
+            ).scalar_one_or_none()
+            if won is None:
+                rep = self._owned(s, reporter_id, report_id, lock=True)
+                self._require_open(rep)
                 raise CybertipError(R.UPDATE_FAILED, "the report changed state concurrently")
 
     def add_document(self, report_id: int, kind: str, body: bytes, content_type: str | None) -> None:
@@ -521,10 +548,6 @@ class Intake:
                         self.blobs.delete(blob.stored_name)
                     s.delete(blob)
         return purged
-
-
-def _rowcount(result: Result[Any]) -> int:
-    return int(cast(CursorResult[Any], result).rowcount)
 
 
 def _aware(dt: datetime | None) -> datetime | None:

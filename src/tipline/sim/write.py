@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import httpx
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Table, insert, select, update
 
 from tipline.cybertip.codes import CybertipError, ResponseCode
 from tipline.cybertip.xml import file_details_to_xml, report_to_xml
@@ -112,9 +112,10 @@ def attach_hash_only(rt: Runtime, reporter_id: int, report_id: int, f: SimFile, 
                              now + timedelta(seconds=rt.settings.idle_ttl_seconds))
         if s.get(Blob, c.sha256, with_for_update=True) is None:
             s.add(Blob(sha256=c.sha256, size=c.size, stored_name=None, md5=c.md5, sha1=c.sha1, created_at=now))
-        seq = s.execute(select(func.coalesce(func.max(File.seq), 0)).where(File.report_id == report_id)).scalar_one()
+        rep.file_count = (rep.file_count or 0) + 1
+        seq = rep.file_count
         fid = new_file_id()
-        s.add(File(id=fid, report_id=report_id, seq=int(seq) + 1, file_name=clean_file_name(f.file_name),
+        s.add(File(id=fid, report_id=report_id, seq=seq, file_name=clean_file_name(f.file_name),
                    media_type=c.media_type, size=c.size, md5=c.md5, sha1=c.sha1, sha256=c.sha256, uploaded_at=now))
         return fid
 
@@ -315,6 +316,8 @@ class DirectWriter:
             "escalation": model.escalation, "batched": model.batchedReport is not None,
             "document": model.model_dump(mode="json", exclude_defaults=True), "normalisations": [],
             "idempotency_key": extra.get("idempotency_key"), "receipt_hash": extra.get("receipt_hash"),
+            "open_deadline": now + timedelta(seconds=self.rt.settings.open_ttl_seconds),
+            "file_count": len(r.files),
         }
 
 

@@ -113,6 +113,10 @@ class Report(Base):
     last_change_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # max(opened + 24 h, last change + 1 h) while open; null once finished or retracted.
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # opened + 24 h, kept so that the expiry can be moved in a single UPDATE on each change.
+    open_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Files uploaded so far; the next file's sequence number comes from it (no max() query).
+    file_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     retracted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     incident_type: Mapped[str | None] = mapped_column(String(100))
