@@ -84,3 +84,34 @@ def test_wrong_key_fails(store: BlobStore, tmp_path: Path) -> None:
     # Another key maps the hash to another name; read the same path explicitly.
     with pytest.raises(BlobCorrupt):
         b"".join(other.open(blob.stored_name))
+
+
+@pytest.mark.parametrize("size", [0, 1, SEGMENT, 3 * SEGMENT + 5])
+def test_inline_blobs_round_trip_and_never_touch_disk(tmp_path: Path, size: int) -> None:
+    key_file = tmp_path / "k"
+    generate_key_file(key_file)
+    store = BlobStore(tmp_path / "blobs", load_key(key_file), inline_limit=4 * SEGMENT)
+    data = secrets.token_bytes(size)
+    blob = store.put(data)
+    assert blob.stored_name is None and blob.inline is not None
+    assert size < 16 or data not in blob.inline
+    assert b"".join(store.open_held(None, blob.inline)) == data
+    assert blob.sha256 == hashlib.sha256(data).hexdigest()
+    assert not [p for p in store.root.rglob("*") if p.is_file()] if store.root.exists() else True
+
+
+def test_writer_spills_past_the_inline_limit(tmp_path: Path) -> None:
+    key_file = tmp_path / "k"
+    generate_key_file(key_file)
+    store = BlobStore(tmp_path / "blobs", load_key(key_file), inline_limit=SEGMENT)
+    data = secrets.token_bytes(2 * SEGMENT + 3)
+    with store.writer(limit=10 * SEGMENT) as w:
+        for i in range(0, len(data), 1000):
+            w.write(data[i : i + 1000])
+        blob = w.commit()
+    assert blob.inline is None and blob.stored_name is not None
+    assert store.read(blob.stored_name) == data
+    tampered = bytearray(store.put(b"small").inline or b"")
+    tampered[-1] ^= 1
+    with pytest.raises(BlobCorrupt):
+        b"".join(store.open_held(None, bytes(tampered)))

@@ -72,7 +72,8 @@ def _client_loop(base: str, seed: int, acked: Acked, stop: threading.Event) -> N
                 rid = int(root.findtext("reportId"))  # type: ignore[arg-type]
                 with acked.lock:
                     acked.reports[rid] = "open"
-                data = f"client {seed} cycle {n} ".encode() * 200
+                # Odd clients send files over the inline limit: both storage paths are exercised.
+                data = f"client {seed} cycle {n} ".encode() * (200 if seed % 2 == 0 else 30_000)
                 root = etree.fromstring(c.post("/upload", data={"id": str(rid)},
                                                files={"file": ("f.bin", data)}).content)
                 if root.findtext("responseCode") != "0":
@@ -136,9 +137,13 @@ def test_sigkill_loses_nothing_acknowledged(settings: Settings, tmp_path: Path) 
                 kinds = s.execute(select(Document.kind).where(Document.report_id == rep.id)).scalars().all()
                 assert "submit" in kinds, rep.id
                 assert rep.document is not None
+            held = {"inline": 0, "file": 0}
             for f in s.execute(select(File)).scalars():
                 blob = s.get(Blob, f.sha256)
-                assert blob is not None and blob.stored_name is not None
-                assert hashlib.sha256(rt.blobs.read(blob.stored_name)).hexdigest() == f.sha256
+                assert blob is not None and (blob.stored_name is not None or blob.data is not None)
+                held["file" if blob.stored_name else "inline"] += 1
+                content = b"".join(rt.blobs.open_held(blob.stored_name, blob.data))
+                assert hashlib.sha256(content).hexdigest() == f.sha256
+            assert held["inline"] and held["file"], held
     finally:
         rt.close()

@@ -55,9 +55,11 @@ def test_expiry_rule(client: TestClient, runtime: Runtime) -> None:
 
 def test_expired_reports_are_purged_with_files(client: TestClient, runtime: Runtime) -> None:
     old, fresh, finished = _submit(client), _submit(client), _submit(client)
-    _upload(client, old, b"only in the old report")
-    _upload(client, old, b"shared content")
-    _upload(client, fresh, b"shared content")
+    # Over the inline limit: these are held as files, so the purge must remove ciphertext on disk.
+    big = 40_000
+    _upload(client, old, b"only in the old report" * big)
+    _upload(client, old, b"shared content" * big)
+    _upload(client, fresh, b"shared content" * big)
     _upload(client, finished, b"kept")
     client.post("/ispws/finish", data={"id": str(finished)}, auth=ACME)
     _shift(runtime, old, hours_ago_opened=25, hours_ago_changed=2)
@@ -76,8 +78,8 @@ def test_expired_reports_are_purged_with_files(client: TestClient, runtime: Runt
         assert s.execute(select(func.count()).select_from(Blob)).scalar_one() == 2
     blobs_after = {p for p in runtime.blobs.root.rglob("*") if p.is_file()}
     assert len(blobs_before - blobs_after) == 1  # only the content no other report holds
-    assert runtime.intake.view(fresh).files[0].size == len(b"shared content")  # type: ignore[union-attr]
-    assert runtime.intake.read_file(runtime.intake.view(fresh).files[0].id) == b"shared content"  # type: ignore[union-attr]
+    assert runtime.intake.view(fresh).files[0].size == len(b"shared content" * big)  # type: ignore[union-attr]
+    assert runtime.intake.read_file(runtime.intake.view(fresh).files[0].id) == b"shared content" * big  # type: ignore[union-attr]
     assert runtime.intake.view(finished).state == "finished"  # type: ignore[union-attr]
     # Ids of purged reports are never reused.
     assert _submit(client) > finished

@@ -120,11 +120,14 @@ def add_report(rt: Runtime, files: list[tuple[bytes | None, dict[str, Any]]]) ->
                 stored = rt.blobs.put(data)
                 sha256, md5, sha1, size, name = stored.sha256, stored.md5, stored.sha1, stored.size, \
                     stored.stored_name
+                inline = stored.inline
             else:
                 sha256, md5, sha1, size, name = (secrets.token_hex(32), secrets.token_hex(16), secrets.token_hex(20),
                                                  1234, None)
+                inline = None
             if s.get(Blob, sha256) is None:
-                s.add(Blob(sha256=sha256, size=size, stored_name=name, md5=md5, sha1=sha1, created_at=now))
+                s.add(Blob(sha256=sha256, size=size, stored_name=name, data=inline, md5=md5, sha1=sha1,
+                           created_at=now))
                 s.flush()
             fid = secrets.token_hex(16)
             s.add(File(id=fid, report_id=report.id, seq=seq, size=size, md5=md5, sha1=sha1, sha256=sha256,

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from samples import report_xml
 from tipline.config import Settings
 from tipline.runtime import Runtime
-from tipline.store.tables import Document, File, Report
+from tipline.store.tables import Blob, Document, File, Report
 
 ACME = ("acme", "acme-secret-1")
 
@@ -113,6 +113,8 @@ def test_upload_over_limit_stores_nothing(small_client: tuple[TestClient, Runtim
     assert got == 4200 and "1000" in description
     assert counts(rt) == before
     assert not [p for p in rt.blobs.root.rglob("*") if p.is_file()]
+    with rt.sessions() as s:
+        assert s.execute(select(func.count()).select_from(Blob)).scalar_one() == 0
 
 
 @pytest.mark.parametrize(
@@ -159,14 +161,18 @@ def test_finish_with_garbage_body(client: TestClient) -> None:
     assert root.findtext("responseCode") == "4000"
 
 
-def test_refused_upload_leaves_no_ciphertext(client: TestClient, runtime: Runtime) -> None:
+@pytest.mark.parametrize("size", [10, 700_000], ids=["inline", "file"])
+def test_refused_upload_leaves_no_ciphertext(client: TestClient, runtime: Runtime, size: int) -> None:
     rid = int(etree.fromstring(client.post("/ispws/submit", content=report_xml(), auth=ACME).content)
               .findtext("reportId"))  # type: ignore[arg-type]
     client.post("/ispws/finish", data={"id": str(rid)}, auth=ACME)
-    got, _ = reply(client.post("/ispws/upload", data={"id": str(rid)}, files={"file": ("late.bin", b"late")},
+    got, _ = reply(client.post("/ispws/upload", data={"id": str(rid)}, files={"file": ("late.bin", b"l" * size)},
                                auth=ACME))
     assert got == 5102
     assert not [p for p in runtime.blobs.root.rglob("*") if p.is_file()]
-    got, _ = reply(client.post("/ispws/upload", data={"id": "424242"}, files={"file": ("x.bin", b"x")}, auth=ACME))
+    got, _ = reply(client.post("/ispws/upload", data={"id": "424242"}, files={"file": ("x.bin", b"x" * size)},
+                               auth=ACME))
     assert got == 5001
     assert not [p for p in runtime.blobs.root.rglob("*") if p.is_file()]
+    with runtime.sessions() as s:
+        assert s.execute(select(func.count()).select_from(Blob)).scalar_one() == 0

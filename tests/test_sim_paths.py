@@ -58,7 +58,8 @@ def snapshot(rt: Runtime, report_ids: list[int]) -> list[dict[str, Any]]:
                     (f.seq, f.file_name, f.media_type, f.size, f.md5, f.sha1, f.sha256,
                      {k: v for k, v in (f.details or {}).items() if k not in ("reportId", "fileId")},
                      f.file_relevance, f.viewed_by_esp, f.industry_classification, f.details_at is not None,
-                     blobs[f.sha256] is not None and blobs[f.sha256].stored_name is None)  # type: ignore[union-attr]
+                     blobs[f.sha256] is not None and blobs[f.sha256].stored_name is None  # type: ignore[union-attr]
+                     and blobs[f.sha256].data is None)  # type: ignore[union-attr]
                     for f in files
                 ],
             })
@@ -108,7 +109,7 @@ def test_hashes_only_files_carry_pdq_in_file_details(runtime: Runtime) -> None:
         assert photos
         for f in photos:
             blob = s.get(Blob, f.sha256)
-            assert blob is not None and blob.stored_name is None
+            assert blob is not None and blob.stored_name is None and blob.data is None
             pdq = [p["value"] for d in f.details["details"] if d.get("type") == "HASH"  # type: ignore[index]
                    for p in d["nameValuePair"] if p["name"] == "PDQ"]
             assert len(pdq) == 1 and re.fullmatch(r"[0-9a-f]{64}", pdq[0])

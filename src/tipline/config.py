@@ -35,6 +35,9 @@ class Settings:
     key_file: str = ""
     #: Largest accepted upload, in bytes (default 8 GiB: long videos must fit).
     max_upload_bytes: int = 8 * 1024**3
+    #: Uploads up to this size keep their ciphertext in the database row instead of a file
+    #: (one fsync per upload instead of three); 0 stores every upload as a file.
+    inline_blob_bytes: int = 512 * 1024
     #: Largest accepted XML or JSON document body, in bytes, checked before parsing.
     max_document_bytes: int = 10 * 1024**2
     #: An unfinished report expires this many seconds after it was opened ...

@@ -36,7 +36,7 @@ class Runtime:
             )
         engine = make_engine(settings.effective_database_url)
         sessions = make_sessionmaker(engine)
-        blobs = BlobStore(settings.blob_dir, load_key(key_path))
+        blobs = BlobStore(settings.blob_dir, load_key(key_path), settings.inline_blob_bytes)
         return cls(
             settings=settings,
             engine=engine,

@@ -306,13 +306,18 @@ class Intake:
         with transaction(self.sessions) as s:
             seq = self._touch(s, reporter_id, report_id, now, add_file=True)
             # Locking the blob row orders us against purge_expired deleting the same content.
-            row = s.get(Blob, blob.sha256, with_for_update=True)
+            row = s.execute(
+                select(Blob.stored_name, Blob.data.is_not(None)).where(Blob.sha256 == blob.sha256).with_for_update()
+            ).first()
             if row is None:
-                s.add(Blob(sha256=blob.sha256, size=blob.size, stored_name=blob.stored_name,
+                s.add(Blob(sha256=blob.sha256, size=blob.size, stored_name=blob.stored_name, data=blob.inline,
                            md5=blob.md5, sha1=blob.sha1, created_at=now))
-            elif row.stored_name is None:
-                row.stored_name = blob.stored_name  # known by hash until now; now we hold it
-            if not self.blobs.exists(blob.stored_name):
+            elif row[0] is None and not row[1]:
+                # Known by hash until now; now we hold it.
+                s.execute(update(Blob).where(Blob.sha256 == blob.sha256)
+                          .values(stored_name=blob.stored_name, data=blob.inline))
+            file_name_held = row[0] if row is not None and (row[0] is not None or row[1]) else blob.stored_name
+            if file_name_held is not None and not self.blobs.exists(file_name_held):
                 # A purge removed identical content between our write and this commit.
                 raise CybertipError(R.UPLOAD_FAILED, "storage changed during upload; retry")
             fid = new_file_id()
@@ -505,10 +510,10 @@ class Intake:
             f = s.get(File, file_id)
             if f is None:
                 raise KeyError(file_id)
-            blob = s.get(Blob, f.sha256)
-            if blob is None or blob.stored_name is None:
+            row = s.execute(select(Blob.stored_name, Blob.data).where(Blob.sha256 == f.sha256)).first()
+            if row is None or (row.stored_name is None and row.data is None):
                 raise KeyError(f"{file_id}: content not held (hashes only)")
-            return self.blobs.read(blob.stored_name)
+            return b"".join(self.blobs.open_held(row.stored_name, row.data))
 
     # -- expiry ----------------------------------------------------------------------------
 

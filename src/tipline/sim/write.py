@@ -43,6 +43,7 @@ from tipline.runtime import Runtime
 from tipline.sim.calibration import Platform
 from tipline.sim.generate import SimFile, SimReport
 from tipline.sim.population import slug
+from tipline.store.blobs import StoredBlob
 from tipline.store.db import transaction
 from tipline.store.tables import Blob, Credential, Document, File, Report, Reporter
 from tipline.web.public import new_receipt_code, receipt_hash, validate_report_form, web_document
@@ -261,26 +262,32 @@ class DirectWriter:
                 rows.append(self._row(r, r.report, "ispws", now))
                 submit.append(("submit", XML_TYPE, report_to_xml(r.report)))
         blob_rows: dict[str, dict[str, Any]] = {}
-        stored: dict[str, str] = {}
+        stored: dict[str, StoredBlob] = {}
         for r in batch:
             for f in r.files:
                 c = f.content
                 if c.data is not None and c.sha256 not in stored:
-                    stored[c.sha256] = self.rt.blobs.put(c.data).stored_name  # durable before the rows commit
+                    # A file-held blob is durable before the rows commit; an inline one with them.
+                    stored[c.sha256] = self.rt.blobs.put(c.data)
                 if c.sha256 not in self._blobs_seen:
+                    held = stored.get(c.sha256)
                     blob_rows[c.sha256] = {"sha256": c.sha256, "size": c.size, "md5": c.md5, "sha1": c.sha1,
-                                           "stored_name": stored.get(c.sha256), "created_at": now}
+                                           "stored_name": held.stored_name if held else None,
+                                           "data": held.inline if held else None, "created_at": now}
         with transaction(self.rt.sessions) as s:
             ids = list(s.execute(insert(Report).returning(Report.id, sort_by_parameter_order=True), rows).scalars())
             if blob_rows:
-                existing = {b.sha256: b.stored_name for b in s.execute(
-                    select(Blob.sha256, Blob.stored_name).where(Blob.sha256.in_(list(blob_rows))))}
+                existing = {b.sha256: (b.stored_name is not None or b.held) for b in s.execute(
+                    select(Blob.sha256, Blob.stored_name, Blob.data.is_not(None).label("held"))
+                    .where(Blob.sha256.in_(list(blob_rows))))}
                 new = [b for sha, b in blob_rows.items() if sha not in existing]
                 if new:
                     s.execute(_table(Blob).insert(), new)  # Core executemany: no ORM bookkeeping
-                for sha, name in existing.items():
-                    if name is None and stored.get(sha):  # known by hash until now; now we hold it
-                        s.execute(update(Blob).where(Blob.sha256 == sha).values(stored_name=stored[sha]))
+                for sha, held_already in existing.items():
+                    sb = stored.get(sha)
+                    if not held_already and sb is not None:  # known by hash until now; now we hold it
+                        s.execute(update(Blob).where(Blob.sha256 == sha)
+                                  .values(stored_name=sb.stored_name, data=sb.inline))
             docs: list[dict[str, Any]] = []
             files: list[dict[str, Any]] = []
             for r, rid, (kind, ctype, body) in zip(batch, ids, submit, strict=True):

@@ -5,6 +5,12 @@ per-blob key derived with HKDF from the master key and a random salt, a segment 
 in the nonce, and a final-segment flag so truncation is detected). Plaintext only ever
 exists in memory, one segment at a time; uploads are encrypted as they stream in.
 
+Small blobs (up to ``inline_limit``, 512 KiB by default) never become files: their ciphertext
+is returned to the caller, which stores it in the database row of the same transaction that
+records the upload. One commit then makes both durable (one fsync instead of three: the
+file, its directory and the database), and there is nothing to clean up after a crash.
+Larger blobs stream to a file that is fsynced before the database row is committed.
+
 Blobs are addressed by the SHA-256 of their plaintext. The file name on disk is an HMAC
 of that hash under the master key, so someone holding only the disk cannot test it for
 known content by hash.
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import os
 import secrets
 import time
@@ -21,6 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -77,15 +85,23 @@ class StoredBlob:
     md5: str
     sha1: str
     size: int
-    stored_name: str
+    #: The ciphertext file's name, for blobs held as files (``None`` when ``inline``).
+    stored_name: str | None
+    #: The whole ciphertext, for small blobs kept in the database row.
+    inline: bytes | None = None
 
 
 class BlobWriter:
-    """Streams plaintext in, writes ciphertext to a temporary file, hashes as it goes."""
+    """Streams plaintext in, encrypts and hashes as it goes.
 
-    def __init__(self, store: BlobStore, limit: int) -> None:
+    Ciphertext stays in memory while the blob is small; past ``inline_limit`` it spills to a
+    temporary file (ciphertext only) and continues there.
+    """
+
+    def __init__(self, store: BlobStore, limit: int, inline_limit: int = 0) -> None:
         self._store = store
         self._limit = limit
+        self._inline_limit = inline_limit
         self._salt = secrets.token_bytes(SALT_BYTES)
         self._aead = _blob_key(store.key, self._salt)
         self._buf = bytearray()
@@ -94,11 +110,29 @@ class BlobWriter:
         self._sha1 = hashlib.sha1(usedforsecurity=False)
         self._sha256 = hashlib.sha256()
         self.size = 0
-        store.tmp_dir.mkdir(parents=True, exist_ok=True)
-        self._tmp = store.tmp_dir / secrets.token_hex(16)
-        self._fh = open(self._tmp, "xb")  # noqa: SIM115 - closed in commit()/abort()
-        self._fh.write(MAGIC + self._salt)
+        self._mem: bytearray | None = bytearray(MAGIC + self._salt)
+        self._tmp: Path | None = None
+        self._fh: BinaryIO | None = None
         self._done = False
+        if inline_limit <= 0:
+            self._spill()
+
+    def _spill(self) -> None:
+        self._store.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self._tmp = self._store.tmp_dir / secrets.token_hex(16)
+        self._fh = open(self._tmp, "xb")  # noqa: SIM115 - closed in commit()/abort()
+        assert self._mem is not None
+        self._fh.write(self._mem)
+        self._mem = None
+
+    def _emit(self, sealed: bytes) -> None:
+        if self._mem is not None:
+            self._mem += sealed
+            if len(self._mem) > self._inline_limit + TAG:
+                self._spill()
+        else:
+            assert self._fh is not None
+            self._fh.write(sealed)
 
     def write(self, data: bytes) -> None:
         self.size += len(data)
@@ -112,18 +146,28 @@ class BlobWriter:
         while len(self._buf) > SEGMENT:
             seg = bytes(self._buf[:SEGMENT])
             del self._buf[:SEGMENT]
-            self._fh.write(self._aead.encrypt(_nonce(self._counter, False), seg, None))
+            self._emit(self._aead.encrypt(_nonce(self._counter, False), seg, None))
             self._counter += 1
+        if self._mem is not None and self.size > self._inline_limit:
+            self._spill()
 
     def commit(self) -> StoredBlob:
-        """Seal, fsync and move into place. The blob is durable when this returns."""
-        self._fh.write(self._aead.encrypt(_nonce(self._counter, True), bytes(self._buf), None))
+        """Seal the blob. A file-held blob is fsynced and in place when this returns; an
+        inline blob is durable once the caller commits the row that carries it."""
+        final_seg = self._aead.encrypt(_nonce(self._counter, True), bytes(self._buf), None)
         self._buf.clear()
+        self._done = True
+        sha256 = self._sha256.hexdigest()
+        if self._mem is not None:
+            self._mem += final_seg
+            inline = bytes(self._mem)
+            self._mem = None
+            return StoredBlob(sha256, self._md5.hexdigest(), self._sha1.hexdigest(), self.size, None, inline)
+        assert self._fh is not None and self._tmp is not None
+        self._fh.write(final_seg)
         self._fh.flush()
         os.fsync(self._fh.fileno())
         self._fh.close()
-        self._done = True
-        sha256 = self._sha256.hexdigest()
         name = self._store.stored_name(sha256)
         final = self._store.path_for(name)
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -137,9 +181,12 @@ class BlobWriter:
 
     def abort(self) -> None:
         if not self._done:
-            self._fh.close()
-            self._tmp.unlink(missing_ok=True)
             self._done = True
+            self._mem = None
+            if self._fh is not None:
+                self._fh.close()
+            if self._tmp is not None:
+                self._tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> BlobWriter:
         return self
@@ -161,11 +208,12 @@ def _fsync_dir(path: Path) -> None:
 class BlobStore:
     """The local encrypted blob store under ``root``."""
 
-    def __init__(self, root: Path, key: bytes) -> None:
+    def __init__(self, root: Path, key: bytes, inline_limit: int = 0) -> None:
         if len(key) != KEY_BYTES:
             raise ValueError("blob key must be 32 bytes")
         self.root = root
         self.key = key
+        self.inline_limit = inline_limit
         self.tmp_dir = root / "tmp"
 
     def stored_name(self, sha256: str) -> str:
@@ -175,37 +223,47 @@ class BlobStore:
         return self.root / stored_name[:2] / stored_name[2:4] / stored_name
 
     def writer(self, limit: int) -> BlobWriter:
-        return BlobWriter(self, limit)
+        return BlobWriter(self, limit, self.inline_limit)
 
     def put(self, data: bytes, limit: int | None = None) -> StoredBlob:
         with self.writer(limit if limit is not None else len(data)) as w:
             w.write(data)
             return w.commit()
 
+    def open_held(self, stored_name: str | None, inline: bytes | None) -> Iterator[bytes]:
+        """Plaintext of a blob held either as a file or inline in its database row."""
+        if inline is not None:
+            return self._decrypt(io.BytesIO(inline), "inline blob")
+        if stored_name is None:
+            raise BlobCorrupt("the content of this blob is not held (hashes only)")
+        return self.open(stored_name)
+
     def exists(self, stored_name: str) -> bool:
         return self.path_for(stored_name).exists()
 
     def open(self, stored_name: str) -> Iterator[bytes]:
         """Yield the plaintext segment by segment, authenticating each one."""
-        path = self.path_for(stored_name)
-        with open(path, "rb") as fh:
-            head = fh.read(len(MAGIC) + SALT_BYTES)
-            if head[: len(MAGIC)] != MAGIC or len(head) != len(MAGIC) + SALT_BYTES:
-                raise BlobCorrupt(f"{stored_name}: not a tipline blob")
-            aead = _blob_key(self.key, head[len(MAGIC) :])
-            counter = 0
-            chunk = fh.read(SEGMENT + TAG)
-            while True:
-                nxt = fh.read(SEGMENT + TAG)
-                final = not nxt
-                try:
-                    yield aead.decrypt(_nonce(counter, final), chunk, None)
-                except Exception as exc:  # InvalidTag: wrong key, tampering or truncation
-                    raise BlobCorrupt(f"{stored_name}: segment {counter} failed to authenticate") from exc
-                if final:
-                    return
-                chunk = nxt
-                counter += 1
+        with open(self.path_for(stored_name), "rb") as fh:
+            yield from self._decrypt(fh, stored_name)
+
+    def _decrypt(self, fh: BinaryIO, stored_name: str) -> Iterator[bytes]:
+        head = fh.read(len(MAGIC) + SALT_BYTES)
+        if head[: len(MAGIC)] != MAGIC or len(head) != len(MAGIC) + SALT_BYTES:
+            raise BlobCorrupt(f"{stored_name}: not a tipline blob")
+        aead = _blob_key(self.key, head[len(MAGIC) :])
+        counter = 0
+        chunk = fh.read(SEGMENT + TAG)
+        while True:
+            nxt = fh.read(SEGMENT + TAG)
+            final = not nxt
+            try:
+                yield aead.decrypt(_nonce(counter, final), chunk, None)
+            except Exception as exc:  # InvalidTag: wrong key, tampering or truncation
+                raise BlobCorrupt(f"{stored_name}: segment {counter} failed to authenticate") from exc
+            if final:
+                return
+            chunk = nxt
+            counter += 1
 
     def read(self, stored_name: str) -> bytes:
         return b"".join(self.open(stored_name))

@@ -155,6 +155,8 @@ class Blob(Base):
     # None: the hashes are known but the bytes are not held (simulated years with
     # ``--files hashes``, hash-only submissions).
     stored_name: Mapped[str | None] = mapped_column(String(128))
+    # Ciphertext of a small blob kept in the row itself (see tipline.store.blobs).
+    data: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     md5: Mapped[str | None] = mapped_column(String(32))
     sha1: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -41,8 +41,8 @@ def signal_for_file(ctx: StageContext, session: Session, f: File, now: datetime)
     sig = FileSignal(file_id=f.id, media_kind="other", computed_at=now)
     src = FileSignalSource(file_id=f.id, source="none", computed_at=now)
     detail: str | None = None
-    if blob is not None and blob.stored_name is not None:
-        head, chunks = media.iter_with_head(ctx.rt.blobs.open(blob.stored_name))
+    if blob is not None and (blob.stored_name is not None or blob.data is not None):
+        head, chunks = media.iter_with_head(ctx.rt.blobs.open_held(blob.stored_name, blob.data))
         kind, fmt = media.sniff(head)
         sig.media_kind, src.media_format = kind, fmt
         if kind == "image":

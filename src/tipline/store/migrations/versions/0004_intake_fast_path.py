@@ -1,4 +1,4 @@
-"""intake fast path: open_deadline and file_count on reports; merges the stage branches
+"""intake fast path: open_deadline and file_count on reports, inline blob data; merges the stage branches
 
 Revision ID: 0004
 Revises: 0003_hashing, 0003_routing
@@ -22,13 +22,15 @@ def upgrade() -> None:
     with op.batch_alter_table("reports", schema=None) as batch_op:
         batch_op.add_column(sa.Column("open_deadline", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("file_count", sa.Integer(), server_default="0", nullable=False))
+    with op.batch_alter_table("blobs", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("data", sa.LargeBinary(), nullable=True))
     # Backfill in Python: interval arithmetic is not portable between SQLite and PostgreSQL.
     conn = op.get_bind()
     reports = sa.table("reports", sa.column("id", sa.Integer), sa.column("opened_at", sa.DateTime(timezone=True)),
                        sa.column("open_deadline", sa.DateTime(timezone=True)),
                        sa.column("file_count", sa.Integer))
     files = sa.table("files", sa.column("report_id", sa.Integer))
-    counts = dict(conn.execute(sa.select(files.c.report_id, sa.func.count()).group_by(files.c.report_id)).all())
+    counts: dict[int, int] = dict(conn.execute(sa.select(files.c.report_id, sa.func.count()).group_by(files.c.report_id)).all())
     for rid, opened in conn.execute(sa.select(reports.c.id, reports.c.opened_at)).all():
         if opened.tzinfo is None:
             opened = opened.replace(tzinfo=UTC)
@@ -37,6 +39,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("blobs", schema=None) as batch_op:
+        batch_op.drop_column("data")
     with op.batch_alter_table("reports", schema=None) as batch_op:
         batch_op.drop_column("file_count")
         batch_op.drop_column("open_deadline")
