@@ -410,10 +410,7 @@ def check_submit_rules(report: Report, now: datetime | None = None) -> None:
     """
     now = now or datetime.now(UTC)
     when = report.incidentSummary.incidentDateTime
-    if when.tzinfo is None:
-        limit = now.astimezone(UTC).replace(tzinfo=None) + timedelta(hours=14)
-    else:
-        limit = now
+    limit = now.astimezone(UTC).replace(tzinfo=None) + timedelta(hours=14) if when.tzinfo is None else now
     if when > limit + FUTURE_TOLERANCE:
         raise CybertipError(
             ResponseCode.VALIDATION_FAILED,

@@ -30,7 +30,8 @@ def upgrade() -> None:
                        sa.column("open_deadline", sa.DateTime(timezone=True)),
                        sa.column("file_count", sa.Integer))
     files = sa.table("files", sa.column("report_id", sa.Integer))
-    counts: dict[int, int] = dict(conn.execute(sa.select(files.c.report_id, sa.func.count()).group_by(files.c.report_id)).all())
+    per_report = sa.select(files.c.report_id, sa.func.count()).group_by(files.c.report_id)
+    counts: dict[int, int] = dict(conn.execute(per_report).all())
     for rid, opened in conn.execute(sa.select(reports.c.id, reports.c.opened_at)).all():
         if opened.tzinfo is None:
             opened = opened.replace(tzinfo=UTC)
