@@ -1,0 +1,182 @@
+"""``tipline pipeline``: run, re-run and inspect the enrichment stages; run a queue worker."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from tipline.cli import Ctx, pass_ctx
+from tipline.pipeline.core import StageContext, get_stage, stages
+from tipline.pipeline.queue import (
+    StageFailed,
+    finished_report_ids,
+    open_queue,
+    pending_report_ids,
+    rerun,
+    run_pending,
+)
+from tipline.runtime import Runtime
+
+DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
+
+
+def _since(value: datetime | None) -> datetime | None:
+    # Dates on the command line are UTC, like every stored timestamp.
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+def _check_stages(names: tuple[str, ...]) -> list[str] | None:
+    if not names:
+        return None
+    for n in names:
+        try:
+            get_stage(n)
+        except KeyError as exc:
+            raise click.BadParameter(str(exc.args[0]), param_hint="--stage") from None
+    return list(names)
+
+
+def _drive(rt: Runtime, ids: list[int], job: Callable[[StageContext, int], list[str]], concurrency: int,
+           label: str) -> tuple[int, int, int]:
+    """Run ``job`` for every report id on ``concurrency`` threads, with a progress bar."""
+    from tqdm import tqdm
+
+    ctx = StageContext(rt)
+    ran = failed = stage_runs = 0
+    lock = threading.Lock()
+    started = time.monotonic()
+    with tqdm(total=len(ids), desc=label, unit="report", disable=None) as bar, \
+            ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        futures = {pool.submit(job, ctx, rid): rid for rid in ids}
+        for fut in as_completed(futures):
+            rid = futures[fut]
+            try:
+                names = fut.result()
+                with lock:
+                    ran += 1 if names else 0
+                    stage_runs += len(names)
+            except StageFailed as exc:
+                failed += 1
+                tqdm.write(f"failed: {exc}")
+            except Exception as exc:  # a report that cannot be read must not stop the others
+                failed += 1
+                tqdm.write(f"failed: report {rid}: {type(exc).__name__}: {exc}")
+            bar.update(1)
+    secs = time.monotonic() - started
+    click.echo(f"{label}: {len(ids)} report(s), {ran} enriched, {stage_runs} stage run(s), {failed} failed "
+               f"in {secs:.1f} s" + (f" ({len(ids) / secs:.1f} reports/s)" if secs > 0 and ids else ""))
+    return ran, failed, stage_runs
+
+
+@click.group("pipeline")
+def command() -> None:
+    """Enrichment pipeline: run pending stages, re-run stages, run a queue worker, list stages."""
+
+
+@command.command("run")
+@click.option("--since", type=click.DateTime(DATE_FORMATS), default=None,
+              help="Only reports finished at or after this UTC date/time.")
+@click.option("--stage", "stage_names", multiple=True, metavar="NAME",
+              help="Only these stages (repeatable); default every stage.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many reports.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None,
+              help="Reports processed at once (default TIPLINE_PIPELINE_CONCURRENCY).")
+@pass_ctx
+def run_cmd(c: Ctx, since: datetime | None, stage_names: tuple[str, ...], limit: int | None,
+            concurrency: int | None) -> None:
+    """Run the stages not yet done (or done at an older version, or failed) for finished reports."""
+    only = _check_stages(stage_names)
+    rt = c.runtime()
+    try:
+        ids = pending_report_ids(rt, since=_since(since), limit=limit)
+        if not ids:
+            click.echo("nothing pending")
+            return
+        _, failed, _ = _drive(rt, ids, lambda ctx, rid: run_pending(ctx, rid, only=only),
+                              concurrency or rt.settings.pipeline_concurrency, "pipeline run")
+    finally:
+        rt.close()
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
+@command.command("rerun")
+@click.option("--stage", "stage_names", multiple=True, metavar="NAME",
+              help="Re-run these stages (repeatable) and, unless --no-downstream, every stage that reads them.")
+@click.option("--since", type=click.DateTime(DATE_FORMATS), default=None,
+              help="Only reports finished at or after this UTC date/time.")
+@click.option("--report", "report_ids", multiple=True, type=int, metavar="ID", help="Only these reports (repeatable).")
+@click.option("--no-downstream", is_flag=True, help="Only the stages named, not the stages that read them.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None,
+              help="Reports processed at once (default TIPLINE_PIPELINE_CONCURRENCY).")
+@pass_ctx
+def rerun_cmd(c: Ctx, stage_names: tuple[str, ...], since: datetime | None, report_ids: tuple[int, ...],
+              no_downstream: bool, concurrency: int | None) -> None:
+    """Force stages to run again (e.g. after importing a hash bank or changing triage rules)."""
+    names = _check_stages(stage_names)
+    rt = c.runtime()
+    try:
+        ids = finished_report_ids(rt, since=_since(since), report_ids=report_ids or None)
+        if report_ids:
+            unknown = sorted(set(report_ids) - set(ids))
+            if unknown:
+                click.echo(f"skipped (unknown or not finished): {', '.join(map(str, unknown))}", err=True)
+        if not ids:
+            click.echo("no finished reports match")
+            return
+        _, failed, _ = _drive(rt, ids, lambda ctx, rid: rerun(ctx, rid, stage_names=names,
+                                                                downstream=not no_downstream),
+                              concurrency or rt.settings.pipeline_concurrency, "pipeline rerun")
+    finally:
+        rt.close()
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
+@command.command("worker")
+@click.option("--queue", "kind", type=click.Choice(["auto", "inprocess", "procrastinate"]), default=None,
+              help="Queue to serve (default TIPLINE_QUEUE).")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None,
+              help="Jobs at once (default TIPLINE_PIPELINE_CONCURRENCY).")
+@click.option("--once", is_flag=True, help="Exit when no job is left instead of waiting for more.")
+@pass_ctx
+def worker_cmd(c: Ctx, kind: str | None, concurrency: int | None, once: bool) -> None:
+    """Run a queue worker: enrich finished reports as jobs arrive; retry what crashed workers left."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    rt = c.runtime()
+    q = open_queue(rt, kind, concurrency=concurrency)
+    click.echo(f"tipline pipeline worker: queue {q.kind}, concurrency "
+               f"{concurrency or rt.settings.pipeline_concurrency}" + (" (until empty)" if once else ""), err=True)
+    try:
+        q.run_worker(once=once)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        q.close()
+        rt.close()
+
+
+@command.command("stages")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def stages_cmd(as_json: bool) -> None:
+    """List the stages in the order they run, with what each one reads and does."""
+    rows: list[dict[str, Any]] = [{"name": st.name, "version": st.version, "after": list(st.after), "doc": st.doc}
+                                  for st in stages()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no stages registered")
+    for i, r in enumerate(rows, 1):
+        after = f"  (after {', '.join(r['after'])})" if r["after"] else ""
+        click.echo(f"{i:>2}. {r['name']} v{r['version']}{after}")
+        for line in str(r["doc"] or "(no description)").splitlines():
+            click.echo(f"      {line.strip()}")

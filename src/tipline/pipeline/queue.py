@@ -1,0 +1,596 @@
+"""The enrichment job queue: one small interface, two implementations.
+
+* ``InProcessQueue`` (the embedded default, SQLite or PostgreSQL): worker threads in this
+  process fed by an in-memory queue. The queue itself is *not* the durable record: the
+  ``reports`` table (state ``finished``) and the ``pipeline_runs`` ledger are. A reconciler
+  (``pending_report_ids``) runs when a worker starts and then periodically, and re-enqueues
+  every finished report whose stages have not all completed at their current version. So a
+  worker that dies mid-job loses nothing: the next worker to start finds the report again.
+* ``ProcrastinateQueue`` (PostgreSQL): jobs are rows in Procrastinate's tables, kept in a
+  PostgreSQL schema of their own (``procrastinate``) so Alembic never sees them. A job whose
+  worker stopped sending heartbeats (killed, machine lost) is put back to ``todo`` by the
+  stalled-job retrier every worker runs. The same ledger reconciler also runs, for reports
+  whose enqueue failed (the finish hook never fails a finish).
+
+A job, ``enrich(report_id)``, runs the stages of that report that are not done at their
+current version, plus every stage that reads the output of one of those (``plan``).
+Stages are idempotent, so a job that runs twice (a retry after a crash, a reconciler racing
+a hook) does no harm.
+
+Wire-up: ``install(rt)`` appends the enqueue hook to ``rt.intake.finished_hooks`` and, for
+the in-process queue, starts the worker threads; call its ``close()`` on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue as queue_mod
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy.engine import make_url
+
+from tipline.pipeline.core import StageContext, StageDef, run_report, stages
+from tipline.runtime import Runtime
+from tipline.store.tables import PipelineRun, Report
+
+log = logging.getLogger("tipline.pipeline.queue")
+
+#: PostgreSQL schema holding Procrastinate's tables, types and functions.
+PROCRASTINATE_SCHEMA = "procrastinate"
+#: Procrastinate task name and queue of the enrichment job.
+TASK_NAME = "tipline.enrich"
+QUEUE_NAME = "enrich"
+#: How often a running worker re-checks the ledger for reports left behind (seconds).
+RECONCILE_INTERVAL = 60.0
+#: A report whose stage failed is retried by the reconciler after this long, not at once.
+RETRY_FAILED_AFTER = timedelta(minutes=10)
+
+
+class StageFailed(RuntimeError):
+    """A stage of the report failed; the ledger holds the error (raised so queues retry)."""
+
+
+# --- planning: which stages a report still needs -------------------------------------------
+
+
+def _ledger(rt: Runtime, report_id: int) -> dict[str, tuple[str, str | None]]:
+    with rt.sessions() as s:
+        return {
+            r.stage: (r.version, r.error)
+            for r in s.execute(
+                select(PipelineRun.stage, PipelineRun.version, PipelineRun.error).where(
+                    PipelineRun.report_id == report_id
+                )
+            )
+        }
+
+
+def plan(
+    ledger: dict[str, tuple[str, str | None]],
+    *,
+    force: Iterable[str] | None = None,
+    only: Iterable[str] | None = None,
+    downstream: bool = True,
+) -> list[str]:
+    """Stages to run for one report, in dependency order.
+
+    A stage runs when the ledger has no successful run of it at its current version, or when
+    it is in ``force``; with ``downstream`` every stage that reads (transitively) the output
+    of a stage that runs, runs too. ``only`` then restricts the result to the stages named.
+    """
+    forced = set(force or ())
+    wanted = set(only) if only is not None else None
+    out: list[str] = []
+    running: set[str] = set()
+    for st in stages():
+        entry = ledger.get(st.name)
+        done = entry is not None and entry[0] == st.version and entry[1] is None
+        reads_rerun = downstream and any(dep in running for dep in st.after)
+        if st.name in forced or not done or reads_rerun:
+            running.add(st.name)
+            if wanted is None or st.name in wanted:
+                out.append(st.name)
+    return out
+
+
+def run_pending(ctx: StageContext, report_id: int, *, only: Iterable[str] | None = None) -> list[str]:
+    """Run the stages this report still needs (see ``plan``); returns the stages run.
+
+    Raises ``StageFailed`` when one of them failed (its error is in the ledger).
+    """
+    names = plan(_ledger(ctx.rt, report_id), only=only)
+    return _run_checked(ctx, report_id, names)
+
+
+def rerun(
+    ctx: StageContext, report_id: int, *, stage_names: Iterable[str] | None = None, downstream: bool = True
+) -> list[str]:
+    """Force stages (all when ``stage_names`` is None) to run again for one report."""
+    all_done: dict[str, tuple[str, str | None]] = {st.name: (st.version, None) for st in stages()}
+    forced = list(all_done) if stage_names is None else list(stage_names)
+    # On an all-done ledger, plan() yields exactly the forced stages and (with downstream)
+    # every stage that reads them.
+    names = plan(all_done, force=forced, downstream=downstream)
+    return _run_checked(ctx, report_id, names)
+
+
+def _run_checked(ctx: StageContext, report_id: int, names: list[str]) -> list[str]:
+    if not names:
+        return []
+    run_report(ctx, report_id, only=names)
+    failed = {k: v[1] for k, v in _ledger(ctx.rt, report_id).items() if k in names and v[1] is not None}
+    if failed:
+        raise StageFailed(f"report {report_id}: " + "; ".join(f"{k}: {v}" for k, v in sorted(failed.items())))
+    return names
+
+
+# --- the reconciler's query ---------------------------------------------------------------
+
+
+def pending_report_ids(
+    rt: Runtime,
+    *,
+    since: datetime | None = None,
+    limit: int | None = None,
+    retry_failed_after: timedelta | None = None,
+    now: datetime | None = None,
+) -> list[int]:
+    """Finished reports for which some stage has not succeeded at its current version.
+
+    Same answer as ``tipline.pipeline.core.pending_reports`` (the plain reference; a test
+    checks they agree) but computed in the database, so a reconcile over a year of reports
+    does not load the whole ledger into memory. With ``retry_failed_after``, a report whose
+    stage failed less than that long ago is left out (no hot retry loop on a broken stage).
+    """
+    sts = stages()
+    if not sts:
+        return []
+    current = or_(*[and_(PipelineRun.stage == st.name, PipelineRun.version == st.version) for st in sts])
+    n_ok = (
+        select(func.count())
+        .where(PipelineRun.report_id == Report.id, PipelineRun.error.is_(None), current)
+        .scalar_subquery()
+    )
+    q = select(Report.id).where(Report.state == "finished", n_ok < len(sts)).order_by(Report.id)
+    if since is not None:
+        q = q.where(Report.finished_at >= since)
+    if retry_failed_after is not None:
+        cutoff = (now or datetime.now(UTC)) - retry_failed_after
+        recent_failure = exists().where(
+            PipelineRun.report_id == Report.id, PipelineRun.error.is_not(None), PipelineRun.done_at > cutoff
+        )
+        q = q.where(~recent_failure)
+    if limit is not None:
+        q = q.limit(limit)
+    with rt.sessions() as s:
+        return [int(r) for r in s.execute(q).scalars()]
+
+
+def finished_report_ids(
+    rt: Runtime, *, since: datetime | None = None, report_ids: Iterable[int] | None = None
+) -> list[int]:
+    """Finished reports (optionally since a time, or among given ids), oldest first."""
+    q = select(Report.id).where(Report.state == "finished").order_by(Report.id)
+    if since is not None:
+        q = q.where(Report.finished_at >= since)
+    ids = list(report_ids) if report_ids is not None else None
+    if ids is not None:
+        q = q.where(Report.id.in_(ids))
+    with rt.sessions() as s:
+        return [int(r) for r in s.execute(q).scalars()]
+
+
+def _is_finished(rt: Runtime, report_id: int) -> bool:
+    with rt.sessions() as s:
+        return s.execute(select(Report.state).where(Report.id == report_id)).scalar() == "finished"
+
+
+def enrich(ctx: StageContext, report_id: int) -> list[str]:
+    """The job: run what a finished report still needs. Unfinished or unknown reports are skipped."""
+    if not _is_finished(ctx.rt, report_id):
+        log.info("report %s is not finished; nothing to enrich", report_id)
+        return []
+    return run_pending(ctx, report_id)
+
+
+# --- the interface --------------------------------------------------------------------------
+
+
+class JobQueue(Protocol):
+    """Where finished reports go to be enriched."""
+
+    kind: str
+
+    def enqueue(self, report_id: int) -> None:
+        """Ask for the report's pending stages to run (returns at once)."""
+
+    def run_worker(self, *, stop: threading.Event | None = None, once: bool = False) -> None:
+        """Process jobs until ``stop`` is set (or, with ``once``, until none is left)."""
+
+    def close(self) -> None:
+        """Release connections and stop background threads started by this object."""
+
+
+def queue_kind(rt: Runtime, kind: str | None = None) -> str:
+    """Resolve ``auto`` (the setting's default) to the concrete queue for this database."""
+    kind = (kind or rt.settings.queue or "auto").lower()
+    if kind == "auto":
+        return "procrastinate" if rt.engine.dialect.name == "postgresql" else "inprocess"
+    if kind not in ("inprocess", "procrastinate"):
+        raise SystemExit(
+            f"TIPLINE_QUEUE={kind!r} is not available: use auto, inprocess or procrastinate "
+            "(see docs/pipeline.md for why the embedded queue is in-process rather than huey)"
+        )
+    if kind == "procrastinate" and rt.engine.dialect.name != "postgresql":
+        raise SystemExit("TIPLINE_QUEUE=procrastinate needs a PostgreSQL TIPLINE_DATABASE_URL")
+    return kind
+
+
+def open_queue(rt: Runtime, kind: str | None = None, *, concurrency: int | None = None) -> JobQueue:
+    """The job queue configured by ``TIPLINE_QUEUE`` (or ``kind``) for this runtime."""
+    n = concurrency or rt.settings.pipeline_concurrency
+    resolved = queue_kind(rt, kind)
+    if resolved == "procrastinate":
+        return ProcrastinateQueue(rt, concurrency=n)
+    return InProcessQueue(rt, concurrency=n)
+
+
+# --- embedded: in-process threads over the ledger ---------------------------------------------
+
+
+class InProcessQueue:
+    """Worker threads in this process; durability comes from the ledger and the reconciler."""
+
+    kind = "inprocess"
+
+    def __init__(self, rt: Runtime, *, concurrency: int = 2, reconcile_interval: float = RECONCILE_INTERVAL,
+                 ctx: StageContext | None = None) -> None:
+        self.rt = rt
+        self.ctx = ctx or StageContext(rt)
+        self.concurrency = max(1, concurrency)
+        self.reconcile_interval = reconcile_interval
+        self._q: queue_mod.Queue[int] = queue_mod.Queue()
+        self._lock = threading.Lock()
+        self._queued: set[int] = set()  # queued and not yet started: enqueue twice, run once
+        self._background: threading.Thread | None = None
+        self._bg_stop = threading.Event()
+        self.processed = 0
+        self.failed = 0
+
+    def enqueue(self, report_id: int) -> None:
+        with self._lock:
+            if report_id in self._queued:
+                return
+            self._queued.add(report_id)
+        self._q.put(report_id)
+
+    def reconcile(self, *, retry_failed_after: timedelta | None = RETRY_FAILED_AFTER) -> int:
+        """Enqueue every finished report with stages left to do; returns how many."""
+        ids = pending_report_ids(self.rt, retry_failed_after=retry_failed_after)
+        for rid in ids:
+            self.enqueue(rid)
+        return len(ids)
+
+    def _work(self, stop: threading.Event, once: bool) -> None:
+        while not stop.is_set():
+            try:
+                rid = self._q.get(timeout=0.05 if once else 0.5)
+            except queue_mod.Empty:
+                if once:
+                    return
+                continue
+            with self._lock:
+                self._queued.discard(rid)
+            try:
+                enrich(self.ctx, rid)
+                with self._lock:
+                    self.processed += 1
+            except StageFailed as exc:
+                with self._lock:
+                    self.failed += 1
+                log.warning("%s (the reconciler retries later)", exc)
+            except Exception:
+                with self._lock:
+                    self.failed += 1
+                log.exception("enrichment of report %s failed", rid)
+            finally:
+                self._q.task_done()
+
+    def run_worker(self, *, stop: threading.Event | None = None, once: bool = False) -> None:
+        stop = stop or threading.Event()
+        # Failed reports are retried right away when a worker is started by hand (`once`);
+        # a long-running worker retries them only after RETRY_FAILED_AFTER.
+        self.reconcile(retry_failed_after=None if once else RETRY_FAILED_AFTER)
+        threads = [threading.Thread(target=self._work, args=(stop, once), name=f"tipline-enrich-{i}", daemon=True)
+                   for i in range(self.concurrency)]
+        for t in threads:
+            t.start()
+        if once:
+            for t in threads:
+                t.join()
+            return
+        next_reconcile = time.monotonic() + self.reconcile_interval
+        while not stop.wait(0.5):
+            if time.monotonic() >= next_reconcile:
+                try:
+                    self.reconcile()
+                except Exception:
+                    log.exception("reconcile failed")
+                next_reconcile = time.monotonic() + self.reconcile_interval
+        for t in threads:
+            t.join()
+
+    def start(self) -> None:
+        """Run the worker in a background thread of this process (``tipline serve``)."""
+        if self._background is not None:
+            return
+        self._bg_stop.clear()
+        self._background = threading.Thread(target=self.run_worker, kwargs={"stop": self._bg_stop},
+                                            name="tipline-enrich", daemon=True)
+        self._background.start()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until every enqueued job has been processed (True) or ``timeout`` passes."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._q.unfinished_tasks:
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def close(self) -> None:
+        if self._background is not None:
+            self._bg_stop.set()
+            self._background.join(timeout=30)
+            self._background = None
+
+
+# --- PostgreSQL: Procrastinate --------------------------------------------------------------
+
+
+def procrastinate_conninfo(database_url: str) -> str:
+    """The libpq URL for a SQLAlchemy PostgreSQL URL (``postgresql+psycopg://`` -> ``postgresql://``)."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "postgresql":
+        raise ValueError(f"not a PostgreSQL URL: {url.render_as_string(hide_password=True)}")
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _pg_kwargs() -> dict[str, Any]:
+    # Procrastinate's SQL is unqualified: with this search_path its tables, types and
+    # functions all live in (and are found in) a schema of their own, out of Alembic's way.
+    return {"options": f"-c search_path={PROCRASTINATE_SCHEMA}"}
+
+
+def ensure_procrastinate_schema(database_url: str) -> bool:
+    """Create Procrastinate's schema once (idempotent, safe under concurrency). True if created."""
+    import psycopg
+    from procrastinate.schema import SchemaManager
+
+    with psycopg.connect(procrastinate_conninfo(database_url), **_pg_kwargs()) as conn, conn.transaction():
+        # One installer at a time; the others wait here and then see the tables.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('tipline.procrastinate.schema'))")
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {PROCRASTINATE_SCHEMA}")
+        present = conn.execute(
+            "SELECT to_regclass(%s)", (f"{PROCRASTINATE_SCHEMA}.procrastinate_jobs",)
+        ).fetchone()
+        if present is not None and present[0] is not None:
+            return False
+        # No parameters: psycopg sends the script with the simple protocol (many statements).
+        conn.execute(SchemaManager.get_schema())
+        return True
+
+
+def _register_task(app: Any, ctx_factory: Callable[[], StageContext]) -> None:
+    from procrastinate import RetryStrategy
+
+    def enrich_job(report_id: int) -> None:
+        enrich(ctx_factory(), report_id)
+
+    app.task(name=TASK_NAME, queue=QUEUE_NAME, retry=RetryStrategy(max_attempts=3, wait=5),
+             pass_context=False)(enrich_job)
+
+
+class ProcrastinateQueue:
+    """Jobs in PostgreSQL via Procrastinate; stalled jobs of dead workers are retried."""
+
+    kind = "procrastinate"
+
+    def __init__(self, rt: Runtime, *, concurrency: int = 2, reconcile_interval: float = RECONCILE_INTERVAL,
+                 heartbeat_interval: float = 10.0, stalled_after: float = 30.0,
+                 ctx: StageContext | None = None) -> None:
+        from procrastinate import App, SyncPsycopgConnector
+
+        self.rt = rt
+        self.url = rt.settings.effective_database_url
+        self.concurrency = max(1, concurrency)
+        self.reconcile_interval = reconcile_interval
+        self.heartbeat_interval = heartbeat_interval
+        self.stalled_after = stalled_after
+        self._ctx = ctx
+        self._ctx_lock = threading.Lock()
+        ensure_procrastinate_schema(self.url)
+        self._conninfo = procrastinate_conninfo(self.url)
+        # Deferring from request threads: a small synchronous pool, opened on first use.
+        self._defer_app = App(connector=SyncPsycopgConnector(
+            conninfo=self._conninfo, kwargs=_pg_kwargs(), min_size=1, max_size=4))
+        _register_task(self._defer_app, self._context)
+        self._defer_open = False
+        self._open_lock = threading.Lock()
+
+    def _context(self) -> StageContext:
+        with self._ctx_lock:
+            if self._ctx is None:
+                self._ctx = StageContext(self.rt)
+            return self._ctx
+
+    def _deferrer(self) -> Any:
+        with self._open_lock:
+            if not self._defer_open:
+                self._defer_app.open()
+                self._defer_open = True
+        return self._defer_app
+
+    def enqueue(self, report_id: int) -> None:
+        from procrastinate.exceptions import AlreadyEnqueued
+
+        app = self._deferrer()
+        # queueing_lock: at most one waiting job per report (a second defer is a no-op);
+        # lock: never two jobs of one report at once.
+        with contextlib.suppress(AlreadyEnqueued):
+            app.configure_task(TASK_NAME, lock=f"report:{report_id}",
+                               queueing_lock=f"report:{report_id}").defer(report_id=report_id)
+
+    def job_counts(self) -> dict[str, int]:
+        """Jobs by status (todo / doing / succeeded / failed / ...)."""
+        import psycopg
+
+        with psycopg.connect(self._conninfo, **_pg_kwargs()) as conn:
+            rows = conn.execute(
+                "SELECT status::text, count(*) FROM procrastinate_jobs WHERE task_name = %s GROUP BY 1",
+                (TASK_NAME,),
+            ).fetchall()
+        return {str(k): int(v) for k, v in rows}
+
+    async def _retry_stalled(self, app: Any) -> int:
+        """Put jobs of workers without a recent heartbeat back to ``todo``; returns how many."""
+        from procrastinate import jobs
+        from procrastinate.exceptions import ConnectorException
+
+        n = 0
+        for job in await app.job_manager.get_stalled_jobs(task_name=TASK_NAME,
+                                                          seconds_since_heartbeat=self.stalled_after):
+            try:
+                await app.job_manager.retry_job(job)
+                n += 1
+                log.warning("retrying job %s %s of a stalled worker", job.id, job.task_kwargs)
+            except ConnectorException:
+                # A newer job for the same report is already waiting (queueing lock): that one
+                # does the work; close this one so its report lock is released.
+                with contextlib.suppress(ConnectorException):
+                    await app.job_manager.finish_job(job, status=jobs.Status.FAILED, delete_job=False)
+        return n
+
+    def reconcile(self, *, retry_failed_after: timedelta | None = RETRY_FAILED_AFTER) -> int:
+        ids = pending_report_ids(self.rt, retry_failed_after=retry_failed_after)
+        for rid in ids:
+            self.enqueue(rid)
+        return len(ids)
+
+    async def _side(self, app: Any, stop: threading.Event, worker_task: asyncio.Task[Any]) -> None:
+        next_reconcile = time.monotonic() + self.reconcile_interval
+        next_stalled = time.monotonic() + self.stalled_after
+        while not worker_task.done():
+            if stop.is_set():
+                worker_task.cancel()  # graceful: running jobs finish, then the worker stops
+                return
+            now = time.monotonic()
+            if now >= next_stalled:
+                with contextlib.suppress(Exception):
+                    await self._retry_stalled(app)
+                next_stalled = now + max(1.0, self.stalled_after / 2)
+            if now >= next_reconcile:
+                try:
+                    await asyncio.to_thread(self.reconcile)
+                except Exception:
+                    log.exception("reconcile failed")
+                next_reconcile = now + self.reconcile_interval
+            await asyncio.sleep(0.2)
+
+    def run_worker(self, *, stop: threading.Event | None = None, once: bool = False) -> None:
+        from procrastinate import App, PsycopgConnector
+
+        app = App(connector=PsycopgConnector(conninfo=self._conninfo, kwargs=_pg_kwargs(),
+                                             min_size=1, max_size=self.concurrency + 3))
+        _register_task(app, self._context)
+        stop = stop or threading.Event()
+
+        async def main() -> None:
+            async with app.open_async():
+                # Jobs left 'doing' by a worker that died are due again before we start.
+                await app.job_manager.prune_stalled_workers(self.stalled_after)
+                await self._retry_stalled(app)
+                # Then reports left behind by a failed enqueue (after the retry: a retried job
+                # holds the report's queueing lock, so no duplicate is deferred).
+                await asyncio.to_thread(self.reconcile, retry_failed_after=None if once else RETRY_FAILED_AFTER)
+                worker = asyncio.create_task(app.run_worker_async(
+                    queues=[QUEUE_NAME], concurrency=self.concurrency, wait=not once,
+                    install_signal_handlers=threading.current_thread() is threading.main_thread(),
+                    update_heartbeat_interval=self.heartbeat_interval,
+                    stalled_worker_timeout=self.stalled_after, fetch_job_polling_interval=1.0,
+                    delete_jobs="successful",
+                ))
+                side = asyncio.create_task(self._side(app, stop, worker))
+                try:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await worker
+                finally:
+                    side.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await side
+
+        asyncio.run(main())
+
+    def close(self) -> None:
+        with self._open_lock:
+            if self._defer_open:
+                self._defer_app.close()
+                self._defer_open = False
+
+
+# --- wiring ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Installed:
+    """What ``install`` set up; ``close()`` undoes it (stops in-process workers)."""
+
+    rt: Runtime
+    queue: JobQueue
+    hook: Callable[[int], None]
+    workers_started: bool
+
+    def close(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.rt.intake.finished_hooks.remove(self.hook)
+        self.queue.close()
+
+
+def install(rt: Runtime, *, kind: str | None = None, start_workers: bool | None = None) -> Installed:
+    """Enqueue enrichment after every finish; start in-process workers for the embedded queue.
+
+    With Procrastinate, workers are separate processes (``tipline pipeline worker``);
+    ``start_workers=True`` runs one in a background thread here as well (single-box setups).
+    """
+    q = open_queue(rt, kind)
+    rt.intake.finished_hooks.append(q.enqueue)
+    start = q.kind == "inprocess" if start_workers is None else start_workers
+    if start:
+        if isinstance(q, InProcessQueue):
+            q.start()
+        else:
+            stop = threading.Event()
+            t = threading.Thread(target=q.run_worker, kwargs={"stop": stop}, name="tipline-enrich", daemon=True)
+            t.start()
+            original_close = q.close
+
+            def close() -> None:
+                stop.set()
+                t.join(timeout=30)
+                original_close()
+
+            q.close = close  # type: ignore[method-assign]
+    return Installed(rt, q, q.enqueue, start)
+
+
+def stage_docs() -> Iterator[StageDef]:
+    """Every registered stage in run order (for ``tipline pipeline stages``)."""
+    yield from stages()
