@@ -227,12 +227,17 @@ def report_list(c: Ctx, as_json: bool, limit: int, state: str | None) -> None:
 @pass_ctx
 def report_show(c: Ctx, report_id: int, as_json: bool) -> None:
     """Show one report: state, parsed fields, and its files with their hashes."""
-    view = c.runtime().intake.view(report_id)
+    from tipline.pipeline.view import enrichment_view, render_enrichment
+
+    rt = c.runtime()
+    view = rt.intake.view(report_id)
     if view is None:
         raise click.ClickException(f"no report {report_id}")
     data = view.as_json()
+    enrichment = enrichment_view(rt, report_id)
     if as_json:
-        click.echo(json.dumps(data, indent=2))
+        data["enrichment"] = enrichment
+        click.echo(json.dumps(data, indent=2, default=str))
         return
     click.echo(f"Report {view.id}  [{view.state}]  from {view.reporter} via {view.source}")
     for label, key in [("opened", "openedAt"), ("finished", "finishedAt"),
@@ -251,6 +256,9 @@ def report_show(c: Ctx, report_id: int, as_json: bool) -> None:
         click.echo(f"      sha256 {f.sha256}")
         if f.details:
             _tree(f.details, indent=6, out=click.echo)
+    click.echo("")
+    for line in render_enrichment(enrichment):
+        click.echo(line)
     if view.document:
         click.echo("\nReport contents:")
         _tree(view.document, indent=2, out=click.echo)
@@ -283,18 +291,26 @@ def report_purge(c: Ctx) -> None:
 # -- demo ---------------------------------------------------------------------------------
 
 
+DEMO_SIM_SCALE = 0.00001  # about 360 reports of a 2023-like year
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--no-serve", is_flag=True, help="Set up and load demo data, then exit.")
+@click.option("--sim-scale", default=DEMO_SIM_SCALE, show_default=True, type=float,
+              help="Scale of the simulated 2023 year loaded with stand-in images (0: none).")
 @pass_ctx
-def demo(c: Ctx, host: str, port: int, no_serve: bool) -> None:
-    """Set up a demo instance with a demo platform and sample reports, then serve it."""
+def demo(c: Ctx, host: str, port: int, no_serve: bool, sim_scale: float) -> None:
+    """Set up a demo instance: a demo platform, sample reports and a small simulated year with
+    generated stand-in images, all enriched; then serve it."""
     from tipline.demo import load_demo
 
     for line in do_init(c.settings):
         click.echo(line)
     rt = c.runtime()
+    ctx = click.get_current_context()
+    first_time = not rt.intake.list_reports(limit=1)
     username, password = "demo-platform", secrets.token_urlsafe(12)
     with rt.sessions() as s:
         exists = s.execute(select(Credential).where(Credential.lookup == username)).first()
@@ -305,11 +321,21 @@ def demo(c: Ctx, host: str, port: int, no_serve: bool) -> None:
     else:
         add_esp(rt, "Demo Platform", username, password)
     created = load_demo(rt)
+    if first_time and sim_scale > 0:
+        from tipline.commands.pipeline import run_cmd
+        from tipline.commands.simulate import command as simulate_cmd
+
+        click.echo(f"loading a simulated 2023 year at scale {sim_scale} with generated stand-in images ...")
+        ctx.invoke(simulate_cmd, year="2023", scale=sim_scale, seed=1, via="direct", files_mode="images",
+                   out=None, url=None, generate_only=False)
+        click.echo("enriching every report (hashes, matches, links, bundles, location, triage, routing) ...")
+        ctx.invoke(run_cmd, since=None, stage_names=(), limit=None, concurrency=None)
+    created = len(rt.intake.list_reports(limit=100_000))
     base = f"http://{host}:{port}"
     click.echo("")
     click.echo("=" * 72)
     click.echo(f"  tipline demo — data in {c.settings.data_dir}")
-    click.echo(f"  {created} sample report(s) loaded; see them with `tipline report list`")
+    click.echo(f"  {created} report(s) loaded and enriched: `tipline report list`, `tipline stats pipeline`")
     click.echo(f"  ISPWS base URL : {base}/ispws     (point an existing CyberTipline client here)")
     click.echo(f"  username       : {username}")
     click.echo(f"  password       : {password}")
@@ -320,8 +346,6 @@ def demo(c: Ctx, host: str, port: int, no_serve: bool) -> None:
     sys.stdout.flush()
     rt.close()
     if not no_serve:
-        c.settings = c.settings
-        ctx = click.get_current_context()
         ctx.invoke(serve, host=host, port=port, workers=1)
 
 

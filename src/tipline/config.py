@@ -56,7 +56,7 @@ class Settings:
     #: GeoIP database (mmdb); empty means the bundled DB-IP City Lite database (CC BY 4.0).
     geoip_db: str = ""
     #: Job queue for enrichment: ``auto`` (Procrastinate on PostgreSQL, in-process otherwise),
-    #: ``inprocess``, ``huey`` (SqliteHuey in the data dir) or ``procrastinate``.
+    #: ``inprocess`` or ``procrastinate``.
     queue: str = "auto"
     #: Worker threads (in-process/huey) or concurrent jobs (Procrastinate) for enrichment.
     pipeline_concurrency: int = 2

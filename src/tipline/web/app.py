@@ -60,19 +60,32 @@ async def _purge_loop(rt: Runtime) -> None:
             log.exception("purge of expired reports failed; will retry")
 
 
-def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
-    """Build the app for ``settings`` (or an already open ``runtime``)."""
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None, *,
+               enrich: bool = False) -> FastAPI:
+    """Build the app for ``settings`` (or an already open ``runtime``).
+
+    ``enrich`` hooks the enrichment queue to every finish and, for the embedded queue, runs
+    its workers in this process (``tipline serve`` does; tests that only exercise intake
+    don't).
+    """
     rt = runtime or Runtime.open(settings or Settings.from_env())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(_purge_loop(rt))
+        installed = None
+        if enrich:
+            from tipline.pipeline.queue import install
+
+            installed = await asyncio.to_thread(install, rt)
         try:
             yield
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            if installed is not None:
+                await asyncio.to_thread(installed.close)
 
     app = FastAPI(
         title="tipline",
@@ -104,4 +117,4 @@ def _include_optional(app: FastAPI, rt: Runtime) -> None:
 def app_factory() -> Any:
     """Entry point for ``uvicorn --factory tipline.web.app:app_factory`` (settings from env)."""
     logging.basicConfig(level=logging.INFO)
-    return create_app(Settings.from_env())
+    return create_app(Settings.from_env(), enrich=True)
