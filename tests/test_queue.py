@@ -294,6 +294,7 @@ def test_procrastinate_enqueue_and_work(pg_rt: Runtime, qstages: object) -> None
         assert isinstance(q, ProcrastinateQueue)
         rids = [make_report(rt) for _ in range(3)]
         q.enqueue(rids[0])  # already waiting: the queueing lock makes this a no-op
+        q.flush()  # enqueue hands off to a background deferrer; wait for it here
         assert q.job_counts() == {"todo": 3}
         q.run_worker(once=True)
         for rid in rids:
@@ -330,6 +331,7 @@ def test_procrastinate_worker_killed_mid_job_loses_nothing(pg_rt: Runtime, qstag
     q = ProcrastinateQueue(rt, concurrency=1, heartbeat_interval=0.3, stalled_after=1.5)
     rid = make_report(rt)
     q.enqueue(rid)
+    q.flush()
     proc = _spawn_worker(tmp_path, rt, "procrastinate")
     _wait_for(Path(str(block) + ".entered"), proc)
     proc.send_signal(signal.SIGKILL)

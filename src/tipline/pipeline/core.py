@@ -122,7 +122,7 @@ class StageContext:
 def run_stage(ctx: StageContext, st: StageDef, report_id: int) -> None:
     """Run one stage for one report in its own transaction and record it in the ledger."""
     now = datetime.now(UTC)
-    with transaction(ctx.rt.sessions) as s:
+    with transaction(ctx.rt.sessions, background=True) as s:
         st.func(ctx, s, report_id)
         s.execute(delete(PipelineRun).where(PipelineRun.report_id == report_id, PipelineRun.stage == st.name))
         s.add(PipelineRun(report_id=report_id, stage=st.name, done_at=now, version=st.version, error=None))
@@ -138,7 +138,7 @@ def run_report(ctx: StageContext, report_id: int, only: Iterable[str] | None = N
             run_stage(ctx, st, report_id)
         except Exception as exc:
             log.exception("stage %s failed for report %s", st.name, report_id)
-            with transaction(ctx.rt.sessions) as s:
+            with transaction(ctx.rt.sessions, background=True) as s:
                 s.execute(delete(PipelineRun).where(PipelineRun.report_id == report_id,
                                                     PipelineRun.stage == st.name))
                 s.add(PipelineRun(report_id=report_id, stage=st.name, done_at=datetime.now(UTC),

@@ -425,6 +425,8 @@ class ProcrastinateQueue:
         _register_task(self._defer_app, self._context)
         self._defer_open = False
         self._open_lock = threading.Lock()
+        self._to_defer: queue_mod.Queue[int] = queue_mod.Queue()
+        self._defer_thread: threading.Thread | None = None
 
     def _context(self) -> StageContext:
         with self._ctx_lock:
@@ -440,6 +442,37 @@ class ProcrastinateQueue:
         return self._defer_app
 
     def enqueue(self, report_id: int) -> None:
+        """Hand the report to a background deferrer and return at once.
+
+        Deferring is a database transaction of its own (a WAL flush); doing it inside the
+        ``/finish`` request would make every platform wait for it. A report whose defer is
+        lost in a crash is found again by the reconciler (its stages are pending).
+        """
+        with self._open_lock:
+            if self._defer_thread is None or not self._defer_thread.is_alive():
+                self._defer_thread = threading.Thread(target=self._defer_loop, name="tipline-defer", daemon=True)
+                self._defer_thread.start()
+        self._to_defer.put(report_id)
+
+    def _defer_loop(self) -> None:
+        while True:
+            report_id = self._to_defer.get()
+            try:
+                if report_id < 0:  # close() asks the loop to stop after what was queued
+                    return
+                self.defer_now(report_id)
+            except Exception:
+                log.exception("deferring enrichment of report %s failed; the reconciler will retry", report_id)
+            finally:
+                self._to_defer.task_done()
+
+    def flush(self) -> None:
+        """Wait until every report handed to ``enqueue`` has been deferred."""
+        if self._defer_thread is not None and self._defer_thread.is_alive():
+            self._to_defer.join()
+
+    def defer_now(self, report_id: int) -> None:
+        """Defer the enrichment job for one report, synchronously."""
         from procrastinate.exceptions import AlreadyEnqueued
 
         app = self._deferrer()
@@ -540,6 +573,10 @@ class ProcrastinateQueue:
         asyncio.run(main())
 
     def close(self) -> None:
+        thread = self._defer_thread
+        if thread is not None and thread.is_alive():
+            self._to_defer.put(-1)
+            thread.join(timeout=30)
         with self._open_lock:
             if self._defer_open:
                 self._defer_app.close()

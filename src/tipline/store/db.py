@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -41,7 +42,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         # own busy handler polls with growing sleeps, which under load gives multi-second tails.
         # Reads begin a deferred transaction and never wait here (WAL lets them run beside a
         # writer).
-        write_lock = threading.Lock()
+        gate = WriteGate()
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
@@ -50,7 +51,9 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
                 # Only the unit of work's own connection writes; a read session opened inside
                 # it must not queue behind itself. The wait is bounded all the same.
                 unit["begun"] = True
-                conn.info["tipline_write_lock"] = write_lock.acquire(timeout=30)
+                background = bool(unit["background"])
+                conn.info["tipline_write_lock"] = gate.acquire(urgent=not background,
+                                                               timeout=300 if background else 30)
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
             else:
                 conn.exec_driver_sql("BEGIN")
@@ -59,7 +62,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         def _sqlite_release(_dbapi_conn: Any, record: Any) -> None:
             # Checked in after COMMIT/ROLLBACK completed, so the next writer finds SQLite free.
             if record.info.pop("tipline_write_lock", False):
-                write_lock.release()
+                gate.release()
 
         return engine
     if url.startswith("postgresql://"):
@@ -73,17 +76,54 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+class WriteGate:
+    """SQLite's one writer, queued in-process, with intake ahead of background work.
+
+    Intake acknowledges reports while a platform waits; enrichment can wait. A background
+    writer (``transaction(..., background=True)``) only takes the gate when no urgent writer
+    is waiting, so a busy enrichment queue cannot starve intake.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._held = False
+        self._urgent_waiting = 0
+
+    def acquire(self, *, urgent: bool, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            if urgent:
+                self._urgent_waiting += 1
+            try:
+                while self._held or (not urgent and self._urgent_waiting):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False  # proceed without the gate; SQLite's own lock still holds
+                    self._cond.wait(remaining)
+                self._held = True
+                return True
+            finally:
+                if urgent:
+                    self._urgent_waiting -= 1
+
+    def release(self) -> None:
+        with self._cond:
+            self._held = False
+            self._cond.notify_all()
+
+
 _WRITING: ContextVar[dict[str, bool] | None] = ContextVar("tipline_writing", default=None)
 
 
 @contextmanager
-def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+def transaction(factory: sessionmaker[Session], *, background: bool = False) -> Iterator[Session]:
     """One unit of work that may write: commits on success, rolls back on any exception.
 
     Plain ``factory()`` sessions are for reading; on SQLite only ``transaction`` takes the
-    write lock up front (BEGIN IMMEDIATE).
+    write lock up front (BEGIN IMMEDIATE). ``background`` work (enrichment) gives way to
+    intake for that lock.
     """
-    token = _WRITING.set({"begun": False})
+    token = _WRITING.set({"begun": False, "background": background})
     try:
         with factory() as session, session.begin():
             yield session
