@@ -213,8 +213,11 @@ def start_server(name: str, argv: list[str], env: dict[str, str], log_path: Path
     raise SystemExit(f"{name} did not start:\n{log_path.read_text()[-3000:]}")
 
 
-def start_tipline(data_dir: Path, db_url: str, workers: int, logs: Path) -> Server:
-    env = {"TIPLINE_DATA_DIR": str(data_dir), "TIPLINE_DATABASE_URL": db_url}
+def start_tipline(data_dir: Path, db_url: str, workers: int, logs: Path, enrichment: bool = False) -> Server:
+    # Enrichment off by default: this benchmark measures intake (issue 2); with it on, SQLite
+    # also runs every enrichment stage in the serving process.
+    env = {"TIPLINE_DATA_DIR": str(data_dir), "TIPLINE_DATABASE_URL": db_url,
+           "TIPLINE_SERVE_ENRICHMENT": "1" if enrichment else "0"}
     tipline = str(VENV_BIN / "tipline")
     for argv in ([tipline, "init"], [tipline, "esp", "add", "Bench Platform", "--username", USER,
                                      "--password", PASSWORD]):
@@ -426,6 +429,8 @@ def main() -> None:
     ap.add_argument("--concurrency", default="1,8,32", help="comma-separated client counts (default 1,8,32)")
     ap.add_argument("--workers", type=int, default=2, help="uvicorn workers for both servers (default 2)")
     ap.add_argument("--targets", default="tipline,baseline", help="comma-separated: tipline,baseline")
+    ap.add_argument("--enrichment", action="store_true",
+                    help="let tipline serve hook enrichment to every finish (default: intake only)")
     ap.add_argument("--nice", type=int, default=0,
                     help="run everything (servers, PostgreSQL, client) at this niceness, e.g. -15 on a "
                          "machine shared with other work (needs root for negative values)")
@@ -487,7 +492,8 @@ def main() -> None:
                 try:
                     if "tipline" in targets:
                         log(f"{backend}: starting tipline serve --workers {args.workers}")
-                        servers["tipline"] = start_tipline(work / f"data-{backend}", t_url, args.workers, work)
+                        servers["tipline"] = start_tipline(work / f"data-{backend}", t_url, args.workers, work,
+                                                                   args.enrichment)
                     if "baseline" in targets:
                         log(f"{backend}: starting baseline --workers {args.workers}")
                         servers["baseline"] = start_baseline(b_url, args.workers, work)

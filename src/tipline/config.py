@@ -58,7 +58,11 @@ class Settings:
     #: Job queue for enrichment: ``auto`` (Procrastinate on PostgreSQL, in-process otherwise),
     #: ``inprocess`` or ``procrastinate``.
     queue: str = "auto"
-    #: Worker threads (in-process/huey) or concurrent jobs (Procrastinate) for enrichment.
+    #: 1: ``tipline serve`` hooks enrichment to every finish (and, with the in-process queue,
+    #: runs its workers); 0: serve only takes reports in, and ``tipline pipeline worker``
+    #: processes pick finished reports up through the reconciler.
+    serve_enrichment: int = 1
+    #: Worker threads (in-process) or concurrent jobs (Procrastinate) for enrichment.
     pipeline_concurrency: int = 2
 
     @classmethod

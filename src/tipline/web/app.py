@@ -117,4 +117,5 @@ def _include_optional(app: FastAPI, rt: Runtime) -> None:
 def app_factory() -> Any:
     """Entry point for ``uvicorn --factory tipline.web.app:app_factory`` (settings from env)."""
     logging.basicConfig(level=logging.INFO)
-    return create_app(Settings.from_env(), enrich=True)
+    settings = Settings.from_env()
+    return create_app(settings, enrich=bool(settings.serve_enrichment))
