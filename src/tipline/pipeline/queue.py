@@ -512,8 +512,23 @@ class ProcrastinateQueue:
                     await app.job_manager.finish_job(job, status=jobs.Status.FAILED, delete_job=False)
         return n
 
+    def _reports_with_live_jobs(self) -> set[int]:
+        """Reports that already have a job waiting or running (their stages look pending)."""
+        import psycopg
+
+        with psycopg.connect(self._conninfo, **_pg_kwargs()) as conn:
+            rows = conn.execute(
+                "SELECT args->>'report_id' FROM procrastinate_jobs WHERE task_name = %s"
+                " AND status IN ('todo', 'doing')",
+                (TASK_NAME,),
+            ).fetchall()
+        return {int(r[0]) for r in rows if r[0] is not None}
+
     def reconcile(self, *, retry_failed_after: timedelta | None = RETRY_FAILED_AFTER) -> int:
-        ids = pending_report_ids(self.rt, retry_failed_after=retry_failed_after)
+        # A report whose job is running right now still has pending stages in the ledger;
+        # enqueueing it again would only queue a duplicate behind it.
+        live = self._reports_with_live_jobs()
+        ids = [rid for rid in pending_report_ids(self.rt, retry_failed_after=retry_failed_after) if rid not in live]
         for rid in ids:
             self.enqueue(rid)
         return len(ids)
