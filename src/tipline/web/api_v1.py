@@ -45,7 +45,7 @@ from tipline.intake.credentials import TOKEN_PREFIX, Principal
 from tipline.model.report import FileDetails, Int64, Report
 from tipline.runtime import Runtime
 from tipline.store.blobs import BlobTooLarge, BlobWriter
-from tipline.web.forms import BadForm, BodyTooLarge, Part, read_capped, stream_form
+from tipline.web.forms import BadForm, BodyTooLarge, SingleFileUpload, read_capped, stream_form
 
 log = logging.getLogger("tipline.api")
 R = ResponseCode
@@ -683,25 +683,18 @@ def router(rt: Runtime) -> APIRouter:
     )
     async def upload_file(request: Request, caller: Caller, report_id: ReportIdPath) -> Response:
         await require_open(caller, report_id)
-        writer: BlobWriter | None = None
-
-        def on_file(part: Part) -> Callable[[bytes], None]:
-            nonlocal writer
-            if part.name != "file" or writer is not None:
-                raise BadForm("one file part, named 'file', is expected")
-            writer = rt.blobs.writer(limits.max_upload_bytes)
-            return writer.write
+        upload = SingleFileUpload(rt.blobs, limits.max_upload_bytes)
 
         try:
             try:
                 fields, parts = await stream_form(
-                    request, on_file=on_file, field_limit=limits.max_document_bytes)
+                    request, on_file=upload.on_file, field_limit=limits.max_document_bytes)
             except (BlobTooLarge, BodyTooLarge) as exc:
                 raise _too_large(exc) from None
             except BadForm as exc:
                 raise ApiProblem(400, _slug(R.MALFORMED_FILE), DESCRIPTIONS[R.MALFORMED_FILE],
                                  str(exc), code=R.MALFORMED_FILE) from None
-            if writer is None:
+            if upload.writer is None:
                 hint = (" ('file' arrived as a text field: send it as a file part, with a filename)"
                         if "file" in fields else "")
                 raise ApiProblem(400, _slug(R.MALFORMED_FILE), DESCRIPTIONS[R.MALFORMED_FILE],
@@ -713,15 +706,14 @@ def router(rt: Runtime) -> APIRouter:
                 # Checked before anything is stored: bad details leave no file behind.
                 await run_in_threadpool(validate_file_details, details_body, report_id, None,
                                         location="fileDetails")
-            w: BlobWriter = writer
+            w: BlobWriter = upload.writer
             stored = await run_in_threadpool(w.commit)
             file_id = await run_in_threadpool(
                 rt.intake.attach_file, caller.reporter_id, report_id, stored,
                 file_name=parts[0].filename, media_type=parts[0].content_type,
             )
         finally:
-            if writer is not None:
-                writer.abort()
+            upload.abort()
         result: dict[str, Any] = {
             "reportId": report_id, "fileId": file_id, "md5": stored.md5, "sha1": stored.sha1,
             "sha256": stored.sha256, "size": stored.size,

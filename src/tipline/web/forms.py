@@ -13,6 +13,8 @@ from urllib.parse import parse_qs
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
+from tipline.store.blobs import BlobStore, BlobWriter
+
 
 class BodyTooLarge(Exception):
     def __init__(self, limit: int) -> None:
@@ -164,3 +166,27 @@ async def stream_form(
             raise BadForm(f"malformed multipart body: {exc}") from exc
         raise
     return fields, files
+
+
+class SingleFileUpload:
+    """The ``on_file`` sink for an upload that takes exactly one file part named ``file``.
+
+    Its bytes stream into an encrypting blob writer; ``writer`` is None until that part
+    arrives. Shared by the ISPWS and JSON upload endpoints.
+    """
+
+    def __init__(self, blobs: BlobStore, limit: int) -> None:
+        self._blobs = blobs
+        self._limit = limit
+        self.writer: BlobWriter | None = None
+
+    def on_file(self, part: Part) -> Callable[[bytes], None]:
+        if part.name != "file" or self.writer is not None:
+            raise BadForm("one file part, named 'file', is expected")
+        self.writer = self._blobs.writer(self._limit)
+        return self.writer.write
+
+    def abort(self) -> None:
+        """Discard the ciphertext of an upload that will not be recorded."""
+        if self.writer is not None:
+            self.writer.abort()

@@ -23,7 +23,7 @@ from tipline.cybertip.responses import CONTENT_TYPE, report_done_response, repor
 from tipline.intake.credentials import Principal
 from tipline.runtime import Runtime
 from tipline.store.blobs import BlobTooLarge, BlobWriter, StoredBlob
-from tipline.web.forms import BadForm, BodyTooLarge, Part, read_capped, stream_form
+from tipline.web.forms import BadForm, BodyTooLarge, SingleFileUpload, read_capped, stream_form
 
 log = logging.getLogger("tipline.ispws")
 R = ResponseCode
@@ -130,20 +130,11 @@ def router(rt: Runtime) -> APIRouter:
 
         async def handle(p: Principal) -> Response:
             nonlocal fields
-            writer: BlobWriter | None = None
-            part_count = 0
-
-            def on_file(part: Part) -> Callable[[bytes], None]:
-                nonlocal writer, part_count
-                part_count += 1
-                if part.name != "file" or writer is not None:
-                    raise BadForm("one file part, named 'file', is expected")
-                writer = rt.blobs.writer(limits.max_upload_bytes)
-                return writer.write
+            upload = SingleFileUpload(rt.blobs, limits.max_upload_bytes)
 
             try:
                 try:
-                    fields, parts = await stream_form(request, on_file=on_file)
+                    fields, parts = await stream_form(request, on_file=upload.on_file)
                 except BlobTooLarge as exc:
                     raise CybertipError(R.MALFORMED_FILE, str(exc)) from exc
                 except (BadForm, BodyTooLarge) as exc:
@@ -151,9 +142,9 @@ def router(rt: Runtime) -> APIRouter:
                 report_id = parse_report_id(fields.get("id"))
                 if report_id is None:
                     raise CybertipError(R.INVALID_REQUEST, "form field 'id' (the reportId) is missing or not a number")
-                if writer is None:
+                if upload.writer is None:
                     raise CybertipError(R.MALFORMED_FILE, "no file part named 'file' in the upload")
-                w: BlobWriter = writer
+                w: BlobWriter = upload.writer
                 part = parts[0]
 
                 def work() -> tuple[StoredBlob, str]:
@@ -166,8 +157,7 @@ def router(rt: Runtime) -> APIRouter:
                 return xml_response(report_response(
                     R.SUCCESS, report_id=report_id, file_id=file_id, md5=stored.md5))
             finally:
-                if writer is not None:
-                    writer.abort()
+                upload.abort()
 
         def on_error(e: CybertipError) -> Response:
             return xml_response(report_response(
