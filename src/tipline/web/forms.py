@@ -92,7 +92,6 @@ async def stream_form(
     header_value = bytearray()
     field_buf = bytearray()
     sink: Callable[[bytes], None] | None = None
-    errors: list[Exception] = []
 
     def on_part_begin() -> None:
         nonlocal current, sink
@@ -159,8 +158,6 @@ async def stream_form(
     except (BadForm, BodyTooLarge):
         raise
     except Exception as exc:  # python-multipart raises its own errors on broken framing
-        if errors:
-            raise errors[0] from exc
         # Sink errors (size limit, disk) propagate as themselves so callers can map them.
         if exc.__class__.__module__.startswith("python_multipart"):
             raise BadForm(f"malformed multipart body: {exc}") from exc
