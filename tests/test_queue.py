@@ -18,7 +18,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from test_assess import make_report
 from tipline.pipeline import core
@@ -268,7 +269,8 @@ def test_inprocess_worker_killed_mid_job_loses_nothing(rt: Runtime, qstages: obj
     _wait_for(Path(str(block) + ".entered"), proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
-    assert ledger(rt, rid) == {"first": None}  # `slow` never committed
+    # A report's stages commit together: the killed job left nothing behind, not half a report.
+    assert ledger(rt, rid) == {}
     block.unlink()
     # Restart: the reconciler finds the report from the ledger and completes it.
     InProcessQueue(rt, concurrency=1).run_worker(once=True)
@@ -343,3 +345,43 @@ def test_procrastinate_worker_killed_mid_job_loses_nothing(pg_rt: Runtime, qstag
     assert ledger(rt, rid) == {"first": None, "slow": None, "last": None}
     assert q.job_counts().get("doing", 0) == 0
     q.close()
+
+
+def test_a_group_commits_once_and_a_failing_report_rolls_back_alone(rt: Runtime, qstages: object) -> None:
+    """run_reports puts several reports in one transaction; a stage that fails after writing
+    leaves none of its writes, stops only its own report, and the group still commits."""
+    ids = [make_report(rt) for _ in range(5)]
+    bad = ids[2]
+
+    def slow(ctx: StageContext, session: Session, report_id: int) -> None:
+        # Writes, then fails for one report: the savepoint must undo the write.
+        session.execute(update(Report).where(Report.id == report_id).values(incident_type="touched by slow"))
+        if report_id == bad:
+            raise RuntimeError("disk on fire")
+
+    core._STAGES["slow"] = StageDef("slow", "1", slow, ("first",), "slow")
+    q = InProcessQueue(rt, concurrency=1, group=10)
+    for rid in ids:
+        q.enqueue(rid)
+    q.run_worker(once=True)
+    assert (q.processed, q.failed) == (4, 1)
+    for rid in ids:
+        want = ({"first": None, "slow": "RuntimeError: disk on fire"} if rid == bad
+                else {"first": None, "slow": None, "last": None})
+        assert ledger(rt, rid) == want
+    with rt.sessions() as s:
+        touched = dict(s.execute(select(Report.id, Report.incident_type).where(Report.id.in_(ids))).all())
+    assert touched[bad] != "touched by slow"
+    assert all(touched[r] == "touched by slow" for r in ids if r != bad)
+
+
+def test_grouped_and_stepwise_runs_leave_the_same_ledger(rt: Runtime, qstages: object) -> None:
+    """The grouped runner and the plain one-commit-per-stage reference agree."""
+    a = [make_report(rt) for _ in range(3)]
+    ctx = StageContext(rt)
+    core.run_reports(ctx, {rid: None for rid in a}, max_seconds=0.0)  # a group per report
+    b = [make_report(rt) for _ in range(3)]
+    for rid in b:
+        core.run_report_stepwise(ctx, rid)
+    assert [ledger(rt, r) for r in a] == [ledger(rt, r) for r in b] == [{"first": None, "slow": None, "last": None}] * 3
+    assert [c[0] for c in calls(qstages)] == ["first", "slow", "last"] * 6

@@ -14,12 +14,13 @@ import importlib
 import logging
 import pkgutil
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from tipline.runtime import Runtime
@@ -128,12 +129,23 @@ def run_stage(ctx: StageContext, st: StageDef, report_id: int) -> None:
         s.add(PipelineRun(report_id=report_id, stage=st.name, done_at=now, version=st.version, error=None))
 
 
-def run_report(ctx: StageContext, report_id: int, only: Iterable[str] | None = None) -> None:
-    """Run every stage (or those named) for a finished report, in dependency order."""
+def _selected(only: Iterable[str] | None) -> list[StageDef]:
     wanted = set(only) if only is not None else None
-    for st in stages():
-        if wanted is not None and st.name not in wanted:
-            continue
+    return [st for st in stages() if wanted is None or st.name in wanted]
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:2000]
+
+
+def run_report_stepwise(ctx: StageContext, report_id: int, only: Iterable[str] | None = None) -> None:
+    """Reference runner: every stage in a transaction of its own (one commit per stage).
+
+    ``run_reports`` does the same work in one transaction per group of reports; this plain
+    path is what it falls back to when that transaction cannot commit, and what tests compare
+    it with.
+    """
+    for st in _selected(only):
         try:
             run_stage(ctx, st, report_id)
         except Exception as exc:
@@ -142,9 +154,78 @@ def run_report(ctx: StageContext, report_id: int, only: Iterable[str] | None = N
                 s.execute(delete(PipelineRun).where(PipelineRun.report_id == report_id,
                                                     PipelineRun.stage == st.name))
                 s.add(PipelineRun(report_id=report_id, stage=st.name, done_at=datetime.now(UTC),
-                                  version=st.version, error=f"{type(exc).__name__}: {exc}"[:2000]))
+                                  version=st.version, error=_error_text(exc)))
             # Later stages read this one's output: stop here, the reconciler retries.
             return
+
+
+def run_reports(ctx: StageContext, work: dict[int, list[str] | None], *, max_seconds: float | None = None) -> None:
+    """Run stages for several reports, grouped into few transactions: ``{report id: stage names or None}``.
+
+    Each report's stages run in dependency order, report after report, exactly as
+    ``run_report_stepwise`` would run them one after another; each stage inside a SAVEPOINT,
+    so a failing stage rolls back only its own writes, is recorded in the ledger with its
+    error, and stops the later stages of that report alone. A group commits once, which is
+    what makes this fast: on a durable store a commit is an fsync (7-10 ms here) and a report
+    has nine stages. ``max_seconds`` closes a group once it has run that long, so that on
+    SQLite intake never waits long behind enrichment for the write lock.
+
+    If a group's commit fails (a deadlock with another worker, a serialisation error, a lost
+    connection), nothing of that group is kept and its reports are run again the plain way.
+    """
+    items = list(work.items())
+    start = 0
+    while start < len(items):
+        start = _run_group(ctx, items, start, max_seconds)
+
+
+def _run_group(ctx: StageContext, items: list[tuple[int, list[str] | None]], start: int,
+               max_seconds: float | None) -> int:
+    """Run reports from ``items[start]`` on in one transaction; returns the index after the last one run."""
+    ledger: list[tuple[int, StageDef, str | None]] = []
+    began = time.monotonic()
+    end = start
+    try:
+        with transaction(ctx.rt.sessions, background=True) as s:
+            while end < len(items):
+                report_id, names = items[end]
+                end += 1
+                for st in _selected(names):
+                    try:
+                        with s.begin_nested():
+                            st.func(ctx, s, report_id)
+                            s.flush()
+                    except Exception as exc:
+                        log.exception("stage %s failed for report %s", st.name, report_id)
+                        ledger.append((report_id, st, _error_text(exc)))
+                        break  # later stages read this one's output; the reconciler retries
+                    ledger.append((report_id, st, None))
+                if max_seconds is not None and time.monotonic() - began >= max_seconds:
+                    break
+            now = datetime.now(UTC)
+            by_stage: dict[str, list[int]] = {}
+            for report_id, st, _ in ledger:
+                by_stage.setdefault(st.name, []).append(report_id)
+            for name, rids in by_stage.items():
+                for i in range(0, len(rids), 500):
+                    s.execute(delete(PipelineRun).where(PipelineRun.stage == name,
+                                                        PipelineRun.report_id.in_(rids[i:i + 500])))
+            if ledger:
+                s.execute(insert(PipelineRun), [
+                    {"report_id": rid, "stage": st.name, "done_at": now, "version": st.version, "error": err}
+                    for rid, st, err in ledger
+                ])
+    except Exception:
+        log.warning("a group of %d report(s) could not commit; running them one by one", end - start,
+                    exc_info=True)
+        for report_id, names in items[start:end]:
+            run_report_stepwise(ctx, report_id, only=names)
+    return end
+
+
+def run_report(ctx: StageContext, report_id: int, only: Iterable[str] | None = None) -> None:
+    """Run every stage (or those named) for a finished report, in dependency order, in one transaction."""
+    run_reports(ctx, {report_id: list(only) if only is not None else None})
 
 
 def pending_reports(ctx: StageContext, *, since: datetime | None = None, limit: int | None = None) -> list[int]:

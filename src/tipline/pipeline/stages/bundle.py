@@ -17,6 +17,7 @@ which reports were processed. It also records how many incidents each report sta
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -366,6 +367,162 @@ def rebundle(session: Session, report_ids: Iterable[int], rules: BundlingRules |
     return len(done)
 
 
+# --- the incremental path ----------------------------------------------------------------------
+
+_REASON_OTHER = re.compile(r"\(report (\d+)\)$")
+
+
+def _reason_text(rule: GraphRule, detail: str, other: int) -> str:
+    return f"{rule.name}: {detail} (report {other})"[:255]
+
+
+def _reason_other(reason: str | None) -> int | None:
+    """The report a stored member reason names (None when absent or truncated)."""
+    m = _REASON_OTHER.search(reason or "")
+    return int(m.group(1)) if m else None
+
+
+def add_report(session: Session, rules: BundlingRules, report_id: int, now: datetime) -> bool:
+    """Bundle a report that is not yet in any group, in time independent of the group's size.
+
+    ``rebundle`` recomputes the whole group of a report by a breadth-first search over its
+    links: a viral item seen in thousands of reports made each new report cost thousands of
+    rows. When every neighbour of the report is already bundled, the stored incidents are the
+    components of the graph without this report (the invariant the stage keeps), so under the
+    first rule that claims it the report's group is its neighbours' incident plus the
+    neighbours that were alone. This function handles that common case and returns True; it
+    returns False, changing nothing, whenever the answer would need more than that (the
+    report already shares a group, a neighbour is not bundled yet, two incidents would merge,
+    a neighbour would leave a larger group of a later rule, a rule needs more than 2 reports).
+    Then ``rebundle`` runs. tests/test_bundles.py checks both paths give the same rows.
+    """
+    mine = session.execute(select(IncidentReport.incident_id).where(IncidentReport.report_id == report_id)).all()
+    own_incident: int | None = None
+    if mine:
+        if len(mine) > 1:
+            return False
+        own_incident = int(mine[0][0])
+        others = session.execute(select(IncidentReport.report_id).where(
+            IncidentReport.incident_id == own_incident, IncidentReport.report_id != report_id).limit(1)).first()
+        if others is not None:
+            return False
+    links = session.execute(
+        select(ReportLink.report_a, ReportLink.report_b, ReportLink.reason, ReportLink.weight, ReportLink.detail)
+        .where(or_(ReportLink.report_a == report_id, ReportLink.report_b == report_id))
+    ).all()
+    adj: list[dict[int, list[str]]] = [{} for _ in rules.rules]  # rule index -> neighbour -> details
+    for a, b, reason, weight, detail in links:
+        other = int(b) if int(a) == report_id else int(a)
+        if other == report_id:
+            continue
+        for k, rule in enumerate(rules.rules):
+            if reason in rule.reasons and weight >= rule.min_weight:
+                adj[k].setdefault(other, []).append(detail or reason)
+    neighbours = sorted({n for per in adj for n in per})
+    # Where each neighbour is now: {report: (incident id, rule, key, reason)}.
+    where: dict[int, tuple[int, str, str, str | None]] = {}
+    for i in range(0, len(neighbours), _CHUNK):
+        for rid, iid, rule_name, key, why in session.execute(
+            select(IncidentReport.report_id, Incident.id, Incident.rule, Incident.key, IncidentReport.reason)
+            .join(Incident, Incident.id == IncidentReport.incident_id)
+            .where(IncidentReport.report_id.in_(neighbours[i:i + _CHUNK]))
+        ):
+            if int(rid) in where:
+                return False  # stored state is not a partition: let the full path repair it
+            where[int(rid)] = (int(iid), str(rule_name), str(key), why)
+    if len(where) != len(neighbours):
+        return False  # a neighbour is not bundled yet (another worker, or processed out of order)
+    rank = {rule.name: k for k, rule in enumerate(rules.rules)}
+    for k, rule in enumerate(rules.rules):
+        # Neighbours still free at rule k: not claimed by an earlier rule.
+        free = [n for n in sorted(adj[k]) if rank.get(where[n][1], len(rules.rules)) >= k]
+        if not free:
+            continue
+        if rule.min_reports != 2:
+            return False
+        groups = {where[n][0] for n in free if where[n][1] == rule.name}
+        if len(groups) > 1:
+            return False  # a merge: the full path re-plans both groups
+        alone = [n for n in free if where[n][1] != rule.name]
+        if any(where[n][1] in rank for n in alone):
+            return False  # it would leave a group of a later rule, which may then split
+        return _grow(session, rule, report_id, own_incident, next(iter(groups), None), alone, adj[k], where, now)
+    # No graph rule claims the report: it stands alone (batched or single).
+    batched = bool(session.execute(select(Report.batched).where(Report.id == report_id)).scalar())
+    name, text = ((rules.batched_name, rules.batched_description) if batched
+                  else (rules.single_name, rules.single_description))
+    key = f"{name}:{report_id}"
+    inc = session.execute(select(Incident).where(Incident.key == key)).scalar_one_or_none()
+    if inc is None:
+        inc = Incident(rule=name, key=key, created_at=now, updated_at=now)
+        session.add(inc)
+        session.flush()
+    if own_incident == inc.id:
+        session.execute(update(IncidentReport).where(IncidentReport.report_id == report_id)
+                        .values(reason=text[:255]))
+        return True
+    if own_incident is not None:
+        session.execute(delete(IncidentReport).where(IncidentReport.report_id == report_id))
+        session.execute(delete(Incident).where(Incident.id == own_incident))
+    session.add(IncidentReport(incident_id=inc.id, report_id=report_id, reason=text[:255]))
+    inc.updated_at = now
+    session.flush()
+    return True
+
+
+def _grow(session: Session, rule: GraphRule, report_id: int, own_incident: int | None, group: int | None,
+          alone: list[int], adj: dict[int, list[str]], where: dict[int, tuple[int, str, str, str | None]],
+          now: datetime) -> bool:
+    """Add the report and its lone neighbours to the neighbours' incident of ``rule`` (or a new one)."""
+    inc = session.get(Incident, group) if group is not None else None
+    low = min([report_id, *alone])
+    if inc is not None:
+        current_low = int(inc.key.split(":", 1)[1]) if inc.key.startswith(f"{rule.name}:") else None
+        if current_low is None:
+            return False
+        low = min(low, current_low)
+    key = f"{rule.name}:{low}"
+    clash = session.execute(select(Incident.id).where(Incident.key == key)).scalar()
+    if clash is not None and (inc is None or clash != inc.id):
+        return False
+    members_in_group = [n for n in adj if group is not None and where[n][0] == group]
+    # Members whose reason may now name this report (it has a lower id than the one named).
+    renamed: dict[int, str] = {}
+    for n in members_in_group:
+        named = _reason_other(where[n][3])
+        if named is None:
+            return False
+        if report_id < named:
+            renamed[n] = _reason_text(rule, min(adj[n]), report_id)
+    if inc is None:
+        inc = Incident(rule=rule.name, key=key, created_at=now, updated_at=now)
+        session.add(inc)
+        session.flush()
+    elif inc.key != key:
+        inc.key = key
+    # The report and its lone neighbours leave their own one-report incidents.
+    leaving = [report_id, *alone]
+    old = {where[n][0] for n in alone} | ({own_incident} if own_incident is not None else set())
+    session.execute(delete(IncidentReport).where(IncidentReport.report_id.in_(leaving)))
+    old.discard(inc.id)
+    if old:
+        session.execute(delete(Incident).where(Incident.id.in_(sorted(old))))
+    members = {report_id, *alone}
+    if group is not None:
+        members |= set(members_in_group)
+    first = min(n for n in adj if n in members)  # the report's reason: its link to the lowest-numbered member
+    session.add(IncidentReport(incident_id=inc.id, report_id=report_id,
+                               reason=_reason_text(rule, min(adj[first]), first)))
+    for n in alone:
+        # A lone neighbour had no free link of this rule to anyone else: this report is its reason.
+        session.add(IncidentReport(incident_id=inc.id, report_id=n, reason=_reason_text(rule, min(adj[n]), report_id)))
+    for n, text in renamed.items():
+        session.execute(update(IncidentReport).where(IncidentReport.report_id == n).values(reason=text))
+    inc.updated_at = now
+    session.flush()
+    return True
+
+
 @stage("bundles", version="1", after=("links",))
 def bundles_stage(ctx: StageContext, session: Session, report_id: int) -> None:
     """Put the report into its incident (offender, viral, batched or single) and record its incident count."""
@@ -375,4 +532,5 @@ def bundles_stage(ctx: StageContext, session: Session, report_id: int) -> None:
     if row is not None:
         n, basis = incidents_in_report(row.document, bool(row.batched), rules)
         session.add(ReportIncidentCount(report_id=report_id, incidents=n, basis=basis[:60]))
-    rebundle(session, [report_id], rules)
+    if not add_report(session, rules, report_id, datetime.now(UTC)):
+        rebundle(session, [report_id], rules)
