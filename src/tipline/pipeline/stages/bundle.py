@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -369,7 +370,28 @@ def rebundle(session: Session, report_ids: Iterable[int], rules: BundlingRules |
 
 # --- the incremental path ----------------------------------------------------------------------
 
+#: Why the incremental path left a report to the full re-plan, counted per process (benchmarks print it).
+FALLBACKS: Counter[str] = Counter()
+#: ``session.info`` key under which the links stage says how it changed a report's links in this
+#: transaction: {report id: LinkChange}. Without it the bundles stage assumes anything may have changed.
+LINK_CHANGES = "tipline.link_changes"
+
 _REASON_OTHER = re.compile(r"\(report (\d+)\)$")
+
+Where = dict[int, tuple[int, str, str, str | None]]  # report -> (incident id, rule, key, member reason)
+
+
+@dataclass(frozen=True)
+class LinkChange:
+    """How one run of the links stage changed a report's links: rows removed or altered, rows added."""
+
+    removed: bool
+    added: frozenset[tuple[int, str, float, str | None]]  # (other report, reason, weight, detail)
+
+
+def _fallback(why: str) -> bool:
+    FALLBACKS[why] += 1
+    return False
 
 
 def _reason_text(rule: GraphRule, detail: str, other: int) -> str:
@@ -382,70 +404,96 @@ def _reason_other(reason: str | None) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def add_report(session: Session, rules: BundlingRules, report_id: int, now: datetime) -> bool:
-    """Bundle a report that is not yet in any group, in time independent of the group's size.
-
-    ``rebundle`` recomputes the whole group of a report by a breadth-first search over its
-    links: a viral item seen in thousands of reports made each new report cost thousands of
-    rows. When every neighbour of the report is already bundled, the stored incidents are the
-    components of the graph without this report (the invariant the stage keeps), so under the
-    first rule that claims it the report's group is its neighbours' incident plus the
-    neighbours that were alone. This function handles that common case and returns True; it
-    returns False, changing nothing, whenever the answer would need more than that (the
-    report already shares a group, a neighbour is not bundled yet, two incidents would merge,
-    a neighbour would leave a larger group of a later rule, a rule needs more than 2 reports).
-    Then ``rebundle`` runs. tests/test_bundles.py checks both paths give the same rows.
-    """
-    mine = session.execute(select(IncidentReport.incident_id).where(IncidentReport.report_id == report_id)).all()
-    own_incident: int | None = None
-    if mine:
-        if len(mine) > 1:
-            return False
-        own_incident = int(mine[0][0])
-        others = session.execute(select(IncidentReport.report_id).where(
-            IncidentReport.incident_id == own_incident, IncidentReport.report_id != report_id).limit(1)).first()
-        if others is not None:
-            return False
-    links = session.execute(
-        select(ReportLink.report_a, ReportLink.report_b, ReportLink.reason, ReportLink.weight, ReportLink.detail)
-        .where(or_(ReportLink.report_a == report_id, ReportLink.report_b == report_id))
-    ).all()
-    adj: list[dict[int, list[str]]] = [{} for _ in rules.rules]  # rule index -> neighbour -> details
-    for a, b, reason, weight, detail in links:
-        other = int(b) if int(a) == report_id else int(a)
+def _adjacency(rules: BundlingRules, report_id: int,
+               links: Iterable[tuple[int, str, float, str | None]]) -> list[dict[int, list[str]]]:
+    """Per rule index: {neighbour: [link details]} for links (other, reason, weight, detail) of a report."""
+    adj: list[dict[int, list[str]]] = [{} for _ in rules.rules]
+    for other, reason, weight, detail in links:
         if other == report_id:
             continue
         for k, rule in enumerate(rules.rules):
             if reason in rule.reasons and weight >= rule.min_weight:
                 adj[k].setdefault(other, []).append(detail or reason)
-    neighbours = sorted({n for per in adj for n in per})
-    # Where each neighbour is now: {report: (incident id, rule, key, reason)}.
-    where: dict[int, tuple[int, str, str, str | None]] = {}
-    for i in range(0, len(neighbours), _CHUNK):
+    return adj
+
+
+def _where(session: Session, ids: Iterable[int]) -> Where | None:
+    """The incident of each report that has one; None when the stored rows are not a partition."""
+    todo = sorted(set(ids))
+    out: Where = {}
+    for i in range(0, len(todo), _CHUNK):
         for rid, iid, rule_name, key, why in session.execute(
             select(IncidentReport.report_id, Incident.id, Incident.rule, Incident.key, IncidentReport.reason)
             .join(Incident, Incident.id == IncidentReport.incident_id)
-            .where(IncidentReport.report_id.in_(neighbours[i:i + _CHUNK]))
+            .where(IncidentReport.report_id.in_(todo[i:i + _CHUNK]))
         ):
-            if int(rid) in where:
-                return False  # stored state is not a partition: let the full path repair it
-            where[int(rid)] = (int(iid), str(rule_name), str(key), why)
-    if len(where) != len(neighbours):
-        return False  # a neighbour is not bundled yet (another worker, or processed out of order)
+            if int(rid) in out:
+                return None
+            out[int(rid)] = (int(iid), str(rule_name), str(key), why)
+    return out
+
+
+def _lone(session: Session, node: int, report_id: int) -> bool:
+    """True when a report's only links are to ``report_id`` (so, unbundled, it stood alone)."""
+    return session.execute(select(ReportLink.report_a).where(
+        or_(ReportLink.report_a == node, ReportLink.report_b == node),
+        ReportLink.report_a != report_id, ReportLink.report_b != report_id).limit(1)).first() is None
+
+
+def add_report(session: Session, rules: BundlingRules, report_id: int, now: datetime,
+               change: LinkChange | None = None) -> bool:
+    """Bring one report's incident up to date in time independent of the incident's size.
+
+    ``rebundle`` recomputes the whole group of a report by a breadth-first search over its
+    links: a viral item seen in thousands of reports made each new report cost thousands of
+    rows. The stage keeps an invariant: the stored incidents are the components of the link
+    graph as it was at the last bundling. So when a report's links only grew (``change``, from
+    the links stage in this transaction) or the report was never bundled, its group is its
+    neighbours' incident plus the neighbours that stood alone, under the first rule that
+    claims it. This handles those common cases and returns True. It returns False, changing
+    nothing, when the answer needs more (links removed or unknown, two incidents would merge,
+    a neighbour would leave a group of a later rule, a rule needs more than 2 reports); then
+    ``rebundle`` runs. tests/test_bundles.py checks the result equals the full plan.
+    """
+    mine = _where(session, [report_id])
+    if mine is None:
+        return _fallback("not a partition")
+    own = mine.get(report_id)
+    alone_now = own is None or session.execute(select(IncidentReport.report_id).where(
+        IncidentReport.incident_id == own[0], IncidentReport.report_id != report_id).limit(1)).first() is None
+    if own is not None and change is None:
+        return _fallback("links may have changed")
+    if change is not None and change.removed:
+        return _fallback("links removed")
+    if own is not None and not alone_now:
+        assert change is not None
+        return _extend(session, rules, report_id, own, change, now)
+    links = [(int(b) if int(a) == report_id else int(a), str(reason), float(weight), detail)
+             for a, b, reason, weight, detail in session.execute(
+                 select(ReportLink.report_a, ReportLink.report_b, ReportLink.reason, ReportLink.weight,
+                        ReportLink.detail)
+                 .where(or_(ReportLink.report_a == report_id, ReportLink.report_b == report_id)))]
+    adj = _adjacency(rules, report_id, links)
+    where = _where(session, [n for per in adj for n in per])
+    if where is None:
+        return _fallback("not a partition")
     rank = {rule.name: k for k, rule in enumerate(rules.rules)}
+    own_incident = own[0] if own is not None else None
     for k, rule in enumerate(rules.rules):
         # Neighbours still free at rule k: not claimed by an earlier rule.
-        free = [n for n in sorted(adj[k]) if rank.get(where[n][1], len(rules.rules)) >= k]
+        free = [n for n in sorted(adj[k]) if n not in where or rank.get(where[n][1], len(rules.rules)) >= k]
         if not free:
             continue
         if rule.min_reports != 2:
-            return False
-        groups = {where[n][0] for n in free if where[n][1] == rule.name}
+            return _fallback("min_reports")
+        groups = {where[n][0] for n in free if n in where and where[n][1] == rule.name}
         if len(groups) > 1:
-            return False  # a merge: the full path re-plans both groups
-        alone = [n for n in free if where[n][1] != rule.name]
-        if any(where[n][1] in rank for n in alone):
-            return False  # it would leave a group of a later rule, which may then split
+            return _fallback("merge")
+        alone = [n for n in free if n not in where or where[n][1] != rule.name]
+        if any(n in where and where[n][1] in rank for n in alone):
+            return _fallback("leaves later rule")
+        if any(n not in where and not _lone(session, n, report_id) for n in alone):
+            return _fallback("neighbour not bundled")
         return _grow(session, rule, report_id, own_incident, next(iter(groups), None), alone, adj[k], where, now)
     # No graph rule claims the report: it stands alone (batched or single).
     batched = bool(session.execute(select(Report.batched).where(Report.id == report_id)).scalar())
@@ -470,28 +518,65 @@ def add_report(session: Session, rules: BundlingRules, report_id: int, now: date
     return True
 
 
+def _extend(session: Session, rules: BundlingRules, report_id: int, own: tuple[int, str, str, str | None],
+            change: LinkChange, now: datetime) -> bool:
+    """A report already in an incident with others gained links: add what they bring, if simple."""
+    rank = {rule.name: k for k, rule in enumerate(rules.rules)}
+    j = rank.get(own[1])
+    if j is None:
+        return _fallback("in a group of no rule")
+    adj = _adjacency(rules, report_id, change.added)
+    where = _where(session, [n for per in adj[:j + 1] for n in per])
+    if where is None:
+        return _fallback("not a partition")
+    for k in range(j):
+        if any(n not in where or rank.get(where[n][1], len(rules.rules)) >= k for n in adj[k]):
+            return _fallback("claimed by an earlier rule")
+    rule = rules.rules[j]
+    new = {n: d for n, d in adj[j].items() if not (n in where and where[n][0] == own[0])}
+    if not new:
+        # Only links within its own incident: membership stands; the reason may now name a lower report.
+        named = _reason_other(own[3])
+        if named is None:
+            return _fallback("reason unreadable")
+        low = min(adj[j], default=None)
+        if low is not None and low == named:
+            return _fallback("reason tie")
+        if low is not None and low < named:
+            session.execute(update(IncidentReport).where(IncidentReport.report_id == report_id)
+                            .values(reason=_reason_text(rule, min(adj[j][low]), low)))
+        for n in adj[j]:
+            theirs = _reason_other(where[n][3])
+            if theirs is None or theirs == report_id:
+                return _fallback("reason unreadable or tied")
+            if report_id < theirs:
+                session.execute(update(IncidentReport).where(IncidentReport.report_id == n)
+                                .values(reason=_reason_text(rule, min(adj[j][n]), report_id)))
+        return True
+    return _fallback("gained a neighbour outside its incident")
+
+
 def _grow(session: Session, rule: GraphRule, report_id: int, own_incident: int | None, group: int | None,
-          alone: list[int], adj: dict[int, list[str]], where: dict[int, tuple[int, str, str, str | None]],
-          now: datetime) -> bool:
+          alone: list[int], adj: dict[int, list[str]], where: Where, now: datetime) -> bool:
     """Add the report and its lone neighbours to the neighbours' incident of ``rule`` (or a new one)."""
     inc = session.get(Incident, group) if group is not None else None
     low = min([report_id, *alone])
     if inc is not None:
         current_low = int(inc.key.split(":", 1)[1]) if inc.key.startswith(f"{rule.name}:") else None
         if current_low is None:
-            return False
+            return _fallback("key unreadable")
         low = min(low, current_low)
     key = f"{rule.name}:{low}"
     clash = session.execute(select(Incident.id).where(Incident.key == key)).scalar()
     if clash is not None and (inc is None or clash != inc.id):
-        return False
-    members_in_group = [n for n in adj if group is not None and where[n][0] == group]
+        return _fallback("key clash")
+    members_in_group = [n for n in adj if group is not None and n in where and where[n][0] == group]
     # Members whose reason may now name this report (it has a lower id than the one named).
     renamed: dict[int, str] = {}
     for n in members_in_group:
         named = _reason_other(where[n][3])
         if named is None:
-            return False
+            return _fallback("reason unreadable")
         if report_id < named:
             renamed[n] = _reason_text(rule, min(adj[n]), report_id)
     if inc is None:
@@ -502,14 +587,12 @@ def _grow(session: Session, rule: GraphRule, report_id: int, own_incident: int |
         inc.key = key
     # The report and its lone neighbours leave their own one-report incidents.
     leaving = [report_id, *alone]
-    old = {where[n][0] for n in alone} | ({own_incident} if own_incident is not None else set())
+    old = {where[n][0] for n in alone if n in where} | ({own_incident} if own_incident is not None else set())
     session.execute(delete(IncidentReport).where(IncidentReport.report_id.in_(leaving)))
     old.discard(inc.id)
     if old:
         session.execute(delete(Incident).where(Incident.id.in_(sorted(old))))
-    members = {report_id, *alone}
-    if group is not None:
-        members |= set(members_in_group)
+    members = {report_id, *alone, *members_in_group}
     first = min(n for n in adj if n in members)  # the report's reason: its link to the lowest-numbered member
     session.add(IncidentReport(incident_id=inc.id, report_id=report_id,
                                reason=_reason_text(rule, min(adj[first]), first)))
@@ -532,5 +615,6 @@ def bundles_stage(ctx: StageContext, session: Session, report_id: int) -> None:
     if row is not None:
         n, basis = incidents_in_report(row.document, bool(row.batched), rules)
         session.add(ReportIncidentCount(report_id=report_id, incidents=n, basis=basis[:60]))
-    if not add_report(session, rules, report_id, datetime.now(UTC)):
+    change = session.info.get(LINK_CHANGES, {}).get(report_id)
+    if not add_report(session, rules, report_id, datetime.now(UTC), change):
         rebundle(session, [report_id], rules)
