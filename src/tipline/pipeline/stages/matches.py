@@ -80,8 +80,15 @@ class FileIndex:
         self._watermark = started
 
     def near(self, pdq: bytes, radius: int = DEFAULT_RADIUS) -> list[str]:
-        hits = self.index.search([pdq], radius)
-        return [self.file_ids[i] for i in hits.ids.tolist()]
+        return self.near_many([pdq], radius)[0]
+
+    def near_many(self, pdqs: list[bytes], radius: int = DEFAULT_RADIUS) -> list[list[str]]:
+        """Candidate file ids within ``radius`` of each hash, in one search."""
+        hits = self.index.search(pdqs, radius)
+        out: list[list[str]] = [[] for _ in pdqs]
+        for q, i in zip(hits.query.tolist(), hits.ids.tolist(), strict=True):
+            out[q].append(self.file_ids[i])
+        return out
 
 
 class BankIndex:
@@ -117,8 +124,12 @@ class _Match:
     other_file_id: str | None = None
 
 
-def _bank_matches(session: Session, banks: BankIndex, f: File, sig: FileSignal | None) -> list[_Match]:
+def _bank_matches(session: Session, banks: BankIndex, f: File, sig: FileSignal | None,
+                  limits: dict[int, int]) -> list[_Match]:
+    """Hits in enabled banks; ``limits`` is {enabled bank id: PDQ threshold} (read once per report)."""
     out: list[_Match] = []
+    if not limits:
+        return out  # no enabled bank: nothing can match
     crypto = or_(*(and_(BankEntry.hash_type == t, BankEntry.value == getattr(f, t).lower())
                    for t in ("md5", "sha1", "sha256")))
     for entry_id, htype in session.execute(
@@ -128,8 +139,6 @@ def _bank_matches(session: Session, banks: BankIndex, f: File, sig: FileSignal |
         out.append(_Match("bank", htype, 0, bank_entry_id=int(entry_id)))
     if sig is not None and usable_pdq(sig.pdq, sig.pdq_quality):
         assert sig.pdq is not None
-        limits = {int(bid): int(t) for bid, t in session.execute(
-            select(HashBank.id, HashBank.pdq_threshold).where(HashBank.enabled.is_(True)))}
         if limits:
             radius = max(limits.values())
             cand = banks.index.search([sig.pdq], radius).ids.tolist()
@@ -145,7 +154,8 @@ def _bank_matches(session: Session, banks: BankIndex, f: File, sig: FileSignal |
     return sorted(out, key=lambda m: (m.distance, m.bank_entry_id or 0))
 
 
-def _duplicate_matches(session: Session, files: FileIndex, f: File, sig: FileSignal | None) -> list[_Match]:
+def _duplicate_matches(session: Session, f: File, sig: FileSignal | None, near: list[str]) -> list[_Match]:
+    """Files with the same SHA-256 or MD5, and PDQ ``near`` candidates (from the index) re-checked."""
     out: list[_Match] = []
     exact: set[str] = {f.id}
     for htype, col, value in (("sha256", File.sha256, f.sha256), ("md5", File.md5, f.md5)):
@@ -158,7 +168,7 @@ def _duplicate_matches(session: Session, files: FileIndex, f: File, sig: FileSig
             out.append(_Match("duplicate", htype, 0, other_file_id=other))
     if sig is not None and usable_pdq(sig.pdq, sig.pdq_quality):
         assert sig.pdq is not None
-        cand = [c for c in files.near(sig.pdq) if c not in exact]
+        cand = [c for c in near if c not in exact]
         found: list[tuple[int, datetime, str]] = []
         for start in range(0, len(cand), 500):
             chunk = cand[start:start + 500]
@@ -191,10 +201,18 @@ def matches(ctx: StageContext, session: Session, report_id: int) -> None:
     file_index: FileIndex = ctx.service("pdq-file-index", FileIndex)
     banks.refresh(session)
     file_index.refresh(session)
+    limits = {int(bid): int(t) for bid, t in session.execute(
+        select(HashBank.id, HashBank.pdq_threshold).where(HashBank.enabled.is_(True)))}
+    # One index search for all of the report's images (a search has a fixed cost of its own).
+    queries = [(f.id, sig.pdq) for f in files
+               if (sig := sigs.get(f.id)) is not None and sig.pdq is not None and usable_pdq(sig.pdq, sig.pdq_quality)]
+    near = file_index.near_many([pdq for _, pdq in queries]) if queries else []
+    candidates = {fid: cand for (fid, _), cand in zip(queries, near, strict=True)}
     now = datetime.now(UTC)
     for f in files:
         sig = sigs.get(f.id)
-        for m in _bank_matches(session, banks, f, sig) + _duplicate_matches(session, file_index, f, sig):
+        for m in (_bank_matches(session, banks, f, sig, limits)
+                  + _duplicate_matches(session, f, sig, candidates.get(f.id, []))):
             session.add(FileMatch(file_id=f.id, kind=m.kind, hash_type=m.hash_type, distance=m.distance,
                                   bank_entry_id=m.bank_entry_id, other_file_id=m.other_file_id, created_at=now))
     session.flush()
