@@ -271,3 +271,20 @@ def test_incremental_bundling_agrees_with_the_full_plan(runtime: Runtime, monkey
             assert s.execute(select(func.count()).select_from(Incident)).scalar_one() == len(
                 {k for _, k in stored.values()})
     assert calls["fast"] > calls["full"] > 0
+
+
+def test_grouped_pipeline_bundles_like_the_full_plan(runtime: Runtime) -> None:
+    """Through the real links stage, grouped as the worker runs it (the links stage tells the
+    bundles stage what changed): the same partition and reasons as the reference."""
+    from tipline.pipeline.core import run_reports
+    from tipline.pipeline.stages.bundle import FALLBACKS
+
+    truth, _ = plant(runtime, seed=5)
+    before = sum(FALLBACKS.values())
+    run_reports(StageContext(runtime), {rid: STAGES for rid in sorted(truth)})
+    with runtime.sessions() as s:
+        assert current_assignments(s) == plan_all(s, load_bundling())
+        reasons = {int(r): why for r, why in s.execute(select(IncidentReport.report_id, IncidentReport.reason))}
+        assert reasons == _expected_reasons(s, load_bundling())
+    # Most reports took the incremental path.
+    assert sum(FALLBACKS.values()) - before < len(truth) / 2

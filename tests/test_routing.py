@@ -8,13 +8,16 @@ from datetime import UTC, datetime
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from test_identifiers import make_report, person, report_doc, run
 from tipline.cli import main
 from tipline.config import Settings
 from tipline.model.report import COUNTRIES
 from tipline.pipeline.directory import (
+    AgencyRow,
     Directory,
+    DirectoryCache,
     DirectoryError,
     import_agencies,
     load_routing,
@@ -23,9 +26,10 @@ from tipline.pipeline.directory import (
     route,
 )
 from tipline.pipeline.geo import US_STATES, US_TERRITORIES
+from tipline.pipeline.stages.route import city_for, current_directory, reference_directory
 from tipline.runtime import Runtime
 from tipline.store.db import transaction
-from tipline.store.tables import Agency, Assessment, Referral
+from tipline.store.tables import Agency, Assessment, Jurisdiction, Referral
 
 ROWS = read_agency_file()
 STAGES = ["location", "jurisdiction", "route"]
@@ -152,3 +156,52 @@ def test_agency_cli(settings: Settings, runtime: Runtime, tmp_path: object) -> N
     assert "0 added, 0 updated" in res.output
     res = CliRunner().invoke(main, ["agency", "list", "--json", "--kind", "icac"], env=env, catch_exceptions=False)
     assert len(json.loads(res.output)) == 61
+
+
+def test_cached_directory_routes_like_the_reference_and_sees_imports(runtime: Runtime) -> None:
+    rules = load_routing()
+    ids = [make_report(runtime, report_doc([person(f"c{st}", estimate={"countryCode": "US", "region": st,
+                                                                       "verified": True})]))
+           for st in ("CA", "NY", "TX", "OH")]
+    foreign = make_report(runtime, report_doc([person("z", ip="130.149.7.201")]))  # TU Berlin
+    la_ip = make_report(runtime, report_doc([person("w", ip="128.32.0.1")]))  # Berkeley
+    ids += [foreign, la_ip, make_report(runtime, report_doc([person("y", ip="10.9.9.9")]))]
+    ctx = run(runtime, STAGES, ids)
+
+    def decisions(s: Session, directory: Directory | None) -> dict[int, list[tuple[str, str, str]]]:
+        assert directory is not None
+        out = {}
+        for rid in ids:
+            j = s.get(Jurisdiction, rid)
+            assert j is not None
+            city = city_for(s, rid, j.us_state, rules.precedence)
+            out[rid] = [(d.agency_code, d.rule, d.reason) for d in route(directory, rules, j.country, j.us_state, city)]
+        return out
+
+    cache = DirectoryCache()
+    with runtime.sessions() as s:
+        first = cache.current(s)
+        assert first is not None and cache.current(s) is first and cache.builds == 1  # unchanged: not rebuilt
+        assert decisions(s, first) == decisions(s, reference_directory(s))
+    # An operator's import changes agencies in place (same ids, same count): the cache notices.
+    changed = [r for r in ROWS if r.code != "INTL-DE"]
+    changed = [AgencyRow(r.code, r.name + " (renamed)", r.kind, r.country, r.us_state, r.area, r.notes)
+               if r.code == "ICAC-CA-SV" else r for r in changed]
+    with transaction(runtime.sessions) as s:
+        import_agencies(s, changed)
+    with runtime.sessions() as s:
+        now = cache.current(s)
+        assert now is not None and now is not first and "INTL-DE" not in now.by_code
+        assert decisions(s, now) == decisions(s, reference_directory(s))
+    run(runtime, ["route"], ids, ctx)  # the stage's own per-process cache, built before the import
+    refs = _referrals(runtime)
+    assert refs[foreign] == {"FBI", "HSI"} and refs[la_ip] == {"ICAC-CA-SV"}
+    with runtime.sessions() as s:
+        reason = s.execute(select(Referral.reason).where(Referral.report_id == la_ip)).scalar_one()
+        assert "(renamed)" in reason
+    # A change seen inside a transaction that is rolled back is forgotten at the next look.
+    with runtime.sessions() as s:
+        import_agencies(s, ROWS)
+        assert "INTL-DE" in current_directory(ctx, s).by_code
+        s.rollback()
+        assert "INTL-DE" not in current_directory(ctx, s).by_code

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import Text, cast, select
 from sqlalchemy.orm import Session
 
 from tipline.model.report import COUNTRIES
@@ -264,13 +265,53 @@ def _norm_place(v: str) -> str:
     return " ".join(v.casefold().replace(".", "").split())
 
 
+class AgencyLike(Protocol):
+    """What routing reads of an agency: an ``Agency`` row or an :class:`AgencyInfo`."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def code(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def country(self) -> str | None: ...
+    @property
+    def us_state(self) -> str | None: ...
+    @property
+    def area(self) -> dict[str, Any] | None: ...
+    @property
+    def active(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class AgencyInfo:
+    """An agency as routing sees it, detached from any session (safe to keep between transactions)."""
+
+    id: int
+    code: str
+    name: str
+    kind: str
+    country: str | None
+    us_state: str | None
+    area: dict[str, Any] | None
+    active: bool
+
+
+_AGENCY_COLUMNS = (Agency.id, Agency.code, Agency.name, Agency.kind, Agency.country, Agency.us_state, Agency.area,
+                   Agency.active)
+_FINGERPRINT_COLUMNS = (*_AGENCY_COLUMNS[:6], cast(Agency.area, Text), Agency.active)
+
+
 class Directory:
     """The active agencies, indexed for routing."""
 
-    def __init__(self, agencies: Sequence[Agency]) -> None:
-        self.by_code = {a.code: a for a in agencies if a.active}
-        self.icac: dict[str, list[Agency]] = {}
-        self.liaison: dict[str, Agency] = {}
+    def __init__(self, agencies: Sequence[AgencyLike]) -> None:
+        self.by_code: dict[str, AgencyLike] = {a.code: a for a in agencies if a.active}
+        self.icac: dict[str, list[AgencyLike]] = {}
+        self.liaison: dict[str, AgencyLike] = {}
         for a in sorted(self.by_code.values(), key=lambda a: a.code):
             if a.kind == "icac" and a.us_state:
                 self.icac.setdefault(a.us_state, []).append(a)
@@ -279,9 +320,11 @@ class Directory:
 
     @classmethod
     def load(cls, session: Session) -> Directory:
+        """The directory as stored now (the reference for :class:`DirectoryCache`)."""
         return cls(session.execute(select(Agency).where(Agency.active.is_(True))).scalars().all())
 
-    def state_task_force(self, state: str, city: str | None) -> tuple[Agency, str] | None:
+
+    def state_task_force(self, state: str, city: str | None) -> tuple[AgencyLike, str] | None:
         """The state's task force for a city (by its area's city list), else its lead task force."""
         tfs = self.icac.get(state, [])
         if not tfs:
@@ -300,6 +343,40 @@ class Directory:
         return chosen, f"{where}: the state's lead task force"
 
 
+
+class DirectoryCache:
+    """The directory built once per process and rebuilt only when the stored one changes.
+
+    Every call reads the agencies table's routing columns (one small query, a few hundred rows)
+    in the caller's transaction and compares them with what the cached directory was built
+    from. ``tipline agency import`` can change names, areas and ``active`` in place, and the
+    table has no version or ``updated_at`` column, so nothing cheaper (a count, max(id)) would
+    see every change. Because the check is against the caller's own view of the table, the
+    cache is right whatever was committed or rolled back in between.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rows: list[tuple[Any, ...]] | None = None
+        self._directory: Directory | None = None
+        self.builds = 0
+
+    def current(self, session: Session) -> Directory | None:
+        """The directory equal to ``Directory.load(session)``; None when the table is empty."""
+        # The area as stored text: comparing it needs no JSON decoding (most of the check's cost).
+        rows = [tuple(r) for r in session.execute(select(*_FINGERPRINT_COLUMNS).order_by(Agency.id))]
+        if not rows:
+            return None
+        with self._lock:
+            if self._directory is not None and rows == self._rows:
+                return self._directory
+        directory = Directory([AgencyInfo(*r) for r in session.execute(select(*_AGENCY_COLUMNS).order_by(Agency.id))])
+        with self._lock:
+            self._rows, self._directory = rows, directory
+            self.builds += 1
+        return directory
+
+
 def route(directory: Directory, rules: RoutingRules, country: str | None, state: str | None,
           city: str | None) -> list[Decision]:
     """The agencies a report is made available to, with the rule and a readable reason."""
@@ -315,7 +392,7 @@ def route(directory: Directory, rules: RoutingRules, country: str | None, state:
     for rule in rules.rules:
         if not _matches(rule, country, state):
             continue
-        targets: list[tuple[Agency, str]] = []
+        targets: list[tuple[AgencyLike, str]] = []
         if rule.to == "state_task_force" and state is not None:
             found = directory.state_task_force(state, city)
             if found is not None:

@@ -166,16 +166,21 @@ class File(Base):
     """An uploaded file of a report: opaque 32-hex id, hashes, and the platform's fileDetails."""
 
     __tablename__ = "files"
-    __table_args__ = (UniqueConstraint("report_id", "seq", name="uq_files_report_seq"),)
+    # Duplicates of a file in upload order (matches stage) and the reports holding a file (links
+    # stage) are index ranges, however many copies a viral file has: no sort of every copy.
+    __table_args__ = (UniqueConstraint("report_id", "seq", name="uq_files_report_seq"),
+                      Index("ix_files_sha256_uploaded", "sha256", "uploaded_at", "id"),
+                      Index("ix_files_md5_uploaded", "md5", "uploaded_at", "id"),
+                      Index("ix_files_sha256_report", "sha256", "report_id"))
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     report_id: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"), index=True)
     seq: Mapped[int] = mapped_column(Integer)
     file_name: Mapped[str | None] = mapped_column(String(255))
     media_type: Mapped[str | None] = mapped_column(String(255))
     size: Mapped[int] = mapped_column(BigInteger)
-    md5: Mapped[str] = mapped_column(String(32), index=True)
+    md5: Mapped[str] = mapped_column(String(32))
     sha1: Mapped[str] = mapped_column(String(40), index=True)
-    sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"), index=True)
+    sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"))
     uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # tipline.model.report.FileDetails as JSON, from /fileinfo (latest wins; every body is kept).
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -272,7 +277,8 @@ class Identifier(Base):
 
 class ReportIdentifier(Base):
     __tablename__ = "report_identifiers"
-    __table_args__ = (Index("ix_report_identifiers_identifier", "identifier_id"),)
+    # identifier -> reports in id order: the links stage's "earliest sharers of a key" is an index range.
+    __table_args__ = (Index("ix_report_identifiers_identifier_report", "identifier_id", "report_id", "role"),)
     report_id: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"), primary_key=True)
     identifier_id: Mapped[int] = mapped_column(ForeignKey("identifiers.id"), primary_key=True)
     role: Mapped[str] = mapped_column(String(30), primary_key=True)  # reported | recipient | victim | reporter

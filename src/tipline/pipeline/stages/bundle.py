@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from tipline.pipeline.core import StageContext, stage
 from tipline.pipeline.identifiers import DATA_DIR
+from tipline.pipeline.stages.identify import LINK_CHANGES, LinkChange
 from tipline.store.tables import Incident, IncidentReport, Report, ReportLink
 from tipline.store.tables_routing import ReportIncidentCount
 
@@ -372,21 +373,10 @@ def rebundle(session: Session, report_ids: Iterable[int], rules: BundlingRules |
 
 #: Why the incremental path left a report to the full re-plan, counted per process (benchmarks print it).
 FALLBACKS: Counter[str] = Counter()
-#: ``session.info`` key under which the links stage says how it changed a report's links in this
-#: transaction: {report id: LinkChange}. Without it the bundles stage assumes anything may have changed.
-LINK_CHANGES = "tipline.link_changes"
 
 _REASON_OTHER = re.compile(r"\(report (\d+)\)$")
 
 Where = dict[int, tuple[int, str, str, str | None]]  # report -> (incident id, rule, key, member reason)
-
-
-@dataclass(frozen=True)
-class LinkChange:
-    """How one run of the links stage changed a report's links: rows removed or altered, rows added."""
-
-    removed: bool
-    added: frozenset[tuple[int, str, float, str | None]]  # (other report, reason, weight, detail)
 
 
 def _fallback(why: str) -> bool:
@@ -615,6 +605,6 @@ def bundles_stage(ctx: StageContext, session: Session, report_id: int) -> None:
     if row is not None:
         n, basis = incidents_in_report(row.document, bool(row.batched), rules)
         session.add(ReportIncidentCount(report_id=report_id, incidents=n, basis=basis[:60]))
-    change = session.info.get(LINK_CHANGES, {}).get(report_id)
+    change = session.info.get(LINK_CHANGES, {}).pop(report_id, None)
     if not add_report(session, rules, report_id, datetime.now(UTC), change):
         rebundle(session, [report_id], rules)

@@ -11,12 +11,15 @@ are explained in docs/routing.md.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import ColumnElement, Integer, and_, bindparam, delete, func, or_, select, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -282,9 +285,13 @@ def _partners(session: Session, report_id: int, cap: int, sharers: Any) -> list[
     return [int(r) for r in anchors if r != report_id]
 
 
-def compute_links(session: Session, report_id: int,
-                  rules: Rules | None = None) -> dict[tuple[int, str], tuple[float, str]]:
-    """The links of one report: {(other report, reason): (weight, detail)} (a plain function)."""
+def compute_links_reference(session: Session, report_id: int,
+                            rules: Rules | None = None) -> dict[tuple[int, str], tuple[float, str]]:
+    """The links of one report: {(other report, reason): (weight, detail)} (a plain function).
+
+    The reference for :func:`compute_links`: one query per shared key and a full parse of
+    every IP partner's document. Slow, but obviously right; tests check both agree.
+    """
     rules = rules or load_rules()
     cap = rules.max_links_per_key
     out: dict[tuple[int, str], tuple[float, str]] = {}
@@ -352,11 +359,287 @@ def compute_links(session: Session, report_id: int,
     return out
 
 
+# --- links: the fast path -------------------------------------------------------------------
+#
+# Same result as compute_links_reference (tests/test_links_fast.py checks it report by report),
+# with a bounded number of queries per report:
+#   1. the report's linkable identifiers (as the reference);
+#   2. the anchors of all of them in ONE statement: a UNION ALL of one
+#      "ORDER BY report_id LIMIT cap" select per key (the shape that an index on
+#      (identifier_id, report_id) answers in O(cap); see the module's notes in the reply);
+#   3. only for keys where this report is itself an anchor: everyone sharing them;
+#   4. the same two steps for the SHA-256 of its files, and two joined FileMatch queries;
+#   5. IP capture times of partners from a per-process cache (see IpTimesCache), misses
+#      loaded in bulk and read straight from the stored JSON without parsing whole reports.
+# "finished" is a join condition, not "IN (SELECT id FROM reports ...)": SQLite materialises
+# such a subquery — every finished report — once per statement, which is what made the
+# reference's cost grow with the size of the store.
+
+IpTimes = dict[str, tuple[datetime | None, ...]]
+Sharer = tuple[int, datetime | None]  # (report id, its finished_at)
+_PARTIES = ("personOrUserReported", "intendedRecipient", "victim")
+# "The report is finished", written so that no index can serve it (state is NOT NULL, so the
+# coalesce changes nothing). Without ANALYZE statistics SQLite takes "reports.state = ?" for a
+# selective condition and drives the whole join from ix_reports_state_expires — a scan of every
+# finished report, the cost growing with the store — instead of from the key's own index.
+_FINISHED = func.coalesce(Report.state, "") == "finished"
+_UNION_CHUNK = 200  # selects per UNION ALL (SQLite allows 500 compound terms)
+_IN_CHUNK = 500
+
+
+def ip_capture_times(document: dict[str, Any], files: Iterable[dict[str, Any] | None]) -> IpTimes:
+    """Every IP address of a stored report tree and its files' details, with its capture times.
+
+    Reads the stored JSON directly (validating only the capture events), visiting exactly the
+    places :func:`extract` takes IPs from, in every role. Equal to ``ip_times`` for each
+    address; a test compares them.
+    """
+    out: dict[str, list[datetime | None]] = {}
+
+    def add(events: Any) -> None:
+        for raw in events or ():
+            ev = IpCaptureEvent.model_validate(raw)
+            n = normalise_ip(ev.ipAddress, ev.possibleProxy)
+            if n is None or not n.value or len(n.value) > 512:
+                continue
+            out.setdefault(n.value, []).append(_aware(ev.dateTime))
+
+    for key in _PARTIES:
+        for party in document.get(key) or ():
+            add(party.get("ipCaptureEvent"))
+            for acc in party.get("associatedAccount") or ():
+                add(acc.get("ipCaptureEvent"))
+    for det in document.get("internetDetails") or ():
+        p2p = det.get("peer2peerIncident")
+        if p2p:
+            add(p2p.get("ipCaptureEvent"))
+    for details in files:
+        if details and details.get("ipCaptureEvent"):
+            add([details["ipCaptureEvent"]])
+    return {ip: tuple(times) for ip, times in out.items()}
+
+
+def load_ip_times(session: Session, report_ids: Sequence[int]) -> dict[int, tuple[datetime | None, IpTimes]]:
+    """{report id: (finished_at, IP capture times)} for the given reports (purged ones: no IPs)."""
+    out: dict[int, tuple[datetime | None, IpTimes]] = {}
+    ids = sorted(set(report_ids))
+    for i in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[i:i + _IN_CHUNK]
+        files: dict[int, list[dict[str, Any] | None]] = {}
+        for rid, details in session.execute(select(File.report_id, File.details).where(
+                File.report_id.in_(chunk)).order_by(File.report_id, File.seq)):
+            files.setdefault(int(rid), []).append(details)
+        for rid, finished_at, document in session.execute(
+                select(Report.id, Report.finished_at, Report.document).where(Report.id.in_(chunk))):
+            times = ip_capture_times(document, files.get(int(rid), [])) if document is not None else {}
+            out[int(rid)] = (finished_at, times)
+    return out
+
+
+class IpTimesCache:
+    """Per-process LRU of the IP capture times of finished reports.
+
+    Safe because a finished report's tree and its files' details never change: intake only
+    writes them while the report is ``open`` (every update is conditioned on that state),
+    finishing is final, and only open reports are purged. Entries are keyed by report id AND
+    ``finished_at`` as read in the caller's own transaction, so a report id reused after a
+    rolled-back transaction (possible on SQLite) can never be served another report's times.
+    Only reports read as finished are cached.
+    """
+
+    def __init__(self, size: int = 50_000) -> None:
+        self.size = size
+        self._data: OrderedDict[int, tuple[datetime | None, IpTimes]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get_many(self, session: Session, sharers: Iterable[Sharer]) -> dict[int, IpTimes]:
+        """IP times of each (report id, finished_at); misses are loaded in bulk from ``session``."""
+        want = dict(sharers)
+        out: dict[int, IpTimes] = {}
+        missing: list[int] = []
+        with self._lock:
+            for rid, fin in want.items():
+                hit = self._data.get(rid)
+                if hit is not None and fin is not None and hit[0] == fin:
+                    self._data.move_to_end(rid)
+                    out[rid] = hit[1]
+                else:
+                    missing.append(rid)
+            self.hits += len(out)
+            self.misses += len(missing)
+        if missing:
+            loaded = load_ip_times(session, missing)
+            with self._lock:
+                for rid, (fin, times) in loaded.items():
+                    out[rid] = times
+                    if fin is not None and want.get(rid) == fin:
+                        self._data[rid] = (fin, times)
+                        self._data.move_to_end(rid)
+                while len(self._data) > self.size:
+                    self._data.popitem(last=False)
+        return out
+
+
+def _key_table(which: str) -> tuple[Any, Any, list[ColumnElement[bool]]]:
+    """(key column, report-id column, extra conditions) of a table recording who has which key."""
+    if which == "identifier":
+        return (ReportIdentifier.identifier_id, ReportIdentifier.report_id,
+                [ReportIdentifier.role.in_(bindparam("roles", expanding=True))])
+    return File.sha256, File.report_id, []
+
+
+@lru_cache(maxsize=512)
+def _sharers_stmt(which: str, n: int, limited: bool) -> Any:
+    """UNION ALL of ``n`` selects "sharers of key :k<i> [ORDER BY report LIMIT :cap]".
+
+    One select per key: with a single "key = ?" each part is driven by the key's index (an
+    "IN (...)" over several keys lets SQLite drive the join from reports instead). Built once
+    per shape and reused with new parameters: building such a statement costs more than
+    running it.
+    """
+    key_col, report_col, where = _key_table(which)
+    selects = []
+    for i in range(n):
+        q = (select(key_col.label("k"), report_col.label("r"), Report.finished_at.label("f"))
+             .join(Report, Report.id == report_col)
+             .where(_FINISHED, key_col == bindparam(f"k{i}"), *where).distinct())
+        if limited:
+            q = q.order_by(report_col).limit(bindparam("cap", type_=Integer))
+        sub = q.subquery(f"s{i}")
+        selects.append(select(sub.c.k, sub.c.r, sub.c.f))
+    return selects[0] if n == 1 else union_all(*selects)
+
+
+def _sharers(session: Session, report_id: int, cap: int, which: str, keys: Sequence[Any],
+             params: dict[str, Any]) -> dict[Any, list[Sharer]]:
+    """The partners of ``report_id`` through each key, as :func:`_partners` chooses them.
+
+    ``which``: "identifier" (keys are identifier ids; ``params`` gives the link ``roles``) or
+    "sha256" (keys are file SHA-256). Returns {key: [(report id, finished_at), ...]
+    ascending}, without ``report_id`` itself.
+    """
+    def per_key(keys: Sequence[Any], limited: bool) -> dict[Any, list[Sharer]]:
+        found: dict[Any, list[Sharer]] = {}
+        for i in range(0, len(keys), _UNION_CHUNK):
+            chunk = keys[i:i + _UNION_CHUNK]
+            values = {f"k{j}": k for j, k in enumerate(chunk)} | params | ({"cap": cap} if limited else {})
+            for k, r, f in session.execute(_sharers_stmt(which, len(chunk), limited), values):
+                found.setdefault(k, []).append((int(r), f))
+        return found
+
+    anchors = per_key(keys, True)
+    # An anchor links to every sharer of the key. Fewer than ``cap`` anchors means they are
+    # all the sharers already; otherwise (a few reports per popular key) fetch them: O(sharers).
+    full = [k for k, lst in anchors.items() if len(lst) >= cap and any(r == report_id for r, _ in lst)]
+    everyone = per_key(full, False) if full else {}
+    out: dict[Any, list[Sharer]] = {}
+    for k, lst in anchors.items():
+        out[k] = sorted(x for x in everyone.get(k, lst) if x[0] != report_id)
+    return out
+
+
+def compute_links(session: Session, report_id: int, rules: Rules | None = None,
+                  cache: IpTimesCache | None = None) -> dict[tuple[int, str], tuple[float, str]]:
+    """The links of one report, exactly as :func:`compute_links_reference` computes them, fast.
+
+    ``cache``: IP capture times of finished reports kept between calls (per process); without
+    one, a fresh cache serves this call only.
+    """
+    rules = rules or load_rules()
+    cache = cache if cache is not None else IpTimesCache()
+    cap = rules.max_links_per_key
+    out: dict[tuple[int, str], tuple[float, str]] = {}
+
+    def put(other: int, reason: str, weight: float, detail: str) -> None:
+        if other == report_id:
+            return
+        cur = out.get((other, reason))
+        if cur is None or weight > cur[0] or (weight == cur[0] and detail < cur[1]):
+            out[(other, reason)] = (weight, detail[:512])
+
+    roles = sorted(rules.link_roles)
+    mine = session.execute(
+        select(Identifier.id, Identifier.kind, Identifier.scope, Identifier.value)
+        .join(ReportIdentifier, ReportIdentifier.identifier_id == Identifier.id)
+        .where(ReportIdentifier.report_id == report_id, ReportIdentifier.role.in_(roles),
+               Identifier.shared.is_(False))
+        .distinct().order_by(Identifier.id)
+    ).all()
+    by_ident = _sharers(session, report_id, cap, "identifier", [int(r.id) for r in mine],
+                        {"roles": roles}) if mine else {}
+    ip_partners = [x for r in mine if r.kind == "ip" for x in by_ident.get(r.id, [])]
+    theirs: dict[int, IpTimes] = cache.get_many(session, ip_partners) if ip_partners else {}
+    my_times: IpTimes = load_ip_times(session, [report_id]).get(report_id, (None, {}))[1] if ip_partners else {}
+    window = timedelta(hours=rules.ip_window_hours)
+    for ident_id, kind, scope, value in mine:
+        label = f"{kind} {scope + ':' if scope else ''}{value}"
+        for other, _ in by_ident.get(ident_id, []):
+            if kind == "ip":
+                gap = _within(list(my_times.get(value, ())), list(theirs.get(other, {}).get(value, ())), window)
+                if gap is None:
+                    continue
+                put(other, "ip", rules.weights["ip"], f"{label} within {int(gap.total_seconds() // 60)} min")
+            else:
+                put(other, kind, rules.weights[kind], label)
+
+    # Content: identical bytes (same SHA-256) and the matches stage's duplicates, both directions.
+    my_files = session.execute(select(File.id, File.sha256).where(File.report_id == report_id)).all()
+    my_ids = [f.id for f in my_files]
+    shas = sorted({f.sha256 for f in my_files})
+    by_sha = _sharers(session, report_id, cap, "sha256", shas, {}) if shas else {}
+    for sha in shas:
+        for other, _ in by_sha.get(sha, []):
+            put(other, "content", rules.weights["content_exact"], f"identical file sha256:{sha[:16]}")
+    if my_ids:
+        # A pair whose file_id is ours means its other_file_id is theirs, else the reverse (as
+        # in the reference); a pair within this report resolves to this report and is dropped.
+        pairs: list[Any] = []
+        for mine_col, theirs_col in ((FileMatch.file_id, FileMatch.other_file_id),
+                                     (FileMatch.other_file_id, FileMatch.file_id)):
+            pairs.extend(session.execute(
+                select(File.report_id, FileMatch.hash_type, FileMatch.distance)
+                .join(File, File.id == theirs_col).join(Report, Report.id == File.report_id)
+                .where(FileMatch.kind == "duplicate", mine_col.in_(my_ids), _FINISHED)
+            ).all())
+        for other_report, hash_type, distance in pairs:
+            exact = hash_type.lower() in CRYPTO_HASHES or distance == 0
+            weight = rules.weights["content_exact" if exact else "content_near"]
+            what = "identical" if exact else "near-identical"
+            put(int(other_report), "content", weight, f"{what} file ({hash_type} distance {distance})")
+    return out
+
+
+#: ``session.info`` key under which the links stage says how it changed a report's links in this
+#: transaction: {report id: LinkChange}. The bundles stage, run next in the same transaction,
+#: then updates the report's incident incrementally; without it, it re-plans the whole group.
+LINK_CHANGES = "tipline.link_changes"
+
+
+@dataclass(frozen=True)
+class LinkChange:
+    """How one run of the links stage changed a report's links: rows removed or altered, rows added."""
+
+    removed: bool
+    added: frozenset[tuple[int, str, float, str | None]]  # (other report, reason, weight, detail)
+
+
 @stage("links", version="1", after=("identifiers", "matches"))
 def links_stage(ctx: StageContext, session: Session, report_id: int) -> None:
     """Link the report to other reports sharing content, a reported account/e-mail/phone/device, or an IP."""
-    session.execute(delete(ReportLink).where(or_(ReportLink.report_a == report_id, ReportLink.report_b == report_id)))
-    links = compute_links(session, report_id)
+    mine = or_(ReportLink.report_a == report_id, ReportLink.report_b == report_id)
+    before = {
+        (int(b) if int(a) == report_id else int(a), str(reason), float(weight), detail)
+        for a, b, reason, weight, detail in session.execute(
+            select(ReportLink.report_a, ReportLink.report_b, ReportLink.reason, ReportLink.weight,
+                   ReportLink.detail).where(mine))
+    }
+    session.execute(delete(ReportLink).where(mine))
+    links = compute_links(session, report_id, cache=ctx.service("links-ip-times", IpTimesCache))
+    after = {(other, reason, float(weight), detail[:512]) for (other, reason), (weight, detail) in links.items()}
+    session.info.setdefault(LINK_CHANGES, {})[report_id] = LinkChange(removed=bool(before - after),
+                                                                      added=frozenset(after - before))
     if not links:
         return
     rows = [
@@ -364,8 +647,10 @@ def links_stage(ctx: StageContext, session: Session, report_id: int) -> None:
          "detail": detail, "weight": weight}
         for (other, reason), (weight, detail) in sorted(links.items())
     ]
-    ins = _insert(session, ReportLink).values(rows)
+    ins = _insert(session, ReportLink)
     # The other report's own run may have written the same pair concurrently: same content.
+    # Rows as parameters (executemany), not .values(rows): one cached statement instead of
+    # compiling a new many-row INSERT for every report (it cost more than computing the links).
     session.execute(ins.on_conflict_do_update(
         index_elements=["report_a", "report_b", "reason"],
-        set_={"detail": ins.excluded.detail, "weight": ins.excluded.weight}))
+        set_={"detail": ins.excluded.detail, "weight": ins.excluded.weight}), rows)

@@ -19,7 +19,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tipline.pipeline.core import StageContext, stage
-from tipline.pipeline.directory import Directory, import_agencies, load_routing, read_agency_file, route
+from tipline.pipeline.directory import (
+    Directory,
+    DirectoryCache,
+    RoutingRules,
+    import_agencies,
+    load_routing,
+    read_agency_file,
+    route,
+)
 from tipline.pipeline.geo import us_state_code
 from tipline.pipeline.stages.locate import location_class
 from tipline.store.tables import Agency, Assessment, Jurisdiction, Location, Referral
@@ -57,15 +65,38 @@ def city_for(session: Session, report_id: int, state: str | None, precedence: tu
     return best[2] if best else None
 
 
+def current_directory(ctx: StageContext, session: Session) -> Directory:
+    """The agency directory, built once per process and rebuilt when the stored one changes."""
+    cache: DirectoryCache = ctx.service("agency-directory", DirectoryCache)
+    directory = cache.current(session)
+    if directory is None:
+        ensure_directory(session)
+        directory = cache.current(session)
+        if directory is None:
+            raise RuntimeError("the agency directory is empty after importing the bundled default")
+    return directory
+
+
+def reference_directory(session: Session) -> Directory:
+    """The directory loaded afresh from the session (the plain path :func:`current_directory` caches)."""
+    ensure_directory(session)
+    return Directory.load(session)
+
+
 @stage("route", version="1", after=("jurisdiction", "assess"))
 def route_stage(ctx: StageContext, session: Session, report_id: int) -> None:
     """Make the report available to the agencies its jurisdiction routes to (rules in routing.toml)."""
     rules = ctx.service("routing_rules", load_routing)
+    if session.get(Jurisdiction, report_id) is None:
+        raise RuntimeError(f"report {report_id} has no jurisdiction: run the jurisdiction stage first")
+    route_report(session, report_id, rules, current_directory(ctx, session))
+
+
+def route_report(session: Session, report_id: int, rules: RoutingRules, directory: Directory) -> None:
+    """Write the report's referrals as chosen by ``rules`` over ``directory`` (see the module docstring)."""
     jur = session.get(Jurisdiction, report_id)
     if jur is None:
         raise RuntimeError(f"report {report_id} has no jurisdiction: run the jurisdiction stage first")
-    ensure_directory(session)
-    directory = Directory.load(session)
     city = city_for(session, report_id, jur.us_state, rules.precedence)
     decisions = route(directory, rules, jur.country, jur.us_state, city)
     assessment = session.get(Assessment, report_id)
