@@ -230,7 +230,7 @@ def test_incremental_bundling_agrees_with_the_full_plan(runtime: Runtime, monkey
     ids = [make_report(runtime, report_doc([person(f"u{i}")], batched=(i % 9 == 0))) for i in range(40)]
     ctx = StageContext(runtime)
     stage = get_stage("bundles")
-    for seed in range(8):
+    for seed in range(12):
         rnd = random.Random(seed)
         edges = _random_graph(rnd, ids)
         order = ids[:]
@@ -271,6 +271,9 @@ def test_incremental_bundling_agrees_with_the_full_plan(runtime: Runtime, monkey
             assert s.execute(select(func.count()).select_from(Incident)).scalar_one() == len(
                 {k for _, k in stored.values()})
     assert calls["fast"] > calls["full"] > 0
+    # Every incremental case was exercised.
+    assert {"grow", "new group", "alone", "extend, joined", "extend, reasons", "extend, unchanged"} <= {
+        k for k, v in bundle_mod.INCREMENTAL.items() if v > 0}
 
 
 def test_grouped_pipeline_bundles_like_the_full_plan(runtime: Runtime) -> None:
@@ -288,3 +291,37 @@ def test_grouped_pipeline_bundles_like_the_full_plan(runtime: Runtime) -> None:
         assert reasons == _expected_reasons(s, load_bundling())
     # Most reports took the incremental path.
     assert sum(FALLBACKS.values()) - before < len(truth) / 2
+
+
+def test_a_report_already_grouped_brings_in_a_lower_lone_report(runtime: Runtime) -> None:
+    """Report R was pulled into {C, R} by C's content link; lone report A (lowest id) then gains
+    a link from R: A joins, the key becomes A's, and R's reason names A — as the full plan says."""
+    rules = load_bundling()
+    a, c, r = (make_report(runtime, report_doc([person(f"p{i}")])) for i in range(3))
+    ctx = StageContext(runtime)
+    stage = get_stage("bundles")
+
+    def arrive(rid: int, links: list[tuple[int, int]]) -> None:
+        with transaction(runtime.sessions) as s:
+            added = set()
+            for x, y in links:
+                s.add(ReportLink(report_a=min(x, y), report_b=max(x, y), reason="content", weight=1.0,
+                                 detail=f"file {x}-{y}"))
+                added.add((y if x == rid else x, "content", 1.0, f"file {x}-{y}"))
+            s.flush()
+            s.info[LINK_CHANGES] = {rid: LinkChange(removed=False, added=frozenset(added))}
+            stage.func(ctx, s, rid)
+
+    from tipline.pipeline.stages.bundle import INCREMENTAL
+
+    before = INCREMENTAL["extend, joined"]
+    arrive(c, [(c, r)])  # C links to R, which has not been processed yet
+    arrive(a, [])
+    arrive(r, [(r, a)])  # R already in {C, R}; A stood alone
+    assert INCREMENTAL["extend, joined"] == before + 1
+    with runtime.sessions() as s:
+        assert current_assignments(s) == plan_all(s, rules)
+        assert {k for _, k in current_assignments(s).values()} == {f"viral:{a}"}
+        reasons = {int(x): why for x, why in s.execute(select(IncidentReport.report_id, IncidentReport.reason))}
+        assert reasons == _expected_reasons(s, rules)
+        assert reasons[r] == f"viral: file {r}-{a} (report {a})"

@@ -373,6 +373,8 @@ def rebundle(session: Session, report_ids: Iterable[int], rules: BundlingRules |
 
 #: Why the incremental path left a report to the full re-plan, counted per process (benchmarks print it).
 FALLBACKS: Counter[str] = Counter()
+#: Which incremental case handled a report, counted per process (tests check each case is exercised).
+INCREMENTAL: Counter[str] = Counter()
 
 _REASON_OTHER = re.compile(r"\(report (\d+)\)$")
 
@@ -484,8 +486,10 @@ def add_report(session: Session, rules: BundlingRules, report_id: int, now: date
             return _fallback("leaves later rule")
         if any(n not in where and not _lone(session, n, report_id) for n in alone):
             return _fallback("neighbour not bundled")
+        INCREMENTAL["grow" if groups else "new group"] += 1
         return _grow(session, rule, report_id, own_incident, next(iter(groups), None), alone, adj[k], where, now)
     # No graph rule claims the report: it stands alone (batched or single).
+    INCREMENTAL["alone"] += 1
     batched = bool(session.execute(select(Report.batched).where(Report.id == report_id)).scalar())
     name, text = ((rules.batched_name, rules.batched_description) if batched
                   else (rules.single_name, rules.single_description))
@@ -508,9 +512,23 @@ def add_report(session: Session, rules: BundlingRules, report_id: int, now: date
     return True
 
 
+def _reason_parts(reason: str | None, rule: GraphRule) -> tuple[int, str] | None:
+    """(report named, link detail) of a stored member reason; None when it cannot be read back."""
+    if not reason or len(reason) >= 255 or not reason.startswith(f"{rule.name}: "):
+        return None  # absent, or possibly truncated
+    other = _reason_other(reason)
+    if other is None:
+        return None
+    return other, reason[len(rule.name) + 2:-len(f" (report {other})")]
+
+
 def _extend(session: Session, rules: BundlingRules, report_id: int, own: tuple[int, str, str, str | None],
             change: LinkChange, now: datetime) -> bool:
-    """A report already in an incident with others gained links: add what they bring, if simple."""
+    """A report already in an incident with others gained links: add what they bring, if simple.
+
+    Links to members of its own incident change at most reasons; links to reports that stood
+    alone bring them in (as in ``_grow``). Anything else goes to the full re-plan.
+    """
     rank = {rule.name: k for k, rule in enumerate(rules.rules)}
     j = rank.get(own[1])
     if j is None:
@@ -523,27 +541,56 @@ def _extend(session: Session, rules: BundlingRules, report_id: int, own: tuple[i
         if any(n not in where or rank.get(where[n][1], len(rules.rules)) >= k for n in adj[k]):
             return _fallback("claimed by an earlier rule")
     rule = rules.rules[j]
-    new = {n: d for n, d in adj[j].items() if not (n in where and where[n][0] == own[0])}
-    if not new:
-        # Only links within its own incident: membership stands; the reason may now name a lower report.
-        named = _reason_other(own[3])
-        if named is None:
+    free = {n: d for n, d in adj[j].items() if n not in where or rank.get(where[n][1], len(rules.rules)) >= j}
+    joiners = sorted(n for n in free if not (n in where and where[n][0] == own[0]))
+    for n in joiners:
+        if n in where:
+            if where[n][1] == rule.name:
+                return _fallback("merge")
+            if where[n][1] in rank:
+                return _fallback("leaves later rule")
+        elif not _lone(session, n, report_id):
+            return _fallback("neighbour not bundled")
+    mine = _reason_parts(own[3], rule)
+    if mine is None:
+        return _fallback("reason unreadable")
+    updates: dict[int, str] = {}
+    best = min([mine, *((n, min(d)) for n, d in free.items())])
+    if best != mine:
+        updates[report_id] = _reason_text(rule, best[1], best[0])
+    for n, details in free.items():
+        if n in joiners:
+            continue
+        theirs = _reason_parts(where[n][3], rule)
+        if theirs is None:
             return _fallback("reason unreadable")
-        low = min(adj[j], default=None)
-        if low is not None and low == named:
-            return _fallback("reason tie")
-        if low is not None and low < named:
-            session.execute(update(IncidentReport).where(IncidentReport.report_id == report_id)
-                            .values(reason=_reason_text(rule, min(adj[j][low]), low)))
-        for n in adj[j]:
-            theirs = _reason_other(where[n][3])
-            if theirs is None or theirs == report_id:
-                return _fallback("reason unreadable or tied")
-            if report_id < theirs:
-                session.execute(update(IncidentReport).where(IncidentReport.report_id == n)
-                                .values(reason=_reason_text(rule, min(adj[j][n]), report_id)))
-        return True
-    return _fallback("gained a neighbour outside its incident")
+        cand = min(theirs, (report_id, min(details)))
+        if cand != theirs:
+            updates[n] = _reason_text(rule, cand[1], cand[0])
+    if joiners:
+        inc = session.get(Incident, own[0])
+        if inc is None or not inc.key.startswith(f"{rule.name}:"):
+            return _fallback("key unreadable")
+        current_low = int(inc.key.split(":", 1)[1])
+        key = f"{rule.name}:{min(current_low, *joiners)}"
+        if key != inc.key:
+            if session.execute(select(Incident.id).where(Incident.key == key)).scalar() is not None:
+                return _fallback("key clash")
+            inc.key = key
+        old = sorted({where[n][0] for n in joiners if n in where} - {inc.id})
+        session.execute(delete(IncidentReport).where(IncidentReport.report_id.in_(joiners)))
+        if old:
+            session.execute(delete(Incident).where(Incident.id.in_(old)))
+        for n in joiners:
+            # A lone report had no free link of this rule to anyone else: this report is its reason.
+            session.add(IncidentReport(incident_id=inc.id, report_id=n,
+                                       reason=_reason_text(rule, min(free[n]), report_id)))
+        inc.updated_at = now
+    for n, text in updates.items():
+        session.execute(update(IncidentReport).where(IncidentReport.report_id == n).values(reason=text))
+    session.flush()
+    INCREMENTAL["extend, joined" if joiners else "extend, reasons" if updates else "extend, unchanged"] += 1
+    return True
 
 
 def _grow(session: Session, rule: GraphRule, report_id: int, own_incident: int | None, group: int | None,
