@@ -272,7 +272,8 @@ def test_incremental_bundling_agrees_with_the_full_plan(runtime: Runtime, monkey
                 {k for _, k in stored.values()})
     assert calls["fast"] > calls["full"] > 0
     # Every incremental case was exercised.
-    assert {"grow", "new group", "alone", "extend, joined", "extend, reasons", "extend, unchanged"} <= {
+    assert {"grow", "new group", "alone", "extend, joined", "extend, reasons", "extend, unchanged",
+            "left an incident"} <= {
         k for k, v in bundle_mod.INCREMENTAL.items() if v > 0}
 
 
@@ -325,3 +326,31 @@ def test_a_report_already_grouped_brings_in_a_lower_lone_report(runtime: Runtime
         reasons = {int(x): why for x, why in s.execute(select(IncidentReport.report_id, IncidentReport.reason))}
         assert reasons == _expected_reasons(s, rules)
         assert reasons[r] == f"viral: file {r}-{a} (report {a})"
+
+
+def test_a_report_leaving_an_incident_that_would_split_it_is_replanned(runtime: Runtime) -> None:
+    """Viral incident A-B, B-C, A-D, C-E; a new report R shares an account with B, so B moves to
+    R's offender incident. Without B, {A, D} and {C, E} are not connected (though A and C each
+    still have a neighbour to name): they must end up as two incidents, as the full plan says."""
+    rules = load_bundling()
+    a, b, c, d, e, r = (make_report(runtime, report_doc([person(f"q{i}")])) for i in range(6))
+    ctx = StageContext(runtime)
+    stage = get_stage("bundles")
+    arrivals = ((a, []), (b, [(a, b, "content")]), (c, [(b, c, "content")]), (d, [(a, d, "content")]),
+                (e, [(c, e, "content")]), (r, [(b, r, "account")]))
+    for rid, links in arrivals:
+        with transaction(runtime.sessions) as s:
+            added = set()
+            for x, y, reason in links:
+                s.add(ReportLink(report_a=x, report_b=y, reason=reason, weight=1.0, detail=f"{reason} {x}-{y}"))
+                added.add((y if x == rid else x, reason, 1.0, f"{reason} {x}-{y}"))
+            s.flush()
+            s.info[LINK_CHANGES] = {rid: LinkChange(removed=False, added=frozenset(added))}
+            stage.func(ctx, s, rid)
+    with runtime.sessions() as s:
+        got = current_assignments(s)
+        assert got == plan_all(s, rules)
+        assert got[a] == got[d] == ("viral", f"viral:{a}") and got[c] == got[e] == ("viral", f"viral:{c}")
+        assert got[b] == got[r] == ("offender", f"offender:{b}")
+        reasons = {int(x): why for x, why in s.execute(select(IncidentReport.report_id, IncidentReport.reason))}
+        assert reasons == _expected_reasons(s, rules)

@@ -432,6 +432,85 @@ def _lone(session: Session, node: int, report_id: int) -> bool:
         ReportLink.report_a != report_id, ReportLink.report_b != report_id).limit(1)).first() is None
 
 
+@dataclass
+class _Leave:
+    """A planned departure of one report from its incident (see ``_plan_leave``)."""
+
+    report_id: int
+    incident_id: int
+    new_key: str | None
+    reasons: dict[int, str]
+
+
+def _rule_links(session: Session, rule: GraphRule, nodes: list[int]) -> list[tuple[int, int, str]]:
+    """Links of ``rule`` touching ``nodes``: (a, b, detail or reason)."""
+    out: list[tuple[int, int, str]] = []
+    for i in range(0, len(nodes), _CHUNK):
+        chunk = nodes[i:i + _CHUNK]
+        out.extend((int(a), int(b), str(d or r)) for a, b, r, d in session.execute(
+            select(ReportLink.report_a, ReportLink.report_b, ReportLink.reason, ReportLink.detail)
+            .where(or_(ReportLink.report_a.in_(chunk), ReportLink.report_b.in_(chunk)),
+                   ReportLink.reason.in_(sorted(rule.reasons)), ReportLink.weight >= rule.min_weight)))
+    return out
+
+
+def _plan_leave(session: Session, rule: GraphRule, x: int, incident_id: int, key: str) -> _Leave | None:
+    """Plan report ``x`` leaving its incident of ``rule`` without re-planning the rest; None if it cannot.
+
+    The rest stays one incident when it is still connected without ``x``: a search from one of
+    ``x``'s neighbours that stops as soon as it has reached all of them (with the anchored links
+    of the links stage that is one or two hops, whatever the incident's size). Then only the
+    key (when ``x`` was the lowest member) and the reasons that named ``x`` change.
+    """
+    members = {int(r): why for r, why in session.execute(
+        select(IncidentReport.report_id, IncidentReport.reason).where(IncidentReport.incident_id == incident_id))}
+    rest = set(members) - {x}
+    if len(rest) < rule.min_reports or not key.startswith(f"{rule.name}:"):
+        return None
+    targets = {b if a == x else a for a, b, _ in _rule_links(session, rule, [x])} & rest
+    if not targets:
+        return None
+    seen = {min(targets)}
+    frontier = [min(targets)]
+    while frontier and not targets <= seen:
+        nxt: set[int] = set()
+        for a, b, _ in _rule_links(session, rule, sorted(frontier)):
+            for m in (a, b):
+                if m in rest and m not in seen:
+                    nxt.add(m)
+        seen |= nxt
+        frontier = sorted(nxt)
+    if not targets <= seen:
+        return None  # the rest may split: the full re-plan decides
+    low = min(rest)
+    new_key = f"{rule.name}:{low}" if int(key.split(":", 1)[1]) != low else None
+    if new_key is not None and session.execute(select(Incident.id).where(Incident.key == new_key)).scalar():
+        return None
+    # Members whose reason named x now name their lowest other neighbour in the incident.
+    orphans = sorted(r for r in rest if _reason_other(members[r]) == x)
+    best: dict[int, tuple[int, str]] = {}
+    for a, b, detail in _rule_links(session, rule, orphans):
+        for me, other in ((a, b), (b, a)):
+            if me in orphans and other in rest and other != me:
+                cand = (other, detail)
+                if me not in best or cand < best[me]:
+                    best[me] = cand
+    if set(best) != set(orphans):
+        return None
+    return _Leave(x, incident_id, new_key, {r: _reason_text(rule, d, o) for r, (o, d) in best.items()})
+
+
+def _apply_leave(session: Session, leave: _Leave, now: datetime) -> None:
+    session.execute(delete(IncidentReport).where(IncidentReport.report_id == leave.report_id))
+    values: dict[str, Any] = {"updated_at": now}
+    if leave.new_key is not None:
+        values["key"] = leave.new_key
+    session.execute(update(Incident).where(Incident.id == leave.incident_id).values(**values))
+    for r, text in leave.reasons.items():
+        session.execute(update(IncidentReport).where(IncidentReport.report_id == r).values(reason=text))
+    INCREMENTAL["left an incident"] += 1
+
+
 def add_report(session: Session, rules: BundlingRules, report_id: int, now: datetime,
                change: LinkChange | None = None) -> bool:
     """Bring one report's incident up to date in time independent of the incident's size.
@@ -482,10 +561,20 @@ def add_report(session: Session, rules: BundlingRules, report_id: int, now: date
         if len(groups) > 1:
             return _fallback("merge")
         alone = [n for n in free if n not in where or where[n][1] != rule.name]
-        if any(n in where and where[n][1] in rank for n in alone):
-            return _fallback("leaves later rule")
         if any(n not in where and not _lone(session, n, report_id) for n in alone):
             return _fallback("neighbour not bundled")
+        leaves: list[_Leave] = []
+        for n in alone:
+            if n in where and where[n][1] in rank:  # in an incident of a later rule: it moves here
+                plan = _plan_leave(session, rules.rules[rank[where[n][1]]], n, where[n][0], where[n][2])
+                if plan is None:
+                    return _fallback("leaves later rule")
+                leaves.append(plan)
+        if len({plan.incident_id for plan in leaves}) != len(leaves):
+            return _fallback("leaves later rule")  # two leave one incident: planned apart, they could split it
+        for plan in leaves:
+            _apply_leave(session, plan, now)
+            del where[plan.report_id]  # now unbundled; it joins this report's incident below
         INCREMENTAL["grow" if groups else "new group"] += 1
         return _grow(session, rule, report_id, own_incident, next(iter(groups), None), alone, adj[k], where, now)
     # No graph rule claims the report: it stands alone (batched or single).
@@ -539,7 +628,12 @@ def _extend(session: Session, rules: BundlingRules, report_id: int, own: tuple[i
         return _fallback("not a partition")
     for k in range(j):
         if any(n not in where or rank.get(where[n][1], len(rules.rules)) >= k for n in adj[k]):
-            return _fallback("claimed by an earlier rule")
+            # Claimed by an earlier rule now: it leaves its incident and is bundled as if new.
+            plan = _plan_leave(session, rules.rules[j], report_id, own[0], own[2])
+            if plan is None:
+                return _fallback("claimed by an earlier rule")
+            _apply_leave(session, plan, now)
+            return add_report(session, rules, report_id, now, change)
     rule = rules.rules[j]
     free = {n: d for n, d in adj[j].items() if n not in where or rank.get(where[n][1], len(rules.rules)) >= j}
     joiners = sorted(n for n in free if not (n in where and where[n][0] == own[0]))
