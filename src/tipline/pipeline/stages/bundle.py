@@ -454,6 +454,24 @@ def _rule_links(session: Session, rule: GraphRule, nodes: list[int]) -> list[tup
     return out
 
 
+def _rule_neighbours(session: Session, rule: GraphRule, nodes: list[int]) -> set[int]:
+    """Reports linked to ``nodes`` under ``rule`` (ids only: an anchor has thousands of links)."""
+    out: set[int] = set()
+    for i in range(0, len(nodes), _CHUNK):
+        chunk = nodes[i:i + _CHUNK]
+        cond = (ReportLink.reason.in_(sorted(rule.reasons)), ReportLink.weight >= rule.min_weight)
+        out.update(int(b) for b in session.execute(
+            select(ReportLink.report_b).where(ReportLink.report_a.in_(chunk), *cond)).scalars())
+        out.update(int(a) for a in session.execute(
+            select(ReportLink.report_a).where(ReportLink.report_b.in_(chunk), *cond)).scalars())
+    return out
+
+
+def _no_leave(why: str) -> _Leave | None:
+    FALLBACKS[f"cannot leave: {why}"] += 1
+    return None
+
+
 def _plan_leave(session: Session, rule: GraphRule, x: int, incident_id: int, key: str) -> _Leave | None:
     """Plan report ``x`` leaving its incident of ``rule`` without re-planning the rest; None if it cannot.
 
@@ -466,26 +484,22 @@ def _plan_leave(session: Session, rule: GraphRule, x: int, incident_id: int, key
         select(IncidentReport.report_id, IncidentReport.reason).where(IncidentReport.incident_id == incident_id))}
     rest = set(members) - {x}
     if len(rest) < rule.min_reports or not key.startswith(f"{rule.name}:"):
-        return None
-    targets = {b if a == x else a for a, b, _ in _rule_links(session, rule, [x])} & rest
+        return _no_leave("too few would stay")
+    targets = _rule_neighbours(session, rule, [x]) & rest
     if not targets:
-        return None
+        return _no_leave("no neighbour inside")
     seen = {min(targets)}
     frontier = [min(targets)]
     while frontier and not targets <= seen:
-        nxt: set[int] = set()
-        for a, b, _ in _rule_links(session, rule, sorted(frontier)):
-            for m in (a, b):
-                if m in rest and m not in seen:
-                    nxt.add(m)
+        nxt = (_rule_neighbours(session, rule, sorted(frontier)) & rest) - seen
         seen |= nxt
         frontier = sorted(nxt)
     if not targets <= seen:
-        return None  # the rest may split: the full re-plan decides
+        return _no_leave("the rest may split")  # the full re-plan decides
     low = min(rest)
     new_key = f"{rule.name}:{low}" if int(key.split(":", 1)[1]) != low else None
     if new_key is not None and session.execute(select(Incident.id).where(Incident.key == new_key)).scalar():
-        return None
+        return _no_leave("key clash")
     # Members whose reason named x now name their lowest other neighbour in the incident.
     orphans = sorted(r for r in rest if _reason_other(members[r]) == x)
     best: dict[int, tuple[int, str]] = {}
@@ -496,7 +510,7 @@ def _plan_leave(session: Session, rule: GraphRule, x: int, incident_id: int, key
                 if me not in best or cand < best[me]:
                     best[me] = cand
     if set(best) != set(orphans):
-        return None
+        return _no_leave("a member would name no one")
     return _Leave(x, incident_id, new_key, {r: _reason_text(rule, d, o) for r, (o, d) in best.items()})
 
 
