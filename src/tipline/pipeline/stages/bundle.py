@@ -571,9 +571,7 @@ def add_report(session: Session, rules: BundlingRules, report_id: int, now: date
             continue
         if rule.min_reports != 2:
             return _fallback("min_reports")
-        groups = {where[n][0] for n in free if n in where and where[n][1] == rule.name}
-        if len(groups) > 1:
-            return _fallback("merge")
+        groups = sorted({where[n][0] for n in free if n in where and where[n][1] == rule.name})
         alone = [n for n in free if n not in where or where[n][1] != rule.name]
         if any(n not in where and not _lone(session, n, report_id) for n in alone):
             return _fallback("neighbour not bundled")
@@ -590,7 +588,7 @@ def add_report(session: Session, rules: BundlingRules, report_id: int, now: date
             _apply_leave(session, plan, now)
             del where[plan.report_id]  # now unbundled; it joins this report's incident below
         INCREMENTAL["grow" if groups else "new group"] += 1
-        return _grow(session, rule, report_id, own_incident, next(iter(groups), None), alone, adj[k], where, now)
+        return _grow(session, rule, report_id, own_incident, groups, alone, adj[k], where, now)
     # No graph rule claims the report: it stands alone (batched or single).
     INCREMENTAL["alone"] += 1
     batched = bool(session.execute(select(Report.batched).where(Report.id == report_id)).scalar())
@@ -701,22 +699,25 @@ def _extend(session: Session, rules: BundlingRules, report_id: int, own: tuple[i
     return True
 
 
-def _grow(session: Session, rule: GraphRule, report_id: int, own_incident: int | None, group: int | None,
+def _grow(session: Session, rule: GraphRule, report_id: int, own_incident: int | None, groups: list[int],
           alone: list[int], adj: dict[int, list[str]], where: Where, now: datetime) -> bool:
-    """Add the report and its lone neighbours to the neighbours' incident of ``rule`` (or a new one)."""
-    inc = session.get(Incident, group) if group is not None else None
-    low = min([report_id, *alone])
-    if inc is not None:
-        current_low = int(inc.key.split(":", 1)[1]) if inc.key.startswith(f"{rule.name}:") else None
-        if current_low is None:
+    """Add the report and its lone neighbours to its neighbours' incidents of ``rule``, merged into
+    the one with the lowest key (or into a new incident when there is none)."""
+    incs = [session.get(Incident, g) for g in groups]
+    lows: dict[int, int] = {}
+    for inc_ in incs:
+        if inc_ is None or not inc_.key.startswith(f"{rule.name}:"):
             return _fallback("key unreadable")
-        low = min(low, current_low)
+        lows[inc_.id] = int(inc_.key.split(":", 1)[1])
+    inc = min(incs, key=lambda i: lows[i.id] if i is not None else 0) if incs else None
+    low = min([report_id, *alone, *lows.values()])
     key = f"{rule.name}:{low}"
     clash = session.execute(select(Incident.id).where(Incident.key == key)).scalar()
     if clash is not None and (inc is None or clash != inc.id):
         return _fallback("key clash")
-    members_in_group = [n for n in adj if group is not None and n in where and where[n][0] == group]
-    # Members whose reason may now name this report (it has a lower id than the one named).
+    members_in_group = [n for n in adj if n in where and where[n][0] in lows]
+    # Members whose reason may now name this report (it has a lower id than the one named). No
+    # other reason changes: members of merged incidents were linked to each other only through it.
     renamed: dict[int, str] = {}
     for n in members_in_group:
         named = _reason_other(where[n][3])
@@ -728,8 +729,15 @@ def _grow(session: Session, rule: GraphRule, report_id: int, own_incident: int |
         inc = Incident(rule=rule.name, key=key, created_at=now, updated_at=now)
         session.add(inc)
         session.flush()
-    elif inc.key != key:
-        inc.key = key
+    else:
+        merged = sorted(set(lows) - {inc.id})
+        if merged:
+            session.execute(update(IncidentReport).where(IncidentReport.incident_id.in_(merged))
+                            .values(incident_id=inc.id))
+            session.execute(delete(Incident).where(Incident.id.in_(merged)))
+            INCREMENTAL["merge"] += 1
+        if inc.key != key:
+            inc.key = key
     # The report and its lone neighbours leave their own one-report incidents.
     leaving = [report_id, *alone]
     old = {where[n][0] for n in alone if n in where} | ({own_incident} if own_incident is not None else set())
