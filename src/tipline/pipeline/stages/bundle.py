@@ -440,6 +440,10 @@ class _Leave:
     incident_id: int
     new_key: str | None
     reasons: dict[int, str]
+    #: Pieces that no longer connect to the lowest member: (rule, key, members) of a new incident.
+    moves: list[tuple[str, str, list[int]]] = field(default_factory=list)
+    #: The incident itself goes (no piece of two or more reports kept it).
+    drop: bool = False
 
 
 def _rule_links(session: Session, rule: GraphRule, nodes: list[int]) -> list[tuple[int, int, str]]:
@@ -472,19 +476,22 @@ def _no_leave(why: str) -> _Leave | None:
     return None
 
 
-def _plan_leave(session: Session, rule: GraphRule, x: int, incident_id: int, key: str) -> _Leave | None:
-    """Plan report ``x`` leaving its incident of ``rule`` without re-planning the rest; None if it cannot.
+def _plan_leave(session: Session, rules: BundlingRules, rule: GraphRule, x: int, incident_id: int,
+                key: str) -> _Leave | None:
+    """Plan report ``x`` leaving its incident of ``rule`` without re-planning anything else.
 
-    The rest stays one incident when it is still connected without ``x``: a search from one of
-    ``x``'s neighbours that stops as soon as it has reached all of them (with the anchored links
-    of the links stage that is one or two hops, whatever the incident's size). Then only the
-    key (when ``x`` was the lowest member) and the reasons that named ``x`` change.
+    Usually the rest stays connected without ``x``: a search from one of ``x``'s neighbours that
+    stops as soon as it has reached all of them shows it (with the anchored links of the links
+    stage that is one or two hops, whatever the incident's size); then only the key (when ``x``
+    was the lowest member) and the reasons that named ``x`` change. Otherwise the rest is
+    partitioned into its connected pieces, each its own incident (or a lone report). The rest's
+    members stay free for this rule (nothing else changed), so no report outside joins a piece.
     """
     members = {int(r): why for r, why in session.execute(
         select(IncidentReport.report_id, IncidentReport.reason).where(IncidentReport.incident_id == incident_id))}
     rest = set(members) - {x}
-    if len(rest) < rule.min_reports or not key.startswith(f"{rule.name}:"):
-        return _no_leave("too few would stay")
+    if not rest or not key.startswith(f"{rule.name}:") or rule.min_reports != 2:
+        return _no_leave("unexpected incident")
     targets = _rule_neighbours(session, rule, [x]) & rest
     if not targets:
         return _no_leave("no neighbour inside")
@@ -494,24 +501,67 @@ def _plan_leave(session: Session, rule: GraphRule, x: int, incident_id: int, key
         nxt = (_rule_neighbours(session, rule, sorted(frontier)) & rest) - seen
         seen |= nxt
         frontier = sorted(nxt)
+    pieces = [rest]
     if not targets <= seen:
-        return _no_leave("the rest may split")  # the full re-plan decides
-    low = min(rest)
-    new_key = f"{rule.name}:{low}" if int(key.split(":", 1)[1]) != low else None
-    if new_key is not None and session.execute(select(Incident.id).where(Incident.key == new_key)).scalar():
-        return _no_leave("key clash")
-    # Members whose reason named x now name their lowest other neighbour in the incident.
-    orphans = sorted(r for r in rest if _reason_other(members[r]) == x)
+        # It splits: partition all of the rest into connected pieces.
+        uf = _UnionFind()
+        for r in rest:
+            uf.find(r)
+        for a, b in _rule_pairs(session, rule, sorted(rest)):
+            if a in rest and b in rest:
+                uf.union(a, b)
+        by_root: dict[int, set[int]] = {}
+        for r in rest:
+            by_root.setdefault(uf.find(r), set()).add(r)
+        pieces = sorted(by_root.values(), key=min)
+        INCREMENTAL["split"] += 1
+    keep = pieces[0]
+    drop = len(keep) < rule.min_reports  # then every piece is a lone report
+    new_key = None
+    if not drop and int(key.split(":", 1)[1]) != min(keep):
+        new_key = f"{rule.name}:{min(keep)}"
+    moved = pieces if drop else pieces[1:]
+    moves: list[tuple[str, str, list[int]]] = []
+    batched = {int(r) for r in session.execute(select(Report.id).where(
+        Report.id.in_(sorted(r for p in moved if len(p) == 1 for r in p)), Report.batched.is_(True))).scalars()}
+    reasons: dict[int, str] = {}
+    for piece in moved:
+        if len(piece) >= rule.min_reports:
+            moves.append((rule.name, f"{rule.name}:{min(piece)}", sorted(piece)))
+        else:
+            (r,) = piece
+            name, text = ((rules.batched_name, rules.batched_description) if r in batched
+                          else (rules.single_name, rules.single_description))
+            moves.append((name, f"{name}:{r}", [r]))
+            reasons[r] = text[:255]
+    for k in ([new_key] if new_key else []) + [m[1] for m in moves]:
+        if session.execute(select(Incident.id).where(Incident.key == k)).scalar() is not None:
+            return _no_leave("key clash")
+    # Members whose reason named x now name their lowest other neighbour in their piece.
+    piece_of = {r: i for i, p in enumerate(pieces) for r in p}
+    orphans = sorted(r for r in rest if _reason_other(members[r]) == x and r not in reasons)
     best: dict[int, tuple[int, str]] = {}
     for a, b, detail in _rule_links(session, rule, orphans):
         for me, other in ((a, b), (b, a)):
-            if me in orphans and other in rest and other != me:
+            if me in orphans and other in rest and other != me and piece_of[other] == piece_of[me]:
                 cand = (other, detail)
                 if me not in best or cand < best[me]:
                     best[me] = cand
     if set(best) != set(orphans):
         return _no_leave("a member would name no one")
-    return _Leave(x, incident_id, new_key, {r: _reason_text(rule, d, o) for r, (o, d) in best.items()})
+    reasons.update({r: _reason_text(rule, d, o) for r, (o, d) in best.items()})
+    return _Leave(x, incident_id, new_key, reasons, moves, drop)
+
+
+def _rule_pairs(session: Session, rule: GraphRule, nodes: list[int]) -> list[tuple[int, int]]:
+    """Links of ``rule`` from ``nodes`` as (a, b) pairs, ids only."""
+    out: list[tuple[int, int]] = []
+    cond = (ReportLink.reason.in_(sorted(rule.reasons)), ReportLink.weight >= rule.min_weight)
+    for i in range(0, len(nodes), _CHUNK):
+        chunk = nodes[i:i + _CHUNK]
+        out.extend((int(a), int(b)) for a, b in session.execute(
+            select(ReportLink.report_a, ReportLink.report_b).where(ReportLink.report_a.in_(chunk), *cond)))
+    return out
 
 
 def _apply_leave(session: Session, leave: _Leave, now: datetime) -> None:
@@ -519,9 +569,19 @@ def _apply_leave(session: Session, leave: _Leave, now: datetime) -> None:
     values: dict[str, Any] = {"updated_at": now}
     if leave.new_key is not None:
         values["key"] = leave.new_key
-    session.execute(update(Incident).where(Incident.id == leave.incident_id).values(**values))
+    if not leave.drop:
+        session.execute(update(Incident).where(Incident.id == leave.incident_id).values(**values))
+    for rule_name, key, ids in leave.moves:
+        inc = Incident(rule=rule_name, key=key, created_at=now, updated_at=now)
+        session.add(inc)
+        session.flush()
+        for i in range(0, len(ids), _CHUNK):
+            session.execute(update(IncidentReport).where(IncidentReport.report_id.in_(ids[i:i + _CHUNK]))
+                            .values(incident_id=inc.id))
     for r, text in leave.reasons.items():
         session.execute(update(IncidentReport).where(IncidentReport.report_id == r).values(reason=text))
+    if leave.drop:
+        session.execute(delete(Incident).where(Incident.id == leave.incident_id))
     INCREMENTAL["left an incident"] += 1
 
 
@@ -578,7 +638,7 @@ def add_report(session: Session, rules: BundlingRules, report_id: int, now: date
         leaves: list[_Leave] = []
         for n in alone:
             if n in where and where[n][1] in rank:  # in an incident of a later rule: it moves here
-                plan = _plan_leave(session, rules.rules[rank[where[n][1]]], n, where[n][0], where[n][2])
+                plan = _plan_leave(session, rules, rules.rules[rank[where[n][1]]], n, where[n][0], where[n][2])
                 if plan is None:
                     return _fallback("leaves later rule")
                 leaves.append(plan)
@@ -641,7 +701,7 @@ def _extend(session: Session, rules: BundlingRules, report_id: int, own: tuple[i
     for k in range(j):
         if any(n not in where or rank.get(where[n][1], len(rules.rules)) >= k for n in adj[k]):
             # Claimed by an earlier rule now: it leaves its incident and is bundled as if new.
-            plan = _plan_leave(session, rules.rules[j], report_id, own[0], own[2])
+            plan = _plan_leave(session, rules, rules.rules[j], report_id, own[0], own[2])
             if plan is None:
                 return _fallback("claimed by an earlier rule")
             _apply_leave(session, plan, now)
