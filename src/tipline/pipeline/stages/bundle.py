@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from tipline.pipeline.core import StageContext, stage
@@ -425,11 +425,13 @@ def _where(session: Session, ids: Iterable[int]) -> Where | None:
     return out
 
 
-def _lone(session: Session, node: int, report_id: int) -> bool:
-    """True when a report's only links are to ``report_id`` (so, unbundled, it stood alone)."""
+def _lone(session: Session, rules: BundlingRules, node: int, report_id: int) -> bool:
+    """True when a report has no link any rule counts except to ``report_id`` (so it stood alone)."""
+    counted = or_(*(and_(ReportLink.reason.in_(sorted(r.reasons)), ReportLink.weight >= r.min_weight)
+                    for r in rules.rules))
     return session.execute(select(ReportLink.report_a).where(
         or_(ReportLink.report_a == node, ReportLink.report_b == node),
-        ReportLink.report_a != report_id, ReportLink.report_b != report_id).limit(1)).first() is None
+        ReportLink.report_a != report_id, ReportLink.report_b != report_id, counted).limit(1)).first() is None
 
 
 @dataclass
@@ -633,7 +635,7 @@ def add_report(session: Session, rules: BundlingRules, report_id: int, now: date
             return _fallback("min_reports")
         groups = sorted({where[n][0] for n in free if n in where and where[n][1] == rule.name})
         alone = [n for n in free if n not in where or where[n][1] != rule.name]
-        if any(n not in where and not _lone(session, n, report_id) for n in alone):
+        if any(n not in where and not _lone(session, rules, n, report_id) for n in alone):
             return _fallback("neighbour not bundled")
         leaves: list[_Leave] = []
         for n in alone:
@@ -715,7 +717,7 @@ def _extend(session: Session, rules: BundlingRules, report_id: int, own: tuple[i
                 return _fallback("merge")
             if where[n][1] in rank:
                 return _fallback("leaves later rule")
-        elif not _lone(session, n, report_id):
+        elif not _lone(session, rules, n, report_id):
             return _fallback("neighbour not bundled")
     mine = _reason_parts(own[3], rule)
     if mine is None:
