@@ -167,6 +167,10 @@ def bench_backend(backend: str, args: argparse.Namespace, source: str) -> dict[s
         work_s = time.monotonic() - t0
         if any(p.returncode for p in procs):
             raise SystemExit(f"a worker failed: {errors}")
+        # Each worker's last line says how the bundles stage went (incremental vs full re-plans).
+        result_bundling = [line for err in errors for line in (err or "").splitlines() if line.startswith("bundles:")]
+        for line in result_bundling:
+            print(f"[{backend}] {line}", flush=True)
         stats = json.loads(tip(env, "stats", "pipeline", "--json").stdout)
         pending = sum(s["pending"] for s in stats["stages"])
         failed = sum(s["failed"] for s in stats["stages"])
@@ -178,6 +182,7 @@ def bench_backend(backend: str, args: argparse.Namespace, source: str) -> dict[s
             "stage_runs_pending_after": pending, "stage_runs_failed": failed,
             "stages": [s["stage"] for s in stats["stages"]], "disposition": stats["disposition"],
             "priority": stats["priority"], "escalated": stats["escalated"],
+            "bundling": result_bundling,
         }
         print(f"[{backend}] {finished} reports in {work_s:.1f} s = {finished / work_s:.2f} reports/s "
               f"({failed} failed, {pending} pending after)", flush=True)

@@ -162,6 +162,17 @@ def worker_cmd(c: Ctx, kind: str | None, concurrency: int | None, once: bool) ->
     finally:
         q.close()
         rt.close()
+        click.echo(_bundling_summary(), err=True)
+
+
+def _bundling_summary() -> str:
+    """How the bundles stage handled reports in this process: incrementally, or by a full re-plan."""
+    from tipline.pipeline.stages.bundle import FALLBACKS, INCREMENTAL
+
+    fast = sum(v for k, v in INCREMENTAL.items() if k != "left an incident")
+    full = sum(v for k, v in FALLBACKS.items() if not k.startswith("cannot leave"))
+    why = ", ".join(f"{k}: {v}" for k, v in FALLBACKS.most_common())
+    return f"bundles: {fast} report(s) updated incrementally, {full} re-planned in full" + (f" ({why})" if why else "")
 
 
 @command.command("stages")
