@@ -172,6 +172,17 @@ def bench_backend(backend: str, args: argparse.Namespace, source: str) -> dict[s
         for line in result_bundling:
             print(f"[{backend}] {line}", flush=True)
         stats = json.loads(tip(env, "stats", "pipeline", "--json").stdout)
+        # The fast path must not drift from the reference: the stored incidents (built report by
+        # report, incrementally, by concurrent workers) must equal a union-find over all links.
+        check = ("from tipline.config import Settings; from tipline.runtime import Runtime; "
+                 "from tipline.pipeline.stages.bundle import current_assignments, load_bundling, plan_all; "
+                 "rt = Runtime.open(Settings.from_env()); s = rt.sessions(); "
+                 "a = current_assignments(s); b = plan_all(s, load_bundling()); "
+                 "print(sum(1 for k in set(a) | set(b) if a.get(k) != b.get(k)))")
+        bundle_mismatches = int(subprocess.run([sys.executable, "-c", check], env=env, check=True, text=True,
+                                               capture_output=True).stdout.strip().splitlines()[-1])
+        print(f"[{backend}] reports whose stored incident differs from the reference plan: {bundle_mismatches}",
+              flush=True)
         pending = sum(s["pending"] for s in stats["stages"])
         failed = sum(s["failed"] for s in stats["stages"])
         result: dict[str, Any] = {
@@ -182,7 +193,7 @@ def bench_backend(backend: str, args: argparse.Namespace, source: str) -> dict[s
             "stage_runs_pending_after": pending, "stage_runs_failed": failed,
             "stages": [s["stage"] for s in stats["stages"]], "disposition": stats["disposition"],
             "priority": stats["priority"], "escalated": stats["escalated"],
-            "bundling": result_bundling,
+            "bundling": result_bundling, "bundle_mismatches_vs_reference": bundle_mismatches,
         }
         print(f"[{backend}] {finished} reports in {work_s:.1f} s = {finished / work_s:.2f} reports/s "
               f"({failed} failed, {pending} pending after)", flush=True)
