@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 
@@ -426,13 +426,26 @@ def _where(session: Session, ids: Iterable[int]) -> Where | None:
     return out
 
 
-def _lone(session: Session, rules: BundlingRules, node: int, report_id: int) -> bool:
-    """True when a report has no link any rule counts except to ``report_id`` (so it stood alone)."""
-    counted = or_(*(and_(ReportLink.reason.in_(sorted(r.reasons)), ReportLink.weight >= r.min_weight)
-                    for r in rules.rules))
-    return session.execute(select(ReportLink.report_a).where(
-        or_(ReportLink.report_a == node, ReportLink.report_b == node),
-        ReportLink.report_a != report_id, ReportLink.report_b != report_id, counted).limit(1)).first() is None
+def _lone(session: Session, rules: BundlingRules, node: int, report_id: int, k: int) -> bool:
+    """True when an unbundled report stood alone at rule ``k`` apart from ``report_id``.
+
+    That is: each of its other links that rule ``j <= k`` counts leads to a report already in
+    an incident of a rule before ``j`` (claimed there, so not free to join it). Such a report
+    is left unbundled when its neighbour is bundled under an earlier rule.
+    """
+    links = session.execute(
+        select(ReportLink.report_a, ReportLink.report_b, ReportLink.reason, ReportLink.weight)
+        .where(or_(ReportLink.report_a == node, ReportLink.report_b == node),
+               ReportLink.report_a != report_id, ReportLink.report_b != report_id)).all()
+    counted = [(int(b) if int(a) == node else int(a), j) for a, b, reason, weight in links
+               for j, rule in enumerate(rules.rules[:k + 1]) if reason in rule.reasons and weight >= rule.min_weight]
+    if not counted:
+        return True
+    where = _where(session, [x for x, _ in counted])
+    if where is None:
+        return False
+    rank = {rule.name: i for i, rule in enumerate(rules.rules)}
+    return all(x in where and rank.get(where[x][1], len(rules.rules)) < j for x, j in counted)
 
 
 @dataclass
@@ -636,7 +649,7 @@ def add_report(session: Session, rules: BundlingRules, report_id: int, now: date
             return _fallback("min_reports")
         groups = sorted({where[n][0] for n in free if n in where and where[n][1] == rule.name})
         alone = [n for n in free if n not in where or where[n][1] != rule.name]
-        if any(n not in where and not _lone(session, rules, n, report_id) for n in alone):
+        if any(n not in where and not _lone(session, rules, n, report_id, k) for n in alone):
             return _fallback("neighbour not bundled")
         leaves: list[_Leave] = []
         for n in alone:
@@ -718,7 +731,7 @@ def _extend(session: Session, rules: BundlingRules, report_id: int, own: tuple[i
                 return _fallback("merge")
             if where[n][1] in rank:
                 return _fallback("leaves later rule")
-        elif not _lone(session, rules, n, report_id):
+        elif not _lone(session, rules, n, report_id, j):
             return _fallback("neighbour not bundled")
     mine = _reason_parts(own[3], rule)
     if mine is None:
