@@ -724,15 +724,22 @@ def _extend(session: Session, rules: BundlingRules, report_id: int, own: tuple[i
             return add_report(session, rules, report_id, now, change)
     rule = rules.rules[j]
     free = {n: d for n, d in adj[j].items() if n not in where or rank.get(where[n][1], len(rules.rules)) >= j}
-    joiners = sorted(n for n in free if not (n in where and where[n][0] == own[0]))
+    outside = sorted(n for n in free if not (n in where and where[n][0] == own[0]))
+    # Neighbours in other incidents of this rule: those incidents merge with this one.
+    merging = sorted({where[n][0] for n in outside if n in where and where[n][1] == rule.name})
+    joiners = [n for n in outside if not (n in where and where[n][1] == rule.name)]
+    leaves: list[_Leave] = []
     for n in joiners:
         if n in where:
-            if where[n][1] == rule.name:
-                return _fallback("merge")
-            if where[n][1] in rank:
-                return _fallback("leaves later rule")
+            if where[n][1] in rank:  # in an incident of a later rule: it moves here
+                plan = _plan_leave(session, rules, rules.rules[rank[where[n][1]]], n, where[n][0], where[n][2])
+                if plan is None:
+                    return _fallback("leaves later rule")
+                leaves.append(plan)
         elif not _lone(session, rules, n, report_id, j):
             return _fallback("neighbour not bundled")
+    if len({p.incident_id for p in leaves}) != len(leaves):
+        return _fallback("leaves later rule")
     mine = _reason_parts(own[3], rule)
     if mine is None:
         return _fallback("reason unreadable")
@@ -749,18 +756,33 @@ def _extend(session: Session, rules: BundlingRules, report_id: int, own: tuple[i
         cand = min(theirs, (report_id, min(details)))
         if cand != theirs:
             updates[n] = _reason_text(rule, cand[1], cand[0])
-    if joiners:
-        inc = session.get(Incident, own[0])
-        if inc is None or not inc.key.startswith(f"{rule.name}:"):
-            return _fallback("key unreadable")
-        current_low = int(inc.key.split(":", 1)[1])
-        key = f"{rule.name}:{min(current_low, *joiners)}"
+    if joiners or merging:
+        incs = [session.get(Incident, i) for i in [own[0], *merging]]
+        lows: dict[int, int] = {}
+        for inc_ in incs:
+            if inc_ is None or not inc_.key.startswith(f"{rule.name}:"):
+                return _fallback("key unreadable")
+            lows[inc_.id] = int(inc_.key.split(":", 1)[1])
+        inc = min((i for i in incs if i is not None), key=lambda i: lows[i.id])
+        key = f"{rule.name}:{min([*lows.values(), *joiners])}"
+        if key != inc.key and session.execute(select(Incident.id).where(Incident.key == key)).scalar() is not None:
+            return _fallback("key clash")
+        for plan in leaves:
+            _apply_leave(session, plan, now)
+        others = sorted(set(lows) - {inc.id})
+        if others:
+            # Members of the other incidents were linked to this one only through this report:
+            # they move over with their reasons (only those next to this report changed, above).
+            session.execute(update(IncidentReport).where(IncidentReport.incident_id.in_(others))
+                            .values(incident_id=inc.id))
+            session.execute(delete(Incident).where(Incident.id.in_(others)))
+            INCREMENTAL["extend, merged"] += 1
         if key != inc.key:
-            if session.execute(select(Incident.id).where(Incident.key == key)).scalar() is not None:
-                return _fallback("key clash")
             inc.key = key
-        old = sorted({where[n][0] for n in joiners if n in where} - {inc.id})
-        session.execute(delete(IncidentReport).where(IncidentReport.report_id.in_(joiners)))
+        old = sorted({where[n][0] for n in joiners if n in where and n not in {p.report_id for p in leaves}}
+                     - {inc.id})
+        if joiners:
+            session.execute(delete(IncidentReport).where(IncidentReport.report_id.in_(joiners)))
         if old:
             session.execute(delete(Incident).where(Incident.id.in_(old)))
         for n in joiners:
