@@ -135,6 +135,7 @@ def test_a_bridging_report_merges_two_incidents_into_the_lower_key(runtime: Runt
         now = current_assignments(s)
         assert {now[r][1] for r in (a1, a2, b1, b2, bridge)} == {f"offender:{a1}"}
         assert s.execute(select(func.count()).select_from(Incident)).scalar_one() == 1
+    assert INCREMENTAL["extend, merged"] == merged_before + 1  # the incremental path did it
         reasons = {r: why for r, why in s.execute(select(IncidentReport.report_id, IncidentReport.reason))}
     assert "account kik:id:" in (reasons[a2] or "")
 
@@ -354,3 +355,32 @@ def test_a_report_leaving_an_incident_that_would_split_it_is_replanned(runtime: 
         assert got[b] == got[r] == ("offender", f"offender:{b}")
         reasons = {int(x): why for x, why in s.execute(select(IncidentReport.report_id, IncidentReport.reason))}
         assert reasons == _expected_reasons(s, rules)
+
+
+def test_a_grouped_report_linking_another_incident_merges_into_the_lower_key(runtime: Runtime) -> None:
+    """{A, B} and {C, R} (R pulled in by C before it was processed); R then links to B: one
+    incident keyed by A, with the reasons the full plan gives."""
+    rules = load_bundling()
+    from tipline.pipeline.stages.bundle import INCREMENTAL
+
+    merged_before = INCREMENTAL["extend, merged"]
+    a, b, c, r = (make_report(runtime, report_doc([person(f"m{i}")])) for i in range(4))
+    ctx = StageContext(runtime)
+    stage = get_stage("bundles")
+    for rid, links in ((a, []), (b, [(a, b)]), (c, [(c, r)]), (r, [(r, b)])):
+        with transaction(runtime.sessions) as s:
+            added = set()
+            for x, y in links:
+                s.add(ReportLink(report_a=min(x, y), report_b=max(x, y), reason="content", weight=1.0,
+                                 detail=f"file {x}-{y}"))
+                added.add((y if x == rid else x, "content", 1.0, f"file {x}-{y}"))
+            s.flush()
+            s.info[LINK_CHANGES] = {rid: LinkChange(removed=False, added=frozenset(added))}
+            stage.func(ctx, s, rid)
+    with runtime.sessions() as s:
+        got = current_assignments(s)
+        assert got == plan_all(s, rules)
+        assert {k for _, k in got.values()} == {f"viral:{a}"}
+        reasons = {int(x): why for x, why in s.execute(select(IncidentReport.report_id, IncidentReport.reason))}
+        assert reasons == _expected_reasons(s, rules)
+        assert s.execute(select(func.count()).select_from(Incident)).scalar_one() == 1
