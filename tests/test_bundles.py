@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from test_identifiers import make_report, person, report_doc, run
@@ -384,3 +384,30 @@ def test_a_grouped_report_linking_another_incident_merges_into_the_lower_key(run
         assert reasons == _expected_reasons(s, rules)
         assert s.execute(select(func.count()).select_from(Incident)).scalar_one() == 1
     assert INCREMENTAL["extend, merged"] == merged_before + 1  # the incremental path did it
+
+
+def test_a_link_reworded_by_the_other_side_updates_reasons_not_membership(runtime: Runtime) -> None:
+    """C linked to R (not yet processed) with C's wording; R's own links stage rewrites the same
+    link with its wording: no re-plan, and the reasons use the new wording, as the full plan does."""
+    rules = load_bundling()
+    c, r = (make_report(runtime, report_doc([person(f"w{i}")])) for i in range(2))
+    ctx = StageContext(runtime)
+    stage = get_stage("bundles")
+    from tipline.pipeline.stages.bundle import FALLBACKS
+
+    with transaction(runtime.sessions) as s:
+        s.add(ReportLink(report_a=c, report_b=r, reason="content", weight=1.0, detail="zz seen from C"))
+        s.flush()
+        s.info[LINK_CHANGES] = {c: LinkChange(removed=False, added=frozenset({(r, "content", 1.0, "zz seen from C")}))}
+        stage.func(ctx, s, c)
+    full_before = sum(FALLBACKS.values())
+    with transaction(runtime.sessions) as s:
+        s.execute(update(ReportLink).where(ReportLink.report_a == c).values(detail="aa seen from R"))
+        s.info[LINK_CHANGES] = {r: LinkChange(removed=False, added=frozenset(), redetailed=frozenset({c}))}
+        stage.func(ctx, s, r)
+    assert sum(FALLBACKS.values()) == full_before
+    with runtime.sessions() as s:
+        assert current_assignments(s) == plan_all(s, rules)
+        reasons = {int(x): why for x, why in s.execute(select(IncidentReport.report_id, IncidentReport.reason))}
+        assert reasons == _expected_reasons(s, rules)
+        assert reasons[c] == f"viral: aa seen from R (report {r})"

@@ -874,3 +874,26 @@ def bundles_stage(ctx: StageContext, session: Session, report_id: int) -> None:
         session.execute(sql_text("SELECT pg_advisory_xact_lock(hashtext('tipline.bundles'))"))
     if not add_report(session, rules, report_id, datetime.now(UTC), change):
         rebundle(session, [report_id], rules)
+    elif change is not None and change.redetailed:
+        for node in sorted({report_id, *change.redetailed}):
+            _recompute_reason(session, rules, node)
+
+
+def _recompute_reason(session: Session, rules: BundlingRules, node: int) -> None:
+    """Set a member's reason from scratch: its link to the lowest-numbered member of its incident."""
+    where = _where(session, [node])
+    if not where or node not in where:
+        return
+    incident_id, rule_name, _, _ = where[node]
+    rule = next((r for r in rules.rules if r.name == rule_name), None)
+    if rule is None:
+        return  # batched or single: the reason is the rule's description, unchanged
+    links = _rule_links(session, rule, [node])
+    partners = sorted({b if a == node else a for a, b, _ in links} - {node})
+    members: set[int] = set()
+    for i in range(0, len(partners), _CHUNK):
+        members.update(int(r) for r in session.execute(select(IncidentReport.report_id).where(
+            IncidentReport.incident_id == incident_id, IncidentReport.report_id.in_(partners[i:i + _CHUNK]))).scalars())
+    cands = sorted((b if a == node else a, d) for a, b, d in links if (b if a == node else a) in members)
+    text = _reason_text(rule, cands[0][1], cands[0][0]) if cands else rule.name
+    session.execute(update(IncidentReport).where(IncidentReport.report_id == node).values(reason=text))

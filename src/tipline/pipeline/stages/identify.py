@@ -623,6 +623,8 @@ class LinkChange:
 
     removed: bool
     added: frozenset[tuple[int, str, float, str | None]]  # (other report, reason, weight, detail)
+    #: Other reports whose link kept its reason and weight but changed its detail (wording).
+    redetailed: frozenset[int] = frozenset()
 
 
 @stage("links", version="1", after=("identifiers", "matches"))
@@ -638,8 +640,15 @@ def links_stage(ctx: StageContext, session: Session, report_id: int) -> None:
     session.execute(delete(ReportLink).where(mine))
     links = compute_links(session, report_id, cache=ctx.service("links-ip-times", IpTimesCache))
     after = {(other, reason, float(weight), detail[:512]) for (other, reason), (weight, detail) in links.items()}
-    session.info.setdefault(LINK_CHANGES, {})[report_id] = LinkChange(removed=bool(before - after),
-                                                                      added=frozenset(after - before))
+    # A pair written earlier from the other report's side may carry other wording: that changes
+    # no membership, only which reason text is lowest, so it is not counted as a removal.
+    old_keys = {(o, r, w): d for o, r, w, d in before}
+    new_keys = {(o, r, w): d for o, r, w, d in after}
+    redetailed = frozenset(o for (o, r, w), d in new_keys.items() if (o, r, w) in old_keys and old_keys[(o, r, w)] != d)
+    session.info.setdefault(LINK_CHANGES, {})[report_id] = LinkChange(
+        removed=bool(set(old_keys) - set(new_keys)),
+        added=frozenset(t for t in after - before if t[0] not in redetailed or (t[0], t[1], t[2]) not in old_keys),
+        redetailed=redetailed)
     if not links:
         return
     rows = [
