@@ -294,38 +294,39 @@ def test_grouped_pipeline_bundles_like_the_full_plan(runtime: Runtime) -> None:
     assert sum(FALLBACKS.values()) - before < len(truth) / 2
 
 
+def _arrive(runtime: Runtime, rid: int, links: list[tuple[int, int, str]]) -> None:
+    """Report ``rid`` is processed: its links are written and the bundles stage runs in the same
+    transaction, told what was added (as the links stage tells it)."""
+    with transaction(runtime.sessions) as s:
+        added = set()
+        for x, y, reason in links:
+            detail = f"{reason} {x}-{y}"
+            s.add(ReportLink(report_a=min(x, y), report_b=max(x, y), reason=reason, weight=1.0, detail=detail))
+            added.add((y if x == rid else x, reason, 1.0, detail))
+        s.flush()
+        s.info[LINK_CHANGES] = {rid: LinkChange(removed=False, added=frozenset(added))}
+        get_stage("bundles").func(StageContext(runtime), s, rid)
+
+
 def test_a_report_already_grouped_brings_in_a_lower_lone_report(runtime: Runtime) -> None:
     """Report R was pulled into {C, R} by C's content link; lone report A (lowest id) then gains
     a link from R: A joins, the key becomes A's, and R's reason names A — as the full plan says."""
     rules = load_bundling()
     a, c, r = (make_report(runtime, report_doc([person(f"p{i}")])) for i in range(3))
-    ctx = StageContext(runtime)
-    stage = get_stage("bundles")
-
-    def arrive(rid: int, links: list[tuple[int, int]]) -> None:
-        with transaction(runtime.sessions) as s:
-            added = set()
-            for x, y in links:
-                s.add(ReportLink(report_a=min(x, y), report_b=max(x, y), reason="content", weight=1.0,
-                                 detail=f"file {x}-{y}"))
-                added.add((y if x == rid else x, "content", 1.0, f"file {x}-{y}"))
-            s.flush()
-            s.info[LINK_CHANGES] = {rid: LinkChange(removed=False, added=frozenset(added))}
-            stage.func(ctx, s, rid)
 
     from tipline.pipeline.stages.bundle import INCREMENTAL
 
     before = INCREMENTAL["extend, joined"]
-    arrive(c, [(c, r)])  # C links to R, which has not been processed yet
-    arrive(a, [])
-    arrive(r, [(r, a)])  # R already in {C, R}; A stood alone
+    _arrive(runtime, c, [(c, r, "content")])  # C links to R, which has not been processed yet
+    _arrive(runtime, a, [])
+    _arrive(runtime, r, [(r, a, "content")])  # R already in {C, R}; A stood alone
     assert INCREMENTAL["extend, joined"] == before + 1
     with runtime.sessions() as s:
         assert current_assignments(s) == plan_all(s, rules)
         assert {k for _, k in current_assignments(s).values()} == {f"viral:{a}"}
         reasons = {int(x): why for x, why in s.execute(select(IncidentReport.report_id, IncidentReport.reason))}
         assert reasons == _expected_reasons(s, rules)
-        assert reasons[r] == f"viral: file {r}-{a} (report {a})"
+        assert reasons[r] == f"viral: content {r}-{a} (report {a})"
 
 
 def test_a_report_leaving_an_incident_that_would_split_it_is_replanned(runtime: Runtime) -> None:
@@ -334,19 +335,10 @@ def test_a_report_leaving_an_incident_that_would_split_it_is_replanned(runtime: 
     still have a neighbour to name): they must end up as two incidents, as the full plan says."""
     rules = load_bundling()
     a, b, c, d, e, r = (make_report(runtime, report_doc([person(f"q{i}")])) for i in range(6))
-    ctx = StageContext(runtime)
-    stage = get_stage("bundles")
     arrivals = ((a, []), (b, [(a, b, "content")]), (c, [(b, c, "content")]), (d, [(a, d, "content")]),
                 (e, [(c, e, "content")]), (r, [(b, r, "account")]))
     for rid, links in arrivals:
-        with transaction(runtime.sessions) as s:
-            added = set()
-            for x, y, reason in links:
-                s.add(ReportLink(report_a=x, report_b=y, reason=reason, weight=1.0, detail=f"{reason} {x}-{y}"))
-                added.add((y if x == rid else x, reason, 1.0, f"{reason} {x}-{y}"))
-            s.flush()
-            s.info[LINK_CHANGES] = {rid: LinkChange(removed=False, added=frozenset(added))}
-            stage.func(ctx, s, rid)
+        _arrive(runtime, rid, links)
     with runtime.sessions() as s:
         got = current_assignments(s)
         assert got == plan_all(s, rules)
@@ -364,18 +356,8 @@ def test_a_grouped_report_linking_another_incident_merges_into_the_lower_key(run
 
     merged_before = INCREMENTAL["extend, merged"]
     a, b, c, r = (make_report(runtime, report_doc([person(f"m{i}")])) for i in range(4))
-    ctx = StageContext(runtime)
-    stage = get_stage("bundles")
-    for rid, links in ((a, []), (b, [(a, b)]), (c, [(c, r)]), (r, [(r, b)])):
-        with transaction(runtime.sessions) as s:
-            added = set()
-            for x, y in links:
-                s.add(ReportLink(report_a=min(x, y), report_b=max(x, y), reason="content", weight=1.0,
-                                 detail=f"file {x}-{y}"))
-                added.add((y if x == rid else x, "content", 1.0, f"file {x}-{y}"))
-            s.flush()
-            s.info[LINK_CHANGES] = {rid: LinkChange(removed=False, added=frozenset(added))}
-            stage.func(ctx, s, rid)
+    for rid, links in ((a, []), (b, [(a, b, "content")]), (c, [(c, r, "content")]), (r, [(r, b, "content")])):
+        _arrive(runtime, rid, links)
     with runtime.sessions() as s:
         got = current_assignments(s)
         assert got == plan_all(s, rules)

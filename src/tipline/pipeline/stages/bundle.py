@@ -757,25 +757,18 @@ def _extend(session: Session, rules: BundlingRules, report_id: int, own: tuple[i
         if cand != theirs:
             updates[n] = _reason_text(rule, cand[1], cand[0])
     if joiners or merging:
-        incs = [session.get(Incident, i) for i in [own[0], *merging]]
-        lows: dict[int, int] = {}
-        for inc_ in incs:
-            if inc_ is None or not inc_.key.startswith(f"{rule.name}:"):
-                return _fallback("key unreadable")
-            lows[inc_.id] = int(inc_.key.split(":", 1)[1])
-        inc = min((i for i in incs if i is not None), key=lambda i: lows[i.id])
-        key = f"{rule.name}:{min([*lows.values(), *joiners])}"
+        found = _lows(session, rule, [own[0], *merging])
+        if found is None:
+            return _fallback("key unreadable")
+        inc = min(found.values(), key=lambda v: v[1])[0]
+        key = f"{rule.name}:{min([*(low for _, low in found.values()), *joiners])}"
         if key != inc.key and session.execute(select(Incident.id).where(Incident.key == key)).scalar() is not None:
             return _fallback("key clash")
         for plan in leaves:
             _apply_leave(session, plan, now)
-        others = sorted(set(lows) - {inc.id})
+        others = sorted(set(found) - {inc.id})
         if others:
-            # Members of the other incidents were linked to this one only through this report:
-            # they move over with their reasons (only those next to this report changed, above).
-            session.execute(update(IncidentReport).where(IncidentReport.incident_id.in_(others))
-                            .values(incident_id=inc.id))
-            session.execute(delete(Incident).where(Incident.id.in_(others)))
+            _merge_into(session, inc, others)
             INCREMENTAL["extend, merged"] += 1
         if key != inc.key:
             inc.key = key
@@ -797,17 +790,33 @@ def _extend(session: Session, rules: BundlingRules, report_id: int, own: tuple[i
     return True
 
 
+def _lows(session: Session, rule: GraphRule, ids: list[int]) -> dict[int, tuple[Incident, int]] | None:
+    """{incident id: (incident, its lowest member from its key)} for incidents of ``rule``; None if unreadable."""
+    out: dict[int, tuple[Incident, int]] = {}
+    for iid in ids:
+        inc = session.get(Incident, iid)
+        if inc is None or not inc.key.startswith(f"{rule.name}:"):
+            return None
+        out[inc.id] = (inc, int(inc.key.split(":", 1)[1]))
+    return out
+
+
+def _merge_into(session: Session, keep: Incident, others: list[int]) -> None:
+    """Move every member of ``others`` into ``keep`` and remove them. Their members were linked to
+    ``keep``'s only through the report being bundled, so their reasons stand."""
+    session.execute(update(IncidentReport).where(IncidentReport.incident_id.in_(others)).values(incident_id=keep.id))
+    session.execute(delete(Incident).where(Incident.id.in_(others)))
+
+
 def _grow(session: Session, rule: GraphRule, report_id: int, own_incident: int | None, groups: list[int],
           alone: list[int], adj: dict[int, list[str]], where: Where, now: datetime) -> bool:
     """Add the report and its lone neighbours to its neighbours' incidents of ``rule``, merged into
     the one with the lowest key (or into a new incident when there is none)."""
-    incs = [session.get(Incident, g) for g in groups]
-    lows: dict[int, int] = {}
-    for inc_ in incs:
-        if inc_ is None or not inc_.key.startswith(f"{rule.name}:"):
-            return _fallback("key unreadable")
-        lows[inc_.id] = int(inc_.key.split(":", 1)[1])
-    inc = min(incs, key=lambda i: lows[i.id] if i is not None else 0) if incs else None
+    found = _lows(session, rule, groups)
+    if found is None:
+        return _fallback("key unreadable")
+    lows = {iid: low for iid, (_, low) in found.items()}
+    inc = min(found.values(), key=lambda v: v[1])[0] if found else None
     low = min([report_id, *alone, *lows.values()])
     key = f"{rule.name}:{low}"
     clash = session.execute(select(Incident.id).where(Incident.key == key)).scalar()
@@ -830,9 +839,7 @@ def _grow(session: Session, rule: GraphRule, report_id: int, own_incident: int |
     else:
         merged = sorted(set(lows) - {inc.id})
         if merged:
-            session.execute(update(IncidentReport).where(IncidentReport.incident_id.in_(merged))
-                            .values(incident_id=inc.id))
-            session.execute(delete(Incident).where(Incident.id.in_(merged)))
+            _merge_into(session, inc, merged)
             INCREMENTAL["merge"] += 1
         if inc.key != key:
             inc.key = key
