@@ -285,6 +285,43 @@ def _partners(session: Session, report_id: int, cap: int, sharers: Any) -> list[
     return [int(r) for r in anchors if r != report_id]
 
 
+class _LinkSet:
+    """The links of one report as they are collected: what each kind of link says and weighs,
+    and which of two links to the same report for the same reason is kept (the stronger, then
+    the smaller wording). Shared by the reference and the fast path, which differ only in how
+    they find the other reports."""
+
+    def __init__(self, report_id: int, rules: Rules) -> None:
+        self.report_id = report_id
+        self.rules = rules
+        self.out: dict[tuple[int, str], tuple[float, str]] = {}
+
+    def put(self, other: int, reason: str, weight: float, detail: str) -> None:
+        if other == self.report_id:
+            return
+        cur = self.out.get((other, reason))
+        if cur is None or weight > cur[0] or (weight == cur[0] and detail < cur[1]):
+            self.out[(other, reason)] = (weight, detail[:512])
+
+    def shared_identifier(self, other: int, kind: str, scope: str, value: str, gap: timedelta | None) -> None:
+        """A shared account, e-mail, phone or device; for an IP, ``gap`` is the nearest capture times' gap."""
+        label = f"{kind} {scope + ':' if scope else ''}{value}"
+        if kind == "ip" and gap is not None:
+            self.put(other, "ip", self.rules.weights["ip"], f"{label} within {int(gap.total_seconds() // 60)} min")
+        else:
+            self.put(other, kind, self.rules.weights[kind], label)
+
+    def same_bytes(self, other: int, sha256: str) -> None:
+        self.put(other, "content", self.rules.weights["content_exact"], f"identical file sha256:{sha256[:16]}")
+
+    def file_match(self, other: int, hash_type: str, distance: int) -> None:
+        """A duplicate found by the matches stage: exact (crypto hash, or PDQ distance 0) or near."""
+        exact = hash_type.lower() in CRYPTO_HASHES or distance == 0
+        weight = self.rules.weights["content_exact" if exact else "content_near"]
+        what = "identical" if exact else "near-identical"
+        self.put(other, "content", weight, f"{what} file ({hash_type} distance {distance})")
+
+
 def compute_links_reference(session: Session, report_id: int,
                             rules: Rules | None = None) -> dict[tuple[int, str], tuple[float, str]]:
     """The links of one report: {(other report, reason): (weight, detail)} (a plain function).
@@ -294,14 +331,7 @@ def compute_links_reference(session: Session, report_id: int,
     """
     rules = rules or load_rules()
     cap = rules.max_links_per_key
-    out: dict[tuple[int, str], tuple[float, str]] = {}
-
-    def put(other: int, reason: str, weight: float, detail: str) -> None:
-        if other == report_id:
-            return
-        cur = out.get((other, reason))
-        if cur is None or weight > cur[0] or (weight == cur[0] and detail < cur[1]):
-            out[(other, reason)] = (weight, detail[:512])
+    links = _LinkSet(report_id, rules)
 
     finished = select(Report.id).where(Report.state == "finished")
     roles = sorted(rules.link_roles)
@@ -318,17 +348,15 @@ def compute_links_reference(session: Session, report_id: int,
         others = _partners(session, report_id, cap, select(ReportIdentifier.report_id).where(
             ReportIdentifier.identifier_id == ident_id, ReportIdentifier.role.in_(roles),
             ReportIdentifier.report_id.in_(finished)))
-        label = f"{kind} {scope + ':' if scope else ''}{value}"
         for other in others:
+            gap = None
             if kind == "ip":
                 if value not in my_ip_times:
                     my_ip_times[value] = ip_times(session, report_id, value)
                 gap = _within(my_ip_times[value], ip_times(session, other, value), window)
                 if gap is None:
                     continue
-                put(other, "ip", rules.weights["ip"], f"{label} within {int(gap.total_seconds() // 60)} min")
-            else:
-                put(other, kind, rules.weights[kind], label)
+            links.shared_identifier(other, kind, scope, value, gap)
 
     # Content: identical bytes (same SHA-256) and the matches stage's duplicates, both directions.
     my_files = session.execute(select(File.id, File.sha256).where(File.report_id == report_id)).all()
@@ -336,7 +364,7 @@ def compute_links_reference(session: Session, report_id: int,
     for sha in sorted({f.sha256 for f in my_files}):
         for other in _partners(session, report_id, cap, select(File.report_id).where(
                 File.sha256 == sha, File.report_id.in_(finished))):
-            put(other, "content", rules.weights["content_exact"], f"identical file sha256:{sha[:16]}")
+            links.same_bytes(other, sha)
     if my_ids:
         pairs = session.execute(
             select(FileMatch.file_id, FileMatch.other_file_id, FileMatch.hash_type, FileMatch.distance)
@@ -352,11 +380,8 @@ def compute_links_reference(session: Session, report_id: int,
             other_report = owner.get(theirs) if theirs is not None else None
             if other_report is None:
                 continue
-            exact = p.hash_type.lower() in CRYPTO_HASHES or p.distance == 0
-            weight = rules.weights["content_exact" if exact else "content_near"]
-            what = "identical" if exact else "near-identical"
-            put(int(other_report), "content", weight, f"{what} file ({p.hash_type} distance {p.distance})")
-    return out
+            links.file_match(int(other_report), p.hash_type, p.distance)
+    return links.out
 
 
 # --- links: the fast path -------------------------------------------------------------------
@@ -550,14 +575,7 @@ def compute_links(session: Session, report_id: int, rules: Rules | None = None,
     rules = rules or load_rules()
     cache = cache if cache is not None else IpTimesCache()
     cap = rules.max_links_per_key
-    out: dict[tuple[int, str], tuple[float, str]] = {}
-
-    def put(other: int, reason: str, weight: float, detail: str) -> None:
-        if other == report_id:
-            return
-        cur = out.get((other, reason))
-        if cur is None or weight > cur[0] or (weight == cur[0] and detail < cur[1]):
-            out[(other, reason)] = (weight, detail[:512])
+    links = _LinkSet(report_id, rules)
 
     roles = sorted(rules.link_roles)
     mine = session.execute(
@@ -574,15 +592,13 @@ def compute_links(session: Session, report_id: int, rules: Rules | None = None,
     my_times: IpTimes = load_ip_times(session, [report_id]).get(report_id, (None, {}))[1] if ip_partners else {}
     window = timedelta(hours=rules.ip_window_hours)
     for ident_id, kind, scope, value in mine:
-        label = f"{kind} {scope + ':' if scope else ''}{value}"
         for other, _ in by_ident.get(ident_id, []):
+            gap = None
             if kind == "ip":
                 gap = _within(list(my_times.get(value, ())), list(theirs.get(other, {}).get(value, ())), window)
                 if gap is None:
                     continue
-                put(other, "ip", rules.weights["ip"], f"{label} within {int(gap.total_seconds() // 60)} min")
-            else:
-                put(other, kind, rules.weights[kind], label)
+            links.shared_identifier(other, kind, scope, value, gap)
 
     # Content: identical bytes (same SHA-256) and the matches stage's duplicates, both directions.
     my_files = session.execute(select(File.id, File.sha256).where(File.report_id == report_id)).all()
@@ -591,7 +607,7 @@ def compute_links(session: Session, report_id: int, rules: Rules | None = None,
     by_sha = _sharers(session, report_id, cap, "sha256", shas, {}) if shas else {}
     for sha in shas:
         for other, _ in by_sha.get(sha, []):
-            put(other, "content", rules.weights["content_exact"], f"identical file sha256:{sha[:16]}")
+            links.same_bytes(other, sha)
     if my_ids:
         # A pair whose file_id is ours means its other_file_id is theirs, else the reverse (as
         # in the reference); a pair within this report resolves to this report and is dropped.
@@ -604,11 +620,8 @@ def compute_links(session: Session, report_id: int, rules: Rules | None = None,
                 .where(FileMatch.kind == "duplicate", mine_col.in_(my_ids), _FINISHED)
             ).all())
         for other_report, hash_type, distance in pairs:
-            exact = hash_type.lower() in CRYPTO_HASHES or distance == 0
-            weight = rules.weights["content_exact" if exact else "content_near"]
-            what = "identical" if exact else "near-identical"
-            put(int(other_report), "content", weight, f"{what} file ({hash_type} distance {distance})")
-    return out
+            links.file_match(int(other_report), hash_type, distance)
+    return links.out
 
 
 #: ``session.info`` key under which the links stage says how it changed a report's links in this
