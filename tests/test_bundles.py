@@ -348,6 +348,50 @@ def test_a_report_leaving_an_incident_that_would_split_it_is_replanned(runtime: 
         assert reasons == _expected_reasons(s, rules)
 
 
+def test_the_last_other_member_of_a_pair_left_behind_stands_alone(runtime: Runtime) -> None:
+    """Viral pair {A, B}; R shares an account with B, so B moves to R's offender incident: A is
+    left alone and becomes a single-report incident, not a viral incident of one (incrementally)."""
+    from tipline.pipeline.stages.bundle import FALLBACKS
+
+    rules = load_bundling()
+    a, b, r = (make_report(runtime, report_doc([person(f"l{i}")])) for i in range(3))
+    fallbacks = sum(FALLBACKS.values())
+    for rid, links in ((a, []), (b, [(a, b, "content")]), (r, [(b, r, "account")])):
+        _arrive(runtime, rid, links)
+    assert sum(FALLBACKS.values()) == fallbacks
+    with runtime.sessions() as s:
+        got = current_assignments(s)
+        assert got == plan_all(s, rules)
+        assert got[a] == ("single", f"single:{a}")
+        reasons = {int(x): why for x, why in s.execute(select(IncidentReport.report_id, IncidentReport.reason))}
+        assert reasons == _expected_reasons(s, rules)
+
+
+def test_the_first_sharer_leaving_keeps_the_rest_together_without_reading_it_all(runtime: Runtime) -> None:
+    """Viral incident keyed by A, the first sharer: A-B, A-C, B-C (first sharers link to one
+    another) and followers D, E linked to A and B. R shares an account with A, which moves to R's
+    offender incident: the rest stays one incident, re-keyed by B, and every reason that named A
+    names another member, as the full plan says. No split and no full re-plan was needed."""
+    from tipline.pipeline.stages.bundle import FALLBACKS, INCREMENTAL
+
+    rules = load_bundling()
+    a, b, c, d, e, r = (make_report(runtime, report_doc([person(f"f{i}")])) for i in range(6))
+    arrivals = ((a, []), (b, [(a, b, "content")]), (c, [(a, c, "content"), (b, c, "content")]),
+                (d, [(a, d, "content"), (b, d, "content")]), (e, [(a, e, "content"), (b, e, "content")]),
+                (r, [(a, r, "account")]))
+    splits, fallbacks = INCREMENTAL["split"], sum(FALLBACKS.values())
+    for rid, links in arrivals:
+        _arrive(runtime, rid, links)
+    assert INCREMENTAL["split"] == splits and sum(FALLBACKS.values()) == fallbacks
+    with runtime.sessions() as s:
+        got = current_assignments(s)
+        assert got == plan_all(s, rules)
+        assert {got[x] for x in (b, c, d, e)} == {("viral", f"viral:{b}")}
+        reasons = {int(x): why for x, why in s.execute(select(IncidentReport.report_id, IncidentReport.reason))}
+        assert reasons == _expected_reasons(s, rules)
+        assert not any(f"(report {a})" in (reasons[x] or "") for x in (b, c, d, e))
+
+
 def test_a_grouped_report_linking_another_incident_merges_into_the_lower_key(runtime: Runtime) -> None:
     """{A, B} and {C, R} (R pulled in by C before it was processed); R then links to B: one
     incident keyed by A, with the reasons the full plan gives."""

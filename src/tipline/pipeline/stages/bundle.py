@@ -496,47 +496,74 @@ def _plan_leave(session: Session, rules: BundlingRules, rule: GraphRule, x: int,
                 key: str) -> _Leave | None:
     """Plan report ``x`` leaving its incident of ``rule`` without re-planning anything else.
 
-    Usually the rest stays connected without ``x``: a search from one of ``x``'s neighbours that
-    stops as soon as it has reached all of them shows it (with the anchored links of the links
-    stage that is one or two hops, whatever the incident's size); then only the key (when ``x``
-    was the lowest member) and the reasons that named ``x`` change. Otherwise the rest is
+    Usually the rest stays connected without ``x``: its neighbours in the incident are linked
+    to one another directly (the links stage links each report to the first sharers of its
+    keys, and those to each other), which one query over those few reports shows; failing that,
+    a search from one of them that stops once it has reached all of them. Then only the key
+    (when ``x`` was the lowest member) and the reasons that named ``x`` change, and only those
+    members are read: the cost does not grow with the incident. Otherwise the rest is
     partitioned into its connected pieces, each its own incident (or a lone report). The rest's
     members stay free for this rule (nothing else changed), so no report outside joins a piece.
     """
-    members = {int(r): why for r, why in session.execute(
-        select(IncidentReport.report_id, IncidentReport.reason).where(IncidentReport.incident_id == incident_id))}
-    rest = set(members) - {x}
-    if not rest or not key.startswith(f"{rule.name}:") or rule.min_reports != 2:
+    if not key.startswith(f"{rule.name}:") or rule.min_reports != 2:
         return _no_leave("unexpected incident")
-    targets = _rule_neighbours(session, rule, [x]) & rest
+    in_incident = IncidentReport.incident_id == incident_id
+    # Only the members next to x are read here: an incident of a viral item has thousands.
+    near = sorted(_rule_neighbours(session, rule, [x]) - {x})
+    targets = {int(r) for i in range(0, len(near), _CHUNK) for r in session.execute(
+        select(IncidentReport.report_id).where(in_incident, IncidentReport.report_id.in_(near[i:i + _CHUNK]))
+    ).scalars()}
     if not targets:
         return _no_leave("no neighbour inside")
-    seen = {min(targets)}
-    frontier = [min(targets)]
-    while frontier and not targets <= seen:
-        nxt = (_rule_neighbours(session, rule, sorted(frontier)) & rest) - seen
-        seen |= nxt
-        frontier = sorted(nxt)
-    pieces = [rest]
-    if not targets <= seen:
-        # It splits: partition all of the rest into connected pieces.
-        uf = _UnionFind()
-        for r in rest:
-            uf.find(r)
-        for a, b in _rule_pairs(session, rule, sorted(rest)):
-            if a in rest and b in rest:
-                uf.union(a, b)
-        by_root: dict[int, set[int]] = {}
-        for r in rest:
-            by_root.setdefault(uf.find(r), set()).add(r)
-        pieces = sorted(by_root.values(), key=min)
-        INCREMENTAL["split"] += 1
-    keep = pieces[0]
-    drop = len(keep) < rule.min_reports  # then every piece is a lone report
+    rest: set[int] | None = None  # every other member: read only when the cheap proofs fail
+    pieces: list[set[int]] | None = None
+    if _linked_among(session, rule, targets):
+        # The usual case. The links stage links each report to the first sharers of each of its
+        # keys and those to each other, so x's neighbours are directly linked to one another.
+        pieces = None
+    else:
+        rest = {int(r) for r in session.execute(
+            select(IncidentReport.report_id).where(in_incident, IncidentReport.report_id != x)).scalars()}
+        seen = {min(targets)}
+        frontier = [min(targets)]
+        while frontier and not targets <= seen:
+            nxt = (_rule_neighbours(session, rule, sorted(frontier)) & rest) - seen
+            seen |= nxt
+            frontier = sorted(nxt)
+        if not targets <= seen:
+            # It splits: partition all of the rest into connected pieces.
+            uf = _UnionFind()
+            for r in rest:
+                uf.find(r)
+            for a, b in _rule_pairs(session, rule, sorted(rest)):
+                if a in rest and b in rest:
+                    uf.union(a, b)
+            by_root: dict[int, set[int]] = {}
+            for r in rest:
+                by_root.setdefault(uf.find(r), set()).add(r)
+            pieces = sorted(by_root.values(), key=min)
+            INCREMENTAL["split"] += 1
+    if pieces is None and rest is None:
+        others = select(IncidentReport.report_id).where(in_incident, IncidentReport.report_id != x)
+        if session.execute(select(func.count()).select_from(others.subquery())).scalar_one() < rule.min_reports:
+            rest = {int(r) for r in session.execute(others).scalars()}  # too few left to stay an incident
+            pieces = [rest]
+    if pieces is None:
+        # Connected: one piece, all of the rest. Its lowest member is the old key's unless x was it.
+        low = int(key.split(":", 1)[1])
+        if low == x:
+            low = int(session.execute(select(func.min(IncidentReport.report_id))
+                                      .where(in_incident, IncidentReport.report_id != x)).scalar_one())
+        keep_low, moved = low, []
+        drop = False
+    else:
+        keep = pieces[0]
+        keep_low = min(keep)
+        drop = len(keep) < rule.min_reports  # then every piece is a lone report
+        moved = pieces if drop else pieces[1:]
     new_key = None
-    if not drop and int(key.split(":", 1)[1]) != min(keep):
-        new_key = f"{rule.name}:{min(keep)}"
-    moved = pieces if drop else pieces[1:]
+    if not drop and int(key.split(":", 1)[1]) != keep_low:
+        new_key = f"{rule.name}:{keep_low}"
     moves: list[tuple[str, str, list[int]]] = []
     batched = {int(r) for r in session.execute(select(Report.id).where(
         Report.id.in_(sorted(r for p in moved if len(p) == 1 for r in p)), Report.batched.is_(True))).scalars()}
@@ -553,13 +580,33 @@ def _plan_leave(session: Session, rules: BundlingRules, rule: GraphRule, x: int,
     for k in ([new_key] if new_key else []) + [m[1] for m in moves]:
         if session.execute(select(Incident.id).where(Incident.key == k)).scalar() is not None:
             return _no_leave("key clash")
-    # Members whose reason named x now name their lowest other neighbour in their piece.
+    # Members whose reason named x now name their lowest other neighbour in their piece. The
+    # LIKE only narrows the rows read; the pattern check below is the definition.
+    orphans = sorted(int(r) for r, why in session.execute(
+        select(IncidentReport.report_id, IncidentReport.reason)
+        .where(in_incident, IncidentReport.reason.like(f"%(report {x})"))) if _reason_other(why) == x
+        and int(r) not in reasons and int(r) != x)
+    if pieces is None:
+        pieces = [rest] if rest is not None else []
+
+    def same_piece(me: int, other: int) -> bool:
+        if not pieces:  # connected: every member but x is in the one piece
+            return other in member_set
+        return piece_of.get(other) == piece_of[me]
+
     piece_of = {r: i for i, p in enumerate(pieces) for r in p}
-    orphans = sorted(r for r in rest if _reason_other(members[r]) == x and r not in reasons)
+    orphan_links = _rule_links(session, rule, orphans)
+    member_set: set[int] = set()
+    if not pieces and orphans:
+        ends = sorted({n for a, b, _ in orphan_links for n in (a, b)} - {x})
+        member_set = {int(r) for i in range(0, len(ends), _CHUNK) for r in session.execute(
+            select(IncidentReport.report_id).where(in_incident, IncidentReport.report_id.in_(ends[i:i + _CHUNK]))
+        ).scalars()}
+    orphan_set = set(orphans)
     best: dict[int, tuple[int, str]] = {}
-    for a, b, detail in _rule_links(session, rule, orphans):
+    for a, b, detail in orphan_links:
         for me, other in ((a, b), (b, a)):
-            if me in orphans and other in rest and other != me and piece_of[other] == piece_of[me]:
+            if me in orphan_set and other != x and other != me and same_piece(me, other):
                 cand = (other, detail)
                 if me not in best or cand < best[me]:
                     best[me] = cand
@@ -567,6 +614,17 @@ def _plan_leave(session: Session, rules: BundlingRules, rule: GraphRule, x: int,
         return _no_leave("a member would name no one")
     reasons.update({r: _reason_text(rule, d, o) for r, (o, d) in best.items()})
     return _Leave(x, incident_id, new_key, reasons, moves, drop)
+
+
+def _linked_among(session: Session, rule: GraphRule, nodes: set[int]) -> bool:
+    """Whether ``nodes`` are connected by ``rule`` links with both ends among them."""
+    if len(nodes) == 1:
+        return True
+    uf = _UnionFind()
+    for a, b in _rule_pairs(session, rule, sorted(nodes)):
+        if b in nodes:
+            uf.union(a, b)
+    return len(uf.parent) == len(nodes) and len({uf.find(n) for n in nodes}) == 1
 
 
 def _rule_pairs(session: Session, rule: GraphRule, nodes: list[int]) -> list[tuple[int, int]]:
