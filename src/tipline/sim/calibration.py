@@ -116,6 +116,8 @@ class YearTargets:
     batch_users_mean: float
     incidents_per_report: float | None
     annotations: dict[str, float]
+    #: Published actionable (referral) share of reports (B1/B4); the meme and bundling shares are fitted to it.
+    referral_share: float | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -258,5 +260,6 @@ def load_year(year: int) -> YearTargets:
         batch_users_mean=float(cfg.get("batch_users_mean", 1.0)),
         incidents_per_report=(float(cfg["incidents"]) / reports) if cfg.get("incidents") else None,
         annotations={k: float(v) for k, v in ann.items()},
+        referral_share=float(cfg["referral_share"]) if cfg.get("referral_share") is not None else None,
         notes=notes,
     )

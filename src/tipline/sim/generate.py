@@ -54,6 +54,7 @@ P_REPEAT_PERSON = 0.25  # assumed: share of reports about a person reported befo
 P_PROXY_EVENT = 0.015  # assumed: IP events from a proxy/VPN abroad (flagged possibleProxy)
 MEME_POOL_PER_REPORT = 0.0005  # assumed: viral items per simulated report (Zipf popularity)
 KNOWN_POOL_PER_REPORT = 0.05  # assumed: circulating known items per simulated report
+VIRAL_FLAG_P = 0.6  # assumed: share of a meme report's files also flagged `viral` (all are `potentialMeme`)
 # Escalation is far likelier for contact offences than for CSAM possession (assumed weights).
 ESCALATION_WEIGHT = {CSAM: 1.0}
 ESCALATION_OTHER_WEIGHT = 25.0
@@ -213,6 +214,17 @@ class YearGenerator:
         need = (target_total - n_files.sum()) / max(int(free.sum()), 1)
         p_geo = min(1.0, 1.0 / max(need, 1.0))
         n_files[free] = np.minimum(rng.geometric(p_geo, int(free.sum())), 500)
+        # Hit the chunk's file total exactly: the geometric draws alone wander by about ±1 % in a
+        # small year. The difference goes one file at a time to (or from) random free reports,
+        # never taking a free report below one file.
+        idx = np.flatnonzero(free)
+        diff = round(target_total) - int(n_files.sum())
+        if diff > 0 and idx.size:
+            np.add.at(n_files, rng.choice(idx, diff), 1)
+        elif diff < 0:
+            spare = np.repeat(idx, n_files[idx] - 1)  # one slot per file above the first
+            if spare.size:
+                np.subtract.at(n_files, rng.choice(spare, min(-diff, spare.size), replace=False), 1)
         n_files[is_public] = 0
 
         sextortion = (itype == t.incident_types.index(ENTICEMENT)) & (rng.random(n) < t.sextortion_rate_of_enticement)
@@ -237,7 +249,8 @@ class YearGenerator:
             f0, f1 = int(offsets[i]), int(offsets[i + 1])
             items: list[tuple[int, int, str, list[float]]] = []
             for j in range(f0, f1):
-                if meme[i] and j == f0:
+                if meme[i]:
+                    # A report about a viral item carries copies of that item only.
                     item, var = int(meme_item[i]), int(variant[j])
                 elif unique[j]:
                     # Fresh content: an item of its own, seen once (the original).
@@ -296,7 +309,7 @@ class YearGenerator:
             truth.update({k: v for k, v in annotations.model_dump().items() if k != "sextortion"})
         if self.truth_only:
             return SimReport(seq, platform.name, platform.public, None, None, [], truth)
-        sim_files = [self._file(seq, k + 1, item, var, kind, fu, platform, itype, meme and k == 0, gai, when)
+        sim_files = [self._file(seq, k + 1, item, var, kind, fu, platform, itype, meme, gai, when)
                      for k, (item, var, kind, fu) in enumerate(files)]
         if platform.public:
             return SimReport(seq, platform.name, True, None, self._public_form(seq, users[0], itype, when, u),
@@ -394,7 +407,8 @@ class YearGenerator:
         name = f"{pop.h64('fname', self.seed, seq, n):016x}.{cont.ext}"
         if platform.public:
             return SimFile(n, item, variant, kind, cont, name, {})
-        reported = n == 1 or fu[0] >= 0.1
+        # Every copy of a viral item is a reported file: the flags below may only go on those.
+        reported = n == 1 or is_meme or fu[0] >= 0.1
         d: dict[str, Any] = {"fileName": name}
         if fu[1] < prof.upload_time:
             d["uploadedToEspTimestamp"] = when - timedelta(seconds=int(fu[2] * 86400))
@@ -402,7 +416,9 @@ class YearGenerator:
             d["fileViewedByEsp"] = fu[4] < 0.9
         d["fileRelevance"] = "Reported" if reported else "Supplemental Reported"
         if reported:
-            flags = {"potentialMeme": is_meme and fu[5] < 0.7, "viral": is_meme and fu[5] < 0.4,
+            # A meme report is one the platform recognised as viral/meme: it flags every copy
+            # (potentialMeme always, viral on VIRAL_FLAG_P of them; the flags' split is assumed).
+            flags = {"potentialMeme": is_meme, "viral": is_meme and fu[5] < VIRAL_FLAG_P,
                      "generativeAi": gai, "infant": itype == CSAM and fu[6] < 0.002}
             if any(flags.values()):
                 d["fileAnnotations"] = FileAnnotations(**flags)
