@@ -392,6 +392,29 @@ def test_the_first_sharer_leaving_keeps_the_rest_together_without_reading_it_all
         assert not any(f"(report {a})" in (reasons[x] or "") for x in (b, c, d, e))
 
 
+def test_a_split_leaves_the_larger_piece_unread_and_re_keys_it(runtime: Runtime) -> None:
+    """Viral incident keyed by A: A-X, X-B, B-C, B-D. R shares an account with X, which moves to
+    R's offender incident: A (only tied by X) becomes single, {B, C, D} stays one incident whose
+    key becomes B's, incrementally (the larger piece is found without reading all of it)."""
+    from tipline.pipeline.stages.bundle import FALLBACKS, INCREMENTAL
+
+    rules = load_bundling()
+    a, x, b, c, d, r = (make_report(runtime, report_doc([person(f"s{i}")])) for i in range(6))
+    arrivals = ((a, []), (x, [(a, x, "content")]), (b, [(x, b, "content")]), (c, [(b, c, "content")]),
+                (d, [(b, d, "content")]), (r, [(x, r, "account")]))
+    splits, fallbacks = INCREMENTAL["split"], sum(FALLBACKS.values())
+    for rid, links in arrivals:
+        _arrive(runtime, rid, links)
+    assert INCREMENTAL["split"] == splits + 1 and sum(FALLBACKS.values()) == fallbacks
+    with runtime.sessions() as s:
+        got = current_assignments(s)
+        assert got == plan_all(s, rules)
+        assert got[a] == ("single", f"single:{a}")
+        assert {got[n] for n in (b, c, d)} == {("viral", f"viral:{b}")}
+        reasons = {int(n): why for n, why in s.execute(select(IncidentReport.report_id, IncidentReport.reason))}
+        assert reasons == _expected_reasons(s, rules)
+
+
 def test_a_grouped_report_linking_another_incident_merges_into_the_lower_key(runtime: Runtime) -> None:
     """{A, B} and {C, R} (R pulled in by C before it was processed); R then links to B: one
     incident keyed by A, with the reasons the full plan gives."""

@@ -474,19 +474,6 @@ def _rule_links(session: Session, rule: GraphRule, nodes: list[int]) -> list[tup
     return out
 
 
-def _rule_neighbours(session: Session, rule: GraphRule, nodes: list[int]) -> set[int]:
-    """Reports linked to ``nodes`` under ``rule`` (ids only: an anchor has thousands of links)."""
-    out: set[int] = set()
-    for i in range(0, len(nodes), _CHUNK):
-        chunk = nodes[i:i + _CHUNK]
-        cond = (ReportLink.reason.in_(sorted(rule.reasons)), ReportLink.weight >= rule.min_weight)
-        out.update(int(b) for b in session.execute(
-            select(ReportLink.report_b).where(ReportLink.report_a.in_(chunk), *cond)).scalars())
-        out.update(int(a) for a in session.execute(
-            select(ReportLink.report_a).where(ReportLink.report_b.in_(chunk), *cond)).scalars())
-    return out
-
-
 def _no_leave(why: str) -> _Leave | None:
     FALLBACKS[f"cannot leave: {why}"] += 1
     return None
@@ -496,74 +483,49 @@ def _plan_leave(session: Session, rules: BundlingRules, rule: GraphRule, x: int,
                 key: str) -> _Leave | None:
     """Plan report ``x`` leaving its incident of ``rule`` without re-planning anything else.
 
-    Usually the rest stays connected without ``x``: its neighbours in the incident are linked
-    to one another directly (the links stage links each report to the first sharers of its
-    keys, and those to each other), which one query over those few reports shows; failing that,
-    a search from one of them that stops once it has reached all of them. Then only the key
-    (when ``x`` was the lowest member) and the reasons that named ``x`` change, and only those
-    members are read: the cost does not grow with the incident. Otherwise the rest is
-    partitioned into its connected pieces, each its own incident (or a lone report). The rest's
+    The rest falls into the connected pieces of the incident without ``x``; every member is in
+    the piece of one of ``x``'s neighbours (its path to ``x`` ends at one). ``_split_search``
+    finds the pieces at the cost of the smaller ones: an incident of a viral item has thousands
+    of members and is usually left connected, or loses a few reports that only ``x`` tied to
+    it. The largest piece keeps the incident (re-keyed when its lowest member changes), the
+    others become incidents of their own or lone reports, and the members whose reason named
+    ``x`` name another member of their piece. Only those rows are read and written. The rest's
     members stay free for this rule (nothing else changed), so no report outside joins a piece.
     """
     if not key.startswith(f"{rule.name}:") or rule.min_reports != 2:
         return _no_leave("unexpected incident")
     in_incident = IncidentReport.incident_id == incident_id
-    # Only the members next to x are read here: an incident of a viral item has thousands.
-    near = sorted(_rule_neighbours(session, rule, [x]) - {x})
-    targets = {int(r) for i in range(0, len(near), _CHUNK) for r in session.execute(
-        select(IncidentReport.report_id).where(in_incident, IncidentReport.report_id.in_(near[i:i + _CHUNK]))
-    ).scalars()}
+    targets = _member_neighbours(session, rule, incident_id, [x]) - {x}
     if not targets:
         return _no_leave("no neighbour inside")
-    rest: set[int] | None = None  # every other member: read only when the cheap proofs fail
-    pieces: list[set[int]] | None = None
-    if _linked_among(session, rule, targets):
-        # The usual case. The links stage links each report to the first sharers of each of its
-        # keys and those to each other, so x's neighbours are directly linked to one another.
-        pieces = None
+    small = _split_search(session, rule, incident_id, x, targets)
+    others = select(IncidentReport.report_id).where(in_incident, IncidentReport.report_id != x)
+    n_rest = int(session.execute(select(func.count()).select_from(others.subquery())).scalar_one())
+    in_small = {r for p in small for r in p}
+    remainder = n_rest - len(in_small)  # members of the one piece the search did not read whole
+    if remainder < rule.min_reports or len(in_small) > _CHUNK:
+        # Too few left to stay an incident (every piece is then read), or too many read to
+        # exclude by id: read the remainder too.
+        rest = {int(r) for r in session.execute(others).scalars()}
+        small.append(rest - in_small)
+        in_small = rest
+        remainder = 0
+    if remainder:
+        stay_low = int(session.execute(select(func.min(IncidentReport.report_id)).where(
+            in_incident, IncidentReport.report_id != x, IncidentReport.report_id.not_in(sorted(in_small))
+        )).scalar_one())
+        stay_size, moved = remainder, small
     else:
-        rest = {int(r) for r in session.execute(
-            select(IncidentReport.report_id).where(in_incident, IncidentReport.report_id != x)).scalars()}
-        seen = {min(targets)}
-        frontier = [min(targets)]
-        while frontier and not targets <= seen:
-            nxt = (_rule_neighbours(session, rule, sorted(frontier)) & rest) - seen
-            seen |= nxt
-            frontier = sorted(nxt)
-        if not targets <= seen:
-            # It splits: partition all of the rest into connected pieces.
-            uf = _UnionFind()
-            for r in rest:
-                uf.find(r)
-            for a, b in _rule_pairs(session, rule, sorted(rest)):
-                if a in rest and b in rest:
-                    uf.union(a, b)
-            by_root: dict[int, set[int]] = {}
-            for r in rest:
-                by_root.setdefault(uf.find(r), set()).add(r)
-            pieces = sorted(by_root.values(), key=min)
-            INCREMENTAL["split"] += 1
-    if pieces is None and rest is None:
-        others = select(IncidentReport.report_id).where(in_incident, IncidentReport.report_id != x)
-        if session.execute(select(func.count()).select_from(others.subquery())).scalar_one() < rule.min_reports:
-            rest = {int(r) for r in session.execute(others).scalars()}  # too few left to stay an incident
-            pieces = [rest]
-    if pieces is None:
-        # Connected: one piece, all of the rest. Its lowest member is the old key's unless x was it.
-        low = int(key.split(":", 1)[1])
-        if low == x:
-            low = int(session.execute(select(func.min(IncidentReport.report_id))
-                                      .where(in_incident, IncidentReport.report_id != x)).scalar_one())
-        keep_low, moved = low, []
-        drop = False
-    else:
-        keep = pieces[0]
-        keep_low = min(keep)
-        drop = len(keep) < rule.min_reports  # then every piece is a lone report
-        moved = pieces if drop else pieces[1:]
+        ordered = sorted((p for p in small if p), key=lambda p: (-len(p), min(p)))
+        stay_low, stay_size, moved = min(ordered[0]), len(ordered[0]), ordered[1:]
+    drop = stay_size < rule.min_reports  # then every piece is a lone report
+    if drop:
+        moved = [p for p in small if p]
+    if moved:
+        INCREMENTAL["split"] += 1
     new_key = None
-    if not drop and int(key.split(":", 1)[1]) != keep_low:
-        new_key = f"{rule.name}:{keep_low}"
+    if not drop and int(key.split(":", 1)[1]) != stay_low:
+        new_key = f"{rule.name}:{stay_low}"
     moves: list[tuple[str, str, list[int]]] = []
     batched = {int(r) for r in session.execute(select(Report.id).where(
         Report.id.in_(sorted(r for p in moved if len(p) == 1 for r in p)), Report.batched.is_(True))).scalars()}
@@ -581,50 +543,102 @@ def _plan_leave(session: Session, rules: BundlingRules, rule: GraphRule, x: int,
         if session.execute(select(Incident.id).where(Incident.key == k)).scalar() is not None:
             return _no_leave("key clash")
     # Members whose reason named x now name their lowest other neighbour in their piece. The
-    # LIKE only narrows the rows read; the pattern check below is the definition.
+    # LIKE only narrows the rows read; the pattern check is the definition.
     orphans = sorted(int(r) for r, why in session.execute(
         select(IncidentReport.report_id, IncidentReport.reason)
         .where(in_incident, IncidentReport.reason.like(f"%(report {x})"))) if _reason_other(why) == x
         and int(r) not in reasons and int(r) != x)
-    if pieces is None:
-        pieces = [rest] if rest is not None else []
-
-    def same_piece(me: int, other: int) -> bool:
-        if not pieces:  # connected: every member but x is in the one piece
-            return other in member_set
-        return piece_of.get(other) == piece_of[me]
-
-    piece_of = {r: i for i, p in enumerate(pieces) for r in p}
     orphan_links = _rule_links(session, rule, orphans)
-    member_set: set[int] = set()
-    if not pieces and orphans:
-        ends = sorted({n for a, b, _ in orphan_links for n in (a, b)} - {x})
-        member_set = {int(r) for i in range(0, len(ends), _CHUNK) for r in session.execute(
-            select(IncidentReport.report_id).where(in_incident, IncidentReport.report_id.in_(ends[i:i + _CHUNK]))
-        ).scalars()}
+    ends = sorted({n for a, b, _ in orphan_links for n in (a, b)} - {x})
+    members = {int(r) for i in range(0, len(ends), _CHUNK) for r in session.execute(
+        select(IncidentReport.report_id).where(in_incident, IncidentReport.report_id.in_(ends[i:i + _CHUNK]))
+    ).scalars()}
     orphan_set = set(orphans)
     best: dict[int, tuple[int, str]] = {}
     for a, b, detail in orphan_links:
         for me, other in ((a, b), (b, a)):
-            if me in orphan_set and other != x and other != me and same_piece(me, other):
+            # A member linked to another member is in its piece: pieces are the components.
+            if me in orphan_set and other != me and other in members:
                 cand = (other, detail)
                 if me not in best or cand < best[me]:
                     best[me] = cand
-    if set(best) != set(orphans):
+    if set(best) != orphan_set:
         return _no_leave("a member would name no one")
     reasons.update({r: _reason_text(rule, d, o) for r, (o, d) in best.items()})
     return _Leave(x, incident_id, new_key, reasons, moves, drop)
 
 
-def _linked_among(session: Session, rule: GraphRule, nodes: set[int]) -> bool:
-    """Whether ``nodes`` are connected by ``rule`` links with both ends among them."""
-    if len(nodes) == 1:
-        return True
+#: Reports expanded per query by one search of ``_split_search``.
+_STEP = 64
+
+
+def _member_neighbours(session: Session, rule: GraphRule, incident_id: int, nodes: list[int]) -> set[int]:
+    """Members of incident ``incident_id`` linked to ``nodes`` under ``rule``."""
+    out: set[int] = set()
+    cond = (ReportLink.reason.in_(sorted(rule.reasons)), ReportLink.weight >= rule.min_weight)
+    for i in range(0, len(nodes), _CHUNK):
+        chunk = nodes[i:i + _CHUNK]
+        for mine, theirs in ((ReportLink.report_a, ReportLink.report_b), (ReportLink.report_b, ReportLink.report_a)):
+            out.update(int(r) for r in session.execute(
+                select(theirs).join(IncidentReport, IncidentReport.report_id == theirs)
+                .where(mine.in_(chunk), IncidentReport.incident_id == incident_id, *cond)).scalars())
+    return out
+
+
+def _split_search(session: Session, rule: GraphRule, incident_id: int, x: int, targets: set[int]) -> list[set[int]]:
+    """All pieces of the incident without ``x`` but one, each whole; the last one is not read.
+
+    One search per group of ``x``'s neighbours (those linked to one another start together).
+    The search that has read least goes next; searches that meet merge; a search with nothing
+    left to read is a whole piece. When one search is left, the members no finished search
+    reached are its piece. The cost is that of the smaller pieces (plus the hops that merge
+    searches), not of the incident: the usual leave from a viral incident reads a few rows.
+    """
     uf = _UnionFind()
-    for a, b in _rule_pairs(session, rule, sorted(nodes)):
-        if b in nodes:
-            uf.union(a, b)
-    return len(uf.parent) == len(nodes) and len({uf.find(n) for n in nodes}) == 1
+    for t in targets:
+        uf.find(t)
+    if len(targets) > 1:
+        for a, b in _rule_pairs(session, rule, sorted(targets)):
+            if b in targets:
+                uf.union(a, b)
+    groups: dict[int, set[int]] = {}
+    for t in targets:
+        groups.setdefault(uf.find(t), set()).add(t)
+    if len(groups) == 1:
+        return []
+    seen = [set(g) for g in groups.values()]
+    frontier = [sorted(g) for g in groups.values()]
+    alias = list(range(len(seen)))
+
+    def owner_of(i: int) -> int:
+        while alias[i] != i:
+            i = alias[i]
+        return i
+
+    owner = {n: i for i, g in enumerate(seen) for n in g}
+    active = set(range(len(seen)))
+    done: list[set[int]] = []
+    while len(active) > 1:
+        i = min(active, key=lambda j: (len(seen[j]), j))
+        if not frontier[i]:
+            done.append(seen[i])
+            active.discard(i)
+            continue
+        batch, frontier[i] = frontier[i][:_STEP], frontier[i][_STEP:]
+        for n in sorted(_member_neighbours(session, rule, incident_id, batch) - {x}):
+            if n not in owner:
+                owner[n] = i
+                seen[i].add(n)
+                frontier[i].append(n)
+                continue
+            j = owner_of(owner[n])
+            if j != i and j in active:
+                # Two searches met: one piece from now on.
+                seen[i] |= seen[j]
+                frontier[i].extend(frontier[j])
+                alias[j] = i
+                active.discard(j)
+    return done
 
 
 def _rule_pairs(session: Session, rule: GraphRule, nodes: list[int]) -> list[tuple[int, int]]:
