@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, intersect, or_, select, union, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 
@@ -570,6 +570,25 @@ def _plan_leave(session: Session, rules: BundlingRules, rule: GraphRule, x: int,
 
 #: Reports expanded per query by one search of ``_split_search``.
 _STEP = 64
+#: Up to this many groups of a leaver's neighbours are checked pairwise for a common neighbour.
+_PAIR_CHECKS = 8
+
+
+def _common_neighbour(session: Session, rule: GraphRule, incident_id: int, x: int,
+                      one: set[int], other: set[int]) -> bool:
+    """Whether a member of the incident other than ``x`` is linked under ``rule`` to both groups."""
+    if len(one) > _CHUNK or len(other) > _CHUNK:
+        return False  # the search decides instead
+
+    def around(nodes: set[int]) -> Any:
+        cond = (ReportLink.reason.in_(sorted(rule.reasons)), ReportLink.weight >= rule.min_weight)
+        return union(select(ReportLink.report_b.label("n")).where(ReportLink.report_a.in_(sorted(nodes)), *cond),
+                     select(ReportLink.report_a.label("n")).where(ReportLink.report_b.in_(sorted(nodes)), *cond))
+
+    both = intersect(around(one).subquery().select(), around(other).subquery().select()).subquery()
+    return session.execute(
+        select(both.c.n).join(IncidentReport, IncidentReport.report_id == both.c.n)
+        .where(IncidentReport.incident_id == incident_id, both.c.n != x).limit(1)).first() is not None
 
 
 def _member_neighbours(session: Session, rule: GraphRule, incident_id: int, nodes: list[int]) -> set[int]:
@@ -597,17 +616,37 @@ def _split_search(session: Session, rule: GraphRule, incident_id: int, x: int, t
     uf = _UnionFind()
     for t in targets:
         uf.find(t)
-    if len(targets) > 1:
+    if 1 < len(targets) <= _CHUNK:
+        # Only the links among them, filtered in SQL: a first sharer has thousands of links.
+        ids = sorted(targets)
+        for a, b in session.execute(select(ReportLink.report_a, ReportLink.report_b).where(
+                ReportLink.report_a.in_(ids), ReportLink.report_b.in_(ids),
+                ReportLink.reason.in_(sorted(rule.reasons)), ReportLink.weight >= rule.min_weight)):
+            uf.union(int(a), int(b))
+    elif len(targets) > _CHUNK:
         for a, b in _rule_pairs(session, rule, sorted(targets)):
             if b in targets:
                 uf.union(a, b)
-    groups: dict[int, set[int]] = {}
+    by_root: dict[int, set[int]] = {}
     for t in targets:
-        groups.setdefault(uf.find(t), set()).add(t)
+        by_root.setdefault(uf.find(t), set()).add(t)
+    groups = sorted(by_root.values(), key=min)
+    if 1 < len(groups) <= _PAIR_CHECKS:
+        # Two hops next: two groups with a common neighbour in the incident are one piece. In
+        # SQL, so that the anchors' thousands of links are never read into Python.
+        roots = {min(g): g for g in groups}
+        for i, gi in enumerate(groups):
+            for gj in groups[i + 1:]:
+                if uf.find(min(gi)) != uf.find(min(gj)) and _common_neighbour(session, rule, incident_id, x, gi, gj):
+                    uf.union(min(gi), min(gj))
+        merged: dict[int, set[int]] = {}
+        for low, g in roots.items():
+            merged.setdefault(uf.find(low), set()).update(g)
+        groups = sorted(merged.values(), key=min)
     if len(groups) == 1:
         return []
-    seen = [set(g) for g in groups.values()]
-    frontier = [sorted(g) for g in groups.values()]
+    seen = [set(g) for g in groups]
+    frontier = [sorted(g) for g in groups]
     alias = list(range(len(seen)))
 
     def owner_of(i: int) -> int:
