@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import and_, delete, insert, or_, select
 from sqlalchemy.orm import Session
 
 from tipline.pipeline import media
@@ -209,13 +209,13 @@ def matches(ctx: StageContext, session: Session, report_id: int) -> None:
     near = file_index.near_many([pdq for _, pdq in queries]) if queries else []
     candidates = {fid: cand for (fid, _), cand in zip(queries, near, strict=True)}
     now = datetime.now(UTC)
-    for f in files:
-        sig = sigs.get(f.id)
-        for m in (_bank_matches(session, banks, f, sig, limits)
-                  + _duplicate_matches(session, f, sig, candidates.get(f.id, []))):
-            session.add(FileMatch(file_id=f.id, kind=m.kind, hash_type=m.hash_type, distance=m.distance,
-                                  bank_entry_id=m.bank_entry_id, other_file_id=m.other_file_id, created_at=now))
-    session.flush()
+    rows = [{"file_id": f.id, "kind": m.kind, "hash_type": m.hash_type, "distance": m.distance,
+             "bank_entry_id": m.bank_entry_id, "other_file_id": m.other_file_id, "created_at": now}
+            for f in files for m in (_bank_matches(session, banks, f, sigs.get(f.id), limits)
+                                     + _duplicate_matches(session, f, sigs.get(f.id), candidates.get(f.id, [])))]
+    if rows:
+        # One multi-row INSERT: ORM objects cost more than the matching itself.
+        session.execute(insert(FileMatch), rows)
     # This report's hashes are committed (the hashes stage ran before us): make them findable
     # by later reports at once. If this transaction rolls back nothing is lost: the index only
     # proposes candidates and every one is re-checked against the database.
