@@ -415,6 +415,28 @@ def test_a_split_leaves_the_larger_piece_unread_and_re_keys_it(runtime: Runtime)
         assert reasons == _expected_reasons(s, rules)
 
 
+def test_a_leave_whose_neighbours_meet_three_hops_away_splits_nothing(runtime: Runtime) -> None:
+    """Viral incident A-X, X-B, A-C, C-D, D-B. R shares an account with X, which moves to R's
+    offender incident. X's neighbours A and B share no link and no common neighbour; the
+    searches from them meet at C-D, so {A, B, C, D} stays one incident, incrementally."""
+    from tipline.pipeline.stages.bundle import FALLBACKS, INCREMENTAL
+
+    rules = load_bundling()
+    a, x, b, c, d, r = (make_report(runtime, report_doc([person(f"h{i}")])) for i in range(6))
+    arrivals = ((a, []), (x, [(a, x, "content")]), (b, [(x, b, "content")]), (c, [(a, c, "content")]),
+                (d, [(c, d, "content"), (b, d, "content")]), (r, [(x, r, "account")]))
+    splits, fallbacks = INCREMENTAL["split"], sum(FALLBACKS.values())
+    for rid, links in arrivals:
+        _arrive(runtime, rid, links)
+    assert INCREMENTAL["split"] == splits and sum(FALLBACKS.values()) == fallbacks
+    with runtime.sessions() as s:
+        got = current_assignments(s)
+        assert got == plan_all(s, rules)
+        assert {got[n] for n in (a, b, c, d)} == {("viral", f"viral:{a}")}
+        reasons = {int(n): why for n, why in s.execute(select(IncidentReport.report_id, IncidentReport.reason))}
+        assert reasons == _expected_reasons(s, rules)
+
+
 def test_a_grouped_report_linking_another_incident_merges_into_the_lower_key(runtime: Runtime) -> None:
     """{A, B} and {C, R} (R pulled in by C before it was processed); R then links to B: one
     incident keyed by A, with the reasons the full plan gives."""

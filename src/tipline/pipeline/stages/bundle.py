@@ -591,6 +591,19 @@ def _common_neighbour(session: Session, rule: GraphRule, incident_id: int, x: in
         .where(IncidentReport.incident_id == incident_id, both.c.n != x).limit(1)).first() is not None
 
 
+def _member_links(session: Session, rule: GraphRule, incident_id: int, nodes: list[int]) -> set[tuple[int, int]]:
+    """(node, member) for each member of incident ``incident_id`` linked to one of ``nodes`` under ``rule``."""
+    out: set[tuple[int, int]] = set()
+    cond = (ReportLink.reason.in_(sorted(rule.reasons)), ReportLink.weight >= rule.min_weight)
+    for i in range(0, len(nodes), _CHUNK):
+        chunk = nodes[i:i + _CHUNK]
+        for mine, theirs in ((ReportLink.report_a, ReportLink.report_b), (ReportLink.report_b, ReportLink.report_a)):
+            out.update((int(m), int(t)) for m, t in session.execute(
+                select(mine, theirs).join(IncidentReport, IncidentReport.report_id == theirs)
+                .where(mine.in_(chunk), IncidentReport.incident_id == incident_id, *cond)))
+    return out
+
+
 def _member_neighbours(session: Session, rule: GraphRule, incident_id: int, nodes: list[int]) -> set[int]:
     """Members of incident ``incident_id`` linked to ``nodes`` under ``rule``."""
     out: set[int] = set()
@@ -607,24 +620,36 @@ def _member_neighbours(session: Session, rule: GraphRule, incident_id: int, node
 def _split_search(session: Session, rule: GraphRule, incident_id: int, x: int, targets: set[int]) -> list[set[int]]:
     """All pieces of the incident without ``x`` but one, each whole; the last one is not read.
 
-    One search per group of ``x``'s neighbours (those linked to one another start together).
-    The search that has read least goes next; searches that meet merge; a search with nothing
-    left to read is a whole piece. When one search is left, the members no finished search
-    reached are its piece. The cost is that of the smaller pieces (plus the hops that merge
-    searches), not of the incident: the usual leave from a viral incident reads a few rows.
+    One search per group of ``x``'s neighbours (those linked to one another, or through a
+    common neighbour, start together). The searches that have read least go next, together in
+    one query; searches that meet merge; a search with nothing left to read is a whole piece.
+    When one search is left, the members no finished search reached are its piece. The cost is
+    that of the smaller pieces (plus the hops that merge searches), not of the incident: the
+    usual leave from a viral incident reads a few rows.
     """
     uf = _UnionFind()
     for t in targets:
         uf.find(t)
-    if 1 < len(targets) <= _CHUNK:
-        # Only the links among them, filtered in SQL: a first sharer has thousands of links.
-        ids = sorted(targets)
+    ids = sorted(targets)
+    cond = (ReportLink.reason.in_(sorted(rule.reasons)), ReportLink.weight >= rule.min_weight)
+    if 1 < len(ids) <= _CHUNK:
+        # Links among them, filtered in SQL: first sharers have thousands of links and are
+        # linked to one another. The lowest is usually linked to all the others: only the
+        # links of those it is not linked to are read.
+        hub = ids[0]
         for a, b in session.execute(select(ReportLink.report_a, ReportLink.report_b).where(
-                ReportLink.report_a.in_(ids), ReportLink.report_b.in_(ids),
-                ReportLink.reason.in_(sorted(rule.reasons)), ReportLink.weight >= rule.min_weight)):
+                or_(ReportLink.report_a == hub, ReportLink.report_b == hub),
+                ReportLink.report_a.in_(ids), ReportLink.report_b.in_(ids), *cond)):
             uf.union(int(a), int(b))
-    elif len(targets) > _CHUNK:
-        for a, b in _rule_pairs(session, rule, sorted(targets)):
+        rest = [t for t in ids[1:] if uf.find(t) != uf.find(hub)]
+        for i in range(0, len(rest), _STEP):
+            chunk = rest[i:i + _STEP]
+            for a, b in session.execute(select(ReportLink.report_a, ReportLink.report_b).where(
+                    or_(ReportLink.report_a.in_(chunk), ReportLink.report_b.in_(chunk)),
+                    ReportLink.report_a.in_(ids), ReportLink.report_b.in_(ids), *cond)):
+                uf.union(int(a), int(b))
+    elif len(ids) > _CHUNK:
+        for a, b in _rule_pairs(session, rule, ids):
             if b in targets:
                 uf.union(a, b)
     by_root: dict[int, set[int]] = {}
@@ -658,13 +683,23 @@ def _split_search(session: Session, rule: GraphRule, incident_id: int, x: int, t
     active = set(range(len(seen)))
     done: list[set[int]] = []
     while len(active) > 1:
-        i = min(active, key=lambda j: (len(seen[j]), j))
-        if not frontier[i]:
-            done.append(seen[i])
-            active.discard(i)
+        least = min(len(seen[j]) for j in active)
+        turn = sorted(j for j in active if len(seen[j]) == least)
+        for j in turn:
+            if not frontier[j] and len(active) > 1:
+                done.append(seen[j])
+                active.discard(j)
+        batch: list[int] = []
+        for j in turn:
+            if j in active and len(active) > 1 and frontier[j]:
+                batch.extend(frontier[j][:_STEP])
+                frontier[j] = frontier[j][_STEP:]
+        if not batch:
             continue
-        batch, frontier[i] = frontier[i][:_STEP], frontier[i][_STEP:]
-        for n in sorted(_member_neighbours(session, rule, incident_id, batch) - {x}):
+        for node, n in sorted(_member_links(session, rule, incident_id, batch)):
+            if n == x:
+                continue
+            i = owner_of(owner[node])
             if n not in owner:
                 owner[n] = i
                 seen[i].add(n)
