@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import delete, func, intersect, or_, select, union, update
+from sqlalchemy import delete, func, intersect, or_, select, union, union_all, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 
@@ -641,12 +641,29 @@ def _split_search(session: Session, rule: GraphRule, incident_id: int, x: int, t
                 or_(ReportLink.report_a == hub, ReportLink.report_b == hub),
                 ReportLink.report_a.in_(ids), ReportLink.report_b.in_(ids), *cond)):
             uf.union(int(a), int(b))
-        rest = [t for t in ids[1:] if uf.find(t) != uf.find(hub)]
-        for i in range(0, len(rest), _STEP):
-            chunk = rest[i:i + _STEP]
+        # Then, round by round, which of the others have a link into the hub's group: one row
+        # per report (DISTINCT in SQL), not one per link.
+        joined = {t for t in ids if uf.find(t) == uf.find(hub)}
+        rest = [t for t in ids if t not in joined]
+        while rest:
+            found: set[int] = set()
+            for i in range(0, len(rest), _STEP):
+                chunk, into = rest[i:i + _STEP], sorted(joined)
+                pairs = union_all(
+                    select(ReportLink.report_a.label("n")).where(
+                        ReportLink.report_a.in_(chunk), ReportLink.report_b.in_(into), *cond),
+                    select(ReportLink.report_b.label("n")).where(
+                        ReportLink.report_b.in_(chunk), ReportLink.report_a.in_(into), *cond)).subquery()
+                found.update(int(n) for n in session.execute(select(pairs.c.n).distinct()).scalars())
+            if not found:
+                break
+            for n in found:
+                uf.union(hub, n)
+            joined |= found
+            rest = [t for t in rest if t not in found]
+        if len(rest) > 1:  # those left: links among themselves only
             for a, b in session.execute(select(ReportLink.report_a, ReportLink.report_b).where(
-                    or_(ReportLink.report_a.in_(chunk), ReportLink.report_b.in_(chunk)),
-                    ReportLink.report_a.in_(ids), ReportLink.report_b.in_(ids), *cond)):
+                    ReportLink.report_a.in_(rest), ReportLink.report_b.in_(rest), *cond)):
                 uf.union(int(a), int(b))
     elif len(ids) > _CHUNK:
         for a, b in _rule_pairs(session, rule, ids):
