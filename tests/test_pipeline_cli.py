@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -118,6 +123,24 @@ def test_worker_once_drains_the_embedded_queue(rt: Runtime) -> None:
     with rt.sessions() as s:
         assert set(s.execute(select(PipelineRun.stage).where(PipelineRun.report_id == rid)).scalars()) == {
             "matches", "assess"}
+
+
+def test_worker_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """A real worker process (as systemd or a benchmark stops it): SIGTERM, even with SIGINT
+    ignored as in a shell's background job, makes it finish, say how bundling went, and exit 0."""
+    env = {**os.environ, "TIPLINE_DATA_DIR": str(tmp_path), "TIPLINE_DATABASE_URL": ""}
+    tipline = str(Path(sys.executable).parent / "tipline")
+    subprocess.run([tipline, "init"], env=env, check=True, capture_output=True)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        proc = subprocess.Popen([tipline, "pipeline", "worker", "--queue", "inprocess"], env=env,
+                                stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+        assert proc.stderr is not None
+        assert "tipline pipeline worker: queue inprocess" in proc.stderr.readline()  # it is running
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert "bundles: 0 report(s) updated incrementally" in err
 
 
 def test_quality_per_platform(rt: Runtime) -> None:

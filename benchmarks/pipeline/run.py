@@ -23,7 +23,7 @@ A year at scale 0.01 takes about 15 minutes to simulate per backend and hours to
 ``--store DIR`` starts from a data dir already loaded by ``tipline simulate`` (copied, never
 changed; for PostgreSQL with ``--pg-url``, the database it was loaded into, copied with
 ``CREATE DATABASE ... TEMPLATE`` in that cluster instead of a throwaway one), and
-``--budget-minutes M`` stops the workers (SIGINT: they finish their transaction) after M
+``--budget-minutes M`` stops the workers (SIGTERM: they finish their transaction) after M
 minutes and reports the rate over the reports completed, with the rate through the run.
 
 Prints a table and writes benchmarks/results/pipeline-<timestamp>.json.
@@ -228,7 +228,7 @@ def bench_backend(backend: str, args: argparse.Namespace, source: str) -> dict[s
                     stopped = True
                     print(f"[{backend}] budget of {args.budget_minutes} min reached: stopping the workers", flush=True)
                     for p in procs:
-                        p.send_signal(signal.SIGINT)
+                        p.send_signal(signal.SIGTERM)
             for p in procs:
                 p.wait()
             work_s = time.monotonic() - t0

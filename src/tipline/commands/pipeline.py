@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -153,10 +154,17 @@ def worker_cmd(c: Ctx, kind: str | None, concurrency: int | None, once: bool) ->
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     rt = c.runtime()
     q = open_queue(rt, kind, concurrency=concurrency)
+    stop = threading.Event()
+    if q.kind == "inprocess" and threading.current_thread() is threading.main_thread():
+        # SIGTERM (systemd, docker stop) and Ctrl-C: each thread finishes the group of reports
+        # in hand, which commits, and the worker exits. (Procrastinate installs its own.) Set
+        # even when SIGINT was ignored at start, as for a background job of a shell.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda _signum, _frame: stop.set())
     click.echo(f"tipline pipeline worker: queue {q.kind}, concurrency "
                f"{concurrency or rt.settings.pipeline_concurrency}" + (" (until empty)" if once else ""), err=True)
     try:
-        q.run_worker(once=once)
+        q.run_worker(once=once, stop=stop)
     except KeyboardInterrupt:
         pass
     finally:
