@@ -177,7 +177,9 @@ def _bundling_summary() -> str:
     """How the bundles stage handled reports in this process: incrementally, or by a full re-plan."""
     from tipline.pipeline.stages.bundle import FALLBACKS, INCREMENTAL
 
-    fast = sum(v for k, v in INCREMENTAL.items() if k != "left an incident")
+    # One outcome per report; "left an incident", "split" and the merges are events along the way.
+    events = {"left an incident", "split", "merge", "extend, merged"}
+    fast = sum(v for k, v in INCREMENTAL.items() if k not in events)
     full = sum(v for k, v in FALLBACKS.items() if not k.startswith("cannot leave"))
     why = ", ".join(f"{k}: {v}" for k, v in FALLBACKS.most_common())
     return f"bundles: {fast} report(s) updated incrementally, {full} re-planned in full" + (f" ({why})" if why else "")
