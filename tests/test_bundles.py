@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -348,23 +349,34 @@ def test_a_report_leaving_an_incident_that_would_split_it_is_replanned(runtime: 
         assert reasons == _expected_reasons(s, rules)
 
 
-def test_the_last_other_member_of_a_pair_left_behind_stands_alone(runtime: Runtime) -> None:
-    """Viral pair {A, B}; R shares an account with B, so B moves to R's offender incident: A is
-    left alone and becomes a single-report incident, not a viral incident of one (incrementally)."""
-    from tipline.pipeline.stages.bundle import FALLBACKS
+def _leave_case(runtime: Runtime, tag: str, n: int,
+                arrivals: Callable[[list[int]], list[tuple[int, list[tuple[int, int, str]]]]],
+                ) -> tuple[list[int], dict[int, tuple[str, str]], dict[int, str | None], int, int]:
+    """Make ``n`` reports, let them arrive with ``arrivals(ids)``'s links, and check the result
+    against the reference (partition and reasons). Returns the ids, the stored assignment and
+    reasons, and how many splits and full re-plans the arrivals took."""
+    from tipline.pipeline.stages.bundle import FALLBACKS, INCREMENTAL
 
     rules = load_bundling()
-    a, b, r = (make_report(runtime, report_doc([person(f"l{i}")])) for i in range(3))
-    fallbacks = sum(FALLBACKS.values())
-    for rid, links in ((a, []), (b, [(a, b, "content")]), (r, [(b, r, "account")])):
+    ids = [make_report(runtime, report_doc([person(f"{tag}{i}")])) for i in range(n)]
+    splits, fallbacks = INCREMENTAL["split"], sum(FALLBACKS.values())
+    for rid, links in arrivals(ids):
         _arrive(runtime, rid, links)
-    assert sum(FALLBACKS.values()) == fallbacks
     with runtime.sessions() as s:
         got = current_assignments(s)
         assert got == plan_all(s, rules)
-        assert got[a] == ("single", f"single:{a}")
         reasons = {int(x): why for x, why in s.execute(select(IncidentReport.report_id, IncidentReport.reason))}
         assert reasons == _expected_reasons(s, rules)
+    return ids, got, reasons, INCREMENTAL["split"] - splits, sum(FALLBACKS.values()) - fallbacks
+
+
+def test_the_last_other_member_of_a_pair_left_behind_stands_alone(runtime: Runtime) -> None:
+    """Viral pair {A, B}; R shares an account with B, so B moves to R's offender incident: A is
+    left alone and becomes a single-report incident, not a viral incident of one (incrementally)."""
+    (a, _, _), got, _, _, fallbacks = _leave_case(runtime, "l", 3, lambda i: [
+        (i[0], []), (i[1], [(i[0], i[1], "content")]), (i[2], [(i[1], i[2], "account")])])
+    assert fallbacks == 0
+    assert got[a] == ("single", f"single:{a}")
 
 
 def test_the_first_sharer_leaving_keeps_the_rest_together_without_reading_it_all(runtime: Runtime) -> None:
@@ -372,69 +384,45 @@ def test_the_first_sharer_leaving_keeps_the_rest_together_without_reading_it_all
     another) and followers D, E linked to A and B. R shares an account with A, which moves to R's
     offender incident: the rest stays one incident, re-keyed by B, and every reason that named A
     names another member, as the full plan says. No split and no full re-plan was needed."""
-    from tipline.pipeline.stages.bundle import FALLBACKS, INCREMENTAL
-
-    rules = load_bundling()
-    a, b, c, d, e, r = (make_report(runtime, report_doc([person(f"f{i}")])) for i in range(6))
-    arrivals = ((a, []), (b, [(a, b, "content")]), (c, [(a, c, "content"), (b, c, "content")]),
+    def arrivals(i: list[int]) -> list[tuple[int, list[tuple[int, int, str]]]]:
+        a, b, c, d, e, r = i
+        return [(a, []), (b, [(a, b, "content")]), (c, [(a, c, "content"), (b, c, "content")]),
                 (d, [(a, d, "content"), (b, d, "content")]), (e, [(a, e, "content"), (b, e, "content")]),
-                (r, [(a, r, "account")]))
-    splits, fallbacks = INCREMENTAL["split"], sum(FALLBACKS.values())
-    for rid, links in arrivals:
-        _arrive(runtime, rid, links)
-    assert INCREMENTAL["split"] == splits and sum(FALLBACKS.values()) == fallbacks
-    with runtime.sessions() as s:
-        got = current_assignments(s)
-        assert got == plan_all(s, rules)
-        assert {got[x] for x in (b, c, d, e)} == {("viral", f"viral:{b}")}
-        reasons = {int(x): why for x, why in s.execute(select(IncidentReport.report_id, IncidentReport.reason))}
-        assert reasons == _expected_reasons(s, rules)
-        assert not any(f"(report {a})" in (reasons[x] or "") for x in (b, c, d, e))
+                (r, [(a, r, "account")])]
+
+    (a, b, c, d, e, _), got, reasons, splits, fallbacks = _leave_case(runtime, "f", 6, arrivals)
+    assert splits == 0 and fallbacks == 0
+    assert {got[x] for x in (b, c, d, e)} == {("viral", f"viral:{b}")}
+    assert not any(f"(report {a})" in (reasons[x] or "") for x in (b, c, d, e))
 
 
 def test_a_split_leaves_the_larger_piece_unread_and_re_keys_it(runtime: Runtime) -> None:
     """Viral incident keyed by A: A-X, X-B, B-C, B-D. R shares an account with X, which moves to
     R's offender incident: A (only tied by X) becomes single, {B, C, D} stays one incident whose
     key becomes B's, incrementally (the larger piece is found without reading all of it)."""
-    from tipline.pipeline.stages.bundle import FALLBACKS, INCREMENTAL
+    def arrivals(i: list[int]) -> list[tuple[int, list[tuple[int, int, str]]]]:
+        a, x, b, c, d, r = i
+        return [(a, []), (x, [(a, x, "content")]), (b, [(x, b, "content")]), (c, [(b, c, "content")]),
+                (d, [(b, d, "content")]), (r, [(x, r, "account")])]
 
-    rules = load_bundling()
-    a, x, b, c, d, r = (make_report(runtime, report_doc([person(f"s{i}")])) for i in range(6))
-    arrivals = ((a, []), (x, [(a, x, "content")]), (b, [(x, b, "content")]), (c, [(b, c, "content")]),
-                (d, [(b, d, "content")]), (r, [(x, r, "account")]))
-    splits, fallbacks = INCREMENTAL["split"], sum(FALLBACKS.values())
-    for rid, links in arrivals:
-        _arrive(runtime, rid, links)
-    assert INCREMENTAL["split"] == splits + 1 and sum(FALLBACKS.values()) == fallbacks
-    with runtime.sessions() as s:
-        got = current_assignments(s)
-        assert got == plan_all(s, rules)
-        assert got[a] == ("single", f"single:{a}")
-        assert {got[n] for n in (b, c, d)} == {("viral", f"viral:{b}")}
-        reasons = {int(n): why for n, why in s.execute(select(IncidentReport.report_id, IncidentReport.reason))}
-        assert reasons == _expected_reasons(s, rules)
+    (a, _, b, c, d, _), got, _, splits, fallbacks = _leave_case(runtime, "s", 6, arrivals)
+    assert splits == 1 and fallbacks == 0
+    assert got[a] == ("single", f"single:{a}")
+    assert {got[n] for n in (b, c, d)} == {("viral", f"viral:{b}")}
 
 
 def test_a_leave_whose_neighbours_meet_three_hops_away_splits_nothing(runtime: Runtime) -> None:
     """Viral incident A-X, X-B, A-C, C-D, D-B. R shares an account with X, which moves to R's
     offender incident. X's neighbours A and B share no link and no common neighbour; the
     searches from them meet at C-D, so {A, B, C, D} stays one incident, incrementally."""
-    from tipline.pipeline.stages.bundle import FALLBACKS, INCREMENTAL
+    def arrivals(i: list[int]) -> list[tuple[int, list[tuple[int, int, str]]]]:
+        a, x, b, c, d, r = i
+        return [(a, []), (x, [(a, x, "content")]), (b, [(x, b, "content")]), (c, [(a, c, "content")]),
+                (d, [(c, d, "content"), (b, d, "content")]), (r, [(x, r, "account")])]
 
-    rules = load_bundling()
-    a, x, b, c, d, r = (make_report(runtime, report_doc([person(f"h{i}")])) for i in range(6))
-    arrivals = ((a, []), (x, [(a, x, "content")]), (b, [(x, b, "content")]), (c, [(a, c, "content")]),
-                (d, [(c, d, "content"), (b, d, "content")]), (r, [(x, r, "account")]))
-    splits, fallbacks = INCREMENTAL["split"], sum(FALLBACKS.values())
-    for rid, links in arrivals:
-        _arrive(runtime, rid, links)
-    assert INCREMENTAL["split"] == splits and sum(FALLBACKS.values()) == fallbacks
-    with runtime.sessions() as s:
-        got = current_assignments(s)
-        assert got == plan_all(s, rules)
-        assert {got[n] for n in (a, b, c, d)} == {("viral", f"viral:{a}")}
-        reasons = {int(n): why for n, why in s.execute(select(IncidentReport.report_id, IncidentReport.reason))}
-        assert reasons == _expected_reasons(s, rules)
+    (a, _, b, c, d, _), got, _, splits, fallbacks = _leave_case(runtime, "h", 6, arrivals)
+    assert splits == 0 and fallbacks == 0
+    assert {got[n] for n in (a, b, c, d)} == {("viral", f"viral:{a}")}
 
 
 def test_a_grouped_report_linking_another_incident_merges_into_the_lower_key(runtime: Runtime) -> None:

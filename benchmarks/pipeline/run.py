@@ -202,7 +202,8 @@ def bench_backend(backend: str, args: argparse.Namespace, source: str) -> dict[s
             code = ("from tipline.config import Settings; from tipline.runtime import Runtime; "
                     "from tipline.pipeline.queue import ProcrastinateQueue, pending_report_ids; import time; "
                     "rt = Runtime.open(Settings.from_env()); q = ProcrastinateQueue(rt); ids = pending_report_ids(rt); "
-                    "t = time.monotonic(); [q.enqueue(i) for i in ids]; q.flush(); print(time.monotonic() - t); q.close()")
+                    "t = time.monotonic(); [q.enqueue(i) for i in ids]; q.flush(); "
+                    "print(time.monotonic() - t); q.close()")
             enqueue_s = float(subprocess.run([sys.executable, "-c", code], env=env, check=True, text=True,
                                              capture_output=True).stdout.strip().splitlines()[-1])
             cmds = [[TIPLINE, "pipeline", "worker", "--queue", "procrastinate", "--once", "--concurrency", "1"]
