@@ -495,7 +495,7 @@ def _plan_leave(session: Session, rules: BundlingRules, rule: GraphRule, x: int,
     if not key.startswith(f"{rule.name}:") or rule.min_reports != 2:
         return _no_leave("unexpected incident")
     in_incident = IncidentReport.incident_id == incident_id
-    targets = _member_neighbours(session, rule, incident_id, [x]) - {x}
+    targets = {n for _, n in _member_links(session, rule, incident_id, [x])} - {x}
     if not targets:
         return _no_leave("no neighbour inside")
     small = _split_search(session, rule, incident_id, x, targets)
@@ -601,19 +601,6 @@ def _member_links(session: Session, rule: GraphRule, incident_id: int, nodes: li
             out.update((int(m), int(t)) for m, t in session.execute(
                 select(mine, theirs).join(IncidentReport, IncidentReport.report_id == theirs)
                 .where(mine.in_(chunk), IncidentReport.incident_id == incident_id, *cond)))
-    return out
-
-
-def _member_neighbours(session: Session, rule: GraphRule, incident_id: int, nodes: list[int]) -> set[int]:
-    """Members of incident ``incident_id`` linked to ``nodes`` under ``rule``."""
-    out: set[int] = set()
-    cond = (ReportLink.reason.in_(sorted(rule.reasons)), ReportLink.weight >= rule.min_weight)
-    for i in range(0, len(nodes), _CHUNK):
-        chunk = nodes[i:i + _CHUNK]
-        for mine, theirs in ((ReportLink.report_a, ReportLink.report_b), (ReportLink.report_b, ReportLink.report_a)):
-            out.update(int(r) for r in session.execute(
-                select(theirs).join(IncidentReport, IncidentReport.report_id == theirs)
-                .where(mine.in_(chunk), IncidentReport.incident_id == incident_id, *cond)).scalars())
     return out
 
 
