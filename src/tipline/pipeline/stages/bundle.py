@@ -462,6 +462,11 @@ class _Leave:
     drop: bool = False
 
 
+def _of_rule(rule: GraphRule) -> tuple[Any, Any]:
+    """WHERE terms for the links a rule groups by (its reasons, at its minimum weight)."""
+    return ReportLink.reason.in_(sorted(rule.reasons)), ReportLink.weight >= rule.min_weight
+
+
 def _rule_links(session: Session, rule: GraphRule, nodes: list[int]) -> list[tuple[int, int, str]]:
     """Links of ``rule`` touching ``nodes``: (a, b, detail or reason)."""
     out: list[tuple[int, int, str]] = []
@@ -469,8 +474,7 @@ def _rule_links(session: Session, rule: GraphRule, nodes: list[int]) -> list[tup
         chunk = nodes[i:i + _CHUNK]
         out.extend((int(a), int(b), str(d or r)) for a, b, r, d in session.execute(
             select(ReportLink.report_a, ReportLink.report_b, ReportLink.reason, ReportLink.detail)
-            .where(or_(ReportLink.report_a.in_(chunk), ReportLink.report_b.in_(chunk)),
-                   ReportLink.reason.in_(sorted(rule.reasons)), ReportLink.weight >= rule.min_weight)))
+            .where(or_(ReportLink.report_a.in_(chunk), ReportLink.report_b.in_(chunk)), *_of_rule(rule))))
     return out
 
 
@@ -581,7 +585,7 @@ def _common_neighbour(session: Session, rule: GraphRule, incident_id: int, x: in
         return False  # the search decides instead
 
     def around(nodes: set[int]) -> Any:
-        cond = (ReportLink.reason.in_(sorted(rule.reasons)), ReportLink.weight >= rule.min_weight)
+        cond = _of_rule(rule)
         return union(select(ReportLink.report_b.label("n")).where(ReportLink.report_a.in_(sorted(nodes)), *cond),
                      select(ReportLink.report_a.label("n")).where(ReportLink.report_b.in_(sorted(nodes)), *cond))
 
@@ -594,7 +598,7 @@ def _common_neighbour(session: Session, rule: GraphRule, incident_id: int, x: in
 def _member_links(session: Session, rule: GraphRule, incident_id: int, nodes: list[int]) -> set[tuple[int, int]]:
     """(node, member) for each member of incident ``incident_id`` linked to one of ``nodes`` under ``rule``."""
     out: set[tuple[int, int]] = set()
-    cond = (ReportLink.reason.in_(sorted(rule.reasons)), ReportLink.weight >= rule.min_weight)
+    cond = _of_rule(rule)
     for i in range(0, len(nodes), _CHUNK):
         chunk = nodes[i:i + _CHUNK]
         for mine, theirs in ((ReportLink.report_a, ReportLink.report_b), (ReportLink.report_b, ReportLink.report_a)):
@@ -618,7 +622,7 @@ def _split_search(session: Session, rule: GraphRule, incident_id: int, x: int, t
     for t in targets:
         uf.find(t)
     ids = sorted(targets)
-    cond = (ReportLink.reason.in_(sorted(rule.reasons)), ReportLink.weight >= rule.min_weight)
+    cond = _of_rule(rule)
     if 1 < len(ids) <= _CHUNK:
         # Links among them, filtered in SQL: first sharers have thousands of links and are
         # linked to one another. The lowest is usually linked to all the others: only the
@@ -676,13 +680,7 @@ def _split_search(session: Session, rule: GraphRule, incident_id: int, x: int, t
         return []
     seen = [set(g) for g in groups]
     frontier = [sorted(g) for g in groups]
-    alias = list(range(len(seen)))
-
-    def owner_of(i: int) -> int:
-        while alias[i] != i:
-            i = alias[i]
-        return i
-
+    searches = _UnionFind()  # searches that met: the root holds their seen and frontier
     owner = {n: i for i, g in enumerate(seen) for n in g}
     active = set(range(len(seen)))
     done: list[set[int]] = []
@@ -703,26 +701,27 @@ def _split_search(session: Session, rule: GraphRule, incident_id: int, x: int, t
         for node, n in sorted(_member_links(session, rule, incident_id, batch)):
             if n == x:
                 continue
-            i = owner_of(owner[node])
+            i = searches.find(owner[node])
             if n not in owner:
                 owner[n] = i
                 seen[i].add(n)
                 frontier[i].append(n)
                 continue
-            j = owner_of(owner[n])
+            j = searches.find(owner[n])
             if j != i and j in active:
-                # Two searches met: one piece from now on.
-                seen[i] |= seen[j]
-                frontier[i].extend(frontier[j])
-                alias[j] = i
-                active.discard(j)
+                # Two searches met: one piece from now on, kept by the union's root.
+                searches.union(i, j)
+                keep, gone = (i, j) if searches.find(i) == i else (j, i)
+                seen[keep] |= seen[gone]
+                frontier[keep].extend(frontier[gone])
+                active.discard(gone)
     return done
 
 
 def _rule_pairs(session: Session, rule: GraphRule, nodes: list[int]) -> list[tuple[int, int]]:
     """Links of ``rule`` from ``nodes`` as (a, b) pairs, ids only."""
     out: list[tuple[int, int]] = []
-    cond = (ReportLink.reason.in_(sorted(rule.reasons)), ReportLink.weight >= rule.min_weight)
+    cond = _of_rule(rule)
     for i in range(0, len(nodes), _CHUNK):
         chunk = nodes[i:i + _CHUNK]
         out.extend((int(a), int(b)) for a, b in session.execute(
