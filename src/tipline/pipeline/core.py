@@ -122,11 +122,21 @@ class StageContext:
 
 def run_stage(ctx: StageContext, st: StageDef, report_id: int) -> None:
     """Run one stage for one report in its own transaction and record it in the ledger."""
-    now = datetime.now(UTC)
     with transaction(ctx.rt.sessions, background=True) as s:
         st.func(ctx, s, report_id)
-        s.execute(delete(PipelineRun).where(PipelineRun.report_id == report_id, PipelineRun.stage == st.name))
-        s.add(PipelineRun(report_id=report_id, stage=st.name, done_at=now, version=st.version, error=None))
+        record_run(s, report_id, st, None)
+
+
+def record_run(session: Session, report_id: int, st: StageDef, error: str | None) -> None:
+    """Write the ledger row of one stage run, in the transaction that wrote the stage's output.
+
+    Later stages read the ledger to know which upstream output exists (``assess`` treats a
+    stage that has not run as unknown evidence), so the row must be visible to them at once,
+    not only when a group of reports commits.
+    """
+    session.execute(delete(PipelineRun).where(PipelineRun.report_id == report_id, PipelineRun.stage == st.name))
+    session.execute(insert(PipelineRun), [{"report_id": report_id, "stage": st.name, "done_at": datetime.now(UTC),
+                                           "version": st.version, "error": error}])
 
 
 def _selected(only: Iterable[str] | None) -> list[StageDef]:
@@ -151,10 +161,7 @@ def run_report_stepwise(ctx: StageContext, report_id: int, only: Iterable[str] |
         except Exception as exc:
             log.exception("stage %s failed for report %s", st.name, report_id)
             with transaction(ctx.rt.sessions, background=True) as s:
-                s.execute(delete(PipelineRun).where(PipelineRun.report_id == report_id,
-                                                    PipelineRun.stage == st.name))
-                s.add(PipelineRun(report_id=report_id, stage=st.name, done_at=datetime.now(UTC),
-                                  version=st.version, error=_error_text(exc)))
+                record_run(s, report_id, st, _error_text(exc))
             # Later stages read this one's output: stop here, the reconciler retries.
             return
 
@@ -182,7 +189,6 @@ def run_reports(ctx: StageContext, work: dict[int, list[str] | None], *, max_sec
 def _run_group(ctx: StageContext, items: list[tuple[int, list[str] | None]], start: int,
                max_seconds: float | None) -> int:
     """Run reports from ``items[start]`` on in one transaction; returns the index after the last one run."""
-    ledger: list[tuple[int, StageDef, str | None]] = []
     began = time.monotonic()
     end = start
     try:
@@ -194,27 +200,16 @@ def _run_group(ctx: StageContext, items: list[tuple[int, list[str] | None]], sta
                     try:
                         with s.begin_nested():
                             st.func(ctx, s, report_id)
+                            # In the savepoint: a later stage of this report sees that this
+                            # one ran (the first run must read what a re-run reads).
+                            record_run(s, report_id, st, None)
                             s.flush()
                     except Exception as exc:
                         log.exception("stage %s failed for report %s", st.name, report_id)
-                        ledger.append((report_id, st, _error_text(exc)))
+                        record_run(s, report_id, st, _error_text(exc))
                         break  # later stages read this one's output; the reconciler retries
-                    ledger.append((report_id, st, None))
                 if max_seconds is not None and time.monotonic() - began >= max_seconds:
                     break
-            now = datetime.now(UTC)
-            by_stage: dict[str, list[int]] = {}
-            for report_id, st, _ in ledger:
-                by_stage.setdefault(st.name, []).append(report_id)
-            for name, rids in by_stage.items():
-                for i in range(0, len(rids), 500):
-                    s.execute(delete(PipelineRun).where(PipelineRun.stage == name,
-                                                        PipelineRun.report_id.in_(rids[i:i + 500])))
-            if ledger:
-                s.execute(insert(PipelineRun), [
-                    {"report_id": rid, "stage": st.name, "done_at": now, "version": st.version, "error": err}
-                    for rid, st, err in ledger
-                ])
     except Exception:
         log.warning("a group of %d report(s) could not commit; running them one by one", end - start,
                     exc_info=True)
