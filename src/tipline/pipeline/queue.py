@@ -39,7 +39,7 @@ from sqlalchemy.engine import make_url
 
 from tipline.pipeline.core import StageContext, StageDef, run_report, run_reports, stages
 from tipline.runtime import Runtime
-from tipline.store.tables import PipelineRun, Report
+from tipline.store.tables import PipelineRun, Report, ReportLink
 
 log = logging.getLogger("tipline.pipeline.queue")
 
@@ -146,8 +146,9 @@ def pending_report_ids(
     limit: int | None = None,
     retry_failed_after: timedelta | None = None,
     now: datetime | None = None,
+    report_ids: Iterable[int] | None = None,
 ) -> list[int]:
-    """Finished reports for which some stage has not succeeded at its current version.
+    """Finished reports (of ``report_ids``, if given) for which some stage has not succeeded at its current version.
 
     Same answer as ``tipline.pipeline.core.pending_reports`` (the plain reference; a test
     checks they agree) but computed in the database, so a reconcile over a year of reports
@@ -172,10 +173,54 @@ def pending_report_ids(
             PipelineRun.report_id == Report.id, PipelineRun.error.is_not(None), PipelineRun.done_at > cutoff
         )
         q = q.where(~recent_failure)
+    if report_ids is not None:
+        wanted = sorted(set(report_ids))
+        out: list[int] = []
+        with rt.sessions() as s:
+            for i in range(0, len(wanted), 500):
+                out += [int(r) for r in s.execute(q.where(Report.id.in_(wanted[i:i + 500]))).scalars()]
+        return out[:limit] if limit is not None else out
     if limit is not None:
         q = q.limit(limit)
     with rt.sessions() as s:
         return [int(r) for r in s.execute(q).scalars()]
+
+
+def stale_neighbours(rt: Runtime, report_ids: Iterable[int]) -> list[int]:
+    """``report_ids`` and the reports linked to them that have stages to run again.
+
+    A report enriched out of order (after a later-numbered one it links to) marks the later
+    one's links as due (see the links stage): enrichment is done only when those ran too.
+    """
+    ids = sorted(set(report_ids))
+    others: set[int] = set()
+    with rt.sessions() as s:
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            others.update(int(b) for b in s.execute(select(ReportLink.report_b).where(ReportLink.report_a.in_(chunk))
+                                                    ).scalars())
+            others.update(int(a) for a in s.execute(select(ReportLink.report_a).where(ReportLink.report_b.in_(chunk))
+                                                    ).scalars())
+    # The reports themselves too: one of them may have been made due by another of them,
+    # enriched later in the same run (a follow-up round ran it before its group did).
+    others |= set(ids)
+    if not others:
+        return []
+    # Only reports enriched before (they have an assessment in the ledger): one never enriched
+    # waits its turn in the queue, in order, instead of being pulled ahead of its group.
+    cand = sorted(others)
+    assessed: set[int] = set()
+    with rt.sessions() as s:
+        for i in range(0, len(cand), 500):
+            assessed.update(int(r) for r in s.execute(select(PipelineRun.report_id).where(
+                PipelineRun.stage == "assess", PipelineRun.report_id.in_(cand[i:i + 500]))).scalars())
+    if not assessed:
+        return []
+    return pending_report_ids(rt, report_ids=assessed, retry_failed_after=RETRY_FAILED_AFTER)
+
+
+#: Rounds of stale neighbours a job runs itself before leaving the rest to the reconciler.
+FOLLOW_ROUNDS = 5
 
 
 def finished_report_ids(
@@ -202,15 +247,40 @@ def enrich(ctx: StageContext, report_id: int) -> list[str]:
     if not _is_finished(ctx.rt, report_id):
         log.info("report %s is not finished; nothing to enrich", report_id)
         return []
-    return run_pending(ctx, report_id)
+    names = run_pending(ctx, report_id)
+    if names:
+        failed = _follow(ctx, [report_id])
+        if failed:
+            log.warning("linked reports left for the reconciler: %s", failed)
+    return names
+
+
+def _follow(ctx: StageContext, report_ids: list[int], *, max_seconds: float | None = None) -> dict[int, str]:
+    """Run what enriching ``report_ids`` made due in linked reports (a few rounds); returns failures."""
+    failed: dict[int, str] = {}
+    frontier = report_ids
+    for _ in range(FOLLOW_ROUNDS):
+        stale = [r for r in stale_neighbours(ctx.rt, frontier) if r not in failed]
+        if not stale:
+            break
+        failed.update(_enrich_group(ctx, stale, max_seconds=max_seconds))
+        frontier = stale
+    return failed
 
 
 def enrich_many(ctx: StageContext, report_ids: Iterable[int], *, max_seconds: float | None = None) -> dict[int, str]:
     """The job for a group of reports (``enrich`` for each), in few transactions; returns failures.
 
-    Unfinished or unknown reports are skipped. Returns {report id: the failed stages' errors}.
+    Unfinished or unknown reports are skipped. Linked reports that this made due again (see
+    ``stale_neighbours``) are run too. Returns {report id: the failed stages' errors}.
     """
     ids = sorted(set(report_ids))
+    failed = _enrich_group(ctx, ids, max_seconds=max_seconds)
+    failed.update(_follow(ctx, ids, max_seconds=max_seconds))
+    return failed
+
+
+def _enrich_group(ctx: StageContext, ids: list[int], *, max_seconds: float | None = None) -> dict[int, str]:
     if not ids:
         return {}
     ledgers: dict[int, dict[str, tuple[str, str | None]]] = {}

@@ -27,10 +27,9 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import delete, func, intersect, or_, select, union, union_all, update
-from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 
-from tipline.pipeline.core import StageContext, stage
+from tipline.pipeline.core import StageContext, cross_report_lock, stage
 from tipline.pipeline.identifiers import DATA_DIR
 from tipline.pipeline.stages.identify import LINK_CHANGES, LinkChange
 from tipline.store.tables import Incident, IncidentReport, Report, ReportLink
@@ -1023,11 +1022,9 @@ def bundles_stage(ctx: StageContext, session: Session, report_id: int) -> None:
         n, basis = incidents_in_report(row.document, bool(row.batched), rules)
         session.add(ReportIncidentCount(report_id=report_id, incidents=n, basis=basis[:60]))
     change = session.info.get(LINK_CHANGES, {}).pop(report_id, None)
-    if session.get_bind().dialect.name == "postgresql":
-        # Workers bundle one at a time (until their transaction ends): two reports grouped at
-        # once from the same snapshot could each miss the other's membership change. SQLite
-        # writers are already serial.
-        session.execute(sql_text("SELECT pg_advisory_xact_lock(hashtext('tipline.bundles'))"))
+    # Workers bundle one at a time (until their transaction ends): two reports grouped at
+    # once from the same snapshot could each miss the other's membership change.
+    cross_report_lock(session)
     if not add_report(session, rules, report_id, datetime.now(UTC), change):
         rebundle(session, [report_id], rules)
     elif change is not None and change.redetailed:

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from tipline.model.report import DeviceId, Email, IpCaptureEvent, Phone
 from tipline.model.report import Report as ReportModel
-from tipline.pipeline.core import StageContext, stage
+from tipline.pipeline.core import StageContext, cross_report_lock, stage
 from tipline.pipeline.identifiers import (
     Rules,
     handle_from_profile_url,
@@ -39,7 +39,16 @@ from tipline.pipeline.identifiers import (
     normalise_profile_url,
     normalise_service,
 )
-from tipline.store.tables import File, FileMatch, Identifier, Report, Reporter, ReportIdentifier, ReportLink
+from tipline.store.tables import (
+    File,
+    FileMatch,
+    Identifier,
+    PipelineRun,
+    Report,
+    Reporter,
+    ReportIdentifier,
+    ReportLink,
+)
 
 CRYPTO_HASHES = frozenset({"md5", "sha1", "sha256"})
 
@@ -643,6 +652,7 @@ class LinkChange:
 @stage("links", version="1", after=("identifiers", "matches"))
 def links_stage(ctx: StageContext, session: Session, report_id: int) -> None:
     """Link the report to other reports sharing content, a reported account/e-mail/phone/device, or an IP."""
+    cross_report_lock(session)
     mine = or_(ReportLink.report_a == report_id, ReportLink.report_b == report_id)
     before = {
         (int(b) if int(a) == report_id else int(a), str(reason), float(weight), detail)
@@ -662,6 +672,14 @@ def links_stage(ctx: StageContext, session: Session, report_id: int) -> None:
         removed=bool(set(old_keys) - set(new_keys)),
         added=frozenset(t for t in after - before if t[0] not in redetailed or (t[0], t[1], t[2]) not in old_keys),
         redetailed=redetailed)
+    # A report enriched after a later-numbered one (finished later, or a worker ahead of
+    # another) can change that one's links: it may displace an anchor of a shared key, and it
+    # is "earlier" content and a repeat for its assessment. Its links and everything that
+    # reads them are due again; the worker runs them next (``queue.stale_neighbours``).
+    later = sorted({t[0] for t in after - before if t[0] > report_id})
+    for i in range(0, len(later), 500):
+        session.execute(delete(PipelineRun).where(PipelineRun.stage == "links",
+                                                  PipelineRun.report_id.in_(later[i:i + 500])))
     if not links:
         return
     rows = [

@@ -28,7 +28,7 @@ from sqlalchemy import and_, delete, insert, or_, select
 from sqlalchemy.orm import Session
 
 from tipline.pipeline import media
-from tipline.pipeline.core import StageContext, stage
+from tipline.pipeline.core import StageContext, cross_report_lock, stage
 from tipline.pipeline.pdqindex import DEFAULT_RADIUS, PdqIndex
 from tipline.store.tables import BankEntry, File, FileMatch, FileSignal, HashBank
 
@@ -200,7 +200,9 @@ def matches(ctx: StageContext, session: Session, report_id: int) -> None:
     # connection could not read on SQLite while this transaction holds the write lock).
     file_index: FileIndex = ctx.service("pdq-file-index", FileIndex)
     banks.refresh(session)
-    file_index.refresh(session)
+    # Once the lock is ours, every other worker's earlier reports are committed: look again
+    # (forced) so that a near-duplicate stored by another process a moment ago is a candidate.
+    file_index.refresh(session, force=cross_report_lock(session))
     limits = {int(bid): int(t) for bid, t in session.execute(
         select(HashBank.id, HashBank.pdq_threshold).where(HashBank.enabled.is_(True)))}
     # One index search for all of the report's images (a search has a fixed cost of its own).
