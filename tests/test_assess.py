@@ -109,7 +109,7 @@ def test_complete_report_is_a_referral_with_full_quality(rt: Runtime) -> None:
     assert a.rules_version == A.load_rules().version
     # Without `matches`, `links` and `jurisdiction` nothing is claimed about new material,
     # repeats or a known country: priority stays at the default.
-    assert a.priority == 3 and a.priority_reasons == [] and a.escalate is False
+    assert a.priority == 3 and rules_of(a) == ["default"] and a.escalate is False
 
 
 def test_missing_items_are_named_and_make_it_informational(rt: Runtime) -> None:
@@ -152,7 +152,7 @@ def test_enticement_without_a_minor_named_earns_points_only(rt: Runtime) -> None
     adult = "<victim><victimPerson><firstName>Ad</firstName><age>30</age></victimPerson></victim>"
     rid = make_report(rt, incident_type=ENTICEMENT, body=user() + adult)
     a = assess_now(rt, rid)
-    assert rules_of(a) == ["enticement_sextortion"]
+    assert rules_of(a) == ["enticement_sextortion", "default"]
     assert a.priority == 3  # 2 points < 3; a known location would make it 2
     mark_done(rt, rid, "jurisdiction")
     with transaction(rt.sessions) as s:
@@ -189,13 +189,15 @@ def test_new_material_needs_the_matches_stage(rt: Runtime) -> None:
     loc = "<estimatedLocation><countryCode>PH</countryCode></estimatedLocation>"
     rid = make_report(rt, body=user(extra=loc), files=[VIEWED])
     a = assess_now(rt, rid)
-    assert rules_of(a) == ["location_known"] and a.priority == 3  # matching unknown: no claim
+    assert rules_of(a) == ["location_known", "default"] and a.priority == 3  # matching unknown: no claim
+    assert "unknown: infant_new_material" not in a.priority_reasons[-1]["text"]
+    assert "new_material" in a.priority_reasons[-1]["text"]
     mark_done(rt, rid, "matches")
     a = assess_now(rt, rid)
     assert rules_of(a) == ["new_material", "location_known"] and a.priority == 2
     _bank_match(rt, rid)
     a = assess_now(rt, rid)
-    assert rules_of(a) == ["location_known"] and a.priority == 3
+    assert rules_of(a) == ["location_known", "default"] and a.priority == 3
 
 
 def test_content_seen_in_an_earlier_report_is_not_new(rt: Runtime) -> None:
@@ -209,16 +211,16 @@ def test_content_seen_in_an_earlier_report_is_not_new(rt: Runtime) -> None:
         # Stored under the earlier file, as the matches stage may do: read both directions.
         s.add(FileMatch(file_id=f1.id, kind="duplicate", hash_type="pdq", distance=6, other_file_id=f2.id,
                         created_at=datetime.now(UTC)))
-    assert rules_of(assess_now(rt, second)) == []
+    assert rules_of(assess_now(rt, second)) == ["default"]
     # The first copy was new when it came in, and stays so.
-    assert rules_of(assess_now(rt, first)) == ["new_material"]
+    assert rules_of(assess_now(rt, first)) == ["new_material", "default"]
 
 
 def test_infant_flag_on_new_material_is_priority_1(rt: Runtime) -> None:
     infant = VIEWED + "<fileAnnotations><infant/></fileAnnotations>"
     rid = make_report(rt, body=user(), files=[infant])
     a = assess_now(rt, rid)
-    assert rules_of(a) == ["infant"] and a.priority == 3
+    assert rules_of(a) == ["infant", "default"] and a.priority == 3
     mark_done(rt, rid, "matches")
     a = assess_now(rt, rid)
     assert a.priority == 1 and rules_of(a)[0] == "infant_new_material" and a.escalate
@@ -247,7 +249,7 @@ def test_viral_meme_files_are_informational(rt: Runtime) -> None:
 def test_repeat_offender_from_prior_reports_and_links(rt: Runtime) -> None:
     rid = make_report(rt, body=user(extra="<priorCTReports>123456</priorCTReports>"))
     a = assess_now(rt, rid)
-    assert rules_of(a) == ["repeat_offender"] and "1 cited" in a.priority_reasons[0]["text"]
+    assert rules_of(a) == ["repeat_offender", "default"] and "1 cited" in a.priority_reasons[0]["text"]
 
     first = make_report(rt, body=user(8))
     second = make_report(rt, body=user(8))
@@ -256,9 +258,9 @@ def test_repeat_offender_from_prior_reports_and_links(rt: Runtime) -> None:
     with transaction(rt.sessions) as s:
         s.add(ReportLink(report_a=first, report_b=second, reason="account", detail="u-8", weight=1.0))
         s.add(ReportLink(report_a=first, report_b=second, reason="ip", detail="198.51.100.8", weight=0.3))
-    assert rules_of(assess_now(rt, second)) == ["repeat_offender"]
+    assert rules_of(assess_now(rt, second)) == ["repeat_offender", "default"]
     # Only earlier reports count, so the first report's assessment never depends on later ones.
-    assert rules_of(assess_now(rt, first)) == []
+    assert rules_of(assess_now(rt, first)) == ["default"]
 
 
 def test_rerun_replaces_the_assessment(rt: Runtime) -> None:
@@ -296,7 +298,8 @@ def test_unknown_facts_never_fire() -> None:
     facts.update(reported_user_ids=True, location_possible=True, content=True, files=True, files_viewed=True,
                  incident_time=True, ip_event_times=True)
     res = A.evaluate(facts, rules)
-    assert res.priority == 3 and res.priority_reasons == [] and res.disposition == "referral"
+    assert res.priority == 3 and [r["rule"] for r in res.priority_reasons] == ["default"]
+    assert res.disposition == "referral"
 
 
 def test_docs_hold_the_generated_rule_tables() -> None:

@@ -9,8 +9,9 @@ counts as evidence: without the ``matches`` stage no report is called "new mater
 
 from __future__ import annotations
 
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import lru_cache
@@ -57,7 +58,9 @@ FACTS: dict[str, str] = {
     "enticement": "the incident type is online enticement of children",
     "sextortion": "the report is annotated sextortion",
     "minor_victim": "a victim or intended recipient is a minor (age or date of birth under 18 at the incident, "
-                    "or a school is named), or the report is annotated minor-to-minor interaction",
+                    "or a school is named), the report is annotated minor-to-minor interaction, or the escalation "
+                    "text or a victim's or recipient's profile names a minor (\"a 13-year-old\", \"aged 15\", "
+                    "\"14 y/o\", \"a minor\", \"a child\")",
     "new_material": "the report has files, none matched a hash bank and none is a (near-)duplicate of a file of an "
                     "earlier report (unknown until the `matches` stage ran)",
     "bank_match": "a file matched a hash bank (unknown until the `matches` stage ran)",
@@ -120,6 +123,7 @@ class Rules:
     referral_text: str
     informational: tuple[Rule, ...]
     priority_default: int
+    priority_default_text: str
     points_for_2: int
     escalate_at: int
     priority: tuple[Rule, ...]
@@ -141,6 +145,7 @@ class Rules:
             referral_text=str(disp.get("referral_text", "")),
             informational=tuple(rule(r) for r in disp.get("informational", ())),
             priority_default=int(prio.get("default", 3)),
+            priority_default_text=str(prio.get("default_text", "no rule raised the priority")),
             points_for_2=int(prio["points_for_2"]),
             escalate_at=int(prio.get("escalate_at", 1)),
             priority=tuple(rule(r) for r in prio.get("rule", ())),
@@ -267,6 +272,27 @@ def _is_minor(age: int | None, dob: date | None, when: datetime | None) -> bool:
     return dob is not None and _age_at(dob, when) < 18
 
 
+_AGE = r"(?:1[0-7]|[1-9])"
+_NUMBER_WORDS = ("one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
+                 "sixteen|seventeen")
+#: Phrases that name a person under 18 in free text (escalation text, profile bios). Ages are
+#: 1-17 only: "a 19-year-old" or "aged 30" is not a minor, and a bare number never counts.
+_MINOR_TEXT = re.compile(
+    rf"\b(?:{_AGE}|{_NUMBER_WORDS})[\s-]*(?:years?|yrs?)[\s-]*old\b"
+    rf"|\baged?\s*:?\s*(?:{_AGE}|{_NUMBER_WORDS})\b(?![\s-]*(?:months?|weeks?|days?)\b)(?!\d)"
+    rf"|\b{_AGE}\s*(?:yo|y/o|y\.o\.)(?!\w)"
+    r"|\bminor\s+(?:victim|child|user|girl|boy)\b"
+    r"|\b(?:a|the|his|her|their)\s+(?:minor|child|kid|girl|boy|teen|teenager|pre-?teen|toddler|infant|baby)\b"
+    r"|\bunder\s*-?\s*age(?:d)?\b|\bunder\s+18\b",
+    re.IGNORECASE,
+)
+
+
+def names_minor(texts: Iterable[str | None]) -> bool:
+    """Whether free text names a person under 18 ("meet a 13-year-old", "she is 14 y/o")."""
+    return any(t and _MINOR_TEXT.search(t) for t in texts)
+
+
 def compute_facts(inp: Inputs) -> dict[str, Fact]:
     """The facts of one report (True / False / None = unknown)."""
     r = inp.report
@@ -308,11 +334,13 @@ def compute_facts(inp: Inputs) -> dict[str, Fact]:
                                                      for a in d.nonInternetIncident.incidentAddress)
         for v in r.victim:
             vp = v.victimPerson
-            if _is_minor(vp.age, vp.dateOfBirth, inp.incident_at) or v.schoolName:
+            if (_is_minor(vp.age, vp.dateOfBirth, inp.incident_at) or v.schoolName
+                    or names_minor([v.profileBio, *v.displayName])):
                 minor = True
         for ir in r.intendedRecipient:
             rp = ir.intendedRecipientPerson
-            if rp is not None and _is_minor(rp.age, rp.dateOfBirth, inp.incident_at):
+            if ((rp is not None and _is_minor(rp.age, rp.dateOfBirth, inp.incident_at))
+                    or names_minor([ir.profileBio, *ir.displayName])):
                 minor = True
         ann = r.incidentSummary.reportAnnotations
         if ann is not None and ann.minorToMinorInteraction:
@@ -342,7 +370,9 @@ def compute_facts(inp: Inputs) -> dict[str, Fact]:
     f["incident_time"] = inp.incident_at is not None
     f["ip_event_times"] = bool(ip_events) and all(e.dateTime is not None for e in ip_events)
     f["platform_escalation"] = inp.escalation is not None
-    f["minor_victim"] = minor
+    # The platform's own words count: "arranging to meet a 13-year-old" names a minor even
+    # when no victim field was filled in.
+    f["minor_victim"] = minor or names_minor([inp.escalation])
     if "matches" in inp.stages_done:
         f["bank_match"] = inp.bank_matched_files > 0
         f["seen_before"] = inp.seen_before_files > 0
@@ -406,7 +436,8 @@ def evaluate(facts: Mapping[str, Fact], rules: Rules, context: Mapping[str, Any]
         disp_reasons = [{"rule": r.id, "text": r.text.format_map(ctx)} for r in fired]
     else:
         disposition = rules.disposition_default
-        disp_reasons = [{"rule": "referral", "text": rules.referral_text}] if disposition == "referral" else []
+        disp_reasons = ([{"rule": "referral", "text": rules.referral_text.format_map(ctx)}]
+                        if disposition == "referral" else [])
 
     priority = rules.priority_default
     points = 0
@@ -427,6 +458,15 @@ def evaluate(facts: Mapping[str, Fact], rules: Rules, context: Mapping[str, Any]
         priority = 2
     # Most decisive first: the rules that set the priority, then the largest point values.
     reasons.sort(key=lambda x: (x.get("priority", 9), -x.get("points", 0)))
+    if priority == rules.priority_default and not any("priority" in r for r in reasons) \
+            and points < rules.points_for_2:
+        # Every priority says why, the default too; the rules that could not fire for want of
+        # evidence are part of the answer ("unknown" is not "no").
+        named = sorted({f for r in rules.priority for f in r.when.names() if facts.get(f) is None})
+        text = rules.priority_default_text.format_map(ctx)
+        if named:
+            text += "; unknown: " + ", ".join(named)
+        reasons.append({"rule": "default", "text": text, "priority": rules.priority_default})
     return Result(quality=quality, missing=missing, disposition=disposition, disposition_reasons=disp_reasons,
                   priority=priority, priority_reasons=reasons, escalate=priority <= rules.escalate_at,
                   facts=dict(facts))
@@ -483,7 +523,8 @@ def rules_markdown(rules: Rules | None = None) -> str:
     for r in rules.informational:
         out.append(f"| `{r.id}` | {cond(r.when)} | informational | {r.text} |")
     out += ["", "### Priority", "",
-            f"Default {rules.priority_default}; {rules.points_for_2} or more points give priority 2; "
+            f"Default {rules.priority_default} (reason: \"{rules.priority_default_text}\", with the facts that were "
+            f"unknown); {rules.points_for_2} or more points give priority 2; "
             f"a report at priority {rules.escalate_at} (or a smaller, more urgent number) is escalated.", "",
             "| id | fires when | effect | reason text |", "|---|---|---|---|"]
     for r in rules.priority:
