@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
 import pytest
 
 from samples import INCIDENT, report_xml
