@@ -235,3 +235,16 @@ def test_two_worker_processes(pg_settings: Settings, runtime: Runtime) -> None:
     outs = [p.communicate(timeout=300)[0].decode() for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     assert_converged(runtime)
+
+
+def test_pipeline_run_command(settings: Settings, runtime: Runtime) -> None:
+    """`tipline pipeline run --concurrency 2`: reports finish in whatever order two threads reach."""
+    gen = year(seed=17)
+    DirectWriter(runtime, register_platforms(runtime, gen.platforms_used()), batch=16).write(gen, lambda r, i: None)
+    env = {**os.environ, "TIPLINE_DATA_DIR": str(settings.data_dir),
+           "TIPLINE_DATABASE_URL": settings.effective_database_url,
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    out = subprocess.run([sys.executable, "-m", "tipline", "pipeline", "run", "--concurrency", "2"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert_converged(runtime)

@@ -133,6 +133,10 @@ def _run_checked(ctx: StageContext, report_id: int, names: list[str]) -> list[st
     failed = {k: v[1] for k, v in _ledger(ctx.rt, report_id).items() if k in names and v[1] is not None}
     if failed:
         raise StageFailed(f"report {report_id}: " + "; ".join(f"{k}: {v}" for k, v in sorted(failed.items())))
+    # What this run made due in linked reports (it arrived out of order) runs now as well.
+    left = _follow(ctx, [report_id])
+    if left:
+        log.warning("linked reports left for the reconciler: %s", left)
     return names
 
 
@@ -247,12 +251,7 @@ def enrich(ctx: StageContext, report_id: int) -> list[str]:
     if not _is_finished(ctx.rt, report_id):
         log.info("report %s is not finished; nothing to enrich", report_id)
         return []
-    names = run_pending(ctx, report_id)
-    if names:
-        failed = _follow(ctx, [report_id])
-        if failed:
-            log.warning("linked reports left for the reconciler: %s", failed)
-    return names
+    return run_pending(ctx, report_id)
 
 
 def _follow(ctx: StageContext, report_ids: list[int], *, max_seconds: float | None = None) -> dict[int, str]:
