@@ -127,6 +127,9 @@ def run_stage(ctx: StageContext, st: StageDef, report_id: int) -> None:
         st.func(ctx, s, report_id)
         s.execute(delete(PipelineRun).where(PipelineRun.report_id == report_id, PipelineRun.stage == st.name))
         s.add(PipelineRun(report_id=report_id, stage=st.name, done_at=now, version=st.version, error=None))
+    from tipline.metrics import record_stage_runs  # here: keeps prometheus-client off CLI start-up
+
+    record_stage_runs([(st.name, None)])
 
 
 def _selected(only: Iterable[str] | None) -> list[StageDef]:
@@ -155,6 +158,9 @@ def run_report_stepwise(ctx: StageContext, report_id: int, only: Iterable[str] |
                                                     PipelineRun.stage == st.name))
                 s.add(PipelineRun(report_id=report_id, stage=st.name, done_at=datetime.now(UTC),
                                   version=st.version, error=_error_text(exc)))
+            from tipline.metrics import record_stage_runs
+
+            record_stage_runs([(st.name, "failed")])
             # Later stages read this one's output: stop here, the reconciler retries.
             return
 
@@ -220,6 +226,11 @@ def _run_group(ctx: StageContext, items: list[tuple[int, list[str] | None]], sta
                     exc_info=True)
         for report_id, names in items[start:end]:
             run_report_stepwise(ctx, report_id, only=names)
+    else:
+        from tipline.metrics import record_stage_runs
+
+        # Counted once the group committed (a failed commit is counted by the stepwise rerun).
+        record_stage_runs((st.name, err) for _, st, err in ledger)
     return end
 
 
