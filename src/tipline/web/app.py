@@ -113,7 +113,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     _include_optional(app, rt)
     app.add_middleware(RequestIdMiddleware)
     # Outermost: times the whole answer, and sees the route the router chose.
-    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(MetricsMiddleware, routes_of=app)
     return app
 
 

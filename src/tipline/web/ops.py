@@ -27,6 +27,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select, text
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tipline import __version__
@@ -45,32 +46,59 @@ _NO_CACHE = {"Cache-Control": "no-store"}
 # --- request metrics ------------------------------------------------------------------------
 
 
-def route_label(scope: Scope) -> str:
-    """The route template that answered (``/api/v1/reports/{report_id}``), never the raw path.
+class RouteLabels:
+    """Finds the route template that answers a request (``/api/v1/reports/{reportId}``).
 
-    Label values must stay few: a raw path would make one time series per report id.
+    A label must never be the raw path: that would make one time series per report id.
+    ``scope["route"]`` alone does not tell the template (FastAPI sets it to the route as
+    declared, so ``/ispws/status`` and ``/status`` share one object, and a mount sets
+    none), so the request is matched against the app's routes as mounted, prefixes included.
     """
-    route = scope.get("route")
-    # Routes and mounts both carry their template; a mount's ends in "/{path}", so every
-    # static file shares one label.
-    path = getattr(route, "path_format", None)
-    return path if isinstance(path, str) and path else UNMATCHED
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self._n_routes = -1
+        self._table: list[tuple[Any, str]] = []
+
+    def _routes(self) -> list[tuple[Any, str]]:
+        if len(self.app.routes) != self._n_routes:  # routes are added until start-up ends
+            from fastapi.routing import iter_route_contexts
+
+            self._table = [(rc, rc.path_format) for rc in iter_route_contexts(self.app.routes)
+                           if isinstance(rc.path_format, str)]
+            self._n_routes = len(self.app.routes)
+        return self._table
+
+    def label(self, scope: Scope) -> str:
+        """The template of the first route that matches ``scope`` (fully, else by path only:
+        a wrong method answers 405 under that route's template), or ``UNMATCHED``."""
+        partial = None
+        for rc, template in self._routes():
+            match, _ = rc.matches(scope)
+            if match is Match.FULL:
+                return template
+            if match is Match.PARTIAL and partial is None:
+                partial = template
+        return partial or UNMATCHED
 
 
 class MetricsMiddleware:
     """Counts every HTTP request by route template, method and status code, with its latency.
 
     Plain ASGI (like ``RequestIdMiddleware``): BaseHTTPMiddleware would buffer streamed
-    uploads. The route is read after the app ran, from the scope the router filled in.
+    uploads. The route is found after the answer, so it costs the request nothing.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, routes_of: FastAPI) -> None:
         self.app = app
+        self.labels = RouteLabels(routes_of)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # Routing rewrites root_path and path_params in place: match on the scope as it came.
+        pristine = dict(scope)
         began = time.perf_counter()
         status = 500  # what the server error middleware answers if the app raises first
 
@@ -83,7 +111,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_watch)
         finally:
-            record_request(route_label(scope), str(scope.get("method", "")), status,
+            record_request(self.labels.label(pristine), str(scope.get("method", "")), status,
                            time.perf_counter() - began)
 
 
