@@ -293,3 +293,25 @@ def test_metrics_sum_over_worker_processes(served: tuple[str, Path]) -> None:
         with httpx.Client(base_url=url, headers={"Connection": "close"}) as http:
             total = value(scrape(http), "tipline_http_requests_total", route="/readyz", method="GET", code="200")
         assert total - before == sent
+
+
+# --- docs -------------------------------------------------------------------------------------
+
+
+def test_every_metric_and_endpoint_is_documented(client: TestClient) -> None:
+    # Docs that cannot drift: a new metric or label fails here until operations.md names it.
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text()
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert f"`GET {path}`" in guide
+    client.get("/healthz")
+    resp = client.get("/metrics")
+    for family in text_string_to_metric_families(resp.text):
+        if not family.name.startswith("tipline_"):
+            continue
+        shown = family.name + ("_total" if family.type == "counter" else "")
+        row = next((line for line in guide.splitlines() if line.startswith(f"| `{shown}` |")), None)
+        assert row is not None, f"{shown} missing from the metrics table of docs/operations.md"
+        for s in family.samples:
+            for label in s.labels:
+                if label != "le":
+                    assert f"`{label}`" in row, f"label {label} of {shown} not documented"
