@@ -152,6 +152,9 @@ def run_stage(ctx: StageContext, st: StageDef, report_id: int) -> None:
     with transaction(ctx.rt.sessions, background=True) as s:
         st.func(ctx, s, report_id)
         record_run(s, report_id, st, None)
+    from tipline.metrics import record_stage_runs  # here: keeps prometheus-client off CLI start-up
+
+    record_stage_runs([(st.name, None)])
 
 
 def record_run(session: Session, report_id: int, st: StageDef, error: str | None) -> None:
@@ -189,6 +192,9 @@ def run_report_stepwise(ctx: StageContext, report_id: int, only: Iterable[str] |
             log.exception("stage %s failed for report %s", st.name, report_id)
             with transaction(ctx.rt.sessions, background=True) as s:
                 record_run(s, report_id, st, _error_text(exc))
+            from tipline.metrics import record_stage_runs
+
+            record_stage_runs([(st.name, "failed")])
             # Later stages read this one's output: stop here, the reconciler retries.
             return
 
@@ -218,6 +224,7 @@ def _run_group(ctx: StageContext, items: list[tuple[int, list[str] | None]], sta
     """Run reports from ``items[start]`` on in one transaction; returns the index after the last one run."""
     began = time.monotonic()
     end = start
+    ledger: list[tuple[StageDef, str | None]] = []  # what ran, for the metrics once committed
     try:
         with transaction(ctx.rt.sessions, background=True) as s:
             while end < len(items):
@@ -231,9 +238,11 @@ def _run_group(ctx: StageContext, items: list[tuple[int, list[str] | None]], sta
                             # one ran (the first run must read what a re-run reads).
                             record_run(s, report_id, st, None)
                             s.flush()
+                        ledger.append((st, None))
                     except Exception as exc:
                         log.exception("stage %s failed for report %s", st.name, report_id)
                         record_run(s, report_id, st, _error_text(exc))
+                        ledger.append((st, "failed"))
                         break  # later stages read this one's output; the reconciler retries
                 if max_seconds is not None and time.monotonic() - began >= max_seconds:
                     break
@@ -242,6 +251,11 @@ def _run_group(ctx: StageContext, items: list[tuple[int, list[str] | None]], sta
                     exc_info=True)
         for report_id, names in items[start:end]:
             run_report_stepwise(ctx, report_id, only=names)
+    else:
+        from tipline.metrics import record_stage_runs
+
+        # Counted once the group committed (a failed commit is counted by the stepwise rerun).
+        record_stage_runs((st.name, err) for st, err in ledger)
     return end
 
 

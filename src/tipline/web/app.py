@@ -1,4 +1,5 @@
-"""The ASGI application: ISPWS compatibility, the JSON API and the public pages."""
+"""The ASGI application: ISPWS compatibility, the JSON API, the public pages, the landing and
+docs pages, and the operator endpoints (health, readiness, metrics)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tipline import __version__
 from tipline.config import Settings
 from tipline.runtime import Runtime
-from tipline.web import ispws
+from tipline.web import ispws, ops, pages
+from tipline.web.ops import MetricsMiddleware
 
 log = logging.getLogger("tipline")
 
@@ -92,17 +95,25 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
         version=__version__,
         summary="CyberTipline-compatible intake: ISPWS XML, JSON API and a public report form.",
         lifespan=lifespan,
-        docs_url="/api/v1/docs",
+        # The docs page is our own (tipline.web.pages): FastAPI's loads Swagger UI from a CDN.
+        # No ReDoc: it would need a second vendored bundle for the same document.
+        docs_url=None,
         openapi_url="/api/v1/openapi.json",
         redoc_url=None,
     )
     app.state.runtime = rt
+    app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
+    # Before the JSON API: its error handlers hand non-API errors on to the HTML 404 page.
+    pages.install(app)
+    ops.install(app, rt)
     ispws_router = ispws.router(rt)
     app.include_router(ispws_router, prefix="/ispws", include_in_schema=False)
     # Some integrations are configured with a bare host as base URL.
     app.include_router(ispws_router, include_in_schema=False)
     _include_optional(app, rt)
     app.add_middleware(RequestIdMiddleware)
+    # Outermost: times the whole answer, and sees the route the router chose.
+    app.add_middleware(MetricsMiddleware, routes_of=app)
     return app
 
 

@@ -463,7 +463,8 @@ def evaluate(facts: Mapping[str, Fact], rules: Rules, context: Mapping[str, Any]
         # Every priority says why, the default too; the rules that could not fire for want of
         # evidence are part of the answer ("unknown" is not "no").
         named = sorted({f for r in rules.priority for f in r.when.names() if facts.get(f) is None})
-        text = rules.priority_default_text.format_map(ctx)
+        text = rules.priority_default_text.format_map(_SafeFormat({**ctx, "points": points,
+                                                                   "points_for_2": rules.points_for_2}))
         if named:
             text += "; unknown: " + ", ".join(named)
         reasons.append({"rule": "default", "text": text, "priority": rules.priority_default})
