@@ -483,9 +483,9 @@ def check_place(fields: Mapping[str, str], prefix: str, errors: dict[str, str]) 
         errors[f"{prefix}_town"] = f"Please shorten this to {MAX_PLACE} characters or fewer."
     if country is None:
         return None
-    return Address(city=town or None, state=state,
-                   nonUsaState=region or None if country != "US" else None,
-                   country=country)  # type: ignore[arg-type]  # checked against the list
+    # model_validate: the codes were checked against the lists above; the model checks again.
+    return Address.model_validate({"city": town or None, "state": state, "country": country,
+                                   "nonUsaState": region or None if country != "US" else None})
 
 
 def _check_urls(urls: list[str], name: str, errors: dict[str, str], what: str) -> None:
