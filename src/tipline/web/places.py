@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import tomllib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -72,10 +73,24 @@ def zone_info(zone: str) -> ZoneInfo | None:
     return ZoneInfo(zone)
 
 
+# Instants at which zones are compared: the 1st and 15th of every month, 2020-2027, so that
+# daylight-saving rules must agree too.
+_SAMPLES = tuple(datetime(y, m, d, 12, tzinfo=UTC) for y in range(2020, 2028) for m in range(1, 13)
+                 for d in (1, 15))
+
+
+@lru_cache(maxsize=512)
 def single_zone(country: str | None) -> str | None:
-    """The country's time zone when it has exactly one, else None."""
-    zones = [z.zone for z in time_zones() if z.country == (country or "").upper()]
-    return zones[0] if len(zones) == 1 else None
+    """The country's time zone when its clocks all agree, else None.
+
+    Germany lists Europe/Berlin and Europe/Busingen, which keep the same time: one clock.
+    The United States has several: None (the time zone stays unknown).
+    """
+    zones = sorted(z.zone for z in time_zones() if z.country == (country or "").upper())
+    if not zones:
+        return None
+    clocks = {tuple(t.astimezone(ZoneInfo(z)).utcoffset() for t in _SAMPLES) for z in zones}
+    return zones[0] if len(clocks) == 1 else None
 
 
 # --- emergency numbers -------------------------------------------------------------------------
