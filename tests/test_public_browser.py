@@ -162,7 +162,14 @@ def test_report_with_a_file_then_add_information(page: Page, server: Server) -> 
     page.get_by_label("Web addresses").fill("https://chat.example.com/u/someone")
     page.get_by_label("App, website or game").fill("Example Chat")
     page.get_by_label("User names of the person involved").fill("someone_123")
+    page.get_by_label("Links to their profiles").fill("https://chat.example.com/u/someone_123")
+    page.select_option("#person_country", "US")
+    page.locator("#person_region").fill("Texas")
     page.get_by_label("How old is the child?").fill("12")
+    page.select_option("#child_country", "GB")
+    page.locator("#child_town").fill("Leeds")
+    page.select_option("#incident_timezone", "Europe/London")
+    page.select_option("#reporter_country", "IE")
     image = standin_image(2024)
     page.set_input_files("#files", files=[
         FilePayload(name="screenshot.png", mimeType="image/png", buffer=image)])
@@ -172,6 +179,8 @@ def test_report_with_a_file_then_add_information(page: Page, server: Server) -> 
         "Thank you. Your report was received.")
     code = page.locator("#receipt-code").inner_text().strip()
     assert re.fullmatch(r"TPL(-[0-9A-Z]{4}){4}", code)
+    # Emergency advice for the child's country, at the top and on the receipt.
+    expect(page.locator(".emergency")).to_contain_text("call 999 or 112 in United Kingdom")
     shot(page, "public-receipt.png")
 
     rt = server.rt
@@ -185,7 +194,12 @@ def test_report_with_a_file_then_add_information(page: Page, server: Server) -> 
         assert f.file_name == "screenshot.png" and f.media_type == "image/png"
         report_id = rep.id
     assert rep.document is not None
-    assert rep.document["incidentSummary"]["incidentDateTime"] == "2024-03-27T00:00:00"
+    assert rep.document["incidentSummary"]["incidentDateTime"] == "2024-03-27T00:00:00Z"  # London in March: UTC
+    assert rep.document["victim"] == [{"victimPerson": {"age": 12, "address": [
+        {"city": "Leeds", "country": "GB"}]}}]
+    assert rep.document["personOrUserReported"][0]["personOrUserReportedPerson"] == {
+        "address": [{"state": "TX", "country": "US"}]}
+    assert rep.document["reporter"]["reportingPerson"]["address"] == [{"country": "IE"}]
     assert rep.document["additionalInfo"].endswith("It started last week.")
 
     # Later: add information with the code, typed carelessly.
@@ -193,6 +207,9 @@ def test_report_with_a_file_then_add_information(page: Page, server: Server) -> 
     expect(page.get_by_role("heading", level=1)).to_have_text("Add information to your report")
     page.get_by_label("Receipt code").fill(code.lower().replace("-", " "))
     page.get_by_label("What do you want to add?").fill("Their other name is someone_456.")
+    page.get_by_label("More user names of the person involved").fill("someone_456")
+    page.locator("#child_region").fill("West Yorkshire")
+    page.select_option("#child_country", "GB")
     shot(page, "public-add-information.png")
     page.get_by_role("button", name="Add to my report").click()
     expect(page.get_by_role("heading", level=1)).to_have_text(
@@ -200,7 +217,20 @@ def test_report_with_a_file_then_add_information(page: Page, server: Server) -> 
     with rt.sessions() as s:
         (add,) = s.execute(select(Document).where(
             Document.report_id == report_id, Document.kind == "addendum")).scalars()
-    assert json.loads(add.body) == {"information": "Their other name is someone_456."}
+    assert json.loads(add.body) == {"information": "Their other name is someone_456.", "fields": {
+        "usernames": "someone_456", "child_country": "GB", "child_region": "West Yorkshire"}}
+    with rt.sessions() as s:
+        doc = s.execute(select(Report.document).where(Report.id == report_id)).scalar_one()
+    assert [p.get("screenName") for p in doc["personOrUserReported"]] == ["someone_123", "someone_456"]
+
+
+def test_privacy_notice_is_linked_and_readable(page: Page, server: Server) -> None:
+    page.goto(server.url + "/report")
+    page.locator("footer").get_by_role("link", name="Privacy notice").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Privacy notice")
+    expect(page.locator("#kept")).to_be_visible()
+    expect(page.get_by_text("Your IP address:")).to_be_visible()
+    shot(page, "public-privacy.png")
 
 
 def test_invalid_form_shows_summary_and_field_messages(page: Page, server: Server) -> None:

@@ -104,7 +104,8 @@ def test_form_page_needs_no_script_and_is_not_cached(client: TestClient) -> None
     assert resp.status_code == 200
     html = resp.text
     assert "<script" not in html.lower()
-    assert "call 911 or your local emergency number" in html
+    assert "call your local emergency number: 112 in the EU, 999 in the UK, 911 in the US" in html
+    assert 'href="/privacy"' in html
     assert 'enctype="multipart/form-data"' in html
     for choice in INCIDENT_CHOICES:
         assert f'id="incident-{choice.key}"' in html

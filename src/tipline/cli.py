@@ -227,13 +227,14 @@ def report_list(c: Ctx, as_json: bool, limit: int, state: str | None) -> None:
 @pass_ctx
 def report_show(c: Ctx, report_id: int, as_json: bool) -> None:
     """Show one report: state, parsed fields, and its files with their hashes."""
-    from tipline.pipeline.view import enrichment_view, render_enrichment
+    from tipline.pipeline.view import enrichment_view, render_addenda, render_enrichment
 
     rt = c.runtime()
     view = rt.intake.view(report_id)
     if view is None:
         raise click.ClickException(f"no report {report_id}")
     data = view.as_json()
+    data["addenda"] = rt.intake.addenda(report_id)  # what the public added with a receipt code
     enrichment = enrichment_view(rt, report_id)
     if as_json:
         data["enrichment"] = enrichment
@@ -256,6 +257,8 @@ def report_show(c: Ctx, report_id: int, as_json: bool) -> None:
         click.echo(f"      sha256 {f.sha256}")
         if f.details:
             _tree(f.details, indent=6, out=click.echo)
+    for line in render_addenda(data["addenda"]):
+        click.echo(line)
     click.echo("")
     for line in render_enrichment(enrichment):
         click.echo(line)

@@ -64,6 +64,11 @@ class Settings:
     serve_enrichment: int = 1
     #: Worker threads (in-process) or concurrent jobs (Procrastinate) for enrichment.
     pipeline_concurrency: int = 2
+    #: Who runs this service: named on the public privacy notice (``/privacy``).
+    operator_name: str = ""
+    #: How the public reaches the operator about their data (e-mail, postal or web address),
+    #: shown on the privacy notice; empty: not shown.
+    operator_contact: str = ""
 
     @classmethod
     def from_env(cls, data_dir: str | os.PathLike[str] | None = None, **overrides: object) -> Settings:
@@ -75,6 +80,8 @@ class Settings:
             "key_file": os.environ.get("TIPLINE_KEY_FILE", ""),
             "geoip_db": os.environ.get("TIPLINE_GEOIP_DB", ""),
             "queue": os.environ.get("TIPLINE_QUEUE", "auto"),
+            "operator_name": os.environ.get("TIPLINE_OPERATOR_NAME", "").strip(),
+            "operator_contact": os.environ.get("TIPLINE_OPERATOR_CONTACT", "").strip(),
         }
         for f in fields(cls):
             if f.type == "int" or f.type is int:

@@ -11,6 +11,7 @@ probed.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import secrets
 import unicodedata
@@ -30,10 +31,16 @@ from tipline.model.report import FileDetails
 from tipline.model.report import Report as ReportModel
 from tipline.store.blobs import BlobStore, StoredBlob
 from tipline.store.db import transaction
-from tipline.store.tables import Blob, Document, File, Report, Reporter
+from tipline.store.tables import Blob, Document, File, PipelineRun, Report, Reporter
 
 R = ResponseCode
 log = logging.getLogger("tipline.intake")
+
+#: Enrichment stages that read the parsed report (``reports.document``). An addendum that
+#: changes the document makes them run again, and with them every stage reading their output
+#: (links, jurisdiction, route). Stages that read only files (hashes, matches) are kept.
+#: tests/test_public_addendum.py checks this list against the stage modules.
+DOCUMENT_STAGES: tuple[str, ...] = ("identifiers", "location", "bundles", "assess")
 
 
 def utcnow() -> datetime:
@@ -402,12 +409,64 @@ class Intake:
                 self._require_open(rep)
                 raise CybertipError(R.UPDATE_FAILED, "the report changed state concurrently")
 
-    def add_document(self, report_id: int, kind: str, body: bytes, content_type: str | None) -> None:
-        """Keep an addendum (e.g. a public reporter's later information) with the report."""
+    def add_document(
+        self, report_id: int, kind: str, body: bytes, content_type: str | None, *,
+        revise: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> None:
+        """Keep an addendum (e.g. a public reporter's later information) with the report.
+
+        ``revise`` turns the stored parsed report into the report as it now stands (the
+        addendum merged in); it runs under the report's row lock, so two addenda never lose
+        one another, and whatever it raises rolls everything back. The stages that read the
+        parsed report are then marked to run again (``DOCUMENT_STAGES``; their readers follow)
+        and the report is handed to ``finished_hooks`` to be enqueued, so that its
+        assessment, location and links reflect what was added. If that enqueue fails, the
+        pipeline's reconciler finds the report by its ledger.
+        """
         now = utcnow()
         with transaction(self.sessions) as s:
+            doc = s.execute(
+                select(Report.document).where(Report.id == report_id).with_for_update()
+            ).scalar()
             self._document(s, report_id, kind, body, content_type, now)
-            s.execute(update(Report).where(Report.id == report_id).values(last_change_at=now))
+            values: dict[str, Any] = {"last_change_at": now}
+            if revise is not None and doc is not None:
+                values["document"] = revise(doc)
+            s.execute(update(Report).where(Report.id == report_id).values(**values))
+            s.execute(delete(PipelineRun).where(PipelineRun.report_id == report_id,
+                                                PipelineRun.stage.in_(DOCUMENT_STAGES)))
+        # The same hooks as a finish: the queue's enqueue runs whatever the ledger lacks.
+        for hook in self.finished_hooks:
+            try:
+                hook(report_id)
+            except Exception:
+                log.exception("enqueue after an addendum failed for report %s", report_id)
+
+    def addenda(self, report_id: int) -> list[dict[str, Any]]:
+        """The report's addenda, oldest first: when each came and what it said (JSON-ready)."""
+        with self.sessions() as s:
+            rows = s.execute(
+                select(Document.received_at, Document.body, Document.content_type)
+                .where(Document.report_id == report_id, Document.kind == "addendum")
+                .order_by(Document.id)
+            ).all()
+        out: list[dict[str, Any]] = []
+        for received_at, body, content_type in rows:
+            entry: dict[str, Any] = {"receivedAt": received_at.isoformat(), "information": None,
+                                     "added": {}}
+            try:
+                data = json.loads(bytes(body))
+            except ValueError:
+                data = None
+            if isinstance(data, dict):
+                entry["information"] = data.get("information") or None
+                entry["added"] = data.get("fields") or {}
+            else:
+                # Not ours (another kind of client wrote it): shown as text, never dropped.
+                entry["information"] = bytes(body).decode("utf-8", "replace")
+                entry["contentType"] = content_type
+            out.append(entry)
+        return out
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -190,6 +190,21 @@ def render_enrichment(view: dict[str, Any]) -> list[str]:
     return out
 
 
+def render_addenda(addenda: list[dict[str, Any]]) -> list[str]:
+    """Text lines for ``tipline report show``: what the public added with a receipt code."""
+    if not addenda:
+        return []
+    out = ["", f"Added by the reporter ({len(addenda)}):"]
+    for a in addenda:
+        out.append(f"  {a['receivedAt']}")
+        for line in (a.get("information") or "").splitlines():
+            out.append(f"      {line}")
+        for name, value in sorted((a.get("added") or {}).items()):
+            shown = " | ".join(v.strip() for v in str(value).splitlines() if v.strip())
+            out.append(f"      {name}: {shown}")
+    return out
+
+
 # --- statistics -------------------------------------------------------------------------------
 
 

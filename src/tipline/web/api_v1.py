@@ -820,6 +820,10 @@ def install(app: FastAPI, rt: Runtime) -> None:
     """Mount the JSON API on ``app`` and make every /api/v1 error a problem document."""
     app.include_router(router(rt))
     _install_openapi(app)
+    # Operators' read route (a separate module: its own credentials and schema).
+    from tipline.web import api_operator
+
+    api_operator.install(app, rt)
 
     # Routing errors (unknown path, wrong method) never reach a route; reformat those for
     # /api/v1 only and hand everything else to whatever handled it before.

@@ -27,10 +27,11 @@ import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse
@@ -44,6 +45,7 @@ from tipline.cybertip.codes import CybertipError
 from tipline.cybertip.xml import parse_report, report_to_xml
 from tipline.intake.service import clean_file_name
 from tipline.model.report import (
+    Address,
     Email,
     IncidentSummary,
     IncidentType,
@@ -56,9 +58,18 @@ from tipline.model.report import (
     Victim,
     WebPageIncident,
 )
+from tipline.pipeline.geo import us_state_code
 from tipline.runtime import Runtime
 from tipline.store.blobs import BlobStore, BlobWriter
 from tipline.web.forms import BadForm, BodyTooLarge, Part, stream_form
+from tipline.web.places import (
+    country_choices,
+    country_name,
+    emergency_numbers,
+    single_zone,
+    time_zones,
+    zone_info,
+)
 
 log = logging.getLogger("tipline.public")
 
@@ -74,6 +85,7 @@ MAX_SHORT = 200  # platform, one user name
 MAX_NAME = 100
 MAX_EMAIL = 254
 MAX_PHONE = 40
+MAX_PLACE = 100  # state/region, town
 # Once the files are over the size limit we keep reading (and discarding) the body up to
 # this much more, so the browser gets the form back with a message instead of a reset
 # connection; beyond it we stop reading.
@@ -139,9 +151,14 @@ _CHOICE_BY_KEY = {c.key: c for c in INCIDENT_CHOICES}
 
 # The text fields of the report form, in page order (the error summary follows it).
 REPORT_FIELDS: tuple[str, ...] = (
-    "incident", "description", "incident_date", "incident_time", "urls", "platform",
-    "usernames", "child_age", "files", "first_name", "last_name", "email", "phone",
+    "incident", "description", "incident_date", "incident_time", "incident_timezone", "urls",
+    "platform", "usernames", "profile_urls", "person_country", "person_region", "person_town",
+    "child_age", "child_country", "child_region", "child_town", "files", "first_name",
+    "last_name", "email", "phone", "reporter_country", "reporter_region", "reporter_town",
 )
+# The places the form asks about: field prefix -> who is there (for messages).
+PLACES: dict[str, str] = {"person": "the person responsible", "child": "the child",
+                          "reporter": "you"}
 # The element each field's error links to (a radio group links to its first option).
 _ANCHOR = {"incident": f"incident-{INCIDENT_CHOICES[0].key}"}
 
@@ -436,6 +453,125 @@ def _check_url(url: str) -> str | None:
     return None
 
 
+def check_place(fields: Mapping[str, str], prefix: str, errors: dict[str, str]) -> Address | None:
+    """The ``Address`` of one "where" block (``{prefix}_country``, ``_region``, ``_town``).
+
+    None when the block is empty. The US region must be a state (its code is stored in
+    ``state``); elsewhere the region is free text (``nonUsaState``). Messages go to ``errors``.
+    """
+    raw_country = clean_text(fields.get(f"{prefix}_country", "")).upper()
+    region = clean_text(fields.get(f"{prefix}_region", ""))
+    town = clean_text(fields.get(f"{prefix}_town", ""))
+    country: str | None = None
+    if raw_country:
+        if country_name(raw_country) is None:
+            errors[f"{prefix}_country"] = "Choose a country from the list, or leave it empty."
+        else:
+            country = raw_country
+    elif region or town:
+        errors[f"{prefix}_country"] = ("Choose the country as well, or leave the state or region "
+                                       "and the town empty.")
+    state: str | None = None
+    if len(region) > MAX_PLACE:
+        errors[f"{prefix}_region"] = f"Please shorten this to {MAX_PLACE} characters or fewer."
+    elif country == "US" and region:
+        state = us_state_code(region)
+        if state is None:
+            errors[f"{prefix}_region"] = ("Enter a US state, such as Texas or TX, or leave it "
+                                          "empty.")
+    if len(town) > MAX_PLACE:
+        errors[f"{prefix}_town"] = f"Please shorten this to {MAX_PLACE} characters or fewer."
+    if country is None:
+        return None
+    # model_validate: the codes were checked against the lists above; the model checks again.
+    return Address.model_validate({"city": town or None, "state": state, "country": country,
+                                   "nonUsaState": region or None if country != "US" else None})
+
+
+def _check_urls(urls: list[str], name: str, errors: dict[str, str], what: str) -> None:
+    if len(urls) > MAX_LINES:
+        errors[name] = f"Enter at most {MAX_LINES} {what}."
+        return
+    for i, url in enumerate(urls, 1):
+        why = _check_url(url)
+        if why:
+            where = f"Line {i}" if len(urls) > 1 else "The web address"
+            errors[name] = f"{where} {why}. Example: https://example.com/page"
+            return
+
+
+def check_when(fields: Mapping[str, str], now: datetime,
+               errors: dict[str, str]) -> tuple[datetime, str]:
+    """The incident time and its description, from date, time and time zone.
+
+    A time zone chosen on the form is used; without one, the zone of the country the reporter
+    gave for themselves when that country has only one; else the time stays without zone and
+    the description says so. The stored time then carries the zone's UTC offset.
+    """
+    raw_date = clean_text(fields.get("incident_date", ""))
+    raw_time = clean_text(fields.get("incident_time", ""))
+    raw_zone = clean_text(fields.get("incident_timezone", ""))
+    day: date | None = None
+    if raw_date:
+        try:
+            day = date.fromisoformat(raw_date) if _DATE.match(raw_date) else None
+        except ValueError:
+            day = None
+        if day is None:
+            errors["incident_date"] = ("Enter a real date, for example 2024-03-27, or leave it "
+                                       "empty.")
+        elif day < EARLIEST_DATE:
+            errors["incident_date"] = f"Enter a date after {EARLIEST_DATE.year}."
+        # The person's time zone may be unknown: "the future" is later than today anywhere.
+        elif day > (now + timedelta(hours=14)).date():
+            errors["incident_date"] = "The date cannot be in the future."
+    at: time | None = None
+    if raw_time:
+        m = _TIME.match(raw_time)
+        if m is None:
+            errors["incident_time"] = "Enter a time like 14:30, or leave it empty."
+        elif not raw_date:
+            errors["incident_time"] = "Enter the date as well, or leave the time empty."
+        else:
+            at = time(int(m.group(1)), int(m.group(2)))
+    zone: ZoneInfo | None = None
+    zone_note = ""
+    if raw_zone:
+        zone = zone_info(raw_zone)
+        if zone is None:
+            errors["incident_timezone"] = "Choose a time zone from the list, or leave it empty."
+        else:
+            zone_note = f"time zone {raw_zone}, chosen by the reporter"
+    elif at is not None:
+        country = clean_text(fields.get("reporter_country", "")).upper()
+        only = single_zone(country) if country_name(country) else None
+        if only is not None:
+            zone = ZoneInfo(only)
+            zone_note = (f"time zone {only}, the only one of the reporter's country "
+                         f"({country_name(country)})")
+    if day is None:
+        return now.astimezone(UTC).replace(microsecond=0), (
+            "The reporter did not give a date; this is the time the report was submitted.")
+    if at is None:
+        when = datetime.combine(day, time(0, 0))
+        note = "Date given by the reporter; time of day not given; "
+    else:
+        when = datetime.combine(day, at)
+        note = "Date and time given by the reporter, in their local time; "
+    if zone is None:
+        # Local time, zone unknown: "the future" is later than now anywhere (UTC+14).
+        if at is not None and when > now.astimezone(UTC).replace(tzinfo=None) + timedelta(hours=14):
+            errors["incident_time"] = "The time cannot be in the future."
+        return when, note + "time zone not known."
+    # Keep the zone as a fixed UTC offset: what the CyberTipline format (xs:dateTime) carries.
+    local = when.replace(tzinfo=zone)
+    offset = local.utcoffset() or timedelta(0)
+    aware = local.replace(tzinfo=timezone(offset))
+    if at is not None and aware > now + timedelta(minutes=1):
+        errors["incident_time"] = "The time cannot be in the future."
+    return aware, note + zone_note + "."
+
+
 @dataclass
 class Validated:
     """The outcome of validating the report form."""
@@ -467,75 +603,17 @@ def validate_report_form(fields: Mapping[str, str], now: datetime) -> Validated:
     elif _RECEIPT_IN_TEXT.search(description):
         errors["description"] = "Please do not write a receipt code here."
 
-    when: datetime
-    when_note: str
-    raw_date, raw_time = clean_text(get("incident_date")), clean_text(get("incident_time"))
-    day: date | None = None
-    if raw_date:
-        try:
-            day = date.fromisoformat(raw_date) if _DATE.match(raw_date) else None
-        except ValueError:
-            day = None
-        if day is None:
-            errors["incident_date"] = ("Enter a real date, for example 2024-03-27, or leave it "
-                                       "empty.")
-        elif day < EARLIEST_DATE:
-            errors["incident_date"] = f"Enter a date after {EARLIEST_DATE.year}."
-        # The person's time zone is unknown: "the future" is later than today anywhere.
-        elif day > (now + timedelta(hours=14)).date():
-            errors["incident_date"] = "The date cannot be in the future."
-    at: time | None = None
-    if raw_time:
-        m = _TIME.match(raw_time)
-        if m is None:
-            errors["incident_time"] = "Enter a time like 14:30, or leave it empty."
-        elif not raw_date:
-            errors["incident_time"] = "Enter the date as well, or leave the time empty."
-        else:
-            at = time(int(m.group(1)), int(m.group(2)))
-    if day is not None and at is not None:
-        when = datetime.combine(day, at)
-        when_note = ("Date and time given by the reporter, in their local time (time zone not "
-                     "known).")
-        if when > now.astimezone(UTC).replace(tzinfo=None) + timedelta(hours=14):
-            errors["incident_time"] = "The time cannot be in the future."
-    elif day is not None:
-        when = datetime.combine(day, time(0, 0))
-        when_note = "Date given by the reporter; time of day not given; time zone not known."
-    else:
-        when = now.astimezone(UTC).replace(microsecond=0)
-        when_note = ("The reporter did not give a date; this is the time the report was "
-                     "submitted.")
+    when, when_note = check_when(fields, now, errors)
 
     urls = _lines(get("urls"))
-    if len(urls) > MAX_LINES:
-        errors["urls"] = f"Enter at most {MAX_LINES} web addresses."
-    else:
-        for i, url in enumerate(urls, 1):
-            why = _check_url(url)
-            if why:
-                where = f"Line {i}" if len(urls) > 1 else "The web address"
-                errors["urls"] = f"{where} {why}. Example: https://example.com/page"
-                break
+    _check_urls(urls, "urls", errors, "web addresses")
 
     platform = clean_text(get("platform"))
     if len(platform) > MAX_SHORT:
         errors["platform"] = f"Please shorten this to {MAX_SHORT} characters or fewer."
 
-    usernames = _lines(get("usernames"))
-    if len(usernames) > MAX_LINES:
-        errors["usernames"] = f"Enter at most {MAX_LINES} user names."
-    elif any(len(u) > MAX_SHORT for u in usernames):
-        errors["usernames"] = f"Each user name can be at most {MAX_SHORT} characters."
-
-    age: int | None = None
-    raw_age = clean_text(get("child_age"))
-    if raw_age:
-        if raw_age.isdigit() and int(raw_age) <= 17:
-            age = int(raw_age)
-        else:
-            errors["child_age"] = ("Enter an age from 0 to 17 as a number, or leave it empty "
-                                   "if you are not sure.")
+    person = check_person(fields, errors)
+    child = check_child(fields, errors)
 
     first, last = clean_text(get("first_name")), clean_text(get("last_name"))
     for name, value in (("first_name", first), ("last_name", last)):
@@ -549,6 +627,7 @@ def validate_report_form(fields: Mapping[str, str], now: datetime) -> Validated:
                   or not 5 <= sum(ch.isdigit() for ch in phone) <= 20):
         errors["phone"] = ("Enter a phone number using digits, like +1 555 010 0000, or leave "
                            "it empty.")
+    reporter_place = check_place(fields, "reporter", errors)
 
     if errors or choice is None:
         return Validated(None, errors)
@@ -566,14 +645,169 @@ def validate_report_form(fields: Mapping[str, str], now: datetime) -> Validated:
             firstName=first or None, lastName=last or None,
             email=[Email(value=email)] if email else [],
             phone=[Phone(value=phone)] if phone else [],
+            address=[reporter_place] if reporter_place else [],
         )),
-        personOrUserReported=[
-            PersonOrUserReported(espService=platform or None, screenName=u) for u in usernames
-        ],
-        victim=[Victim(victimPerson=Person(age=age))] if age is not None else [],
+        personOrUserReported=person.reported(platform or None),
+        victim=child.victims(),
         additionalInfo=description,
     )
     return Validated(report, {})
+
+
+@dataclass
+class PersonGiven:
+    """What the form says about the person responsible."""
+
+    usernames: list[str]
+    profile_urls: list[str]
+    place: Address | None
+
+    def reported(self, platform: str | None) -> list[PersonOrUserReported]:
+        """One ``personOrUserReported`` per user name; the first also carries the profile
+        links and where the person is (one entry of its own when no name was given)."""
+        out = [PersonOrUserReported(espService=platform, screenName=u) for u in self.usernames]
+        if not (self.profile_urls or self.place):
+            return out
+        if not out:
+            out.append(PersonOrUserReported(espService=platform))
+        first = out[0]
+        first.profileUrl = list(self.profile_urls)
+        if self.place is not None:
+            first.personOrUserReportedPerson = Person(address=[self.place])
+        return out
+
+
+def check_person(fields: Mapping[str, str], errors: dict[str, str]) -> PersonGiven:
+    """User names, profile links and place of the person responsible."""
+    usernames = _lines(fields.get("usernames", ""))
+    if len(usernames) > MAX_LINES:
+        errors["usernames"] = f"Enter at most {MAX_LINES} user names."
+    elif any(len(u) > MAX_SHORT for u in usernames):
+        errors["usernames"] = f"Each user name can be at most {MAX_SHORT} characters."
+    profile_urls = _lines(fields.get("profile_urls", ""))
+    _check_urls(profile_urls, "profile_urls", errors, "profile links")
+    return PersonGiven(usernames, profile_urls, check_place(fields, "person", errors))
+
+
+@dataclass
+class ChildGiven:
+    """What the form says about the child."""
+
+    age: int | None
+    place: Address | None
+
+    def victims(self) -> list[Victim]:
+        if self.age is None and self.place is None:
+            return []
+        return [Victim(victimPerson=Person(age=self.age,
+                                           address=[self.place] if self.place else []))]
+
+
+def check_child(fields: Mapping[str, str], errors: dict[str, str]) -> ChildGiven:
+    """The child's age and place."""
+    age: int | None = None
+    raw_age = clean_text(fields.get("child_age", ""))
+    if raw_age:
+        if raw_age.isdigit() and int(raw_age) <= 17:
+            age = int(raw_age)
+        else:
+            errors["child_age"] = ("Enter an age from 0 to 17 as a number, or leave it empty "
+                                   "if you are not sure.")
+    return ChildGiven(age, check_place(fields, "child", errors))
+
+
+# --- adding information with a receipt code ------------------------------------------------
+
+# The fields of the "add information" page, in page order.
+ADDENDUM_FIELDS: tuple[str, ...] = (
+    "code", "information", "usernames", "profile_urls", "person_country", "person_region",
+    "person_town", "child_age", "child_country", "child_region", "child_town",
+)
+
+
+@dataclass
+class Addendum:
+    """What a person adds to their report: text, and the same "who and where" as the form."""
+
+    information: str
+    person: PersonGiven
+    child: ChildGiven
+
+    def document(self, fields: Mapping[str, str]) -> bytes:
+        """The ``addendum`` document: the text, and the other fields as received when given."""
+        doc: dict[str, Any] = {"information": self.information}
+        given = {k: fields[k] for k in ADDENDUM_FIELDS[2:] if fields.get(k, "").strip()}
+        if given:
+            doc["fields"] = given
+        return json.dumps(doc, ensure_ascii=False).encode()
+
+    def merge(self, report: Report, received: datetime) -> Report:
+        """The report as it stands with this addendum (a pure function of both).
+
+        The text is appended to ``additionalInfo`` under a dated line; a child's age replaces
+        the one given before (later information is taken as the better one), places are added
+        to the addresses; new user names become reported users of their own, profile links
+        and the person's place go to the first reported user, as on the form.
+        """
+        r = report.model_copy(deep=True)
+        if self.information:
+            stamp = f"Added by the reporter on {received.strftime('%Y-%m-%d %H:%M')} UTC:"
+            r.additionalInfo = "\n\n".join(x for x in (r.additionalInfo, f"{stamp}\n{self.information}") if x)
+        if self.child.age is not None or self.child.place is not None:
+            if not r.victim:
+                r.victim = self.child.victims()
+            else:
+                person = r.victim[0].victimPerson
+                if self.child.age is not None:
+                    person.age = self.child.age
+                if self.child.place is not None:
+                    person.address = [*person.address, self.child.place]
+        platform = r.incidentSummary.platform
+        if not r.personOrUserReported:
+            r.personOrUserReported = self.person.reported(platform)  # exactly as on the form
+        else:
+            first = r.personOrUserReported[0]
+            first.profileUrl = [*first.profileUrl, *self.person.profile_urls]
+            if self.person.place is not None:
+                held = first.personOrUserReportedPerson or Person()
+                held.address = [*held.address, self.person.place]
+                first.personOrUserReportedPerson = held
+            r.personOrUserReported += [PersonOrUserReported(espService=platform, screenName=u)
+                                       for u in self.person.usernames]
+        return r
+
+    def revise(self, document: dict[str, Any], received: datetime) -> dict[str, Any]:
+        """``Intake.add_document``'s ``revise``: merged, then checked as every report is.
+
+        Raises ``CybertipError`` when the merged report is not valid CyberTipline.
+        """
+        merged = self.merge(Report.model_validate(document), received)
+        parsed = parse_report(report_to_xml(merged))
+        stored: dict[str, Any] = parsed.value.model_dump(mode="json", exclude_defaults=True)
+        return stored
+
+
+def validate_addendum(fields: Mapping[str, str], errors: dict[str, str]) -> Addendum | None:
+    """Check the "add information" fields; None (and messages in ``errors``) when invalid."""
+    information = clean_text(fields.get("information", ""))
+    if len(information) > MAX_TEXT:
+        errors["information"] = (f"Please shorten this to {MAX_TEXT:,} characters or fewer "
+                                 f"(it is {len(information):,}).")
+    elif _RECEIPT_IN_TEXT.search(information):
+        errors["information"] = ("Please do not write the receipt code here; enter it "
+                                 "only in the receipt code field.")
+    person = check_person(fields, errors)
+    child = check_child(fields, errors)
+    for name in ("usernames", "profile_urls"):
+        if name not in errors and _RECEIPT_IN_TEXT.search(fields.get(name, "")):
+            errors[name] = "Please do not write the receipt code here."
+    nothing = not (information or person.usernames or person.profile_urls or person.place
+                   or child.age is not None or child.place)
+    if nothing and not any(k in errors for k in ADDENDUM_FIELDS[2:]):
+        errors["information"] = "Enter the information you want to add."
+    if errors:
+        return None
+    return Addendum(information, person, child)
 
 
 # --- pages ------------------------------------------------------------------------------
@@ -602,6 +836,8 @@ _SECURITY_HEADERS = {
 def _page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
     root = request.scope.get("root_path", "").rstrip("/")
     context.setdefault("errors", {})
+    # Every page says what to do in an emergency: for the chosen country once there is one.
+    context.setdefault("emergency", emergency_numbers().advice(None))
     html = _env.get_template(f"public/{template}").render(
         root=root, css=f"{root}/static/tipline.css?v={__version__}", **context
     )
@@ -615,10 +851,23 @@ def _summary(errors: Mapping[str, str], order: tuple[str, ...]) -> list[tuple[st
     return [(_ANCHOR.get(k, k), errors[k]) for k in ranked]
 
 
+def emergency_country(values: Mapping[str, str]) -> str | None:
+    """The country whose emergency number to show: the child's, else the reporter's."""
+    for name in ("child_country", "reporter_country"):
+        code = clean_text(values.get(name, "")).upper()
+        if country_name(code) is not None:
+            return code
+    return None
+
+
 def _form_context(rt: Runtime, values: Mapping[str, str], errors: Mapping[str, str],
                   token: str, files_dropped: bool = False) -> dict[str, Any]:
     return {
         "choices": INCIDENT_CHOICES,
+        "countries": country_choices(),
+        "zones": time_zones(),
+        "places": PLACES,
+        "emergency": emergency_numbers().advice(emergency_country(values)),
         "values": {k: values.get(k, "") for k in REPORT_FIELDS},
         "errors": dict(errors),
         "summary": _summary(errors, REPORT_FIELDS),
@@ -633,10 +882,34 @@ def _form_context(rt: Runtime, values: Mapping[str, str], errors: Mapping[str, s
     }
 
 
+def privacy_context(rt: Runtime) -> dict[str, Any]:
+    """What the privacy notice states that depends on this installation's settings."""
+    return {
+        "operator_name": rt.settings.operator_name,
+        "operator_contact": rt.settings.operator_contact,
+        # Public reports are finished at once; this bounds a part left by a crash mid-way.
+        "unfinished_hours": max(1, round(max(rt.settings.open_ttl_seconds,
+                                             rt.settings.idle_ttl_seconds) / 3600)),
+    }
+
+
+def _addendum_context(values: Mapping[str, str], errors: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "values": {k: values.get(k, "") for k in ADDENDUM_FIELDS},
+        "errors": dict(errors),
+        "summary": _summary(errors, ADDENDUM_FIELDS),
+        "max_text": MAX_TEXT,
+        "max_lines": MAX_LINES,
+        "countries": country_choices(),
+        "places": PLACES,
+        "emergency": emergency_numbers().advice(emergency_country(values)),
+    }
+
+
 _NOT_SAVED = (
     "Your report could not be saved",
     "Something went wrong on our side and your report was not filed. Please try again in a "
-    "few minutes. If a child is in immediate danger, call 911 or your local emergency number.",
+    "few minutes.",
 )
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
@@ -757,12 +1030,12 @@ def router(rt: Runtime) -> APIRouter:
                 log.exception("retracting public report %d failed; it will expire", report_id)
             return error_page(request, 503, *_NOT_SAVED)
         log.info("public report %d filed with %d file(s)", report_id, len(files))
-        return _page(request, "receipt.html", code=code, file_count=len(files))
+        return _page(request, "receipt.html", code=code, file_count=len(files),
+                     emergency=emergency_numbers().advice(emergency_country(fields)))
 
     @pages.get("/report/receipt")
     async def addendum_form(request: Request) -> HTMLResponse:
-        return _page(request, "addendum.html", values={"code": "", "information": ""},
-                     summary=[], max_text=MAX_TEXT)
+        return _page(request, "addendum.html", **_addendum_context({}, {}))
 
     @pages.post("/report/receipt")
     async def addendum_submit(request: Request) -> HTMLResponse:
@@ -774,7 +1047,6 @@ def router(rt: Runtime) -> APIRouter:
                 "Something went wrong while sending the form, so nothing was stored. "
                 "Please go back and try again.")
         entered = fields.get("code", "")
-        information = clean_text(fields.get("information", ""))
         errors: dict[str, str] = {}
         code = normalise_receipt_code(entered)
         if not entered.strip():
@@ -782,14 +1054,7 @@ def router(rt: Runtime) -> APIRouter:
         elif code is None:
             errors["code"] = ("This is not a receipt code. Receipt codes look like "
                               "TPL-7KQ4-M9XD-2HPR-W3CT.")
-        if not information:
-            errors["information"] = "Enter the information you want to add."
-        elif len(information) > MAX_TEXT:
-            errors["information"] = (f"Please shorten this to {MAX_TEXT:,} characters or fewer "
-                                     f"(it is {len(information):,}).")
-        elif _RECEIPT_IN_TEXT.search(information):
-            errors["information"] = ("Please do not write the receipt code here; enter it "
-                                     "only in the receipt code field.")
+        added = validate_addendum(fields, errors)
         report_id: int | None = None
         if not errors and code is not None:
             report_id = await run_in_threadpool(rt.intake.report_id_for_receipt, receipt_hash(code))
@@ -797,15 +1062,32 @@ def router(rt: Runtime) -> APIRouter:
                 # One message for every code we cannot use, whatever the reason.
                 errors["code"] = ("We could not match this receipt code. Check that you typed "
                                   "it exactly as it was shown to you.")
-        if errors or report_id is None:
-            values = {"code": entered, "information": fields.get("information", "")}
-            return _page(request, "addendum.html", 422, values=values, errors=errors,
-                         summary=_summary(errors, ("code", "information")), max_text=MAX_TEXT)
-        body = json.dumps({"information": information}, ensure_ascii=False).encode()
-        await run_in_threadpool(rt.intake.add_document, report_id, "addendum", body,
-                                "application/json")
+        if errors or report_id is None or added is None:
+            return _page(request, "addendum.html", 422,
+                         **_addendum_context(fields, errors))
+        received = datetime.now(UTC).replace(microsecond=0)
+        try:
+            await run_in_threadpool(
+                rt.intake.add_document, report_id, "addendum", added.document(fields), "application/json",
+                revise=lambda doc: added.revise(doc, received))
+        except CybertipError as exc:
+            # The report with this addendum would not be valid CyberTipline: nothing stored.
+            log.warning("addendum to public report %d refused: %s", report_id, exc.description)
+            return _page(request, "addendum.html", 422, **_addendum_context(fields, {
+                "information": "Part of this information could not be accepted. Please check "
+                               "what you entered."}))
+        except Exception:
+            log.exception("addendum to public report %d could not be stored", report_id)
+            return error_page(request, 503, "Your information could not be saved",
+                              "Something went wrong on our side and nothing was added. Please "
+                              "try again in a few minutes.")
         log.info("addendum added to public report %d", report_id)
-        return _page(request, "addendum_done.html")
+        return _page(request, "addendum_done.html",
+                     emergency=emergency_numbers().advice(emergency_country(fields)))
+
+    @pages.get("/privacy")
+    async def privacy(request: Request) -> HTMLResponse:
+        return _page(request, "privacy.html", **privacy_context(rt))
 
     return pages
 

@@ -2,7 +2,8 @@
 
 ``location`` writes one ``Location`` row per source: each IP capture event of the reported
 user (geolocated offline), each platform ``estimatedLocation``, and each address the report
-gives for the reported person or the incident. ``jurisdiction`` picks one by the precedence
+gives for the reported person or the incident; for a report from the public web form also
+where the reporter says the child and they themselves are. ``jurisdiction`` picks one by the precedence
 in ``data/routing.toml`` and resolves country and, in the US, state — or leaves them unknown
 (NULL). Nothing is guessed: no default country, no state from a city name.
 See docs/routing.md for the confidences and the precedence.
@@ -21,21 +22,17 @@ from sqlalchemy.orm import Session
 from tipline.model.report import Address, EstimatedLocation, IpCaptureEvent
 from tipline.model.report import Report as ReportModel
 from tipline.pipeline.core import StageContext, stage
-from tipline.pipeline.directory import load_routing
+from tipline.pipeline.directory import LOCATION_CONFIDENCE, load_routing
 from tipline.pipeline.geo import GeoIp, clean_city, us_state_code
 from tipline.pipeline.identifiers import normalise_ip
 from tipline.store.tables import File, Jurisdiction, Location, Report
 
-# Confidence of one location source (0..1), before precedence. Documented in docs/routing.md.
-CONFIDENCE = {
-    "esp_estimate_verified": 0.9,
-    "ip_login": 0.7,
-    "ip_upload": 0.6,
-    "ip_other": 0.5,
-    "esp_estimate_unverified": 0.4,
-    "user_supplied": 0.3,
-    "ip_proxy": 0.1,
-}
+# Confidence of one location source (0..1), before precedence: one list, kept with the
+# precedence's classes in directory.py. Documented in docs/routing.md.
+CONFIDENCE = LOCATION_CONFIDENCE
+#: The report source whose victim and reporter addresses are location sources of their own:
+#: a member of the public telling where the child, the person responsible and they are.
+PUBLIC_SOURCE = "web"
 # ISO-3166 pseudo-codes that name no country (anonymous proxy, satellite, Europe, Asia/Pacific).
 NOT_A_COUNTRY = frozenset({"", "A1", "A2", "O1", "AP", "EU", "XX", "ZZ"})
 
@@ -98,7 +95,7 @@ def _estimate_loc(est: EstimatedLocation, path: str) -> Loc:
                city[:100] if city else None, None, None, conf if country else 0.0)
 
 
-def _address_loc(addr: Address, path: str) -> Loc:
+def _address_loc(addr: Address, path: str, kind: str = "user_supplied") -> Loc:
     country = _country(addr.country)
     if country is None and addr.state:
         country = "US"  # the schema's `state` holds US states only (others use nonUsaState)
@@ -107,13 +104,27 @@ def _address_loc(addr: Address, path: str) -> Loc:
         region = None
     detail = f"type={addr.type or 'unknown'} zip={addr.zipCode or 'none'} path={path}"
     city = (addr.city or "").strip()[:100] or None
-    return Loc("user_supplied", detail[:255], country, region, city, None, None,
-               CONFIDENCE["user_supplied"] if country else 0.0)
+    return Loc(kind, detail[:255], country, region, city, None, None,
+               CONFIDENCE[kind] if country else 0.0)
 
 
-def locate(report: ReportModel, files: list[tuple[int, dict[str, Any] | None]], geo: GeoIp) -> list[Loc]:
-    """Every location source of a report's reported user(s) and incident (a pure function)."""
+def locate(report: ReportModel, files: list[tuple[int, dict[str, Any] | None]], geo: GeoIp,
+           source: str | None = None) -> list[Loc]:
+    """Every location source of a report's reported user(s) and incident (a pure function).
+
+    For a public web-form report (``source`` "web") the addresses the reporter gave are
+    sources of their own: the child's (``public_form_child``), the person responsible's
+    (``public_form_person``) and the reporter's (``public_form_reporter``). A platform's
+    reporter address is its office, and its victim addresses are not what routing has
+    trusted so far, so for other sources those stay out, as before.
+    """
+    public = source == PUBLIC_SOURCE
     out: list[Loc] = []
+    if public:
+        for i, v in enumerate(report.victim):
+            for j, addr in enumerate(v.victimPerson.address):
+                out.append(_address_loc(addr, f"victim[{i}].victimPerson.address[{j}]", "public_form_child"))
+    person_kind = "public_form_person" if public else "user_supplied"
     for i, p in enumerate(report.personOrUserReported):
         path = f"personOrUserReported[{i}]"
         for j, ev in enumerate(p.ipCaptureEvent):
@@ -123,7 +134,7 @@ def locate(report: ReportModel, files: list[tuple[int, dict[str, Any] | None]], 
         person = p.personOrUserReportedPerson
         if person is not None:
             for j, addr in enumerate(person.address):
-                out.append(_address_loc(addr, f"{path}.personOrUserReportedPerson.address[{j}]"))
+                out.append(_address_loc(addr, f"{path}.personOrUserReportedPerson.address[{j}]", person_kind))
     for i, det in enumerate(report.internetDetails):
         if det.peer2peerIncident is not None:
             for j, ev in enumerate(det.peer2peerIncident.ipCaptureEvent):
@@ -135,6 +146,9 @@ def locate(report: ReportModel, files: list[tuple[int, dict[str, Any] | None]], 
         raw = (details or {}).get("ipCaptureEvent")
         if raw:
             out.append(_ip_loc(geo, IpCaptureEvent.model_validate(raw), f"file[{seq}].ipCaptureEvent"))
+    if public:
+        for j, addr in enumerate(report.reporter.reportingPerson.address):
+            out.append(_address_loc(addr, f"reporter.reportingPerson.address[{j}]", "public_form_reporter"))
     return out
 
 
@@ -144,16 +158,16 @@ def geoip_service(ctx: StageContext) -> GeoIp:
     return geo
 
 
-@stage("location", version="1")
+@stage("location", version="2")  # 2: public-form places
 def location_stage(ctx: StageContext, session: Session, report_id: int) -> None:
     """Write one Location row per location source: IP capture events, platform estimates, addresses."""
     session.execute(delete(Location).where(Location.report_id == report_id))
-    doc = session.execute(select(Report.document).where(Report.id == report_id)).scalar()
-    if doc is None:
+    row = session.execute(select(Report.document, Report.source).where(Report.id == report_id)).first()
+    if row is None or row.document is None:
         return
     files = [(int(seq), det) for seq, det in session.execute(
         select(File.seq, File.details).where(File.report_id == report_id).order_by(File.seq))]
-    for loc in locate(ReportModel.model_validate(doc), files, geoip_service(ctx)):
+    for loc in locate(ReportModel.model_validate(row.document), files, geoip_service(ctx), row.source):
         session.add(Location(report_id=report_id, source=loc.source, detail=loc.detail, country=loc.country,
                              region=loc.region, city=loc.city, latitude=loc.latitude, longitude=loc.longitude,
                              confidence=loc.confidence))
@@ -162,6 +176,8 @@ def location_stage(ctx: StageContext, session: Session, report_id: int) -> None:
 # --- jurisdiction -------------------------------------------------------------------------
 
 _KV = re.compile(r"(\w+)=(\S+)")
+_PUBLIC_WHO = {"public_form_child": "the child's", "public_form_person": "the person responsible's",
+               "public_form_reporter": "the reporter's"}
 
 
 def location_class(source: str, detail: str | None) -> str:
@@ -192,6 +208,8 @@ def _describe(row: Any) -> str:
         return f"IP {kv.get('ip', '?')} ({kv.get('event', '?')} at {kv.get('at', '?')}) in {where}"
     if row.source == "esp_estimate":
         return f"{'verified' if kv.get('verified') == 'yes' else 'unverified'} platform estimate {where}"
+    if row.source in _PUBLIC_WHO:
+        return f"{_PUBLIC_WHO[row.source]} location given on the public form ({where})"
     return f"address given in the report ({where})"
 
 
