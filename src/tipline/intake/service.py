@@ -30,7 +30,7 @@ from tipline.cybertip.xml import Parsed, finish_rule_violations
 from tipline.model.report import FileDetails
 from tipline.model.report import Report as ReportModel
 from tipline.store.blobs import BlobStore, StoredBlob
-from tipline.store.db import transaction
+from tipline.store.db import cross_report_lock, transaction
 from tipline.store.tables import Blob, Document, File, PipelineRun, Report, Reporter
 
 R = ResponseCode
@@ -425,6 +425,9 @@ class Intake:
         """
         now = utcnow()
         with transaction(self.sessions) as s:
+            # Wait for any enrichment in flight to commit: the ledger rows deleted below must
+            # not be written again over the old document by a job that read it (PostgreSQL).
+            cross_report_lock(s)
             doc = s.execute(
                 select(Report.document).where(Report.id == report_id).with_for_update()
             ).scalar()

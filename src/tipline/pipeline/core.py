@@ -21,12 +21,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, insert, select
-from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 
 from tipline.runtime import Runtime
-from tipline.store.db import transaction
+from tipline.store.db import cross_report_lock, transaction
 from tipline.store.tables import PipelineRun, Report
+
+__all__ = ["cross_report_lock"]  # stages take it from here
 
 log = logging.getLogger("tipline.pipeline")
 
@@ -119,32 +120,6 @@ class StageContext:
             if key not in self.services:
                 self.services[key] = build()
             return self.services[key]
-
-
-#: ``session.info`` key: the transaction (by id) that holds the cross-report lock.
-_CROSS_LOCK = "tipline.cross_report_lock"
-
-
-def cross_report_lock(session: Session) -> bool:
-    """Serialise the stages that read other reports (matches, links, bundles) until commit.
-
-    Two transactions enriching at once on PostgreSQL each read the other's reports as they
-    were before either began: two copies of one image, filed seconds apart, would each find
-    no duplicate, and no re-run would ever agree with that first run. Holding one advisory
-    lock from the first cross-report read to the commit makes the later of the two read the
-    earlier one's committed rows. (SQLite writers are serial already: BEGIN IMMEDIATE.)
-
-    Returns True when this call took the lock for the current transaction, so the caller can
-    refresh in-memory views of other processes' rows exactly once, after taking it.
-    """
-    tx = session.get_transaction()
-    key = id(tx) if tx is not None else None
-    if session.info.get(_CROSS_LOCK) == key:
-        return False
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(sql_text("SELECT pg_advisory_xact_lock(hashtext('tipline.bundles'))"))
-    session.info[_CROSS_LOCK] = key
-    return True
 
 
 def run_stage(ctx: StageContext, st: StageDef, report_id: int) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -163,3 +164,31 @@ def load_models() -> None:
     for mod in pkgutil.iter_modules(store.__path__):
         if mod.name.startswith("tables_"):
             importlib.import_module(f"tipline.store.{mod.name}")
+
+
+#: ``session.info`` key: the transaction (by id) that holds the cross-report lock.
+_CROSS_LOCK = "tipline.cross_report_lock"
+
+
+def cross_report_lock(session: Session) -> bool:
+    """Serialise the stages that read other reports (matches, links, bundles) until commit.
+
+    Two transactions enriching at once on PostgreSQL each read the other's reports as they
+    were before either began: two copies of one image, filed seconds apart, would each find
+    no duplicate, and no re-run would ever agree with that first run. Holding one advisory
+    lock from the first cross-report read to the commit makes the later of the two read the
+    earlier one's committed rows. (SQLite writers are serial already: BEGIN IMMEDIATE.)
+    Intake takes it too before it changes a finished report's document (an addendum), so an
+    enrichment in flight never marks stages done over a document it did not read.
+
+    Returns True when this call took the lock for the current transaction, so the caller can
+    refresh in-memory views of other processes' rows exactly once, after taking it.
+    """
+    tx = session.get_transaction()
+    key = id(tx) if tx is not None else None
+    if session.info.get(_CROSS_LOCK) == key:
+        return False
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sql_text("SELECT pg_advisory_xact_lock(hashtext('tipline.bundles'))"))
+    session.info[_CROSS_LOCK] = key
+    return True

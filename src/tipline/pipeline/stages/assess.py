@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, aliased
 
 from tipline.model.report import FileDetails
 from tipline.model.report import Report as ReportModel
-from tipline.pipeline.core import StageContext, stage
+from tipline.pipeline.core import StageContext, cross_report_lock, stage
 from tipline.store.tables import (
     Assessment,
     File,
@@ -489,6 +489,7 @@ def assess_inputs(inp: Inputs, rules: Rules) -> Result:
 def assess(ctx: StageContext, session: Session, report_id: int) -> None:
     """Quality score with missing items, referral/informational disposition, priority 1-3 with
     reasons and escalation, by the rules in data/triage.toml (docs/triage.md)."""
+    cross_report_lock(session)  # reads the document an addendum may change, and earlier reports
     rules: Rules = ctx.service("triage_rules", load_rules)
     res = assess_inputs(gather(session, report_id, rules), rules)
     session.execute(delete(Assessment).where(Assessment.report_id == report_id))

@@ -236,6 +236,7 @@ def identifier_ids(session: Session, keys: Iterable[tuple[str, str, str, bool]])
 @stage("identifiers", version="1")
 def identifiers_stage(ctx: StageContext, session: Session, report_id: int) -> None:
     """Normalise the report's accounts, e-mails, phones, IPs and device ids into Identifier rows."""
+    cross_report_lock(session)  # reads the document an addendum may change (see intake.add_document)
     rules = load_rules()
     session.execute(delete(ReportIdentifier).where(ReportIdentifier.report_id == report_id))
     report, files, default_service = load_report(session, report_id)

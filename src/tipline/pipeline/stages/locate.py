@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from tipline.model.report import Address, EstimatedLocation, IpCaptureEvent
 from tipline.model.report import Report as ReportModel
-from tipline.pipeline.core import StageContext, stage
+from tipline.pipeline.core import StageContext, cross_report_lock, stage
 from tipline.pipeline.directory import LOCATION_CONFIDENCE, load_routing
 from tipline.pipeline.geo import GeoIp, clean_city, us_state_code
 from tipline.pipeline.identifiers import normalise_ip
@@ -161,6 +161,7 @@ def geoip_service(ctx: StageContext) -> GeoIp:
 @stage("location", version="2")  # 2: public-form places
 def location_stage(ctx: StageContext, session: Session, report_id: int) -> None:
     """Write one Location row per location source: IP capture events, platform estimates, addresses."""
+    cross_report_lock(session)  # reads the document an addendum may change (see intake.add_document)
     session.execute(delete(Location).where(Location.report_id == report_id))
     row = session.execute(select(Report.document, Report.source).where(Report.id == report_id)).first()
     if row is None or row.document is None:
