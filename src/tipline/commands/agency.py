@@ -58,7 +58,7 @@ def agency_list(c: Ctx, as_json: bool, kind: str | None, show_all: bool) -> None
 
     from tipline.store.tables import Agency
 
-    with c.opened() as rt, rt.sessions() as s:
+    with c.database() as sessions, sessions() as s:
         q = select(Agency).order_by(Agency.kind, Agency.country, Agency.us_state, Agency.code)
         if kind:
             q = q.where(Agency.kind == kind)

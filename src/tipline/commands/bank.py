@@ -65,7 +65,7 @@ def bank_list(c: Ctx, as_json: bool) -> None:
     """List banks: state, PDQ threshold and entries per hash type."""
     from tipline.pipeline.banks import list_banks
 
-    with c.opened() as rt, rt.sessions() as s:
+    with c.database() as sessions, sessions() as s:
         rows = list_banks(s)
     if as_json:
         click.echo(json.dumps(rows, indent=2))

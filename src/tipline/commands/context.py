@@ -16,6 +16,8 @@ import click
 from tipline.config import Settings
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
     from tipline.runtime import Runtime
 
 
@@ -30,6 +32,24 @@ class Ctx:
         from tipline.runtime import Runtime
 
         return Runtime.open(self.settings)
+
+    @contextmanager
+    def database(self) -> Iterator[sessionmaker[Session]]:
+        """Only the database, for a command that reads rows and needs no intake, blobs or auth.
+
+        Made by the same functions as the runtime's, without importing the intake stack
+        (XML, schema, encryption): most of what a read command would otherwise load.
+        """
+        from tipline.store.db import make_engine, make_sessionmaker
+
+        key = self.settings.effective_key_file
+        if not key.exists():  # the runtime's own test of an initialised instance, same message
+            raise click.ClickException(f"no blob key at {key}: run `tipline init` (data dir {self.settings.data_dir})")
+        engine = make_engine(self.settings.effective_database_url)
+        try:
+            yield make_sessionmaker(engine)
+        finally:
+            engine.dispose()
 
     @contextmanager
     def opened(self) -> Iterator[Runtime]:

@@ -139,8 +139,8 @@ def _echo_table(header: list[str], rows: list[list[Any]]) -> None:
 def _platforms(c: Ctx) -> list[dict[str, Any]]:
     from tipline.intake.credentials import list_platforms
 
-    with c.opened() as rt:
-        return list_platforms(rt.sessions)
+    with c.database() as sessions:
+        return list_platforms(sessions)
 
 
 @command.command("revoke-token")

@@ -27,8 +27,8 @@ from sqlalchemy import and_, delete, insert, or_, select
 from sqlalchemy.orm import Session
 
 from tipline.pipeline import media
-from tipline.pipeline.media import DEFAULT_RADIUS
 from tipline.pipeline.core import StageContext, stage
+from tipline.pipeline.media import DEFAULT_RADIUS
 from tipline.store.tables import BankEntry, File, FileMatch, FileSignal, HashBank
 
 DUPLICATE_LIMIT = 100
