@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -48,16 +49,22 @@ def prepare(data_dir: Path, env: dict[str, str]) -> None:
             raise SystemExit(f"tipline {' '.join(args)} failed:\n{res.stdout}\n{res.stderr}")
 
 
-def measure(env: dict[str, str], args: list[str], runs: int) -> list[float]:
+def measure(env: dict[str, str], args: list[str], runs: int) -> tuple[list[float], list[float]]:
+    """(wall seconds, CPU seconds) of each run. CPU time (user + system of the child) is what
+    the command costs; on a machine shared with other work the wall time also counts waiting."""
     tipline(env, *args)  # warm-up: file cache, .pyc files
-    times: list[float] = []
+    wall: list[float] = []
+    cpu: list[float] = []
     for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         res = tipline(env, *args)
-        times.append(time.perf_counter() - t0)
+        wall.append(time.perf_counter() - t0)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
         if res.returncode != 0:
             raise SystemExit(f"tipline {' '.join(args)} failed:\n{res.stdout}\n{res.stderr}")
-    return times
+    return wall, cpu
 
 
 def main() -> None:
@@ -86,18 +93,20 @@ def main() -> None:
         floor = _median_of([sys.executable, "-c", "import click, sqlalchemy.orm"], env, a.runs)
         print(f"python -c pass: median {bare * 1000:.0f} ms; import click, sqlalchemy.orm: "
               f"median {floor * 1000:.0f} ms ({a.runs} runs)")
-        print(f"{'COMMAND':<28} {'MEDIAN':>8} {'MIN':>8} {'MAX':>8}")
-        results: dict[str, list[float]] = {}
+        print(f"load average (1 min) before: {os.getloadavg()[0]:.2f}")
+        print(f"{'COMMAND':<28} {'MEDIAN':>8} {'MIN':>8} {'MAX':>8} {'CPU MEDIAN':>11}")
+        results: dict[str, dict[str, list[float]]] = {}
         over = []
         for args in COMMANDS:
-            times = measure(env, args, a.runs)
+            times, cpu = measure(env, args, a.runs)
             name = "tipline " + " ".join(args)
-            results[name] = times
+            results[name] = {"wall": times, "cpu": cpu}
             med = statistics.median(times)
-            print(f"{name:<28} {med * 1000:>6.0f}ms {min(times) * 1000:>6.0f}ms {max(times) * 1000:>6.0f}ms",
-                  flush=True)
+            print(f"{name:<28} {med * 1000:>6.0f}ms {min(times) * 1000:>6.0f}ms {max(times) * 1000:>6.0f}ms "
+                  f"{statistics.median(cpu) * 1000:>9.0f}ms", flush=True)
             if a.limit is not None and med > a.limit:
                 over.append(name)
+        print(f"load average (1 min) after: {os.getloadavg()[0]:.2f}")
     if a.json:
         a.json.write_text(json.dumps({"runs": a.runs, "python": bare, "click+sqlalchemy.orm": floor,
                                        "seconds": results}, indent=2))
