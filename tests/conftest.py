@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tipline.cli import add_esp, do_init
 from tipline.config import Settings
+from tipline.intake.credentials import add_esp
 from tipline.runtime import Runtime
+from tipline.store.setup import do_init
 
 
 def _pg_bin() -> Path:

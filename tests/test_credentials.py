@@ -6,8 +6,7 @@ import random
 
 from sqlalchemy import select, update
 
-from tipline.cli import add_esp
-from tipline.intake.credentials import Authenticator, new_token
+from tipline.intake.credentials import Authenticator, add_esp, new_token
 from tipline.runtime import Runtime
 from tipline.store.db import transaction
 from tipline.store.tables import Credential, Reporter

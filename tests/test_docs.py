@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import pytest
 
-from tipline.cli import cli_reference, main
+from tipline.cli import cli_reference, main, walk
 from tipline.config import setting_env_names
 from tipline.cybertip.codes import ResponseCode
 
@@ -29,12 +29,8 @@ def test_cli_reference_is_current() -> None:
 
 
 def _commands(cmd: click.Command, path: list[str]) -> list[tuple[str, click.Command]]:
-    out = [(" ".join(path), cmd)]
-    if isinstance(cmd, click.Group):
-        for name, sub in cmd.commands.items():
-            if not sub.hidden:
-                out += _commands(sub, [*path, name])
-    return out
+    # The CLI loads its subcommands lazily: walk it as click lists them, not ``.commands``.
+    return [(" ".join(p), c) for p, c in walk(cmd, path)]
 
 
 @pytest.mark.parametrize(("path", "cmd"), _commands(main, ["tipline"]),
@@ -59,9 +55,9 @@ def test_every_json_api_path_documented() -> None:
     # The schema only needs the routes, not a database: build it from a throwaway runtime.
     import tempfile
 
-    from tipline.cli import do_init
     from tipline.config import Settings
     from tipline.runtime import Runtime
+    from tipline.store.setup import do_init
     from tipline.web.app import create_app
 
     with tempfile.TemporaryDirectory() as d:

@@ -21,8 +21,8 @@ from lxml import etree
 from sqlalchemy import select
 
 from samples import file_details_xml, report_xml
-from tipline.cli import add_esp
 from tipline.config import Settings
+from tipline.intake.credentials import add_esp
 from tipline.runtime import Runtime
 from tipline.store.tables import Blob, Document, File, Report
 

@@ -26,10 +26,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from tipline.cli import do_init
 from tipline.config import Settings
 from tipline.runtime import Runtime
 from tipline.standin import standin_image
+from tipline.store.setup import do_init
 from tipline.store.tables import Blob, Document, File, Report
 
 pytestmark = pytest.mark.browser

@@ -17,11 +17,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from run import FILEINFO_TEMPLATE, REPORT_XML, bench_image  # noqa: E402
 
-from tipline.cli import add_esp, do_init  # noqa: E402
 from tipline.config import Settings  # noqa: E402
 from tipline.cybertip import xml as cxml  # noqa: E402
-from tipline.intake.credentials import verify_password_slow  # noqa: E402
+from tipline.intake.credentials import add_esp, verify_password_slow  # noqa: E402
 from tipline.runtime import Runtime  # noqa: E402
+from tipline.store.setup import do_init  # noqa: E402
 
 
 def timeit(name: str, fn: Callable[[], object], n: int) -> float:

@@ -25,12 +25,12 @@ import pdqhash
 from PIL import Image
 from sqlalchemy import func, select
 
-from tipline.cli import do_init
 from tipline.config import Settings
 from tipline.pipeline.core import StageContext, get_stage, run_reports, run_stage
 from tipline.runtime import Runtime
 from tipline.standin import standin_image
 from tipline.store.db import transaction
+from tipline.store.setup import do_init
 from tipline.store.tables import Blob, File, FileSignal, Report, Reporter
 
 

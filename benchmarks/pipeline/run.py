@@ -100,9 +100,9 @@ def load_intake(env: dict[str, str], n: int, seed: int) -> None:
 
     from sqlalchemy import select
 
-    from tipline.cli import add_esp
     from tipline.config import Settings
     from tipline.cybertip.xml import parse_file_details, parse_report
+    from tipline.intake.credentials import add_esp
     from tipline.runtime import Runtime
     from tipline.standin import standin_image
     from tipline.store.tables import Reporter

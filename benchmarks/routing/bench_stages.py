@@ -27,7 +27,6 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select, text
 
-from tipline.cli import do_init
 from tipline.config import Settings
 from tipline.model.report import Report as ReportModel
 from tipline.pipeline.core import StageContext, get_stage, run_stage
@@ -36,6 +35,7 @@ from tipline.pipeline.stages.identify import IpTimesCache, compute_links, comput
 from tipline.pipeline.stages.route import city_for, reference_directory
 from tipline.runtime import Runtime
 from tipline.store.db import transaction
+from tipline.store.setup import do_init
 from tipline.store.tables import Blob, File, Jurisdiction, Report, Reporter
 
 IPS = ["8.8.8.8", "128.32.0.1", "18.0.0.1", "130.149.7.201", "163.1.0.1", "1.1.1.1", "10.0.0.1", "100.64.2.2"]

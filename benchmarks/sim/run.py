@@ -13,11 +13,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from tipline.cli import do_init
 from tipline.config import Settings
 from tipline.runtime import Runtime
 from tipline.sim.generate import FilesMode, SimReport, YearGenerator
 from tipline.sim.write import DirectWriter, IspwsWriter, register_platforms
+from tipline.store.setup import do_init
 
 
 def run(year: int, scale: float, via: str, files: FilesMode) -> float:

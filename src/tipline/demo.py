@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import secrets
+
 from sqlalchemy import func, select
 
 from tipline.cybertip.xml import parse_file_details, parse_report
+from tipline.intake.credentials import add_esp, set_password
 from tipline.runtime import Runtime
 from tipline.standin import standin_image
-from tipline.store.tables import Report, Reporter
+from tipline.store.tables import Credential, Report, Reporter
 
 DEMO_PLATFORM = "Demo Platform"
+DEMO_USERNAME = "demo-platform"
 
 SAMPLES = [
     ("Child Pornography (possession, manufacture, and distribution)", None, "198.51.100.23", 2),
@@ -42,6 +46,18 @@ def sample_report_xml(i: int, incident_type: str, escalation: str | None, ip: st
       <dateTime>2026-11-0{i + 1}T09:00:00Z</dateTime></ipCaptureEvent>
   </personOrUserReported>
 </report>""".encode()
+
+
+def demo_credentials(rt: Runtime) -> tuple[str, str]:
+    """The demo platform's username and a new password (the platform is made the first time)."""
+    password = secrets.token_urlsafe(12)
+    with rt.sessions() as s:
+        exists = s.execute(select(Credential).where(Credential.lookup == DEMO_USERNAME)).first()
+    if exists:
+        set_password(rt, DEMO_USERNAME, password)
+    else:
+        add_esp(rt, DEMO_PLATFORM, DEMO_USERNAME, password)
+    return DEMO_USERNAME, password
 
 
 def load_demo(rt: Runtime) -> int:

@@ -7,28 +7,39 @@ from pathlib import Path
 
 import click
 
-from tipline.cli import Ctx, pass_ctx
-from tipline.pipeline.banks import FORMATS, MAX_PDQ_THRESHOLD, BankImportError, import_bank, list_banks, set_enabled
-from tipline.store.db import transaction
+from tipline.commands.context import Ctx, LazyChoice, pass_ctx
+
+
+def _formats() -> list[str]:
+    from tipline.pipeline.banks import FORMATS
+
+    return sorted(FORMATS)
 
 
 @click.group("bank")
 def command() -> None:
-    """Hash banks: named lists of known hashes (MD5, SHA-1, SHA-256, PDQ) with labels."""
+    """Hash banks: named lists of known hashes with labels.
+
+    A bank holds MD5, SHA-1, SHA-256 and PDQ hashes; files that match one are flagged.
+    """
 
 
 @command.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--bank", "bank_name", required=True, help="Bank name (created when new).")
-@click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), default="csv", show_default=True,
+@click.option("--format", "fmt", type=LazyChoice(_formats), default="csv", show_default=True,
               help="csv: hash_type,value,label. hma: HMA/ThreatExchange PDQ list layouts.")
-@click.option("--pdq-threshold", type=click.IntRange(0, MAX_PDQ_THRESHOLD), default=None,
+# The upper bound (banks.MAX_PDQ_THRESHOLD) is checked by import_bank, which names the option.
+@click.option("--pdq-threshold", type=click.IntRange(min=0), default=None,
               help="Largest PDQ Hamming distance that counts as a match for this bank (default 31).")
 @click.option("--description", default=None, help="What the bank holds and where it came from.")
 @pass_ctx
 def bank_import(c: Ctx, file: Path, bank_name: str, fmt: str, pdq_threshold: int | None,
                 description: str | None) -> None:
     """Import FILE into a bank. All or nothing; re-importing the same file changes nothing."""
+    from tipline.pipeline.banks import BankImportError, import_bank
+    from tipline.store.db import transaction
+
     rt = c.runtime()
     try:
         with transaction(rt.sessions) as s:
@@ -52,12 +63,10 @@ def bank_import(c: Ctx, file: Path, bank_name: str, fmt: str, pdq_threshold: int
 @pass_ctx
 def bank_list(c: Ctx, as_json: bool) -> None:
     """List banks: state, PDQ threshold and entries per hash type."""
-    rt = c.runtime()
-    try:
-        with rt.sessions() as s:
-            rows = list_banks(s)
-    finally:
-        rt.close()
+    from tipline.pipeline.banks import list_banks
+
+    with c.database() as sessions, sessions() as s:
+        rows = list_banks(s)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -72,6 +81,9 @@ def bank_list(c: Ctx, as_json: bool) -> None:
 
 
 def _toggle(c: Ctx, name: str, enabled: bool) -> None:
+    from tipline.pipeline.banks import set_enabled
+    from tipline.store.db import transaction
+
     rt = c.runtime()
     try:
         with transaction(rt.sessions) as s:
@@ -89,7 +101,10 @@ def _toggle(c: Ctx, name: str, enabled: bool) -> None:
 @click.argument("name")
 @pass_ctx
 def bank_disable(c: Ctx, name: str) -> None:
-    """Disable bank NAME: it is no longer matched (its entries are kept)."""
+    """Disable bank NAME: it is no longer matched.
+
+    Its entries are kept; `bank enable` brings it back.
+    """
     _toggle(c, name, False)
 
 

@@ -8,13 +8,16 @@ from typing import Any
 
 import click
 
-from tipline.cli import Ctx, pass_ctx
-from tipline.pipeline.stages.bundle import RULES_FILE, counts, current_assignments, load_bundling, plan_all
+from tipline.commands.context import Ctx, pass_ctx
+from tipline.commands.output import cut, table
 
 
 @click.group("bundles")
 def command() -> None:
-    """Incidents: bundles of reports about the same offender, content or batch."""
+    """Incidents: bundles of reports about the same thing.
+
+    The same offender, the same content or one batch of a platform.
+    """
 
 
 @command.command("preview")
@@ -24,13 +27,17 @@ def command() -> None:
 @click.option("--show", default=20, show_default=True, help="How many moved reports to list.")
 @pass_ctx
 def preview(c: Ctx, rules_file: str | None, as_json: bool, show: int) -> None:
-    """Dry run: group all finished reports by the rules and show what would change. Writes nothing."""
+    """Dry run: what the rules would change. Writes nothing.
+
+    Groups all finished reports by the rules and compares with the incidents stored now.
+    """
+    from tipline.pipeline.stages.bundle import RULES_FILE, counts, current_assignments, load_bundling, plan_all
+
     try:
         rules = load_bundling(rules_file)
     except (ValueError, OSError) as exc:
         raise click.ClickException(f"{rules_file or RULES_FILE}: {exc}") from exc
-    rt = c.runtime()
-    with rt.sessions() as s:
+    with c.opened() as rt, rt.sessions() as s:
         plan = plan_all(s, rules)
         now = current_assignments(s)
         totals = counts(s)
@@ -57,13 +64,23 @@ def preview(c: Ctx, rules_file: str | None, as_json: bool, show: int) -> None:
     click.echo(f"rules: {result['rules']}  (dry run: nothing is written)")
     adjusted = totals["incidents"] if totals["incidents"] is not None else "unknown (bundles stage not run for all)"
     click.echo(f"finished reports: {result['reports']}; incidents adjusted for bundling: {adjusted}")
-    click.echo(f"bundles now: {result['current']['bundles']} {result['current']['byRule']}")
-    click.echo(f"bundles by these rules: {result['planned']['bundles']} {result['planned']['byRule']}")
+    click.echo("")
+    by_rule = sorted(set(current_incidents) | set(planned_incidents))
+    for line in table(["RULE", "BUNDLES NOW", "BY THESE RULES"],
+                      [*([r, current_incidents.get(r, 0), planned_incidents.get(r, 0)] for r in by_rule),
+                       ["(all)", result["current"]["bundles"], result["planned"]["bundles"]]],
+                      right=(1, 2)):
+        click.echo(line)
+    click.echo("")
     click.echo(f"would create {result['bundlesCreated']}, remove {result['bundlesRemoved']}, "
                f"move {result['reportsMoved']} report(s)")
-    for m in result["moves"]:
-        click.echo(f"  report {m['report']}: {m['from'] or '(none)'} -> {m['to']}")
+    if moved:
+        click.echo("")
+        for line in table(["REPORT", "FROM INCIDENT", "TO INCIDENT"],
+                          [[m["report"], cut(m["from"] or "(none)", 80), cut(m["to"], 80)] for m in result["moves"]],
+                          right=(0,)):
+            click.echo(line)
     if len(moved) > show:
-        click.echo(f"  ... and {len(moved) - show} more")
+        click.echo(f"and {len(moved) - show} more (--show N lists more)")
     if moved:
         click.echo("apply: put the rules in place, then `tipline pipeline rerun --stage bundles`")

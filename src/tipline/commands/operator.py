@@ -6,7 +6,7 @@ import json
 
 import click
 
-from tipline.cli import Ctx, pass_ctx
+from tipline.commands.context import Ctx, pass_ctx
 
 
 @click.group("operator")

@@ -10,21 +10,18 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from tipline.cli import Ctx, pass_ctx
-from tipline.pipeline.core import StageContext, get_stage, stages
-from tipline.pipeline.queue import (
-    StageFailed,
-    finished_report_ids,
-    open_queue,
-    pending_report_ids,
-    rerun,
-    run_pending,
-)
-from tipline.runtime import Runtime
+from tipline.commands.context import Ctx, pass_ctx
+
+if TYPE_CHECKING:
+    from tipline.pipeline.core import StageContext
+    from tipline.runtime import Runtime
+
+# The pipeline's modules (stages, queue, SQLAlchemy) are imported inside each command: listing
+# the commands or reading one's --help needs none of them.
 
 DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
 
@@ -35,6 +32,8 @@ def _since(value: datetime | None) -> datetime | None:
 
 
 def _check_stages(names: tuple[str, ...]) -> list[str] | None:
+    from tipline.pipeline.core import get_stage
+
     if not names:
         return None
     for n in names:
@@ -49,6 +48,9 @@ def _drive(rt: Runtime, ids: list[int], job: Callable[[StageContext, int], list[
            label: str) -> tuple[int, int, int]:
     """Run ``job`` for every report id on ``concurrency`` threads, with a progress bar."""
     from tqdm import tqdm
+
+    from tipline.pipeline.core import StageContext
+    from tipline.pipeline.queue import StageFailed
 
     ctx = StageContext(rt)
     ran = failed = stage_runs = 0
@@ -79,7 +81,10 @@ def _drive(rt: Runtime, ids: list[int], job: Callable[[StageContext, int], list[
 
 @click.group("pipeline")
 def command() -> None:
-    """Enrichment pipeline: run pending stages, re-run stages, run a queue worker, list stages."""
+    """Enrichment pipeline: run, re-run, serve a queue, list.
+
+    Run pending stages, re-run stages, run a queue worker, list the stages.
+    """
 
 
 @command.command("run")
@@ -93,20 +98,29 @@ def command() -> None:
 @pass_ctx
 def run_cmd(c: Ctx, since: datetime | None, stage_names: tuple[str, ...], limit: int | None,
             concurrency: int | None) -> None:
-    """Run the stages not yet done (or done at an older version, or failed) for finished reports."""
+    """Run the pending stages of finished reports.
+
+    Pending: not yet done, done at an older version, or failed.
+    """
     only = _check_stages(stage_names)
-    rt = c.runtime()
-    try:
-        ids = pending_report_ids(rt, since=_since(since), limit=limit)
-        if not ids:
-            click.echo("nothing pending")
-            return
-        _, failed, _ = _drive(rt, ids, lambda ctx, rid: run_pending(ctx, rid, only=only),
-                              concurrency or rt.settings.pipeline_concurrency, "pipeline run")
-    finally:
-        rt.close()
+    with c.opened() as rt:
+        failed = run_pipeline(rt, since=_since(since), only=only, limit=limit, concurrency=concurrency)
     if failed:
         raise click.exceptions.Exit(1)
+
+
+def run_pipeline(rt: Runtime, *, since: datetime | None = None, only: list[str] | None = None,
+                 limit: int | None = None, concurrency: int | None = None) -> int:
+    """Run the pending stages of finished reports, with progress; returns how many reports failed."""
+    from tipline.pipeline.queue import pending_report_ids, run_pending
+
+    ids = pending_report_ids(rt, since=since, limit=limit)
+    if not ids:
+        click.echo("nothing pending")
+        return 0
+    _, failed, _ = _drive(rt, ids, lambda ctx, rid: run_pending(ctx, rid, only=only),
+                          concurrency or rt.settings.pipeline_concurrency, "pipeline run")
+    return failed
 
 
 @command.command("rerun")
@@ -121,7 +135,12 @@ def run_cmd(c: Ctx, since: datetime | None, stage_names: tuple[str, ...], limit:
 @pass_ctx
 def rerun_cmd(c: Ctx, stage_names: tuple[str, ...], since: datetime | None, report_ids: tuple[int, ...],
               no_downstream: bool, concurrency: int | None) -> None:
-    """Force stages to run again (e.g. after importing a hash bank or changing triage rules)."""
+    """Force stages to run again for finished reports.
+
+    For instance after importing a hash bank or changing the triage rules.
+    """
+    from tipline.pipeline.queue import finished_report_ids, rerun
+
     names = _check_stages(stage_names)
     rt = c.runtime()
     try:
@@ -150,7 +169,12 @@ def rerun_cmd(c: Ctx, stage_names: tuple[str, ...], since: datetime | None, repo
 @click.option("--once", is_flag=True, help="Exit when no job is left instead of waiting for more.")
 @pass_ctx
 def worker_cmd(c: Ctx, kind: str | None, concurrency: int | None, once: bool) -> None:
-    """Run a queue worker: enrich finished reports as jobs arrive; retry what crashed workers left."""
+    """Run a queue worker: enrich reports as jobs arrive.
+
+    Jobs that crashed workers left behind are retried.
+    """
+    from tipline.pipeline.queue import open_queue
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     rt = c.runtime()
     q = open_queue(rt, kind, concurrency=concurrency)
@@ -188,7 +212,9 @@ def _bundling_summary() -> str:
 @command.command("stages")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def stages_cmd(as_json: bool) -> None:
-    """List the stages in the order they run, with what each one reads and does."""
+    """List the stages in the order they run, and what each does."""
+    from tipline.pipeline.core import stages
+
     rows: list[dict[str, Any]] = [{"name": st.name, "version": st.version, "after": list(st.after), "doc": st.doc}
                                   for st in stages()]
     if as_json:

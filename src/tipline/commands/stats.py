@@ -6,25 +6,29 @@ import json
 
 import click
 
-from tipline.cli import Ctx, pass_ctx
-from tipline.pipeline.view import pipeline_stats, platform_quality
+from tipline.commands.context import Ctx, pass_ctx
 
 
 @click.group("stats")
 def command() -> None:
-    """Statistics: pipeline progress, triage outcomes, per-platform report quality."""
+    """Statistics: pipeline progress, triage, report quality.
+
+    Pipeline progress, triage outcomes and per-platform report quality.
+    """
 
 
 @command.command("pipeline")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 def stats_pipeline(c: Ctx, as_json: bool) -> None:
-    """Per stage: done / failed / pending; per disposition and priority; escalations."""
-    rt = c.runtime()
-    try:
+    """Pipeline progress: per stage, disposition, priority.
+
+    Per stage: done / failed / pending; per disposition and priority; escalations.
+    """
+    from tipline.pipeline.view import pipeline_stats
+
+    with c.opened() as rt:
         data = pipeline_stats(rt)
-    finally:
-        rt.close()
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -55,12 +59,14 @@ def stats_pipeline(c: Ctx, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 def stats_quality(c: Ctx, by: str, as_json: bool) -> None:
-    """Report quality per platform over time: mean score, referral share, what is missing most."""
-    rt = c.runtime()
-    try:
+    """Report quality per platform over time.
+
+    Mean score, referral share and what is missing most, per platform and period.
+    """
+    from tipline.pipeline.view import platform_quality
+
+    with c.opened() as rt:
         rows = platform_quality(rt, by=by)
-    finally:
-        rt.close()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

@@ -6,6 +6,10 @@ request. ``Authenticator`` therefore memoises *successful* checks: the cache map
 "verified". It is a pure memo of ``argon2.verify``: a changed or disabled credential changes
 the row it is checked against, so it can never admit what the slow path would refuse
 (tests compare both paths).
+
+The operator's changes (add a platform, enable/disable it, issue/revoke a token, set a
+password) are the functions at the end; the CLI and tests call them, and they raise
+``CredentialError`` with a sentence for the operator, never a protocol's code.
 """
 
 from __future__ import annotations
@@ -17,20 +21,39 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from tipline.store.db import transaction
 from tipline.store.tables import Credential, Reporter
 
-_hasher = PasswordHasher()  # argon2id, t=3, m=64 MiB, p=4
-# A fixed hash to verify against when the username is unknown, so timing does not tell
-# an attacker which usernames exist.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
+
+    from tipline.runtime import Runtime
 
 TOKEN_PREFIX = "tpl_"
+#: The shortest password ``esp add`` and ``esp password`` accept.
+MIN_PASSWORD_LENGTH = 8
+
+
+# argon2 and its dummy hash are made on first use, not at import: hashing the dummy takes
+# ~90 ms, which every CLI command paid, including those that never check a password.
+@cache
+def _hasher() -> PasswordHasher:
+    from argon2 import PasswordHasher
+
+    return PasswordHasher()  # argon2id, t=3, m=64 MiB, p=4
+
+
+@cache
+def _dummy_hash() -> str:
+    """A fixed hash to verify against when the username is unknown, so timing does not tell
+    an attacker which usernames exist."""
+    return _hasher().hash(secrets.token_urlsafe(16))
 
 
 @dataclass(frozen=True)
@@ -44,13 +67,15 @@ class Principal:
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    return _hasher().hash(password)
 
 
 def verify_password_slow(stored_hash: str, password: str) -> bool:
     """The reference check: argon2id verification, no cache."""
+    from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
     try:
-        return _hasher.verify(stored_hash, password)
+        return _hasher().verify(stored_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 
@@ -118,7 +143,7 @@ class Authenticator:
     def basic(self, username: str, password: str, *, use_cache: bool = True) -> Principal | None:
         found = self._lookup("basic", username)
         if found is None:
-            verify_password_slow(_DUMMY_HASH, password)
+            verify_password_slow(_dummy_hash(), password)
             return None
         cred, rep = found
         mac = self._mac(password)
@@ -165,3 +190,118 @@ class Authenticator:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# -- the operator's changes -----------------------------------------------------------------
+
+
+class CredentialError(ValueError):
+    """A credential change that cannot be made; the message is meant for the operator."""
+
+
+def check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise CredentialError(f"the password must be at least {MIN_PASSWORD_LENGTH} characters")
+
+
+def _platform(s: Session, name: str) -> Reporter:
+    rep = s.execute(select(Reporter).where(Reporter.name == name, Reporter.kind == "esp")).scalar_one_or_none()
+    if rep is None:
+        raise CredentialError(f"no platform named {name!r}")
+    return rep
+
+
+def add_esp(rt: Runtime, name: str, username: str, password: str) -> int:
+    """Register platform ``name`` (when new) with a Basic credential; returns the reporter id."""
+    check_password(password)
+    now = utcnow()
+    with transaction(rt.sessions) as s:
+        if s.execute(select(Credential).where(Credential.lookup == username)).first():
+            raise CredentialError(f"username {username!r} is already taken")
+        rep = s.execute(select(Reporter).where(Reporter.name == name)).scalar_one_or_none()
+        if rep is None:
+            rep = Reporter(name=name, kind="esp", enabled=True, created_at=now)
+            s.add(rep)
+            s.flush()
+        s.add(Credential(reporter_id=rep.id, kind="basic", lookup=username,
+                         secret_hash=hash_password(password), created_at=now))
+        return rep.id
+
+
+def set_platform_enabled(rt: Runtime, name: str, enabled: bool) -> bool:
+    """Enable or disable platform ``name`` (all its credentials at once); returns whether it changed."""
+    with transaction(rt.sessions) as s:
+        rep = _platform(s, name)
+        changed = rep.enabled != enabled
+        rep.enabled = enabled
+    rt.auth.forget()
+    return changed
+
+
+def set_password(rt: Runtime, username: str, password: str) -> None:
+    """Replace the password of Basic credential ``username``; the old one stops working.
+
+    Other processes drop the old password within ``TIPLINE_AUTH_RECHECK_SECONDS`` (their memo of
+    recent checks); their argon2 cache is keyed by the stored hash, which changes here.
+    """
+    check_password(password)
+    with transaction(rt.sessions) as s:
+        cred = s.execute(select(Credential).where(Credential.kind == "basic", Credential.lookup == username)
+                         ).scalar_one_or_none()
+        if cred is None:
+            raise CredentialError(f"no username {username!r}")
+        cred.secret_hash = hash_password(password)
+    rt.auth.forget()
+
+
+def issue_token(rt: Runtime, name: str, label: str | None = None) -> tuple[str, str]:
+    """A new bearer token for platform ``name``: (the token, shown once; its id)."""
+    token, lookup, digest = new_token()
+    with transaction(rt.sessions) as s:
+        rep = _platform(s, name)
+        s.add(Credential(reporter_id=rep.id, kind="bearer", lookup=lookup, secret_hash=digest,
+                         label=label, created_at=utcnow()))
+    return token, lookup
+
+
+def token_id(token: str) -> str | None:
+    """The public id of a bearer token (``tpl_<id>_<secret>``), or None if it is not one."""
+    if not token.startswith(TOKEN_PREFIX) or token.count("_") < 2:
+        return None
+    return token[len(TOKEN_PREFIX):].partition("_")[0]
+
+
+def revoke_token(rt: Runtime, name: str, token: str) -> datetime:
+    """Revoke one bearer token of platform ``name``, named by its id (or given whole).
+
+    Returns when it was revoked (earlier, if it already was). The row is kept, as a record.
+    """
+    lookup = token_id(token) or token
+    with transaction(rt.sessions) as s:
+        rep = _platform(s, name)
+        cred = s.execute(select(Credential).where(Credential.kind == "bearer", Credential.lookup == lookup,
+                                                  Credential.reporter_id == rep.id)).scalar_one_or_none()
+        if cred is None:
+            raise CredentialError(f"platform {name!r} has no token {lookup!r} (see `tipline esp tokens {name}`)")
+        if cred.disabled_at is None:
+            cred.disabled_at = utcnow()
+        when = cred.disabled_at
+    rt.auth.forget()
+    return when
+
+
+def list_platforms(sessions: sessionmaker[Session]) -> list[dict[str, Any]]:
+    """Every platform with its credentials (never a secret or a hash)."""
+    rows: list[dict[str, Any]] = []
+    with sessions() as s:
+        reps = s.execute(select(Reporter).where(Reporter.kind == "esp").order_by(Reporter.name)).scalars()
+        for rep in reps:
+            rows.append({
+                "name": rep.name, "enabled": rep.enabled, "created": rep.created_at.isoformat(),
+                "credentials": [
+                    {"kind": cr.kind, "id": cr.lookup, "label": cr.label, "created": cr.created_at.isoformat(),
+                     "disabled": cr.disabled_at.isoformat() if cr.disabled_at else None}
+                    for cr in sorted(rep.credentials, key=lambda c: c.id)
+                ],
+            })
+    return rows

@@ -21,10 +21,16 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
+# numpy is imported where it is used: the stage registry imports this module, and listing
+# the stages (`tipline pipeline stages`, `report show`) must not pay for numpy.
+
+#: Largest PDQ Hamming distance that counts as a near duplicate (Meta's recommended 31).
+DEFAULT_RADIUS = 31
 #: PDQ hashes with quality below this are "too featureless to be useful" (Meta's PDQ notes):
 #: flat or nearly flat images all hash alike, so they are stored but never matched.
 MIN_MATCH_QUALITY = 50
@@ -76,6 +82,8 @@ def sniff(head: bytes) -> tuple[str, str | None]:
 
 def pdq_bits_to_bytes(vector: np.ndarray) -> bytes:
     """pdqhash's 256-element bit vector (most significant first) as 32 bytes."""
+    import numpy as np
+
     return np.packbits(np.asarray(vector, dtype=np.uint8)).tobytes()
 
 
@@ -96,6 +104,8 @@ def hamming(a: bytes, b: bytes) -> int:
 
 def image_to_rgb_array(img: Any) -> np.ndarray:
     """A Pillow image as a contiguous HxWx3 uint8 array (palette, alpha, 16-bit, CMYK handled)."""
+    import numpy as np
+
     if img.mode != "RGB":
         img = img.convert("RGB")
     # np.asarray(img) (no dtype argument) takes Pillow's fast __array_interface__ path.

@@ -35,8 +35,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# Defined beside the other PDQ constants in media (which imports no numpy), re-exported here.
+from tipline.pipeline.media import DEFAULT_RADIUS as DEFAULT_RADIUS
+
 PDQ_BYTES = 32
-DEFAULT_RADIUS = 31
 #: Below this many hashes a flat scan beats building a multi-index (measured; docs/hashing.md).
 MIH_MIN = 200_000
 #: The flat tail is merged into the multi-index once it holds this many hashes (or main/8).

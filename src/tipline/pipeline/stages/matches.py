@@ -23,13 +23,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import numpy as np
 from sqlalchemy import and_, delete, insert, or_, select
 from sqlalchemy.orm import Session
 
 from tipline.pipeline import media
 from tipline.pipeline.core import StageContext, cross_report_lock, stage
-from tipline.pipeline.pdqindex import DEFAULT_RADIUS, PdqIndex
+from tipline.pipeline.media import DEFAULT_RADIUS
 from tipline.store.tables import BankEntry, File, FileMatch, FileSignal, HashBank
 
 DUPLICATE_LIMIT = 100
@@ -47,6 +46,9 @@ class FileIndex:
     """All stored file PDQs in one :class:`PdqIndex`; int ids are positions in ``file_ids``."""
 
     def __init__(self) -> None:
+        # numpy and the index are imported here: importing the stage (to list it) needs neither.
+        from tipline.pipeline.pdqindex import PdqIndex
+
         self.index = PdqIndex()
         self.file_ids: list[str] = []
         self.present: dict[str, bytes] = {}
@@ -64,6 +66,8 @@ class FileIndex:
             for fid, h in new:
                 self.file_ids.append(fid)
                 self.present[fid] = h
+            import numpy as np
+
             self.index.add(np.arange(start, start + len(new)), [h for _, h in new])
 
     def refresh(self, session: Session, *, force: bool = False) -> None:
@@ -99,6 +103,8 @@ class BankIndex:
     """
 
     def __init__(self) -> None:
+        from tipline.pipeline.pdqindex import PdqIndex
+
         self.index = PdqIndex()
         self._max_id = 0
         self._lock = threading.Lock()

@@ -1,0 +1,39 @@
+"""``tipline serve``: the HTTP service (ISPWS, JSON API, public form, pages)."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from tipline.commands.context import Ctx, pass_ctx
+from tipline.config import Settings
+
+
+def serve_http(settings: Settings, host: str, port: int, workers: int | None) -> None:
+    """Migrate the database, check the key, and serve until stopped."""
+    import uvicorn
+
+    from tipline.runtime import Runtime
+    from tipline.store.db import upgrade
+
+    upgrade(settings.effective_database_url)
+    Runtime.open(settings).close()  # fail early and clearly if the key is missing
+    # Worker processes read their settings from the environment.
+    os.environ["TIPLINE_DATA_DIR"] = str(settings.data_dir)
+    click.echo(f"tipline serving on http://{host}:{port}  (data: {settings.data_dir})")
+    uvicorn.run("tipline.web.app:app_factory", factory=True, host=host, port=port,
+                workers=workers or settings.workers, log_level="info", access_log=False)
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=None, type=int, help="Worker processes (env TIPLINE_WORKERS).")
+@pass_ctx
+def command(c: Ctx, host: str, port: int, workers: int | None) -> None:
+    """Run the HTTP service: ISPWS, JSON API, public form.
+
+    ISPWS is at /ispws, the JSON API at /api/v1, the public form at /report.
+    """
+    serve_http(c.settings, host, port, workers)
