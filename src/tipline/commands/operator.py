@@ -11,14 +11,14 @@ from tipline.commands.context import Ctx, pass_ctx
 
 @click.group("operator")
 def command() -> None:
-    """Operator tokens: read any report over GET /api/v1/operator/reports/ID."""
+    """Staff tokens that read any report over the JSON API."""
 
 
 @command.command("token")
 @click.option("--label", required=True, help="Who holds the token (shown in `operator list`).")
 @pass_ctx
 def operator_token(c: Ctx, label: str) -> None:
-    """Issue an operator bearer token (shown once). It reads every report: keep it secret."""
+    """Issue an operator token (shown once; it reads every report)."""
     from tipline.intake.operators import OperatorTokenError, issue_operator_token
 
     rt = c.runtime()
@@ -34,7 +34,7 @@ def operator_token(c: Ctx, label: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 def operator_list(c: Ctx, as_json: bool) -> None:
-    """List operator tokens: id, who holds it, when issued, whether revoked."""
+    """List operator tokens (id, holder, issued, revoked)."""
     from tipline.intake.operators import list_operator_tokens
 
     rows = list_operator_tokens(c.runtime().sessions)
@@ -53,7 +53,7 @@ def operator_list(c: Ctx, as_json: bool) -> None:
 @click.argument("token_id")
 @pass_ctx
 def operator_revoke(c: Ctx, token_id: str) -> None:
-    """Revoke operator token TOKEN_ID (from `operator list`); it stops working at once."""
+    """Revoke one operator token by its id (it stops at once)."""
     from tipline.intake.operators import OperatorTokenError, revoke_operator_token
 
     try:
