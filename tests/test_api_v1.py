@@ -550,6 +550,25 @@ def test_upload_form_errors_are_400(client: TestClient, runtime: Runtime) -> Non
     assert count(runtime, File) == 0
 
 
+
+@pytest.mark.parametrize("name", ["写真.png", "صورة.jpg", "Ünïcödé ✓.png"])
+def test_upload_keeps_any_file_name(client: TestClient, runtime: Runtime, name: str) -> None:
+    rid = create(client)
+    resp = client.post(f"{API}/reports/{rid}/files", auth=ACME,
+                       files={"file": (name, standin_image(2), "image/png")})
+    assert resp.status_code == 201, resp.text
+    assert client.get(f"{API}/reports/{rid}", auth=ACME).json()["files"][0]["fileName"] == name
+
+
+def test_upload_with_non_latin1_field_name_is_400_not_503(client: TestClient, runtime: Runtime) -> None:
+    rid = create(client)
+    body = ('--b\r\nContent-Disposition: form-data; name="ファイル"; filename="写真.png"\r\n'
+            "Content-Type: image/png\r\n\r\ndata\r\n--b--\r\n").encode()
+    resp = client.post(f"{API}/reports/{rid}/files", auth=ACME, content=body,
+                       headers={"Content-Type": "multipart/form-data; boundary=b"})
+    is_problem(resp, 400, 4200)
+    assert count(runtime, File) == 0
+
 # --- problems everywhere --------------------------------------------------------------------
 
 

@@ -51,10 +51,13 @@ def new_file_id() -> str:
 
 
 def clean_file_name(name: str | None) -> str | None:
-    """A display name safe to store and show: no directories, no control characters."""
+    """A display name safe to store and show: no directories, no control characters.
+
+    Otherwise kept as the client sent it (no Unicode normalisation): a platform matches
+    the name against its own records, and an NFD name from a Mac is the name it holds.
+    """
     if name is None:
         return None
-    name = unicodedata.normalize("NFC", name)
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
     name = name.strip().lstrip(".") or None if name.strip() not in ("", ".", "..") else None
