@@ -585,6 +585,19 @@ def test_odd_requests_are_problems_never_500(client: TestClient) -> None:
         is_problem(resp, resp.status_code)
 
 
+
+def test_405_allow_names_every_method_of_the_path(client: TestClient) -> None:
+    rid = create(client)
+    for method, path, allow in [
+        ("DELETE", "/reports", "GET, POST"), ("PATCH", "/reports", "GET, POST"),
+        ("OPTIONS", "/reports", "GET, POST"), ("DELETE", f"/reports/{rid}", "GET"),
+        ("GET", f"/reports/{rid}/finish", "POST"), ("POST", f"/reports/{rid}/files/x/details", "PUT"),
+    ]:
+        resp = client.request(method, API + path, auth=ACME)
+        body = is_problem(resp, 405)
+        assert resp.headers["allow"] == allow, (method, path)
+        assert allow in body["detail"]
+
 def test_unexpected_failure_is_503_with_request_id(
     client: TestClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch, caplog: Any
 ) -> None:

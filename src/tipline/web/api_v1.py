@@ -46,6 +46,7 @@ from tipline.model.report import FileDetails, Int64, Report
 from tipline.runtime import Runtime
 from tipline.store.blobs import BlobTooLarge, BlobWriter
 from tipline.web.forms import BadForm, BodyTooLarge, SingleFileUpload, read_capped, stream_form
+from tipline.web.routing import allowed_methods
 
 log = logging.getLogger("tipline.api")
 R = ResponseCode
@@ -829,7 +830,13 @@ def install(app: FastAPI, rt: Runtime) -> None:
 
     async def on_http_exception(request: Request, exc: Exception) -> Response:
         if _is_api(request) and isinstance(exc, StarletteHTTPException):
-            return http_problem(exc.status_code, exc.detail, exc.headers).response(request)
+            headers = dict(exc.headers or {})
+            detail: object = exc.detail
+            if exc.status_code == 405:
+                allow = allowed_methods(request)
+                headers["Allow"] = ", ".join(allow)
+                detail = f"{request.method} {request.url.path}: this path takes {', '.join(allow)}"
+            return http_problem(exc.status_code, detail, headers).response(request)
         result = previous_http(request, exc)
         return await result if isinstance(result, Awaitable) else result
 
