@@ -723,3 +723,28 @@ def test_code_table_in_the_docs_matches_the_mapping() -> None:
                 documented.setdefault(int(c), set()).add(int(cells[2].split()[0]))
     for code, status in STATUS_FOR_CODE.items():
         assert status in documented.get(int(code), set()), (code, status)
+
+
+def test_openapi_states_what_the_server_refuses(client: TestClient) -> None:
+    """The fuzzer's findings, pinned: each constraint the server enforces is in the document."""
+    schemas = client.get(f"{API}/openapi.json").json()["components"]["schemas"]
+    platform = schemas["IncidentSummary"]["properties"]["platform"]["anyOf"][0]
+    assert re.fullmatch(platform["pattern"], "Acme 写真 \U0001f600")
+    assert not re.fullmatch(platform["pattern"], "bell\x07")
+    when = schemas["IncidentSummary"]["properties"]["incidentDateTime"]
+    assert re.fullmatch(when["pattern"], "2026-10-01T12:00:00+14:00")
+    assert not re.fullmatch(when["pattern"], "2026-10-01T12:00:00-15:10")
+    details = schemas["FileDetailsInput"]
+    assert "fileId" not in details["properties"] and "reportId" not in details["properties"]
+    assert {"not": {"required": ["potentialMeme", "fileAnnotations"]}} in details["allOf"]
+    assert schemas["InternetDetails"]["minProperties"] == schemas["InternetDetails"]["maxProperties"] == 1
+
+
+def test_integral_number_is_an_integer(client: TestClient) -> None:
+    # JSON Schema counts 12.0 as an integer; the API takes it as 12 (a string "12" stays refused).
+    report = minimal_report()
+    report["victim"] = [{"victimPerson": {"age": 12.0}}]
+    rid = create(client, report)
+    assert client.get(f"{API}/reports/{rid}", auth=ACME).json()["report"]["victim"][0]["victimPerson"]["age"] == 12
+    report["victim"] = [{"victimPerson": {"age": "12"}}]
+    is_problem(client.post(f"{API}/reports", json=report, auth=ACME), 422, 4100)

@@ -18,7 +18,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.exception_handlers import (
@@ -29,10 +29,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, models_json_schema
+from pydantic_core import core_schema
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tipline.cybertip import schema as wire
 from tipline.cybertip.codes import DESCRIPTIONS, CybertipError, ResponseCode
 from tipline.cybertip.xml import (
     Parsed,
@@ -118,11 +120,24 @@ class ReportCreated(_Out):
     normalisations: list[str] = Field(description="Unambiguous variants that were normalised.")
 
 
+def _without_ids(schema: dict[str, Any]) -> None:
+    # The ids come from the URL. A body may repeat them (clients converted from ISPWS do),
+    # but one that differs is refused, and a schema cannot say "equal to the path": so the
+    # document leaves them out, and everything it allows is accepted.
+    for name in ("reportId", "fileId"):
+        schema.get("properties", {}).pop(name, None)
+    schema["required"] = [r for r in schema.get("required", []) if r not in ("reportId", "fileId")]
+    if not schema["required"]:
+        del schema["required"]
+
+
 class FileDetailsInput(FileDetails):
     """FileDetails as this API takes them: reportId and fileId come from the URL.
 
-    Either leave them out or give the same values as the URL.
+    Leave them out (a body repeating the URL's values is accepted too).
     """
+
+    model_config = ConfigDict(json_schema_extra=_without_ids)
 
     reportId: Int64 | None = None  # type: ignore[assignment]
     fileId: str | None = None  # type: ignore[assignment]
@@ -201,6 +216,70 @@ class ReportList(_Out):
     reports: list[ReportSummary]
 
 
+# Characters XML 1.0 cannot carry, as a JSON Schema pattern (ECMA-262 code units, so the
+# astral planes, sent as surrogate pairs, stay allowed). The report goes over XML, so a
+# string holding one of these is refused (422); the schema says so instead of promising it.
+XML_TEXT_PATTERN = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\uFFFE\\uFFFF]*$"
+
+# RFC 3339 admits offsets to +-23:59 and seconds 60; xs:dateTime and Python stop at +-14:00
+# and 59, and years at 0001-9999.
+XML_DATETIME_PATTERN = (
+    "^(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})-[0-9]{2}-[0-9]{2}"
+    "[Tt][0-9]{2}:[0-9]{2}:[0-5][0-9](\\.[0-9]+)?([Zz]|[+-](0[0-9]|1[0-3]):[0-5][0-9]|[+-]14:00)?$"
+)
+
+
+class XmlTextJsonSchema(GenerateJsonSchema):
+    """JSON Schema for models that travel as CyberTipline XML: every free-text string
+    carries ``XML_TEXT_PATTERN`` (a field with its own pattern keeps it)."""
+
+    def str_schema(self, schema: core_schema.StringSchema) -> JsonSchemaValue:
+        out = super().str_schema(schema)
+        out.setdefault("pattern", XML_TEXT_PATTERN)
+        return out
+
+    def datetime_schema(self, schema: core_schema.DatetimeSchema) -> JsonSchemaValue:
+        out = super().datetime_schema(schema)
+        out["pattern"] = XML_DATETIME_PATTERN
+        return out
+
+    def model_schema(self, schema: core_schema.ModelSchema) -> JsonSchemaValue:
+        out = super().model_schema(schema)
+        # FileDetailsInput has FileDetails' choices: look the model up along its bases.
+        choices = next((_CHOICES[c] for c in schema["cls"].__mro__ if c in _CHOICES), None)
+        if choices and "properties" in out:
+            for choice in choices:
+                _express_choice(out, choice.names, required=not choice.emptiable)
+        return out
+
+
+# The XML choices of the wire format (exactly one of, or at most one of), by model: the
+# models check them in a validator, which JSON Schema does not see, so they are added here.
+_CHOICES: dict[type[BaseModel], list[wire.Choice]] = {
+    t.model: [p for p in t.particles if isinstance(p, wire.Choice)] for t in wire.complex_types()
+}
+
+
+def _express_choice(out: dict[str, Any], names: tuple[str, ...], *, required: bool) -> None:
+    props: dict[str, Any] = out["properties"]
+    for name in names:
+        # null means "absent" to the server; the document offers only the object, so that
+        # "present" is what it means by a property being there.
+        prop = props[name]
+        options = [o for o in prop.get("anyOf", []) if o.get("type") != "null"]
+        if len(options) == 1:
+            props[name] = {**{k: v for k, v in prop.items() if k not in ("anyOf", "default")}, **options[0]}
+    if required and set(props) == set(names):
+        out["minProperties"] = out["maxProperties"] = 1
+    elif required:
+        out["oneOf"] = [{"required": [n]} for n in names]
+    else:
+        out.setdefault("allOf", []).extend(
+            {"not": {"required": [a, b]}} for i, a in enumerate(names) for b in names[i + 1:])
+
+
+# The request documents: their strings become XML text.
+XML_MODELS: tuple[type[BaseModel], ...] = (Report, FileDetails, FileDetailsInput)
 SCHEMA_MODELS: tuple[type[BaseModel], ...] = (
     Report, FileDetails, FileDetailsInput, Problem, ReportCreated, FileUploaded,
     FileDetailsStored, ReportFinished, ReportRetracted, ReportRead, ReportList,
@@ -487,6 +566,34 @@ def authenticator(rt: Runtime) -> Callable[[Request], Awaitable[Principal]]:
 # --- validation (the same rules as ISPWS) ---------------------------------------------------
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
+def _integral(text: str) -> int | float:
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
+def _validate_json(model: type[M], body: bytes) -> M:
+    """``model.model_validate_json``, taking a number such as ``12.0`` where an integer goes.
+
+    JSON Schema counts 12.0 as an integer, so the OpenAPI document allows it; the models
+    are strict (``"12"`` is still refused). Only when strict validation refuses such a
+    number is the body read again with integral numbers as integers.
+    """
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        if not any(e["type"] == "int_type" and isinstance(e.get("input"), float) and e["input"].is_integer()
+                   for e in exc.errors()):
+            raise
+        try:
+            again = json.dumps(json.loads(body, parse_float=_integral), allow_nan=False)
+        except ValueError:
+            raise exc from None
+        return model.model_validate_json(again)
+
+
 def validate_report(body: bytes) -> Parsed[Report]:
     """Validate a JSON report exactly as ``/submit`` validates XML.
 
@@ -494,7 +601,7 @@ def validate_report(body: bytes) -> Parsed[Report]:
     stored report has passed the same format walk, business rules and normalisations.
     """
     try:
-        model = Report.model_validate_json(body)
+        model = _validate_json(Report, body)
     except ValidationError as exc:
         raise validation_problem(exc, "body") from None
     try:
@@ -516,7 +623,7 @@ def validate_file_details(
     the document is then an error, and a placeholder id stands in for the check.
     """
     try:
-        given = FileDetailsInput.model_validate_json(body)
+        given = _validate_json(FileDetailsInput, body)
     except ValidationError as exc:
         raise validation_problem(exc, location) from None
     mismatches: list[dict[str, Any]] = []
@@ -671,11 +778,11 @@ def router(rt: Runtime) -> APIRouter:
             "security": SECURITY,
             "requestBody": {"required": True, "content": {"multipart/form-data": {
                 "schema": {
-                    "type": "object", "required": ["file"],
+                    "type": "object", "required": ["file"], "additionalProperties": False,
                     "properties": {
                         "file": {"type": "string", "format": "binary"},
-                        "fileDetails": {"type": "string", "contentMediaType": "application/json",
-                                        "description": "FileDetailsInput as JSON text"},
+                        "fileDetails": {**_ref("FileDetailsInput"),
+                                        "description": "FileDetailsInput, as a JSON part"},
                     },
                 },
                 "encoding": {"fileDetails": {"contentType": "application/json"}},
@@ -808,8 +915,15 @@ def _install_openapi(app: FastAPI) -> None:
                 [(m, "validation") for m in SCHEMA_MODELS],
                 ref_template="#/components/schemas/{model}",
             )
+            # The report and file models again, with the XML text constraint: these
+            # definitions replace the plain ones (read-back reports passed the same check).
+            _, xml_top = models_json_schema(
+                [(m, "validation") for m in XML_MODELS],
+                ref_template="#/components/schemas/{model}", schema_generator=XmlTextJsonSchema,
+            )
             components = schema.setdefault("components", {})
             components.setdefault("schemas", {}).update(top.get("$defs", {}))
+            components["schemas"].update(xml_top.get("$defs", {}))
             components.setdefault("securitySchemes", {}).update(SECURITY_SCHEMES)
             app.openapi_schema = schema
         return app.openapi_schema
