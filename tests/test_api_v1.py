@@ -482,6 +482,49 @@ def test_list_filters(client: TestClient) -> None:
         assert body["errors"][0]["location"] == "query"
 
 
+def test_cursor_walk_sees_every_report_once_while_new_ones_arrive(client: TestClient) -> None:
+    existing = [create(client) for _ in range(7)]
+    create(client, auth=GLOBEX)  # another platform's: never listed
+    seen: list[int] = []
+    arrived: list[int] = []
+    params: dict[str, Any] = {"limit": 3}
+    pages = 0
+    while True:
+        page = ReportList.model_validate(client.get(f"{API}/reports", params=params, auth=ACME).json())
+        pages += 1
+        seen += [r.reportId for r in page.reports]
+        arrived.append(create(client))  # a report arrives between every two pages
+        if page.nextCursor is None:
+            break
+        params["cursor"] = page.nextCursor
+    assert pages == 3
+    # Newest first, stable: everything that existed at the start, exactly once, in order.
+    assert seen == sorted(existing, reverse=True)
+    assert not set(arrived) & set(seen)
+    # A new walk starts with what arrived.
+    first = client.get(f"{API}/reports", params={"limit": 3}, auth=ACME).json()
+    assert [r["reportId"] for r in first["reports"]] == sorted(arrived, reverse=True)[:3]
+
+
+def test_cursor_with_state_filter_and_the_last_page(client: TestClient) -> None:
+    ids = [create(client) for _ in range(4)]
+    client.post(f"{API}/reports/{ids[1]}/retract", auth=ACME)
+    got = client.get(f"{API}/reports", params={"state": "open", "limit": 2}, auth=ACME).json()
+    assert [r["reportId"] for r in got["reports"]] == [ids[3], ids[2]]
+    got = client.get(f"{API}/reports", params={"state": "open", "limit": 2, "cursor": got["nextCursor"]},
+                     auth=ACME).json()
+    assert [r["reportId"] for r in got["reports"]] == [ids[0]] and got["nextCursor"] is None
+    # Exactly a page full: no empty page after it.
+    got = client.get(f"{API}/reports", params={"limit": 4}, auth=ACME).json()
+    assert len(got["reports"]) == 4 and got["nextCursor"] is None
+
+
+@pytest.mark.parametrize("cursor", ["nope!", "AAAA", "", "x" * 65, "cjA", "cjEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNA"])
+def test_bad_cursor_is_400(client: TestClient, cursor: str) -> None:
+    body = is_problem(client.get(f"{API}/reports", params={"cursor": cursor}, auth=ACME), 400, 4000)
+    assert body["errors"][0]["location"] == "query"
+
+
 # --- limits ---------------------------------------------------------------------------------
 
 

@@ -444,8 +444,14 @@ class Intake:
             )
 
     def list_reports(
-        self, reporter_id: int | None = None, *, limit: int = 100, state: str | None = None
+        self, reporter_id: int | None = None, *, limit: int = 100, state: str | None = None,
+        before_id: int | None = None,
     ) -> list[dict[str, Any]]:
+        """Reports newest first (by id, which never changes); ``before_id`` pages on.
+
+        Keyset paging: a page starts below the last id of the previous one, so a walk sees
+        every report that existed when it began exactly once, however many arrive meanwhile.
+        """
         with self.sessions() as s:
             q = (
                 select(Report.id, Reporter.name, Report.source, Report.state, Report.opened_at,
@@ -460,6 +466,8 @@ class Intake:
                 q = q.where(Report.reporter_id == reporter_id, Report.state != "expired")
             if state is not None:
                 q = q.where(Report.state == state)
+            if before_id is not None:
+                q = q.where(Report.id < before_id)
             return [
                 {
                     "reportId": r.id, "reporter": r.name, "source": r.source, "state": r.state,

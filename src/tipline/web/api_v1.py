@@ -214,6 +214,8 @@ class ReportSummary(_Out):
 
 class ReportList(_Out):
     reports: list[ReportSummary]
+    nextCursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page.")
 
 
 # Characters XML 1.0 cannot carry, as a JSON Schema pattern (ECMA-262 code units, so the
@@ -658,6 +660,29 @@ def validate_file_details(
 
 # --- routes ---------------------------------------------------------------------------------
 
+MAX_PAGE = 1000
+CURSOR_PATTERN = "^[A-Za-z0-9_-]+$"
+
+
+def encode_cursor(last_report_id: int) -> str:
+    """An opaque cursor: the last id of a page, base64url (clients must not build one)."""
+    return base64.urlsafe_b64encode(f"r{last_report_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The id a cursor continues below; a 400 problem for one this API did not issue."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raw = ""
+    if not re.fullmatch(r"r[0-9]{1,19}", raw) or not 1 <= int(raw[1:]) <= MAX_REPORT_ID:
+        raise ApiProblem(400, "invalid-cursor", "Invalid cursor",
+                         "cursor is not one this API issued; pass nextCursor as it came",
+                         code=R.INVALID_REQUEST,
+                         errors=[{"location": "query", "path": "$.cursor", "message": "not an issued cursor"}])
+    return int(raw[1:])
+
+
 ReportIdPath = Annotated[int, Path(alias="reportId", ge=1, le=MAX_REPORT_ID,
                                    description="The report's id, as returned at creation.")]
 
@@ -744,12 +769,19 @@ def router(rt: Runtime) -> APIRouter:
     )
     async def list_reports(
         caller: Caller,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Reports per page.")] = 100,
         state: Annotated[Literal["open", "finished", "retracted"] | None, Query()] = None,
+        cursor: Annotated[str | None, Query(
+            max_length=64, pattern=CURSOR_PATTERN,
+            description="`nextCursor` of the previous page; leave out for the first.")] = None,
     ) -> Response:
+        before = None if cursor is None else decode_cursor(cursor)
+        # One row more than asked says whether another page follows.
         rows = await run_in_threadpool(rt.intake.list_reports, caller.reporter_id,
-                                       limit=limit, state=state)
-        return JSONResponse({"reports": rows})
+                                       limit=limit + 1, state=state, before_id=before)
+        page, more = rows[:limit], len(rows) > limit
+        next_cursor = encode_cursor(page[-1]["reportId"]) if more else None
+        return JSONResponse({"reports": page, "nextCursor": next_cursor})
 
     @api.get(
         "/reports/{reportId}",
