@@ -461,7 +461,7 @@ def test_other_platforms_report_is_404(client: TestClient, runtime: Runtime) -> 
         seen.append([(b["type"], b["title"], b.get("detail")) for b in bodies])
     # Another platform's report and a missing one are indistinguishable.
     assert seen[0] == seen[1]
-    assert client.get(f"{API}/reports", auth=ACME).json() == {"reports": []}
+    assert client.get(f"{API}/reports", auth=ACME).json() == {"reports": [], "nextCursor": None}
     assert count(runtime, File) == 1  # the upload attempts stored nothing
     assert client.get(f"{API}/reports/{rid}", auth=GLOBEX).json()["state"] == "open"
 
@@ -480,6 +480,56 @@ def test_list_filters(client: TestClient) -> None:
     for params in ({"limit": 0}, {"limit": 1001}, {"state": "expired"}, {"limit": "x"}):
         body = is_problem(client.get(f"{API}/reports", params=params, auth=ACME), 400, 4000)
         assert body["errors"][0]["location"] == "query"
+
+
+def test_cursor_walk_sees_every_report_once_while_new_ones_arrive(client: TestClient) -> None:
+    existing = [create(client) for _ in range(7)]
+    create(client, auth=GLOBEX)  # another platform's: never listed
+    seen: list[int] = []
+    arrived: list[int] = []
+    params: dict[str, Any] = {"limit": 3}
+    pages = 0
+    while True:
+        page = ReportList.model_validate(client.get(f"{API}/reports", params=params, auth=ACME).json())
+        pages += 1
+        seen += [r.reportId for r in page.reports]
+        arrived.append(create(client))  # a report arrives between every two pages
+        if page.nextCursor is None:
+            break
+        params["cursor"] = page.nextCursor
+    assert pages == 3
+    # Newest first, stable: everything that existed at the start, exactly once, in order.
+    assert seen == sorted(existing, reverse=True)
+    assert not set(arrived) & set(seen)
+    # A new walk starts with what arrived.
+    first = client.get(f"{API}/reports", params={"limit": 3}, auth=ACME).json()
+    assert [r["reportId"] for r in first["reports"]] == sorted(arrived, reverse=True)[:3]
+
+
+def test_any_cursor_of_the_documented_form_is_accepted(client: TestClient) -> None:
+    rid = create(client)
+    assert client.get(f"{API}/reports", params={"cursor": "c0"}, auth=ACME).json()["reports"] == []
+    got = client.get(f"{API}/reports", params={"cursor": "c" + "z" * 13}, auth=ACME).json()
+    assert [r["reportId"] for r in got["reports"]] == [rid]
+
+
+def test_cursor_with_state_filter_and_the_last_page(client: TestClient) -> None:
+    ids = [create(client) for _ in range(4)]
+    client.post(f"{API}/reports/{ids[1]}/retract", auth=ACME)
+    got = client.get(f"{API}/reports", params={"state": "open", "limit": 2}, auth=ACME).json()
+    assert [r["reportId"] for r in got["reports"]] == [ids[3], ids[2]]
+    got = client.get(f"{API}/reports", params={"state": "open", "limit": 2, "cursor": got["nextCursor"]},
+                     auth=ACME).json()
+    assert [r["reportId"] for r in got["reports"]] == [ids[0]] and got["nextCursor"] is None
+    # Exactly a page full: no empty page after it.
+    got = client.get(f"{API}/reports", params={"limit": 4}, auth=ACME).json()
+    assert len(got["reports"]) == 4 and got["nextCursor"] is None
+
+
+@pytest.mark.parametrize("cursor", ["nope!", "AAAA", "", "c", "c" + "z" * 14, "cA1", "c-1"])
+def test_bad_cursor_is_400(client: TestClient, cursor: str) -> None:
+    body = is_problem(client.get(f"{API}/reports", params={"cursor": cursor}, auth=ACME), 400, 4000)
+    assert body["errors"][0]["location"] == "query"
 
 
 # --- limits ---------------------------------------------------------------------------------
@@ -550,6 +600,25 @@ def test_upload_form_errors_are_400(client: TestClient, runtime: Runtime) -> Non
     assert count(runtime, File) == 0
 
 
+
+@pytest.mark.parametrize("name", ["写真.png", "صورة.jpg", "Ünïcödé ✓.png"])
+def test_upload_keeps_any_file_name(client: TestClient, runtime: Runtime, name: str) -> None:
+    rid = create(client)
+    resp = client.post(f"{API}/reports/{rid}/files", auth=ACME,
+                       files={"file": (name, standin_image(2), "image/png")})
+    assert resp.status_code == 201, resp.text
+    assert client.get(f"{API}/reports/{rid}", auth=ACME).json()["files"][0]["fileName"] == name
+
+
+def test_upload_with_non_latin1_field_name_is_400_not_503(client: TestClient, runtime: Runtime) -> None:
+    rid = create(client)
+    body = ('--b\r\nContent-Disposition: form-data; name="ファイル"; filename="写真.png"\r\n'
+            "Content-Type: image/png\r\n\r\ndata\r\n--b--\r\n").encode()
+    resp = client.post(f"{API}/reports/{rid}/files", auth=ACME, content=body,
+                       headers={"Content-Type": "multipart/form-data; boundary=b"})
+    is_problem(resp, 400, 4200)
+    assert count(runtime, File) == 0
+
 # --- problems everywhere --------------------------------------------------------------------
 
 
@@ -565,6 +634,19 @@ def test_odd_requests_are_problems_never_500(client: TestClient) -> None:
         assert resp.status_code < 500, (method, path, resp.text)
         is_problem(resp, resp.status_code)
 
+
+
+def test_405_allow_names_every_method_of_the_path(client: TestClient) -> None:
+    rid = create(client)
+    for method, path, allow in [
+        ("DELETE", "/reports", "GET, POST"), ("PATCH", "/reports", "GET, POST"),
+        ("OPTIONS", "/reports", "GET, POST"), ("DELETE", f"/reports/{rid}", "GET"),
+        ("GET", f"/reports/{rid}/finish", "POST"), ("POST", f"/reports/{rid}/files/x/details", "PUT"),
+    ]:
+        resp = client.request(method, API + path, auth=ACME)
+        body = is_problem(resp, 405)
+        assert resp.headers["allow"] == allow, (method, path)
+        assert allow in body["detail"]
 
 def test_unexpected_failure_is_503_with_request_id(
     client: TestClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch, caplog: Any
@@ -693,3 +775,28 @@ def test_code_table_in_the_docs_matches_the_mapping() -> None:
                 documented.setdefault(int(c), set()).add(int(cells[2].split()[0]))
     for code, status in STATUS_FOR_CODE.items():
         assert status in documented.get(int(code), set()), (code, status)
+
+
+def test_openapi_states_what_the_server_refuses(client: TestClient) -> None:
+    """The fuzzer's findings, pinned: each constraint the server enforces is in the document."""
+    schemas = client.get(f"{API}/openapi.json").json()["components"]["schemas"]
+    platform = schemas["IncidentSummary"]["properties"]["platform"]["anyOf"][0]
+    assert re.fullmatch(platform["pattern"], "Acme 写真 \U0001f600")
+    assert not re.fullmatch(platform["pattern"], "bell\x07")
+    when = schemas["IncidentSummary"]["properties"]["incidentDateTime"]
+    assert re.fullmatch(when["pattern"], "2026-10-01T12:00:00+14:00")
+    assert not re.fullmatch(when["pattern"], "2026-10-01T12:00:00-15:10")
+    details = schemas["FileDetailsInput"]
+    assert "fileId" not in details["properties"] and "reportId" not in details["properties"]
+    assert {"not": {"required": ["potentialMeme", "fileAnnotations"]}} in details["allOf"]
+    assert schemas["InternetDetails"]["minProperties"] == schemas["InternetDetails"]["maxProperties"] == 1
+
+
+def test_integral_number_is_an_integer(client: TestClient) -> None:
+    # JSON Schema counts 12.0 as an integer; the API takes it as 12 (a string "12" stays refused).
+    report = minimal_report()
+    report["victim"] = [{"victimPerson": {"age": 12.0}}]
+    rid = create(client, report)
+    assert client.get(f"{API}/reports/{rid}", auth=ACME).json()["report"]["victim"][0]["victimPerson"]["age"] == 12
+    report["victim"] = [{"victimPerson": {"age": "12"}}]
+    is_problem(client.post(f"{API}/reports", json=report, auth=ACME), 422, 4100)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -208,3 +209,27 @@ def test_huge_attribute_and_text_within_cap() -> None:
 def test_non_bytes_input_is_a_type_error() -> None:
     with pytest.raises(TypeError):
         parse_report(report())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("body", "position", "what"),
+    [
+        (b"<report><a></report>", "line 1, column 21", "tag mismatch: <a> and </report>"),
+        (b"<report>\n<a>\n</b></report>", "line 3, column 5", "<a> (opened on line 2) and </b>"),
+        (b"<report>", "line 1, column 9", "end of data in tag <report>"),
+        (b"<report/><x/>", "line 1, column 10", "Extra content at the end of the document"),
+        (b"", "line 1, column 1", "Document is empty"),
+        (b"<report>\x01</report>", "line 1, column 9", "invalid Char value 1"),
+    ],
+    ids=["mismatch", "mismatch-lines", "unclosed", "extra", "empty", "control-char"],
+)
+def test_malformed_xml_names_the_position_once(body: bytes, position: str, what: str) -> None:
+    with pytest.raises(CybertipError) as info:
+        parse_report(body)
+    detail = info.value.detail or ""
+    assert info.value.code == MALFORMED
+    assert detail.startswith(f"not well-formed XML at {position}: "), detail
+    assert what in detail, detail
+    # One position: no second "line N" or "column N" beyond an element's opening line.
+    assert len(re.findall(r"(?<!opened on )line \d+", detail)) == 1, detail
+    assert detail.count("column") == 1, detail

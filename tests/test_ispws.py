@@ -246,3 +246,34 @@ def test_concurrent_finish_and_retract(client: TestClient) -> None:
 
 def test_root_paths_also_answer(client: TestClient) -> None:
     assert code(parse(client.get("/status", auth=ACME))) == 0
+
+
+
+WRONG_METHODS = [("GET", "/submit", "POST"), ("PUT", "/upload", "POST"), ("DELETE", "/fileinfo", "POST"),
+                 ("GET", "/finish", "POST"), ("PATCH", "/retract", "POST"), ("POST", "/status", "GET")]
+
+
+def test_wrong_method_answers_in_ispws_xml(client: TestClient) -> None:
+    for base in ("/ispws", ""):  # also at the root, for integrations given a bare host
+        for method, call, allow in WRONG_METHODS:
+            resp = client.request(method, base + call, auth=ACME)
+            assert resp.status_code == 405, (method, base + call)
+            assert resp.headers["allow"] == allow
+            assert resp.headers["content-type"].startswith("application/xml")
+            assert resp.headers.get("request-id")
+            assert resp.content.startswith(
+                b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><reportResponse>')
+            root = etree.fromstring(resp.content)
+            assert code(root) == 4000
+            assert f"{method} {base}{call}: this call takes {allow}" in (root.findtext("responseDescription") or "")
+
+
+def test_unknown_ispws_path_answers_in_ispws_xml(client: TestClient) -> None:
+    for path in ["/ispws", "/ispws/", "/ispws/nope", "/ispws/submit/extra", "/ispws/a/b/c"]:
+        for method in ("GET", "POST", "DELETE"):
+            resp = client.request(method, path, auth=ACME, content=report_xml())
+            assert resp.status_code == 404, (method, path)
+            assert resp.headers["content-type"].startswith("application/xml")
+            root = etree.fromstring(resp.content)
+            assert code(root) == 1210
+            assert "/submit" in (root.findtext("responseDescription") or "")

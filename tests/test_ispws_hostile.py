@@ -176,3 +176,56 @@ def test_refused_upload_leaves_no_ciphertext(client: TestClient, runtime: Runtim
     assert not [p for p in runtime.blobs.root.rglob("*") if p.is_file()]
     with runtime.sessions() as s:
         assert s.execute(select(func.count()).select_from(Blob)).scalar_one() == 0
+
+
+def _upload_raw(client: TestClient, rid: int, disposition: bytes, *, extra: bytes = b"") -> tuple[int, str]:
+    """An upload whose file part carries ``disposition`` byte for byte (clients differ)."""
+    body = (b'--b0undary\r\nContent-Disposition: form-data; name="id"\r\n\r\n' + str(rid).encode()
+            + b"\r\n" + extra + b"--b0undary\r\nContent-Disposition: " + disposition
+            + b"\r\nContent-Type: image/png\r\n\r\ndata\r\n--b0undary--\r\n")
+    return reply(client.post("/ispws/upload", content=body, auth=ACME,
+                             headers={"Content-Type": "multipart/form-data; boundary=b0undary"}))
+
+
+@pytest.mark.parametrize(
+    ("disposition", "stored"),
+    [
+        # RFC 7578: UTF-8 as is, the way curl -F and every browser send it.
+        ('form-data; name="file"; filename="写真.png"'.encode(), "写真.png"),
+        ('form-data; name="file"; filename="صورة الملف.jpg"'.encode(), "صورة الملف.jpg"),
+        # Kept as sent: an NFD name (macOS) is not recomposed.
+        ('form-data; name="file"; filename="cafe\u0301.png"'.encode(), "cafe\u0301.png"),
+        # An old client's ISO-8859-1 bytes read as Latin-1, not as replacement characters.
+        ('form-data; name="file"; filename="résumé.png"'.encode("latin-1"), "résumé.png"),
+        # RFC 5987 extended value, alone and beside an ASCII fallback (it wins).
+        (b"form-data; name=\"file\"; filename*=UTF-8''%E5%86%99%E7%9C%9F.png", "写真.png"),
+        (b"form-data; name=\"file\"; filename=\"photo.png\"; filename*=utf-8''%E5%86%99%E7%9C%9F.png",
+         "写真.png"),
+        # An unreadable extended value falls back to the plain one.
+        (b"form-data; name=\"file\"; filename=\"photo.png\"; filename*=nope''%FF", "photo.png"),
+        # A name*= inside the quoted file name does not rename the part.
+        (b"form-data; name=\"file\"; filename=\"a; name*=UTF-8''x.png\"", "a; name*=UTF-8''x.png"),
+    ],
+    ids=["utf8-cjk", "utf8-arabic", "nfd", "latin1", "ext", "ext-wins", "ext-bad", "quoted-ext"],
+)
+def test_any_file_name(client: TestClient, runtime: Runtime, disposition: bytes, stored: str) -> None:
+    rid = int(etree.fromstring(client.post("/ispws/submit", content=report_xml(), auth=ACME).content)
+              .findtext("reportId"))  # type: ignore[arg-type]
+    got, description = _upload_raw(client, rid, disposition)
+    assert got == 0, description
+    view = runtime.intake.view(rid)
+    assert view is not None and [f.file_name for f in view.files] == [stored]
+
+
+def test_any_field_name(client: TestClient, runtime: Runtime) -> None:
+    rid = int(etree.fromstring(client.post("/ispws/submit", content=report_xml(), auth=ACME).content)
+              .findtext("reportId"))  # type: ignore[arg-type]
+    # An extra field named in Japanese is ignored, as any unknown field is.
+    extra = '--b0undary\r\nContent-Disposition: form-data; name="説明"\r\n\r\n写真\r\n'.encode()
+    got, description = _upload_raw(client, rid, b'form-data; name="file"; filename="a.png"', extra=extra)
+    assert got == 0, description
+    # A file part under a non-Latin-1 name is the client's mistake: 4200, never 1000.
+    before = counts(runtime)
+    got, description = _upload_raw(client, rid, 'form-data; name="ファイル"; filename="写真.png"'.encode())
+    assert got == 4200 and "'file'" in description
+    assert counts(runtime) == before

@@ -92,7 +92,7 @@ def _load(body: bytes, root: s.Element) -> etree._Element:
     try:
         element = etree.fromstring(bytes(body), _parser())
     except etree.XMLSyntaxError as exc:
-        raise _malformed(f"not well-formed XML: {exc.msg}") from None
+        raise _malformed(syntax_error_detail(exc)) from None
     except (etree.LxmlError, ValueError) as exc:
         raise _malformed(f"unreadable XML: {exc}") from None
     if element is None:
@@ -105,6 +105,26 @@ def _load(body: bytes, root: s.Element) -> etree._Element:
     if _too_deep(element):
         raise _malformed(f"elements nested deeper than {MAX_DEPTH} levels")
     return element
+
+
+# lxml appends the position to libxml2's message; it is stated once, up front, instead.
+_LXML_POSITION = re.compile(r",? line \d+, column \d+$")
+# libxml2 names the line an unclosed element opened on ("tag mismatch: a line 1 and b").
+_OPENED_ON = re.compile(r"(tag mismatch: |end of data in tag )(\S+) line (\d+)( and (\S+))?")
+
+
+def syntax_error_detail(exc: etree.XMLSyntaxError) -> str:
+    """``not well-formed XML at line L, column C: <what>``, the position named once."""
+    msg = _LXML_POSITION.sub("", str(exc.msg or "")).strip() or "syntax error"
+    line, column = exc.position if exc.position else (exc.lineno, 0)
+
+    def opened(m: re.Match[str]) -> str:
+        where = "" if int(m.group(3)) == line else f" (opened on line {m.group(3)})"
+        closing = f" and </{m.group(5)}>" if m.group(5) else ""
+        return f"{m.group(1)}<{m.group(2)}>{where}{closing}"
+
+    msg = _OPENED_ON.sub(opened, msg)
+    return f"not well-formed XML at line {line}, column {column}: {msg}"
 
 
 def _show(tag: object) -> str:

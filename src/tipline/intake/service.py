@@ -58,10 +58,13 @@ def new_file_id() -> str:
 
 
 def clean_file_name(name: str | None) -> str | None:
-    """A display name safe to store and show: no directories, no control characters."""
+    """A display name safe to store and show: no directories, no control characters.
+
+    Otherwise kept as the client sent it (no Unicode normalisation): a platform matches
+    the name against its own records, and an NFD name from a Mac is the name it holds.
+    """
     if name is None:
         return None
-    name = unicodedata.normalize("NFC", name)
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
     name = name.strip().lstrip(".") or None if name.strip() not in ("", ".", "..") else None
@@ -503,8 +506,14 @@ class Intake:
             )
 
     def list_reports(
-        self, reporter_id: int | None = None, *, limit: int = 100, state: str | None = None
+        self, reporter_id: int | None = None, *, limit: int = 100, state: str | None = None,
+        before_id: int | None = None,
     ) -> list[dict[str, Any]]:
+        """Reports newest first (by id, which never changes); ``before_id`` pages on.
+
+        Keyset paging: a page starts below the last id of the previous one, so a walk sees
+        every report that existed when it began exactly once, however many arrive meanwhile.
+        """
         with self.sessions() as s:
             q = (
                 select(Report.id, Reporter.name, Report.source, Report.state, Report.opened_at,
@@ -519,6 +528,8 @@ class Intake:
                 q = q.where(Report.reporter_id == reporter_id, Report.state != "expired")
             if state is not None:
                 q = q.where(Report.state == state)
+            if before_id is not None:
+                q = q.where(Report.id < before_id)
             return [
                 {
                     "reportId": r.id, "reporter": r.name, "source": r.source, "state": r.state,

@@ -18,7 +18,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.exception_handlers import (
@@ -29,10 +29,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, models_json_schema
+from pydantic_core import core_schema
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tipline.cybertip import schema as wire
 from tipline.cybertip.codes import DESCRIPTIONS, CybertipError, ResponseCode
 from tipline.cybertip.xml import (
     Parsed,
@@ -46,6 +48,7 @@ from tipline.model.report import FileDetails, Int64, Report
 from tipline.runtime import Runtime
 from tipline.store.blobs import BlobTooLarge, BlobWriter
 from tipline.web.forms import BadForm, BodyTooLarge, SingleFileUpload, read_capped, stream_form
+from tipline.web.routing import allowed_methods
 
 log = logging.getLogger("tipline.api")
 R = ResponseCode
@@ -117,11 +120,24 @@ class ReportCreated(_Out):
     normalisations: list[str] = Field(description="Unambiguous variants that were normalised.")
 
 
+def _without_ids(schema: dict[str, Any]) -> None:
+    # The ids come from the URL. A body may repeat them (clients converted from ISPWS do),
+    # but one that differs is refused, and a schema cannot say "equal to the path": so the
+    # document leaves them out, and everything it allows is accepted.
+    for name in ("reportId", "fileId"):
+        schema.get("properties", {}).pop(name, None)
+    schema["required"] = [r for r in schema.get("required", []) if r not in ("reportId", "fileId")]
+    if not schema["required"]:
+        del schema["required"]
+
+
 class FileDetailsInput(FileDetails):
     """FileDetails as this API takes them: reportId and fileId come from the URL.
 
-    Either leave them out or give the same values as the URL.
+    Leave them out (a body repeating the URL's values is accepted too).
     """
+
+    model_config = ConfigDict(json_schema_extra=_without_ids)
 
     reportId: Int64 | None = None  # type: ignore[assignment]
     fileId: str | None = None  # type: ignore[assignment]
@@ -198,8 +214,74 @@ class ReportSummary(_Out):
 
 class ReportList(_Out):
     reports: list[ReportSummary]
+    nextCursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page.")
 
 
+# Characters XML 1.0 cannot carry, as a JSON Schema pattern (ECMA-262 code units, so the
+# astral planes, sent as surrogate pairs, stay allowed). The report goes over XML, so a
+# string holding one of these is refused (422); the schema says so instead of promising it.
+XML_TEXT_PATTERN = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\uFFFE\\uFFFF]*$"
+
+# RFC 3339 admits offsets to +-23:59 and seconds 60; xs:dateTime and Python stop at +-14:00
+# and 59, and years at 0001-9999.
+XML_DATETIME_PATTERN = (
+    "^(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})-[0-9]{2}-[0-9]{2}"
+    "[Tt][0-9]{2}:[0-9]{2}:[0-5][0-9](\\.[0-9]+)?([Zz]|[+-](0[0-9]|1[0-3]):[0-5][0-9]|[+-]14:00)?$"
+)
+
+
+class XmlTextJsonSchema(GenerateJsonSchema):
+    """JSON Schema for models that travel as CyberTipline XML: every free-text string
+    carries ``XML_TEXT_PATTERN`` (a field with its own pattern keeps it)."""
+
+    def str_schema(self, schema: core_schema.StringSchema) -> JsonSchemaValue:
+        out = super().str_schema(schema)
+        out.setdefault("pattern", XML_TEXT_PATTERN)
+        return out
+
+    def datetime_schema(self, schema: core_schema.DatetimeSchema) -> JsonSchemaValue:
+        out = super().datetime_schema(schema)
+        out["pattern"] = XML_DATETIME_PATTERN
+        return out
+
+    def model_schema(self, schema: core_schema.ModelSchema) -> JsonSchemaValue:
+        out = super().model_schema(schema)
+        # FileDetailsInput has FileDetails' choices: look the model up along its bases.
+        choices = next((_CHOICES[c] for c in schema["cls"].__mro__ if c in _CHOICES), None)
+        if choices and "properties" in out:
+            for choice in choices:
+                _express_choice(out, choice.names, required=not choice.emptiable)
+        return out
+
+
+# The XML choices of the wire format (exactly one of, or at most one of), by model: the
+# models check them in a validator, which JSON Schema does not see, so they are added here.
+_CHOICES: dict[type[BaseModel], list[wire.Choice]] = {
+    t.model: [p for p in t.particles if isinstance(p, wire.Choice)] for t in wire.complex_types()
+}
+
+
+def _express_choice(out: dict[str, Any], names: tuple[str, ...], *, required: bool) -> None:
+    props: dict[str, Any] = out["properties"]
+    for name in names:
+        # null means "absent" to the server; the document offers only the object, so that
+        # "present" is what it means by a property being there.
+        prop = props[name]
+        options = [o for o in prop.get("anyOf", []) if o.get("type") != "null"]
+        if len(options) == 1:
+            props[name] = {**{k: v for k, v in prop.items() if k not in ("anyOf", "default")}, **options[0]}
+    if required and set(props) == set(names):
+        out["minProperties"] = out["maxProperties"] = 1
+    elif required:
+        out["oneOf"] = [{"required": [n]} for n in names]
+    else:
+        out.setdefault("allOf", []).extend(
+            {"not": {"required": [a, b]}} for i, a in enumerate(names) for b in names[i + 1:])
+
+
+# The request documents: their strings become XML text.
+XML_MODELS: tuple[type[BaseModel], ...] = (Report, FileDetails, FileDetailsInput)
 SCHEMA_MODELS: tuple[type[BaseModel], ...] = (
     Report, FileDetails, FileDetailsInput, Problem, ReportCreated, FileUploaded,
     FileDetailsStored, ReportFinished, ReportRetracted, ReportRead, ReportList,
@@ -486,6 +568,34 @@ def authenticator(rt: Runtime) -> Callable[[Request], Awaitable[Principal]]:
 # --- validation (the same rules as ISPWS) ---------------------------------------------------
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
+def _integral(text: str) -> int | float:
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
+def _validate_json(model: type[M], body: bytes) -> M:
+    """``model.model_validate_json``, taking a number such as ``12.0`` where an integer goes.
+
+    JSON Schema counts 12.0 as an integer, so the OpenAPI document allows it; the models
+    are strict (``"12"`` is still refused). Only when strict validation refuses such a
+    number is the body read again with integral numbers as integers.
+    """
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        if not any(e["type"] == "int_type" and isinstance(e.get("input"), float) and e["input"].is_integer()
+                   for e in exc.errors()):
+            raise
+        try:
+            again = json.dumps(json.loads(body, parse_float=_integral), allow_nan=False)
+        except ValueError:
+            raise exc from None
+        return model.model_validate_json(again)
+
+
 def validate_report(body: bytes) -> Parsed[Report]:
     """Validate a JSON report exactly as ``/submit`` validates XML.
 
@@ -493,7 +603,7 @@ def validate_report(body: bytes) -> Parsed[Report]:
     stored report has passed the same format walk, business rules and normalisations.
     """
     try:
-        model = Report.model_validate_json(body)
+        model = _validate_json(Report, body)
     except ValidationError as exc:
         raise validation_problem(exc, "body") from None
     try:
@@ -515,7 +625,7 @@ def validate_file_details(
     the document is then an error, and a placeholder id stands in for the check.
     """
     try:
-        given = FileDetailsInput.model_validate_json(body)
+        given = _validate_json(FileDetailsInput, body)
     except ValidationError as exc:
         raise validation_problem(exc, location) from None
     mismatches: list[dict[str, Any]] = []
@@ -549,6 +659,31 @@ def validate_file_details(
 
 
 # --- routes ---------------------------------------------------------------------------------
+
+MAX_PAGE = 1000
+# Every value of this pattern is accepted (the OpenAPI document promises no more and no less):
+# "c" and a report id in base 36. Clients treat it as opaque all the same.
+CURSOR_PATTERN = "^c[0-9a-z]{1,13}$"
+_B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def encode_cursor(last_report_id: int) -> str:
+    """The cursor after a page whose last report is ``last_report_id``."""
+    digits, n = "", last_report_id
+    while True:
+        n, r = divmod(n, 36)
+        digits = _B36[r] + digits
+        if n == 0:
+            return "c" + digits
+
+
+def decode_cursor(cursor: str) -> int | None:
+    """The id a page continues below. The route's pattern has checked the form; an id past
+    the largest possible one is the same as none (the walk starts at the newest, and no
+    out-of-range integer reaches the database)."""
+    before = int(cursor[1:], 36)
+    return before if before <= MAX_REPORT_ID else None
+
 
 ReportIdPath = Annotated[int, Path(alias="reportId", ge=1, le=MAX_REPORT_ID,
                                    description="The report's id, as returned at creation.")]
@@ -636,12 +771,19 @@ def router(rt: Runtime) -> APIRouter:
     )
     async def list_reports(
         caller: Caller,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Reports per page.")] = 100,
         state: Annotated[Literal["open", "finished", "retracted"] | None, Query()] = None,
+        cursor: Annotated[str | None, Query(
+            max_length=64, pattern=CURSOR_PATTERN,
+            description="`nextCursor` of the previous page; leave out for the first.")] = None,
     ) -> Response:
+        before = None if cursor is None else decode_cursor(cursor)
+        # One row more than asked says whether another page follows.
         rows = await run_in_threadpool(rt.intake.list_reports, caller.reporter_id,
-                                       limit=limit, state=state)
-        return JSONResponse({"reports": rows})
+                                       limit=limit + 1, state=state, before_id=before)
+        page, more = rows[:limit], len(rows) > limit
+        next_cursor = encode_cursor(page[-1]["reportId"]) if more else None
+        return JSONResponse({"reports": page, "nextCursor": next_cursor})
 
     @api.get(
         "/reports/{reportId}",
@@ -670,11 +812,11 @@ def router(rt: Runtime) -> APIRouter:
             "security": SECURITY,
             "requestBody": {"required": True, "content": {"multipart/form-data": {
                 "schema": {
-                    "type": "object", "required": ["file"],
+                    "type": "object", "required": ["file"], "additionalProperties": False,
                     "properties": {
                         "file": {"type": "string", "format": "binary"},
-                        "fileDetails": {"type": "string", "contentMediaType": "application/json",
-                                        "description": "FileDetailsInput as JSON text"},
+                        "fileDetails": {**_ref("FileDetailsInput"),
+                                        "description": "FileDetailsInput, as a JSON part"},
                     },
                 },
                 "encoding": {"fileDetails": {"contentType": "application/json"}},
@@ -807,8 +949,15 @@ def _install_openapi(app: FastAPI) -> None:
                 [(m, "validation") for m in SCHEMA_MODELS],
                 ref_template="#/components/schemas/{model}",
             )
+            # The report and file models again, with the XML text constraint: these
+            # definitions replace the plain ones (read-back reports passed the same check).
+            _, xml_top = models_json_schema(
+                [(m, "validation") for m in XML_MODELS],
+                ref_template="#/components/schemas/{model}", schema_generator=XmlTextJsonSchema,
+            )
             components = schema.setdefault("components", {})
             components.setdefault("schemas", {}).update(top.get("$defs", {}))
+            components["schemas"].update(xml_top.get("$defs", {}))
             components.setdefault("securitySchemes", {}).update(SECURITY_SCHEMES)
             app.openapi_schema = schema
         return app.openapi_schema
@@ -833,7 +982,13 @@ def install(app: FastAPI, rt: Runtime) -> None:
 
     async def on_http_exception(request: Request, exc: Exception) -> Response:
         if _is_api(request) and isinstance(exc, StarletteHTTPException):
-            return http_problem(exc.status_code, exc.detail, exc.headers).response(request)
+            headers = dict(exc.headers or {})
+            detail: object = exc.detail
+            if exc.status_code == 405:
+                allow = allowed_methods(request)
+                headers["Allow"] = ", ".join(allow)
+                detail = f"{request.method} {request.url.path}: this path takes {', '.join(allow)}"
+            return http_problem(exc.status_code, detail, headers).response(request)
         result = previous_http(request, exc)
         return await result if isinstance(result, Awaitable) else result
 

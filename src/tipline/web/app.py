@@ -110,6 +110,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     app.include_router(ispws_router, prefix="/ispws", include_in_schema=False)
     # Some integrations are configured with a bare host as base URL.
     app.include_router(ispws_router, include_in_schema=False)
+    ispws.install_errors(app)  # unknown /ispws paths and wrong methods answer in ISPWS XML
     _include_optional(app, rt)
     app.add_middleware(RequestIdMiddleware)
     # Outermost: times the whole answer, and sees the route the router chose.

@@ -6,9 +6,11 @@ streaming parser here hands each chunk straight to the encrypting blob writer in
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs
+from email.utils import decode_rfc2231
+from urllib.parse import parse_qs, unquote
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
@@ -52,6 +54,51 @@ class Part:
 FileSink = Callable[[Part], Callable[[bytes], None]]
 
 
+def _header_text(raw: bytes) -> str:
+    """A part header's bytes as text: UTF-8 (RFC 7578 section 5.1), else Latin-1.
+
+    Latin-1 maps every byte, so an old client's ISO-8859-1 file name still reads as sent.
+    """
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _extended_value(raw: bytes) -> str | None:
+    """An RFC 5987 ``filename*`` value (``UTF-8''%E5%86%99.png``), or None if unreadable."""
+    charset, _, value = decode_rfc2231(raw.decode("latin-1").strip())
+    if charset is None:
+        return None
+    try:
+        return unquote(value, encoding=charset, errors="strict")
+    except (LookupError, UnicodeDecodeError):
+        return None
+
+
+_EXTENDED_PARAM = re.compile(rb";\s*([A-Za-z0-9_-]+)\*\s*=\s*([^;\s]*)")
+_QUOTED = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+def content_disposition(raw: bytes) -> dict[str, str]:
+    """The parameters of a part's ``Content-Disposition`` header, any file or field name.
+
+    python-multipart's parser works on Latin-1 text, so it is given the raw bytes as
+    Latin-1 (one character per byte) and each value is decoded again from those bytes.
+    ``name*``/``filename*`` (RFC 5987), which RFC 7578 forbids but some clients still send,
+    win over the plain parameter when they decode.
+    """
+    _, opts = parse_options_header(raw.decode("latin-1"))
+    params = {k.decode("latin-1").lower(): _header_text(v) for k, v in opts.items()}
+    # An ext-value is never quoted: look for them outside quoted strings only, so that a
+    # filename="a; name*=..." cannot rename the part.
+    for m in _EXTENDED_PARAM.finditer(_QUOTED.sub(b'""', raw)):
+        decoded = _extended_value(m.group(2))
+        if decoded is not None:
+            params[m.group(1).decode("latin-1").lower()] = decoded
+    return params
+
+
 def _decode_field(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
@@ -90,6 +137,7 @@ async def stream_form(
     current = Part()
     header_name = bytearray()
     header_value = bytearray()
+    disposition = bytearray()  # kept as bytes: names may be UTF-8 (or Latin-1, or RFC 5987)
     field_buf = bytearray()
     sink: Callable[[bytes], None] | None = None
 
@@ -98,6 +146,7 @@ async def stream_form(
         current = Part()
         sink = None
         field_buf.clear()
+        disposition.clear()
 
     def on_header_field(data: bytes, start: int, end: int) -> None:
         header_name.extend(data[start:end])
@@ -107,18 +156,17 @@ async def stream_form(
 
     def on_header_end() -> None:
         name = header_name.decode("latin-1").lower()
-        value = header_value.decode("utf-8", "replace")
-        current.headers[name] = value
+        if name == "content-disposition":
+            disposition[:] = header_value
+        current.headers[name] = _header_text(bytes(header_value))
         header_name.clear()
         header_value.clear()
 
     def on_headers_finished() -> None:
         nonlocal sink
-        disp, opts = parse_options_header(current.headers.get("content-disposition", ""))
-        if b"name" in opts:
-            current.name = opts[b"name"].decode("utf-8", "replace")
-        if b"filename" in opts:
-            current.filename = opts[b"filename"].decode("utf-8", "replace")
+        opts = content_disposition(bytes(disposition))
+        current.name = opts.get("name")
+        current.filename = opts.get("filename")
         current.content_type = current.headers.get("content-type")
         if current.filename is not None:
             if on_file is None:

@@ -14,21 +14,27 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tipline.cybertip import xml as cxml
-from tipline.cybertip.codes import CybertipError, ResponseCode
+from tipline.cybertip.codes import DESCRIPTIONS, CybertipError, ResponseCode
 from tipline.cybertip.responses import CONTENT_TYPE, report_done_response, report_response
 from tipline.intake.credentials import Principal
 from tipline.runtime import Runtime
 from tipline.store.blobs import BlobTooLarge, BlobWriter, StoredBlob
 from tipline.web.forms import BadForm, BodyTooLarge, SingleFileUpload, read_capped, stream_form
+from tipline.web.routing import allowed_methods
 
 log = logging.getLogger("tipline.ispws")
 R = ResponseCode
 REALM = 'Basic realm="ESP Web Services"'
 _REPORT_ID_IN_XML = re.compile(rb"<reportId>\s*([0-9]{1,18})\s*</reportId>")
+PREFIX = "/ispws"
+# The calls, also answered at the root for integrations configured with a bare host.
+CALLS = ("status", "submit", "upload", "fileinfo", "finish", "retract")
 
 
 def xml_response(body: bytes, status: int = 200) -> Response:
@@ -232,3 +238,46 @@ def router(rt: Runtime) -> APIRouter:
         return await guarded(request, handle, on_error)
 
     return api
+
+
+def is_ispws_path(path: str) -> bool:
+    """A path a CyberTipline client may call: anything under /ispws, or a call at the root."""
+    return path == PREFIX or path.startswith(PREFIX + "/") or path.strip("/") in CALLS
+
+
+def routing_error(request: Request, status: int) -> Response:
+    """An unknown path (404) or a wrong method (405) under ISPWS, answered in ISPWS XML.
+
+    The HTTP status stays honest (clients that check it see the failure) and the body is a
+    ``reportResponse`` a client can parse like any other: 1210 for no such call, 4000 for a
+    call made with the wrong method.
+    """
+    method, path = request.method, request.url.path
+    if status == 405:
+        allow = allowed_methods(request)
+        detail = f"{method} {path}: this call takes {' or '.join(allow) or 'another method'}"
+        resp = xml_response(report_response(R.INVALID_REQUEST, f"{DESCRIPTIONS[R.INVALID_REQUEST]} - {detail}"),
+                            405)
+        resp.headers["Allow"] = ", ".join(allow)
+        return resp
+    calls = ", ".join(f"/{c}" for c in CALLS)
+    return xml_response(report_response(
+        R.RESOURCE_NOT_FOUND, f"{DESCRIPTIONS[R.RESOURCE_NOT_FOUND]} - {path}: the calls are {calls}"), 404)
+
+
+def install_errors(app: FastAPI) -> None:
+    """Make routing errors (unknown path, wrong method) on ISPWS paths ISPWS XML.
+
+    They never reach a route, so they are caught where FastAPI answers them; every other
+    path keeps whatever handler it had.
+    """
+    previous = app.exception_handlers.get(StarletteHTTPException, http_exception_handler)
+
+    async def on_http_exception(request: Request, exc: Exception) -> Response:
+        if (isinstance(exc, StarletteHTTPException) and exc.status_code in (404, 405)
+                and is_ispws_path(request.url.path)):
+            return routing_error(request, exc.status_code)
+        result = previous(request, exc)
+        return await result if isinstance(result, Awaitable) else result
+
+    app.add_exception_handler(StarletteHTTPException, on_http_exception)
