@@ -215,7 +215,7 @@ def test_enrichment_view_shape_and_text(rt: Runtime) -> None:
     assert view["incidents"][0]["reports"] == 2
     assert view["jurisdiction"]["usState"] == "TX" and view["agencies"][0]["code"] == "icac-tx-test"
     assert view["assessed"] and view["disposition"] == "referral" and view["quality"] == 1.0
-    assert [r["rule"] for r in view["priorityReasons"]] == ["location_known"]  # known material, TX
+    assert [r["rule"] for r in view["priorityReasons"]] == ["location_known", "default"]  # known material, TX
     assert view["attribution"] == DBIP_CREDIT
     text = "\n".join(render_enrichment(view))
     for needle in ("priority   3", "location known (US-TX)", "disposition referral", "jurisdiction US-TX",

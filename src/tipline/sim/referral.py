@@ -50,7 +50,8 @@ def stored_model(r: SimReport, now: datetime | None = None) -> ReportModel:
 
 def inputs_of(r: SimReport, now: datetime | None = None) -> Inputs:
     """The assess stage's ``Inputs`` for a generated report, as ``assess.gather`` would build them
-    from the stored rows before any upstream stage ran."""
+    from the stored rows before any upstream stage ran (with the place the jurisdiction stage
+    will resolve, which the reason texts name)."""
     model = stored_model(r, now)
     details: list[FileDetails | None] = []
     viewed: list[bool | None] = []
@@ -59,6 +60,11 @@ def inputs_of(r: SimReport, now: datetime | None = None) -> Inputs:
         details.append(FileDetails.model_validate(d.model_dump(mode="json", exclude_defaults=True)))
         viewed.append(d.fileViewedByEsp)
     when = model.incident_datetime
+    # The place the pipeline will resolve (the simulator writes IPs and estimates that land
+    # there): reasons name it. Facts still come from the report (no jurisdiction stage ran).
+    visible = r.truth.get("location_visible", "none")
+    country = r.truth.get("true_country") if visible != "none" else None
+    state = r.truth.get("true_us_state") or None if visible == "us_state" else None
     return Inputs(
         report=model,
         incident_at=when if when.tzinfo else when.replace(tzinfo=UTC),
@@ -66,6 +72,8 @@ def inputs_of(r: SimReport, now: datetime | None = None) -> Inputs:
         batched_viral=bool(model.batchedReport and model.batchedReport.reason == "VIRAL_POTENTIAL_MEME"),
         files=details,
         files_viewed=viewed,
+        jurisdiction_country=country,
+        jurisdiction_state=state,
     )
 
 
