@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -134,3 +135,19 @@ def client(runtime: Runtime, esps: dict[str, tuple[str, str]]) -> Iterator[TestC
 
     with TestClient(create_app(runtime=runtime), raise_server_exceptions=False) as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    from browsers import ARGS, CHROMIUM
+
+    if not CHROMIUM.exists():
+        pytest.fail(f"TIPLINE_TEST_REQUIRE_BROWSER=1 but {CHROMIUM} is missing")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            yield b
+        finally:
+            b.close()

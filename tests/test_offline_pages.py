@@ -16,10 +16,8 @@ with TIPLINE_SCREENSHOTS=1.
 
 from __future__ import annotations
 
-import os
 import re
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -35,28 +33,20 @@ from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from starlette.routing import Route
 
+from browsers import SHOTS, require_chromium
 from tipline.cli import do_init
 from tipline.config import Settings
 from tipline.runtime import Runtime
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-REQUIRE = os.environ.get("TIPLINE_TEST_REQUIRE_BROWSER") == "1"
-SHOTS = (Path(__file__).resolve().parents[1] / "docs" / "screenshots" if os.environ.get("TIPLINE_SCREENSHOTS") == "1"
-         else Path(tempfile.gettempdir()) / "tipline-screenshots")
 TEMPLATES = Path(__file__).resolve().parents[1] / "src" / "tipline" / "web" / "templates"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync"]
 #: Pages that must be among those found from the routes (guards the discovery itself).
 KNOWN_PAGES = {"/", "/api/v1/docs", "/report", "/report/receipt"}
 
-if not REQUIRE:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
-    pytest.importorskip("playwright.sync_api")
+require_chromium()
 
-from playwright.sync_api import Browser, BrowserContext, Page, Request, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, BrowserContext, Page, Request, expect  # noqa: E402
 
 
 @dataclass
@@ -112,17 +102,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         rt.close()
         mp.undo()
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"TIPLINE_TEST_REQUIRE_BROWSER=1 but {CHROMIUM} is missing")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @dataclass

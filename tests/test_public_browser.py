@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
+from browsers import SHOTS, require_chromium
 from tipline.config import Settings
 from tipline.runtime import Runtime
 from tipline.standin import standin_image
@@ -34,27 +32,14 @@ from tipline.store.tables import Blob, Document, File, Report
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-REQUIRE = os.environ.get("TIPLINE_TEST_REQUIRE_BROWSER") == "1"
-# Screenshots go to docs/screenshots only when asked (TIPLINE_SCREENSHOTS=1), so that a test
-# run never leaves the working tree changed; otherwise to a temporary directory.
-SHOTS = (Path(__file__).resolve().parents[1] / "docs" / "screenshots" if os.environ.get("TIPLINE_SCREENSHOTS") == "1"
-         else Path(tempfile.gettempdir()) / "tipline-screenshots")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync"]
 
-if not REQUIRE:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)",
-                    allow_module_level=True)
-    pytest.importorskip("playwright.sync_api")
+require_chromium()
 
 from playwright.sync_api import (  # noqa: E402
     Browser,
     FilePayload,
     Page,
     expect,
-    sync_playwright,
 )
 
 
@@ -97,17 +82,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         thread.join(10)
         rt.close()
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"TIPLINE_TEST_REQUIRE_BROWSER=1 but {CHROMIUM} is missing")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def _page(browser: Browser, **context: Any) -> Iterator[Page]:

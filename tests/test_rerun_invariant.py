@@ -11,10 +11,8 @@ PostgreSQL two worker processes) must end in the same state as well.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +27,7 @@ from tipline.pipeline.queue import InProcessQueue, pending_report_ids, rerun
 from tipline.runtime import Runtime
 from tipline.sim.calibration import PUBLIC
 from tipline.sim.generate import YearGenerator
-from tipline.sim.write import DirectWriter, IspwsWriter, register_platforms
+from tipline.sim.write import DirectWriter, IspwsWriter, Server, register_platforms
 from tipline.store.tables import (
     Agency,
     Assessment,
@@ -157,35 +155,6 @@ def test_first_assessment_reads_upstream_stages(runtime: Runtime) -> None:
     assert all(reasons for (_, _, _, _, _, reasons, *_) in grouped.values())
 
 
-class _EnrichingServer:
-    """``tipline serve`` in a thread: the app with the enrichment queue hooked to every finish."""
-
-    def __init__(self, rt: Runtime) -> None:
-        import uvicorn
-
-        from tipline.web.app import create_app
-
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
-        config = uvicorn.Config(create_app(runtime=rt, enrich=True), host="127.0.0.1", port=self.port,
-                                log_level="warning", access_log=False, lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "server did not start"
-            time.sleep(0.02)
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=60)
-
-
 def _wait_enriched(rt: Runtime, timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
     while pending_report_ids(rt):
@@ -196,7 +165,7 @@ def _wait_enriched(rt: Runtime, timeout: float = 240) -> None:
 def test_ispws_into_a_running_server(runtime: Runtime) -> None:
     gen = year(seed=15)
     accounts = register_platforms(runtime, gen.platforms_used())
-    with _EnrichingServer(runtime) as url:
+    with Server(runtime, enrich=True) as url:
         IspwsWriter(runtime, accounts, url=url).write(gen, lambda r, i: None)
         if runtime.engine.dialect.name == "postgresql":
             # The server deferred a Procrastinate job per finish; a worker process runs them.

@@ -128,10 +128,10 @@ def file_details(report_id: int, file_id: str, f: SimFile) -> FileDetails:
 # --- ISPWS over HTTP ---------------------------------------------------------------------
 
 
-class _Server:
-    """The tipline app under uvicorn in a thread, on a free local port."""
+class Server:
+    """The tipline app under uvicorn in a thread, on a free local port (``enrich``: as ``tipline serve``)."""
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, *, enrich: bool = False) -> None:
         import uvicorn
 
         from tipline.web.app import create_app
@@ -139,7 +139,7 @@ class _Server:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = int(sock.getsockname()[1])
-        config = uvicorn.Config(create_app(runtime=rt), host="127.0.0.1", port=self.port,
+        config = uvicorn.Config(create_app(runtime=rt, enrich=enrich), host="127.0.0.1", port=self.port,
                                 log_level="warning", access_log=False, lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -176,7 +176,7 @@ class IspwsWriter:
         if self.url:
             self._run(self.url, reports, done)
         else:
-            with _Server(self.rt) as url:
+            with Server(self.rt) as url:
                 self._run(url, reports, done)
 
     def _run(self, base: str, reports: Iterable[SimReport], done: Callable[[SimReport, int], None]) -> None:
