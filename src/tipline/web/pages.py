@@ -11,15 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import FileResponse, HTMLResponse, Response
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tipline import __version__
+from tipline.web.render import render, root_of
 
 STATIC_DIR = Path(__file__).with_name("static")
 #: The vendored swagger-ui-dist (see static/swagger-ui/README.md).
@@ -27,39 +25,13 @@ SWAGGER_UI_VERSION = "5.35.0"
 DOCS_URL = "/api/v1/docs"
 OPENAPI_URL = "/api/v1/openapi.json"
 
-_env = Environment(
-    loader=PackageLoader("tipline.web", "templates"),
-    autoescape=select_autoescape(["html"]),
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-
-_COMMON_HEADERS = {
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-}
-# Plain pages: no script at all.
-_PAGE_CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-             "frame-ancestors 'none'; base-uri 'none'")
 # The docs page runs Swagger UI from this origin and fetches the OpenAPI document (and, with
 # "Try it out", the API) from it. Swagger UI's stylesheet draws its icons as data: SVGs.
 _DOCS_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
              "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
 
-def _root(request: Request) -> str:
-    return str(request.scope.get("root_path", "")).rstrip("/")
-
-
-def _render(request: Request, template: str, *, status: int = 200, csp: str = _PAGE_CSP,
-            cache: str = "no-cache", **context: Any) -> HTMLResponse:
-    root = _root(request)
-    html = _env.get_template(template).render(
-        root=root, version=__version__, static=f"{root}/static", v=__version__, **context)
-    return HTMLResponse(html, status_code=status, headers={
-        **_COMMON_HEADERS, "Content-Security-Policy": csp, "Cache-Control": cache})
+_root = root_of
 
 
 def _wants_html(request: Request) -> bool:
@@ -79,13 +51,13 @@ def install(app: FastAPI) -> None:
 
     @app.get("/", include_in_schema=False)
     async def landing(request: Request) -> HTMLResponse:
-        return _render(request, "landing.html", docs_url=DOCS_URL, openapi_url=OPENAPI_URL)
+        return render(request, "landing.html", docs_url=DOCS_URL, openapi_url=OPENAPI_URL)
 
     @app.get(DOCS_URL, include_in_schema=False)
     async def api_docs(request: Request) -> HTMLResponse:
         # Not FastAPI's get_swagger_ui_html: it writes the Swagger UI set-up as an inline
         # script, which a CSP without 'unsafe-inline' blocks. Ours is static/docs-init.js.
-        return _render(request, "docs.html", csp=_DOCS_CSP, openapi_url=f"{_root(request)}{OPENAPI_URL}",
+        return render(request, "docs.html", csp=_DOCS_CSP, openapi_url=f"{_root(request)}{OPENAPI_URL}",
                        swagger_version=SWAGGER_UI_VERSION)
 
     @app.get("/favicon.ico", include_in_schema=False)
@@ -98,7 +70,7 @@ def install(app: FastAPI) -> None:
 
     async def on_http_exception(request: Request, exc: Exception) -> Response:
         if isinstance(exc, StarletteHTTPException) and exc.status_code == 404 and _wants_html(request):
-            return _render(request, "not_found.html", status=404, cache="no-store")
+            return render(request, "not_found.html", status=404, cache="no-store")
         result = previous(request, exc)
         return await result if isinstance(result, Awaitable) else result
 

@@ -35,7 +35,6 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
@@ -70,6 +69,7 @@ from tipline.web.places import (
     time_zones,
     zone_info,
 )
+from tipline.web.render import env
 
 log = logging.getLogger("tipline.public")
 
@@ -812,14 +812,6 @@ def validate_addendum(fields: Mapping[str, str], errors: dict[str, str]) -> Adde
 
 # --- pages ------------------------------------------------------------------------------
 
-_env = Environment(
-    loader=PackageLoader("tipline.web", "templates"),
-    autoescape=select_autoescape(["html"]),
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-
 # No scripts at all; styles only from our own stylesheet; never framed.
 _SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -838,7 +830,7 @@ def _page(request: Request, template: str, status: int = 200, **context: Any) ->
     context.setdefault("errors", {})
     # Every page says what to do in an emergency: for the chosen country once there is one.
     context.setdefault("emergency", emergency_numbers().advice(None))
-    html = _env.get_template(f"public/{template}").render(
+    html = env.get_template(f"public/{template}").render(
         root=root, css=f"{root}/static/tipline.css?v={__version__}", **context
     )
     # Pages can carry what the person typed (and the receipt page the code): never cache.
