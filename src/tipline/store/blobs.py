@@ -28,11 +28,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 MAGIC = b"TLB1"
 SALT_BYTES = 16
@@ -75,6 +74,12 @@ def _nonce(counter: int, final: bool) -> bytes:
 
 
 def _blob_key(master: bytes, salt: bytes) -> AESGCM:
+    # Imported here: loading the cryptography bindings costs ~35 ms, which the CLI's read
+    # commands (which open a Runtime but never a blob) should not pay.
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=b"tipline blob v1")
     return AESGCM(hkdf.derive(master))
 
