@@ -13,6 +13,7 @@ import binascii
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exception_handlers import http_exception_handler
@@ -78,6 +79,10 @@ def parse_report_id(raw: str | None) -> int | None:
     return int(raw)
 
 
+#: The CyberTipline report schema as NCMEC serves it at ``/ispws/xsd`` (November 2025 snapshot).
+XSD_PATH = Path(__file__).parent.parent / "cybertip" / "cyber_tipline.xsd"
+
+
 def router(rt: Runtime) -> APIRouter:
     api = APIRouter()
     limits = rt.settings
@@ -100,6 +105,13 @@ def router(rt: Runtime) -> APIRouter:
                           request.scope.get("request_id"))
             return on_error(CybertipError(R.SERVER_ERROR,
                                           f"request {request.scope.get('request_id')} failed; retry"))
+
+    @api.get("/xsd")
+    async def xsd() -> Response:
+        # The schema integrations validate against and name in xsi:noNamespaceSchemaLocation.
+        # Public, as NCMEC serves it: a client that sends Basic auth here gets it all the same.
+        return Response(XSD_PATH.read_bytes(), media_type="application/xml",
+                        headers={"Cache-Control": "public, max-age=86400"})
 
     @api.get("/status")
     async def status(request: Request) -> Response:
