@@ -241,14 +241,22 @@ def test_queue_depth_counts_waiting_work(runtime: Runtime, esps: object, backend
 # --- several processes ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """`tipline serve --workers 2` (SQLite) with a fresh multiprocess directory."""
+@pytest.fixture(params=["operator's directory", "serve's own directory"])
+def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """`tipline serve --workers 2` (SQLite), with a multiprocess directory the operator names
+    or, when none is named, the one serve makes (emptied) under the data directory."""
     data = tmp_path / "data"
-    mp_dir = tmp_path / "prom"
-    mp_dir.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"),
-           "PROMETHEUS_MULTIPROC_DIR": str(mp_dir), "TIPLINE_DATABASE_URL": ""}
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env.update({"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"),
+                "TIPLINE_DATABASE_URL": ""})
+    if request.param == "operator's directory":
+        mp_dir = tmp_path / "prom"
+        mp_dir.mkdir()
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(mp_dir)
+    else:
+        mp_dir = data / "run" / "prometheus"
+        mp_dir.mkdir(parents=True)
+        (mp_dir / "counter_99999.db").write_bytes(b"left by an earlier run")  # must be cleared
     do_init(Settings.from_env(data, database_url=""))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -268,6 +276,8 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"serve did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
             time.sleep(0.2)
+        if request.param != "operator's directory":
+            assert not (mp_dir / "counter_99999.db").exists()
         yield url, mp_dir
     finally:
         proc.terminate()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 import click
 
@@ -21,9 +23,34 @@ def serve_http(settings: Settings, host: str, port: int, workers: int | None) ->
     Runtime.open(settings).close()  # fail early and clearly if the key is missing
     # Worker processes read their settings from the environment.
     os.environ["TIPLINE_DATA_DIR"] = str(settings.data_dir)
+    n = workers or settings.workers
+    metrics_dir = prepare_metrics_dir(settings, n)
     click.echo(f"tipline serving on http://{host}:{port}  (data: {settings.data_dir})")
+    if metrics_dir is not None:
+        click.echo(f"{n} worker processes; /metrics sums them (files in {metrics_dir})")
     uvicorn.run("tipline.web.app:app_factory", factory=True, host=host, port=port,
-                workers=workers or settings.workers, log_level="info", access_log=False)
+                workers=n, log_level="info", access_log=False)
+
+
+def prepare_metrics_dir(settings: Settings, workers: int) -> Path | None:
+    """With several worker processes, point prometheus-client's multiprocess mode at a fresh
+    directory so that ``/metrics`` from any worker reports the sum over all of them.
+
+    One process needs nothing. An operator's own ``PROMETHEUS_MULTIPROC_DIR`` is respected;
+    ours, under the data directory, is emptied first: files of an earlier run would add
+    their counts to this one's. Set before any worker imports tipline.metrics.
+    """
+    if workers <= 1:
+        return None
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        return Path(given)
+    path = settings.data_dir / "run" / "prometheus"
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    return path
 
 
 @click.command("serve")
