@@ -358,6 +358,8 @@ class Agency(Base):
     area: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     notes: Mapped[str | None] = mapped_column(Text)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Where acknowledgement and outcome reminders are mailed (besides the agency's officers).
+    contact_email: Mapped[str | None] = mapped_column(String(255))
 
 
 class Referral(Base):
@@ -374,6 +376,10 @@ class Referral(Base):
     escalated: Mapped[bool] = mapped_column(Boolean, default=False)
     escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The officer of the agency who holds it (tipline.store.tables_people.ReferralAction keeps
+    # the history); the referral this one was transferred from, when an agency handed it over.
+    assigned_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    transferred_from_id: Mapped[int | None] = mapped_column(ForeignKey("referrals.id"))
 
 
 class Assessment(Base):
