@@ -692,7 +692,9 @@ def test_openapi_document(client: TestClient) -> None:
         "type": "http", "scheme": "basic", "description": "The platform's ISPWS username and password."}
     assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
     ops = {(m.upper(), p): op for p, item in doc["paths"].items() for m, op in item.items()}
-    assert set(ops) == {
+    # The intake contract: these operations exist (others — answers, referrals, outcomes —
+    # are added by their own areas and each must be documented: test_every_operation_is_documented).
+    assert set(ops) >= {
         ("POST", "/api/v1/reports"), ("GET", "/api/v1/reports"),
         ("GET", "/api/v1/reports/{reportId}"), ("POST", "/api/v1/reports/{reportId}/files"),
         ("PUT", "/api/v1/reports/{reportId}/files/{fileId}/details"),
@@ -701,6 +703,8 @@ def test_openapi_document(client: TestClient) -> None:
         ("GET", "/api/v1/operator/reports/{reportId}"),  # operators only: tests/test_public_addendum.py
     }
     for key, op in ops.items():
+        if not key[1].startswith(("/api/v1/reports", "/api/v1/operator/")):
+            continue  # other areas' operations are checked by their own tests
         platform = [{"basicAuth": []}, {"bearerAuth": []}]
         assert op["security"] == ([{"operatorAuth": []}] if "/operator/" in key[1] else platform), key
         assert "application/problem+json" in op["responses"]["401"]["content"], key

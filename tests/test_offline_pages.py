@@ -358,6 +358,31 @@ def test_form_results_and_error_pages(guarded: tuple[Page, Guard], server: Serve
     guard.assert_clean()
 
 
+def test_answer_page(guarded: tuple[Page, Guard], server: Server) -> None:
+    page, guard = guarded
+    page.goto(server.url + "/answer")
+    page.get_by_label("Ask a question about reports and what came of them").fill(
+        "How many CyberTipline escalations to law enforcement resulted in arrests in 2023–2024?")
+    page.get_by_role("button", name="Answer").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("resulted in arrests in 2023–2024")
+    for title in ("Summary", "1. What the records show", "2. How much of the picture feedback covers",
+                  "3. What the figure can and cannot say", "4. The bounds and the estimate", "5. Method",
+                  "Bottom line", "Figures"):
+        expect(page.get_by_role("heading", name=title, exact=True)).to_be_visible()
+    expect(page.locator(".bottom-line")).to_contain_text("between 0 and 63,892 for 2023")
+    # Each citation in the text jumps to its figure; each figure links to the API that returns it.
+    page.locator("a.cite").first.click()
+    expect(page).to_have_url(re.compile(r"#fig-1$"))
+    shot(page, "answer-seed.png")
+    cannot = server.url + "/answer?q=what+is+the+weather"
+    guard.expected_status[cannot] = 422
+    page.goto(cannot)
+    expect(page.get_by_role("heading", name="Cannot answer that")).to_be_visible()
+    expect(page.locator(".cannot li a")).to_have_count(3)
+    shot(page, "answer-cannot.png")
+    guard.assert_clean()
+
+
 def test_every_template_was_rendered(server: Server, request: pytest.FixtureRequest) -> None:
     # Runs last (file order): a template that no test above reached is a page nobody checked.
     here = request.node.module

@@ -1,0 +1,2 @@
+"""Statistics from tipline's records: outcome statistics, transparency tables, answers to
+outcome questions, and NCMEC's published figures as a source beside them."""
