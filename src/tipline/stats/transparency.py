@@ -630,8 +630,8 @@ def pdf(report: Transparency) -> bytes:
             tab.row([c.title for c in t.columns])
             for r in t.rows:
                 tab.row([_fmt(v, c) for v, c in zip(r, t.columns, strict=True)])
-        for n in t.notes:
-            doc.multi_cell(0, 4, n, new_x="LMARGIN", new_y="NEXT")
+        for note in t.notes:
+            doc.multi_cell(0, 4, note, new_x="LMARGIN", new_y="NEXT")
     return bytes(doc.output())
 
 
