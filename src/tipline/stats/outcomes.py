@@ -656,3 +656,18 @@ def whole_scope(scope: Scope) -> Scope:
     """The same scope without a breakdown."""
     return replace(scope, by=None)
 
+
+
+def record_span(sessions: sessionmaker[Session]) -> tuple[date | None, date | None]:
+    """The first and last day (UTC) a referral on record was made available."""
+    from sqlalchemy import func, select
+
+    from tipline.store.tables import Referral
+
+    with sessions() as s:
+        lo, hi = s.execute(select(func.min(Referral.made_available_at), func.max(Referral.made_available_at))).one()
+    if lo is None or hi is None:
+        return None, None
+    if lo.tzinfo is None:  # SQLite aggregates bypass the column type: the stored value is UTC
+        lo, hi = lo.replace(tzinfo=UTC), hi.replace(tzinfo=UTC)
+    return lo.astimezone(UTC).date(), hi.astimezone(UTC).date()
