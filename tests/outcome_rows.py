@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time
 from typing import Any
 
+from sqlalchemy import select
+
 from tipline.kinds.outcomes import registry
 from tipline.runtime import Runtime
 from tipline.store.tables import Agency, Assessment, Jurisdiction, Referral, Report, Reporter
@@ -35,7 +37,10 @@ class Records:
 
     def platform(self, name: str) -> int:
         if name not in self._platforms:
-            self._platforms[name] = self._add(Reporter(name=name, kind="esp", enabled=True, created_at=NOW))
+            with self.rt.sessions() as s:  # a platform the test's fixtures registered already
+                found = s.scalar(select(Reporter.id).where(Reporter.name == name))
+            self._platforms[name] = found if found is not None else self._add(
+                Reporter(name=name, kind="esp", enabled=True, created_at=NOW))
         return self._platforms[name]
 
     def agency(self, code: str, kind: str = "icac", state: str | None = "TX") -> int:
