@@ -17,11 +17,11 @@ from outcome_rows import Records
 from tipline.config import Settings
 from tipline.runtime import Runtime
 from tipline.stats.outcomes import (
+    Event,
     Scope,
     Unit,
     cluster_bootstrap,
     effective,
-    Event,
     kaplan_meier,
     outcome_stats,
     post_stratified,

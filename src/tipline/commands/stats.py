@@ -103,7 +103,7 @@ _GROUPINGS = ("agency", "platform", "incident-type", "priority", "state", "count
 @pass_ctx
 def stats_outcomes(c: Ctx, start: object, end: object, escalated_only: bool, by: str | None, unit: str,
                    measure: str, as_json: bool) -> None:
-    """What came of referrals: confirmed counts, coverage, bounds, estimate.
+    """What came of referrals: counts, coverage, bounds.
 
     For each row: referrals (E), with feedback that settles the question (F), with the
     outcome (A, confirmed), persons arrested, coverage F/E with a Wilson interval, the
@@ -148,7 +148,7 @@ def outcome_table(data: dict[str, object]) -> str:
     """The statistics as a readable table: unknowns as "—", never 0."""
     from typing import Any
 
-    d: dict[str, Any] = data  # type: ignore[assignment]
+    d: dict[str, Any] = data
     unit = d["unit"]
     q = d["query"]
     lines = [f"{d['measure']} after {unit}s made available {q['from']} to {q['to']}"

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from tipline.runtime import Runtime
-from tipline.web.api_v1 import PREFIX, ApiProblem, ProblemRoute, _problems
+from tipline.web.api_v1 import PREFIX, PROBLEM_MEDIA_TYPE, ApiProblem, ProblemRoute, _problems
 
 By = Literal["agency", "platform", "incident-type", "priority", "state", "country", "month", "year"]
 UnitName = Literal["report", "referral"]
@@ -121,6 +121,18 @@ class OutcomeStats(_Out):
     censoredAt: str
 
 
+_RECORDS_CHANGED = {
+    "description": "The records changed since the snapshot named: the cited figure cannot be reproduced",
+    "content": {PROBLEM_MEDIA_TYPE: {"schema": {
+        "type": "object", "required": ["type", "title", "status", "currentSnapshot"],
+        "properties": {
+            "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+            "detail": {"type": "string"}, "instance": {"type": "string"}, "requestId": {"type": "string"},
+            "currentSnapshot": {"type": "string", "description": "The snapshot of the records as they are now"},
+        }}}},
+}
+
+
 def _stats(rt: Runtime, scope: Any, snapshot: str | None) -> dict[str, Any]:
     from tipline.stats.outcomes import current_snapshot, outcome_stats
 
@@ -144,7 +156,7 @@ def router(rt: Runtime) -> APIRouter:
                          "within strata with a bootstrap interval (withheld below the coverage threshold or with "
                          "fewer than 30 with feedback), the assumption-free bounds, a sensitivity line and delays. "
                          "An unknown is null, never 0. With `snapshot`, answers 409 if the records changed.",
-             response_model=OutcomeStats, responses={**_problems(400, 409)})
+             response_model=OutcomeStats, responses={**_problems(400), 409: _RECORDS_CHANGED})
     async def outcomes(
         request: Request,
         from_: Annotated[date, Query(alias="from", description="First day (UTC) a referral was made available")],
