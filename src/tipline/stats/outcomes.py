@@ -283,63 +283,75 @@ _LEVELS: tuple[Callable[[tuple[str, str, str]], tuple[str, ...]], ...] = (
 
 
 @dataclass(slots=True)
-class _Design:
-    """The units of one row as arrays, for the estimate and the bootstrap."""
+class _Cells:
+    """The units of one row summed per finest stratum (cell): everything the estimate and the
+    bootstrap need, since all units of a cell share their rate at every level."""
 
-    settled: np.ndarray  # bool
-    yes: np.ndarray  # bool
-    cells: list[np.ndarray]  # per level, the cell index of each unit
-    n_cells: list[int]
-    cluster: np.ndarray  # agency index of each unit
+    k: np.ndarray  # with feedback that settles the question
+    a: np.ndarray  # with the outcome (all of them have feedback)
+    u: np.ndarray  # without feedback
+    level_cells: list[np.ndarray]  # per level, the index of each finest cell's cell at that level
+    n_level_cells: list[int]
+    cluster: np.ndarray  # the agency of each finest cell
     n_clusters: int
 
 
-def _design(units: Sequence[Unit]) -> _Design:
+def _cells(units: Sequence[Unit]) -> _Cells:
     import numpy as np
 
-    cells, n_cells = [], []
+    index: dict[tuple[str, str, str], int] = {}
+    k: list[int] = []
+    a: list[int] = []
+    u: list[int] = []
+    for unit in units:
+        c = index.setdefault(unit.stratum, len(index))
+        if c == len(k):
+            k.append(0)
+            a.append(0)
+            u.append(0)
+        if unit.settled:
+            k[c] += 1
+            a[c] += unit.yes
+        else:
+            u[c] += 1
+    strata = list(index)
+    level_cells, n_level_cells = [], []
     for level in _LEVELS:
-        keys = [level(u.stratum) for u in units]
-        index: dict[tuple[str, ...], int] = {}
-        cells.append(np.array([index.setdefault(k, len(index)) for k in keys], dtype=np.int64))
-        n_cells.append(len(index))
+        at: dict[tuple[str, ...], int] = {}
+        level_cells.append(np.array([at.setdefault(level(st), len(at)) for st in strata], dtype=np.int64))
+        n_level_cells.append(len(at))
     agencies: dict[str, int] = {}
-    cluster = np.array([agencies.setdefault(u.agency, len(agencies)) for u in units], dtype=np.int64)
-    return _Design(np.array([u.settled for u in units], dtype=bool), np.array([u.yes for u in units], dtype=bool),
-                   cells, n_cells, cluster, len(agencies))
+    cluster = np.array([agencies.setdefault(st[0], len(agencies)) for st in strata], dtype=np.int64)
+    return _Cells(np.array(k, dtype=float), np.array(a, dtype=float), np.array(u, dtype=np.int64),
+                  level_cells, n_level_cells, cluster, len(agencies))
 
 
-def _imputed_rates(d: _Design, weights: np.ndarray | None, smooth: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """For every unit, the outcome rate of the finest cell with (weighted) feedback, and the
-    level that rate came from (-1: no feedback anywhere). ``weights`` is one weight per unit,
-    or a (replicates x units) matrix, giving rates of that shape. ``smooth`` adds that many
-    pseudo-observations at the overall rate to every cell (a cell with no outcome on record
-    then does not claim certainty, and its rate is pulled towards the overall one, not 1/2)."""
+def _cell_rates(c: _Cells, num: np.ndarray, den: np.ndarray, smooth: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """For every finest cell (of every replicate: ``num``/``den`` are replicates x cells), the
+    outcome rate of the finest level with feedback, and that level (-1: no feedback anywhere).
+    ``smooth`` adds that many pseudo-observations at the overall rate to every cell: a cell with
+    no outcome on record then does not claim certainty, and is pulled towards the overall rate,
+    not towards 1/2."""
     import numpy as np
 
-    n = d.settled.shape[0]
-    w = np.ones((1, n)) if weights is None else np.atleast_2d(weights).astype(float)
-    b = w.shape[0]
-    ws = w * d.settled
-    tot = ws.sum(axis=1, keepdims=True)
+    b, n = num.shape
+    tot = den.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        overall = np.where(tot > 0, (ws * d.yes).sum(axis=1, keepdims=True) / tot, 0.0)
+        overall = np.where(tot > 0, num.sum(axis=1, keepdims=True) / tot, 0.0)
     rate = np.full((b, n), np.nan)
     level_used = np.full((b, n), -1, dtype=np.int64)
     rows = np.arange(b)[:, None]
     # Coarsest first, each finer level overwriting where it has feedback of its own.
     for lv in range(len(_LEVELS) - 1, -1, -1):
-        m, idx = d.n_cells[lv], d.cells[lv]
+        m, idx = c.n_level_cells[lv], c.level_cells[lv]
         flat = (rows * m + idx[None, :]).ravel()
-        den = np.bincount(flat, weights=ws.ravel(), minlength=b * m).reshape(b, m)[rows, idx[None, :]]
-        num = np.bincount(flat, weights=(ws * d.yes).ravel(), minlength=b * m).reshape(b, m)[rows, idx[None, :]]
-        has = den > 0
+        lden = np.bincount(flat, weights=den.ravel(), minlength=b * m).reshape(b, m)[rows, idx[None, :]]
+        lnum = np.bincount(flat, weights=num.ravel(), minlength=b * m).reshape(b, m)[rows, idx[None, :]]
+        has = lden > 0
         with np.errstate(invalid="ignore", divide="ignore"):
-            r = (num + smooth * overall) / (den + smooth)
+            r = (lnum + smooth * overall) / (lden + smooth)
         rate = np.where(has, r, rate)
         level_used = np.where(has, lv, level_used)
-    if weights is None or np.ndim(weights) == 1:
-        return rate[0], level_used[0]
     return rate, level_used
 
 
@@ -347,46 +359,50 @@ def post_stratified(units: Sequence[Unit]) -> tuple[float | None, int]:
     """The total under missing at random within strata: A + the sum, over units without
     feedback, of their cell's rate — which is sum over cells of N_h * a_h / k_h. Returns the
     total (None when nobody reported back) and how many units borrowed a coarser cell's rate."""
-    import numpy as np
 
     if not units:
         return None, 0
-    d = _design(units)
-    if not d.settled.any():
+    c = _cells(units)
+    if c.k.sum() == 0:
         return None, 0
-    rate, level = _imputed_rates(d, None)
-    missing = ~d.settled
-    total = float(d.yes[d.settled].sum() + rate[missing].sum())
-    return total, int(np.count_nonzero(missing & (level > 0)))
+    rate, level = _cell_rates(c, c.a[None, :], c.k[None, :])
+    missing = c.u > 0
+    total = float(c.a.sum() + (rate[0][missing] * c.u[missing]).sum())
+    return total, int(c.u[missing & (level[0] > 0)].sum())
 
 
 def cluster_bootstrap(units: Sequence[Unit], replicates: int = BOOTSTRAP_REPLICATES,
                       seed: int = BOOTSTRAP_SEED) -> np.ndarray:
     """Replicates of the total, from a two-stage bootstrap: agencies resampled with replacement,
-    then each drawn agency's units with Poisson(1) weights per draw; the rates so re-estimated
+    then each drawn agency's units reweighted by Poisson(1) per draw; the rates so re-estimated
     (with one pseudo-observation at the overall rate added to each cell, so that a cell with no
-    outcome on record does not claim certainty) impute each unit without feedback as a Bernoulli draw. The
-    replicates thus carry the uncertainty of the rates and of the unknown outcomes themselves,
-    for the referrals actually made — a finite population, not a sample."""
+    outcome on record does not claim certainty) impute the units without feedback as Bernoulli
+    draws. The replicates thus carry the uncertainty of the rates and of the unknown outcomes
+    themselves, for the referrals actually made — a finite population, not a sample.
+
+    Computed per cell, which is exact in distribution: the Poisson weights of a cell's units
+    with the outcome sum to Poisson(m * a), those without to Poisson(m * (k - a)), for an
+    agency drawn m times; and the Bernoulli draws of a cell's u unknowns sum to Binomial(u, r).
+    """
     import numpy as np
 
-    d = _design(units)
+    c = _cells(units)
     rng = np.random.default_rng(seed)
-    confirmed = int(d.yes[d.settled].sum())
-    missing = ~d.settled
-    fallback, _ = _imputed_rates(d, None, smooth=1.0)
+    confirmed = float(c.a.sum())
+    fallback, _ = _cell_rates(c, c.a[None, :], c.k[None, :], smooth=1.0)
     out: list[np.ndarray] = []
-    batch = max(1, min(replicates, 2_000_000 // max(1, d.settled.shape[0])))
+    batch = max(1, min(replicates, 2_000_000 // max(1, c.k.shape[0])))
     done = 0
     while done < replicates:
         b = min(batch, replicates - done)
-        drawn = rng.multinomial(d.n_clusters, np.full(d.n_clusters, 1.0 / d.n_clusters), size=b)
-        w = rng.poisson(drawn[:, d.cluster]).astype(float)
-        rate, _ = _imputed_rates(d, w, smooth=1.0)
-        r = rate[:, missing]
-        # Nobody reported back in a replicate's cell, at any level: the rate of the data as is.
-        r = np.where(np.isnan(r), fallback[missing][None, :], r)
-        out.append(confirmed + (rng.random(r.shape) < r).sum(axis=1))
+        drawn = rng.multinomial(c.n_clusters, np.full(c.n_clusters, 1.0 / c.n_clusters), size=b)
+        m = drawn[:, c.cluster].astype(float)
+        num = rng.poisson(m * c.a[None, :]).astype(float)
+        den = num + rng.poisson(m * (c.k - c.a)[None, :])
+        rate, _ = _cell_rates(c, num, den, smooth=1.0)
+        # Nobody reported back in a replicate, at any level: the rate of the data as they are.
+        rate = np.where(np.isnan(rate), fallback, rate)
+        out.append(confirmed + rng.binomial(c.u[None, :], np.clip(rate, 0.0, 1.0)).sum(axis=1))
         done += b
     return np.concatenate(out).astype(float) if out else np.empty(0)
 
