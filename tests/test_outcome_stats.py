@@ -283,3 +283,14 @@ def test_an_amendment_replaces_and_a_withdrawal_removes() -> None:
            Event(3, 9, "CHARGED", "amend", 2, d), Event(4, 9, "ACKNOWLEDGED", "record", None, d),
            Event(5, 9, "ACKNOWLEDGED", "withdraw", 4, d)]
     assert [e.id for e in effective(evs)] == [3]
+
+
+def test_the_answer_page_answers_from_records(runtime: Runtime, client: TestClient) -> None:
+    _world(runtime)
+    q = "How many CyberTipline reports resulted in arrests in 2023?"
+    page = client.get("/answer", params={"q": q})
+    assert page.status_code == 200
+    assert "Answered from tipline&#39;s records" in page.text or "Answered from tipline's records" in page.text
+    assert "/api/v1/stats/outcomes?" in page.text and "snapshot=" in page.text
+    published = client.get("/answer", params={"q": q, "source": "published"})
+    assert "NCMEC" in published.text and "/api/v1/stats/published?" in published.text

@@ -644,18 +644,26 @@ def _versions() -> dict[str, str]:
     return {"codeListVersion": registry().version, "softwareVersion": tipline.__version__}
 
 
-def current_snapshot(sessions: sessionmaker[Session], scope: Scope) -> str:
-    refs, events, _ = load(sessions, scope)
-    return snapshot_id(refs, events)
+class SnapshotChanged(Exception):
+    """The records in scope no longer match the snapshot a caller named."""
+
+    def __init__(self, expected: str, current: str) -> None:
+        super().__init__(f"snapshot {expected} is gone; the records are now {current}")
+        self.expected = expected
+        self.current = current
 
 
 def outcome_stats(sessions: sessionmaker[Session], scope: Scope, *, coverage_threshold: float | None = None,
-                  replicates: int = BOOTSTRAP_REPLICATES) -> dict[str, Any]:
-    """The statistics of ``scope`` from the store, naming the snapshot they were computed from."""
+                  replicates: int = BOOTSTRAP_REPLICATES, expect_snapshot: str | None = None) -> dict[str, Any]:
+    """The statistics of ``scope`` from the store, naming the snapshot they were computed from;
+    :class:`SnapshotChanged` if ``expect_snapshot`` is given and the records no longer match it
+    (checked on the very rows the figures would be computed from)."""
     from urllib.parse import urlencode
 
     refs, events, as_of = load(sessions, scope)
     snap = snapshot_id(refs, events)
+    if expect_snapshot is not None and snap != expect_snapshot:
+        raise SnapshotChanged(expect_snapshot, snap)
     th = Thresholds(DEFAULT_COVERAGE_THRESHOLD if coverage_threshold is None else coverage_threshold,
                     MIN_FEEDBACK, replicates)
     body = compute(scope, refs, events, as_of=as_of, thresholds=th)

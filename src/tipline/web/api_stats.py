@@ -134,16 +134,16 @@ _RECORDS_CHANGED = {
 
 
 def _stats(rt: Runtime, scope: Any, snapshot: str | None) -> dict[str, Any]:
-    from tipline.stats.outcomes import current_snapshot, outcome_stats
+    from tipline.stats.outcomes import SnapshotChanged, outcome_stats
 
-    if snapshot is not None:
-        now = current_snapshot(rt.sessions, scope)
-        if now != snapshot:
-            raise ApiProblem(409, "records-changed", "The records changed",
-                             f"the records in scope no longer match snapshot {snapshot}; the current snapshot is "
-                             f"{now}. A figure cited with the old snapshot cannot be reproduced from them.",
-                             extra={"currentSnapshot": now})
-    return outcome_stats(rt.sessions, scope, coverage_threshold=rt.settings.outcome_coverage_threshold)
+    try:
+        return outcome_stats(rt.sessions, scope, coverage_threshold=rt.settings.outcome_coverage_threshold,
+                             expect_snapshot=snapshot)
+    except SnapshotChanged as err:
+        raise ApiProblem(409, "records-changed", "The records changed",
+                         f"the records in scope no longer match snapshot {err.expected}; the current snapshot is "
+                         f"{err.current}. A figure cited with the old snapshot cannot be reproduced from them.",
+                         extra={"currentSnapshot": err.current}) from None
 
 
 def router(rt: Runtime) -> APIRouter:
