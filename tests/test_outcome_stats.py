@@ -294,3 +294,41 @@ def test_the_answer_page_answers_from_records(runtime: Runtime, client: TestClie
     assert "/api/v1/stats/outcomes?" in page.text and "snapshot=" in page.text
     published = client.get("/answer", params={"q": q, "source": "published"})
     assert "NCMEC" in published.text and "/api/v1/stats/published?" in published.text
+
+
+def _large_world(rt: Runtime) -> None:
+    """60 reports, three agencies, feedback on 48 of them: enough for an estimate."""
+    r = Records(rt)
+    rng = random.Random(5)
+    for i in range(60):
+        rep = r.report(priority=1 + i % 3, received=date(2023, 1 + i % 12, 3))
+        ref = r.refer(rep, ("A", "B", "C")[i % 3], date(2023, 1 + i % 12, 3), escalated=i % 2 == 0)
+        if i % 5 == 4:
+            continue  # no feedback
+        if rng.random() < 0.3:
+            r.outcome(ref, "ARREST", date(2023, 1 + i % 12, 20), persons=1 + i % 2)
+        else:
+            r.outcome(ref, "CLOSED_NOT_ACTIONABLE", date(2023, 1 + i % 12, 25))
+
+
+def test_with_enough_feedback_the_estimate_is_shown_and_cited(runtime: Runtime, client: TestClient) -> None:
+    _large_world(runtime)
+    t = outcome_stats(runtime.sessions, Scope(*Y23))["total"]
+    assert (t["referrals"], t["withFeedback"]) == (60, 48)
+    est = t["estimate"]
+    assert est["withheld"] is None
+    assert t["bounds"]["low"] <= est["low"] <= est["value"] <= est["high"] <= t["bounds"]["high"]
+    totals = [p["total"] for p in t["sensitivity"]]
+    assert totals[0] == t["withArrest"] and totals[-1] == pytest.approx(est["value"])
+    assert totals == sorted(totals)
+    if t["tipping"]["delta"] is not None:
+        assert 0 <= t["tipping"]["delta"] <= 1 and t["tipping"]["conclusion"].startswith("at least")
+    fb = t["delay"]["toFirstFeedback"]
+    assert fb["events"] == 48 and fb["median"] is not None and fb["curve"][-1]["survival"] < 0.5
+    answer = client.get("/api/v1/answer", params={
+        "q": "How many CyberTipline reports resulted in arrests in 2023?", "source": "records"}).json()
+    names = [f["name"] for f in answer["figures"]]
+    assert any(n.startswith("estimate") for n in names)
+    for fig in answer["figures"]:
+        link = urlsplit(fig["citation"])
+        assert _pointer(client.get(f"{link.path}?{link.query}").json(), link.fragment) == fig["value"]
