@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from tipline.config import Settings
 from tipline.pipeline.queue import InProcessQueue
 from tipline.runtime import Runtime
 from tipline.sim.generate import YearGenerator
@@ -74,8 +75,7 @@ def _rows(t: tr.Table) -> list[dict[str, object]]:
 
 def test_tables_agree_with_a_plain_count(year_2023: Runtime) -> None:
     rt = year_2023
-    with rt.sessions() as s:
-        rep = tr.build(s, 2023)
+    rep = tr.build(rt.sessions, 2023)
     ref = _reference(rt, 2023)
     assert ref["total"] and rep.records["reports"] == ref["total"]
     reports = {r["measure"]: r for r in _rows(rep.table("reports"))}
@@ -102,8 +102,7 @@ def test_tables_agree_with_a_plain_count(year_2023: Runtime) -> None:
 
 
 def test_unpublished_figures_are_null_not_zero(year_2023: Runtime) -> None:
-    with year_2023.sessions() as s:
-        rep = tr.build(s, 2024)
+    rep = tr.build(year_2023.sessions, 2024)
     esc = _rows(rep.table("escalations"))[0]
     assert esc["published"] is None and esc["ratio"] is None
     assert any("not published" in n for n in rep.table("escalations").notes)
@@ -113,15 +112,13 @@ def test_unpublished_figures_are_null_not_zero(year_2023: Runtime) -> None:
 
 def test_snapshot_is_stable_and_changes_with_the_records(year_2023: Runtime, tmp_path: Path) -> None:
     rt = year_2023
-    with rt.sessions() as s:
-        a, b = tr.build(s, 2023), tr.build(s, 2023)
+    a, b = tr.build(rt.sessions, 2023), tr.build(rt.sessions, 2023)
     assert a.snapshot == b.snapshot
     kept = tr.keep(a, tmp_path)
     with transaction(rt.sessions) as s:
         j = s.scalars(select(Jurisdiction).limit(1)).one()
         j.country = "ZZ" if j.country != "ZZ" else "YY"
-    with rt.sessions() as s:
-        c = tr.build(s, 2023)
+    c = tr.build(rt.sessions, 2023)
     assert c.snapshot != a.snapshot
     back = tr.recall(tmp_path, 2023, a.snapshot)
     assert back is not None and back.as_json() == a.as_json() and kept.exists()
@@ -129,8 +126,7 @@ def test_snapshot_is_stable_and_changes_with_the_records(year_2023: Runtime, tmp
 
 
 def test_files_csv_datapackage_json_pdf_html(year_2023: Runtime, tmp_path: Path) -> None:
-    with year_2023.sessions() as s:
-        rep = tr.build(s, 2023)
+    rep = tr.build(year_2023.sessions, 2023)
     for fmt in ("csv", "json", "pdf", "html"):
         tr.write(rep, tmp_path / fmt, fmt)
     pkg = json.loads((tmp_path / "csv" / "datapackage.json").read_text())
@@ -189,3 +185,22 @@ def test_cli_writes_the_report(year_2023: Runtime, tmp_path: Path) -> None:
                              env={"TIPLINE_DATABASE_URL": year_2023.settings.database_url})
     assert res.exit_code == 0, res.output
     assert "snapshot" in res.output and (out / "datapackage.json").exists()
+
+
+def test_outcome_tables_from_feedback(runtime: Runtime, settings: Settings, tmp_path: Path) -> None:
+    """Eight referred reports with every kind of feedback (tests/test_outcome_stats.py): the
+    outcome table counts 2 confirmed, bounds 2-6, and withholds the estimate (4 with feedback)."""
+    from test_outcome_stats import _world
+
+    _world(runtime)
+    rep = tr.build(runtime.sessions, 2023)
+    total = _rows(rep.table("outcomes"))[0]
+    assert total["group"] == "total" and total["referrals"] == 8 and total["withArrest"] == 2
+    assert (total["boundsLow"], total["boundsHigh"]) == (2, 6)
+    assert total["estimate"] is None and total["flag"] == "u"
+    assert rep.table("outcomes").query.startswith("/api/v1/stats/outcomes?")
+    assert {"outcomesEscalated", "outcomesByPriority", "outcomesByMonth", "outcomesByAgency"} <= {
+        t.key for t in rep.tables}
+    tr.write(rep, tmp_path, "csv")
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "outcomes.csv").read_text(encoding="utf-8"))))
+    assert rows[0]["estimate"] == "" and rows[0]["withArrest"] == "2"

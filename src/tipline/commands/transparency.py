@@ -27,8 +27,8 @@ def command(c: Ctx, year: int, fmt: str, out: Path) -> None:
     """
     from tipline.stats import transparency as tr
 
-    with c.database() as sessions, sessions() as s:
-        report = tr.build(s, year)
+    with c.database() as sessions:
+        report = tr.build(sessions, year)
     tr.keep(report, c.settings.data_dir)
     files = tr.write(report, out, fmt)
     click.echo(f"transparency report {year}: snapshot {report.snapshot}, "

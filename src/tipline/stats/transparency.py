@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, case, distinct, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from tipline import __version__
 from tipline.kinds.outcomes import registry
@@ -229,8 +229,74 @@ def _count(session: Session, stmt: Any) -> int:
     return int(session.scalar(stmt) or 0)
 
 
-def build(session: Session, year: int, *, now: datetime | None = None) -> Transparency:
-    """Compute the transparency report of ``year`` from the store."""
+def build(sessions: sessionmaker[Session], year: int, *, now: datetime | None = None,
+          coverage_threshold: float | None = None) -> Transparency:
+    """Compute the transparency report of ``year`` from the store: NCMEC's tables, then the
+    outcome tables of tipline.stats.outcomes (all referred reports, escalated ones, by
+    priority, month and agency)."""
+    with sessions() as session:
+        snap, counts, tables = _record_tables(session, year)
+    outcome_snaps: list[str] = []
+    for by, escalated in ((None, False), (None, True), ("priority", False), ("month", False), ("agency", False)):
+        table, osnap = _outcome_table(sessions, year, by, escalated, coverage_threshold)
+        tables.append(table)
+        outcome_snaps.append(osnap)
+    # The outcome tables read referrals and outcome events through their own snapshot: the
+    # report's id covers both, so a new outcome event gives the report a new id.
+    combined = hashlib.sha256("|".join([snap, *outcome_snaps]).encode()).hexdigest()[:16]
+    return Transparency(year=year, snapshot=combined, software_version=__version__,
+                        codes_version=registry().version,
+                        generated_at=(now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        records=counts, tables=tables)
+
+
+_OUTCOME_COLUMNS = [
+    Column("group", "group", "string"), Column("referrals", "referred reports (E)", "integer"),
+    Column("withFeedback", "with feedback (F)", "integer"), Column("coverage", "coverage F/E", "number"),
+    Column("coverageLow", "coverage, 95 % low", "number"), Column("coverageHigh", "coverage, 95 % high", "number"),
+    Column("noFeedback", "no feedback (E − F)", "integer",
+           "referred reports no agency has reported on: unknown, not 'no arrest'"),
+    Column("withArrest", "with a confirmed arrest (A)", "integer"),
+    Column("personsArrested", "persons arrested", "integer"),
+    Column("boundsLow", "bounds: low (A)", "integer"), Column("boundsHigh", "bounds: high (A + E − F)", "integer"),
+    Column("estimate", "estimate (missing at random within strata)", "number"),
+    Column("estimateLow", "estimate, 95 % low", "number"), Column("estimateHigh", "estimate, 95 % high", "number"),
+    Column("medianDaysToFeedback", "median days to first feedback", "number"),
+    Column("medianDaysToArrest", "median days to arrest", "number"),
+    Column("flag", "flag", "string", "e = estimated; u = estimate withheld (low coverage or fewer than 30 "
+                                     "with feedback): the bounds are the answer"),
+]
+
+
+def _outcome_table(sessions: sessionmaker[Session], year: int, by: str | None, escalated: bool,
+                   threshold: float | None) -> tuple[Table, str]:
+    from datetime import date
+
+    from tipline.stats.outcomes import Scope, outcome_stats
+
+    scope = Scope(date(year, 1, 1), date(year, 12, 31), escalated_only=escalated, by=by, unit="report")
+    data = outcome_stats(sessions, scope, coverage_threshold=threshold)
+    rows: list[list[Any]] = []
+    groups = [("total", data["total"])] + [(x["key"] if x["key"] is not None else "unknown", x)
+                                            for x in (data["rows"] or [])]
+    for key, r in groups:
+        est = r["estimate"]
+        # Eurostat-style flags in their own column: u = low reliability (estimate withheld).
+        flag = "u" if est["withheld"] else ("e" if est["value"] is not None else "")
+        rows.append([str(key), r["referrals"], r["withFeedback"], r["coverage"]["value"], r["coverage"]["low"],
+                     r["coverage"]["high"], r["referrals"] - r["withFeedback"], r["withArrest"],
+                     r["personsArrested"], r["bounds"]["low"], r["bounds"]["high"], est["value"], est["low"],
+                     est["high"], r["delay"]["toFirstFeedback"]["median"], r["delay"]["toArrest"]["median"], flag])
+    what = "escalated reports" if escalated else "referred reports"
+    key = "outcomes" + ("Escalated" if escalated else "") + (
+        "By" + "".join(w.capitalize() for w in by.split("-")) if by else "")
+    return Table(key, f"Outcomes of {what}" + (f" by {by}" if by else ""), list(_OUTCOME_COLUMNS), rows,
+                 data["citation"],
+                 ["A referred report with no feedback is unknown, never 'no arrest'; an empty cell is unknown, "
+                  "never 0. The same figures, with intervals and sensitivity: the query link."]), data["snapshot"]
+
+
+def _record_tables(session: Session, year: int) -> tuple[str, dict[str, int], list[Table]]:
     snap, counts = snapshot_of(session, year)
     tables = [
         _reports_table(session, year),
@@ -245,10 +311,7 @@ def build(session: Session, year: int, *, now: datetime | None = None) -> Transp
         _escalations_table(session, year),
         _months_table(session, year),
     ]
-    return Transparency(year=year, snapshot=snap, software_version=__version__,
-                        codes_version=registry().version,
-                        generated_at=(now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                        records=counts, tables=tables)
+    return snap, counts, tables
 
 
 _VS = [Column("tipline", "tipline", "integer", "counted from the records"),

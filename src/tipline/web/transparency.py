@@ -34,8 +34,7 @@ async def _report(rt: Runtime, year: int, snapshot: str | bool | None) -> tr.Tra
     def work() -> tr.Transparency | None:
         if isinstance(snapshot, str):
             return tr.recall(rt.settings.data_dir, year, snapshot)
-        with rt.sessions() as s:
-            report = tr.build(s, year)
+        report = tr.build(rt.sessions, year)
         tr.keep(report, rt.settings.data_dir)
         return report
 
