@@ -18,7 +18,9 @@ from tipline.commands.context import Ctx, pass_ctx
               show_default=True, help="Directory to write into (made if missing).")
 @pass_ctx
 def command(c: Ctx, year: int, fmt: str, out: Path) -> None:
-    """Write the transparency report of YEAR: NCMEC's tables from tipline's records.
+    """The YEAR's transparency report: NCMEC's tables and outcomes.
+
+    NCMEC's tables computed from tipline's records, and the outcome tables.
 
     Reports received in YEAR (UTC), incidents after bundling, files by type, reports by
     platform, country, US state and incident type, recipients by kind, escalations, by month;
