@@ -92,9 +92,9 @@ def test_full_cycle(client: TestClient, runtime) -> None:  # type: ignore[no-unt
     assert code(root) == 0 and int(root.findtext("reportId")) == rid  # type: ignore[arg-type]
     assert [e.text for e in root.findall("files/fileId")] == [fid]
     assert root.find("responseDescription") is None
-    view = runtime.intake.view(rid)
+    view = runtime.intake.view_unchecked(rid)
     assert view.state == "finished" and view.files[0].sha256 == hashlib.sha256(data).hexdigest()
-    assert runtime.intake.read_file(fid) == data
+    assert runtime.intake.read_file_unchecked(fid) == data
 
 
 def test_file_ids_unique_not_numeric_and_hash_stable(client: TestClient) -> None:
@@ -165,7 +165,7 @@ def test_other_platforms_report_is_invisible(client: TestClient, runtime) -> Non
     assert code(parse(client.post("/ispws/fileinfo", content=file_details_xml(rid, fid), auth=ACME))) == 5001  # type: ignore[arg-type]
     assert code(parse(client.post("/ispws/finish", data={"id": str(rid)}, auth=ACME))) == 5001
     assert code(parse(client.post("/ispws/retract", data={"id": str(rid)}, auth=ACME))) == 5001
-    view = runtime.intake.view(rid)
+    view = runtime.intake.view_unchecked(rid)
     assert view.state == "open" and len(view.files) == 1
 
 
@@ -221,7 +221,7 @@ def test_original_bodies_kept_byte_for_byte(client: TestClient, runtime) -> None
 
 def test_normalised_incident_type_is_recorded(client: TestClient, runtime) -> None:  # type: ignore[no-untyped-def]
     rid = submit(client, body=report_xml(incident_type="Online Enticement of Children for Sexual Act"))
-    view = runtime.intake.view(rid)
+    view = runtime.intake.view_unchecked(rid)
     assert view.incident_type == "Online Enticement of Children for Sexual Acts"
     assert view.normalisations and "Sexual Act" in str(view.normalisations)
 
