@@ -20,7 +20,7 @@ import httpx
 from lxml import etree
 from sqlalchemy import select
 
-from samples import file_details_xml, report_xml
+from helpers import file_details_xml, report_xml
 from tipline.config import Settings
 from tipline.intake.credentials import add_esp
 from tipline.runtime import Runtime

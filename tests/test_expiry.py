@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from lxml import etree
 from sqlalchemy import func, select, update
 
-from samples import report_xml
+from helpers import report_xml
 from tipline.runtime import Runtime
 from tipline.store.db import transaction
 from tipline.store.tables import Blob, Document, File, Report

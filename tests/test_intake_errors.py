@@ -13,7 +13,7 @@ import base64
 import pytest
 from fastapi.testclient import TestClient
 
-from samples import file_details_xml, report_xml
+from helpers import file_details_xml, report_xml
 from tipline.cybertip.xml import parse_file_details, parse_report
 from tipline.intake.credentials import CredentialError, Principal, add_esp
 from tipline.intake.errors import IntakeError, Reason

@@ -5,13 +5,12 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-import time
 
 import pytest
 from fastapi.testclient import TestClient
 from lxml import etree
 
-from samples import file_details_xml, report_xml
+from helpers import ManualClock, file_details_xml, report_xml
 from tipline.standin import standin_image
 
 ACME = ("acme", "acme-secret-1")
@@ -68,11 +67,13 @@ def test_disabled_platform_is_refused(client: TestClient, runtime) -> None:  # t
     from tipline.store.db import transaction
     from tipline.store.tables import Reporter
 
+    clock = ManualClock()
+    runtime.auth.clock = clock
     assert client.get("/ispws/status", auth=ACME).status_code == 200  # warms the auth cache
     with transaction(runtime.sessions) as s:
         s.query(Reporter).filter_by(name="Acme Social").update({"enabled": False})
     # Refused within TIPLINE_AUTH_RECHECK_SECONDS, as documented.
-    time.sleep(runtime.settings.auth_recheck_seconds + 0.1)
+    clock.advance(runtime.settings.auth_recheck_seconds + 0.1)
     assert client.get("/ispws/status", auth=ACME).status_code == 401
 
 

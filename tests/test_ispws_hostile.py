@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from lxml import etree
 from sqlalchemy import func, select
 
-from samples import report_xml
+from helpers import report_xml
 from tipline.config import Settings
 from tipline.runtime import Runtime
 from tipline.store.tables import Blob, Document, File, Report

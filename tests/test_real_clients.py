@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from samples import report_xml
+from helpers import report_xml
 from tipline.runtime import Runtime
 from tipline.standin import standin_image
 from tipline.web.app import create_app
