@@ -13,6 +13,8 @@ The rules enforced (docs/architecture.md draws them):
 6. **Only the outside imports ``tipline.web``**: the HTTP adapters depend on the services,
    never the other way. Apart from ``web`` itself only the drivers may import it: the CLI
    (``cli``, ``commands``, ``__main__``), ``demo`` and ``sim``, which run the real app.
+   The exceptions known today are listed in ``KNOWN_WEB_IMPORTS``, each with what removes it;
+   any other such import fails.
 """
 
 from __future__ import annotations
@@ -29,6 +31,13 @@ PACKAGE = SRC / "tipline"
 
 # Rule 6: the packages (first name below ``tipline``) that may import ``tipline.web``.
 WEB_IMPORTERS = frozenset({"web", "cli", "commands", "__main__", "demo", "sim"})
+# Rule 6's exceptions known today: (importer, imported) -> why, and what removes it. Nothing
+# else may join them; an entry goes when its import does.
+KNOWN_WEB_IMPORTS: dict[tuple[str, str], str] = {
+    ("tipline.stats.transparency", "tipline.web.render"):
+        "the transparency file export renders web's Jinja templates (a deferred import); to "
+        "remove: the caller (the command, the route) hands the export a renderer",
+}
 # Rules 2-5: what each inner package may import of tipline's (besides itself).
 ALLOWED: dict[str, frozenset[str]] = {
     "model": frozenset(),
@@ -196,5 +205,6 @@ def test_inner_packages_import_only_what_they_stand_on(package: str) -> None:
 
 def test_only_the_outside_imports_web() -> None:
     wrong = [f"{e.importer} -> {e.imported} (line {e.line})" for e in EDGES
-             if package_of(e.imported) == "web" and package_of(e.importer) not in WEB_IMPORTERS]
+             if package_of(e.imported) == "web" and package_of(e.importer) not in WEB_IMPORTERS
+             and (e.importer, e.imported) not in KNOWN_WEB_IMPORTS]
     assert not wrong, wrong
