@@ -34,9 +34,6 @@ WEB_IMPORTERS = frozenset({"web", "cli", "commands", "__main__", "demo", "sim"})
 # Rule 6's exceptions known today: (importer, imported) -> why, and what removes it. Nothing
 # else may join them; an entry goes when its import does.
 KNOWN_WEB_IMPORTS: dict[tuple[str, str], str] = {
-    ("tipline.stats.transparency", "tipline.web.render"):
-        "the transparency file export renders web's Jinja templates (a deferred import); to "
-        "remove: the caller (the command, the route) hands the export a renderer",
 }
 # Rules 2-5: what each inner package may import of tipline's (besides itself).
 ALLOWED: dict[str, frozenset[str]] = {
