@@ -418,6 +418,33 @@ def test_signed_in_pages(guarded: tuple[Page, Guard], server: Server) -> None:
     guard.assert_clean()
 
 
+def test_platform_pages(guarded: tuple[Page, Guard], server: Server) -> None:
+    """The platform's view (its list, a report, not found, a filter it cannot read), offline."""
+    from people_helpers import make_user
+    from test_platform_view import SEP, doc, enrich, store
+    from tipline.intake.credentials import add_esp
+
+    page, guard = guarded
+    add_esp(server.rt, "Offline Platform B", "offline-esp-b", "offline-esp-pass-b")
+    rid = store(server.rt, doc(account="u1", ip="8.8.8.8"), platform="Offline Platform B", filed=SEP, files=[False])
+    enrich(server.rt, [rid])
+    make_user(server.rt, "pib", "platform", platform="Offline Platform B", password="offline pass 2")
+    page.goto(server.url + "/platform")
+    page.get_by_label("Username").fill("pib")
+    page.get_by_label("Password").fill("offline pass 2")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Our reports")
+    page.get_by_role("link", name=str(rid), exact=True).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Report {rid}")
+    for path, status, heading in ((f"/platform/reports/{rid + 1000}", 404, "Not found"),
+                                  ("/platform?state=bogus", 400, "Filter not understood")):
+        guard.expected_status[server.url + path] = status
+        resp = page.goto(server.url + path)
+        assert resp is not None and resp.status == status
+        expect(page.get_by_role("heading", level=1)).to_have_text(heading)
+    guard.assert_clean()
+
+
 def test_every_template_was_rendered(server: Server, request: pytest.FixtureRequest) -> None:
     # Runs last (file order): a template that no test above reached is a page nobody checked.
     here = request.node.module

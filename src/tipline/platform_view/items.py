@@ -52,7 +52,8 @@ GUIDE: dict[str, ItemGuide] = {g.id: g for g in (
         "have a file you did not mark as viewed",
         "the agency may not open a file your staff did not view until it obtains legal process "
         "(US v. Wilson, 9th Cir. 2021): a warrant first, which delays the investigation by days or weeks",
-        "fileViewedByEsp = true in each file's fileDetails when a person at your company saw it",
+        "fileViewedByEsp = true in a file's fileDetails when a person at your company saw it (only then: "
+        "a file nobody saw must say false)",
     ),
     ItemGuide(
         "incident_time", "Incident time", "no incident time",
