@@ -140,8 +140,8 @@ def test_platform_user_signs_in_sees_reports_and_gaps_opens_one_and_exports(
         shot(page, "platform-view.png")
 
         # A filter from the gaps table: the reports one cell counts.
-        page.get_by_label("Missing").select_option("ip_event_times")
-        page.get_by_label("Filed in").select_option("2026-09")
+        page.get_by_label("Missing", exact=True).select_option("ip_event_times")
+        page.get_by_label("Filed in", exact=True).select_option("2026-09")
         page.get_by_role("button", name="Show").click()
         expect(page).to_have_url(re.compile(r"gap=ip_event_times"))
         expect(page.locator("#report-count")).to_contain_text("match these filters")
