@@ -43,6 +43,8 @@ pytestmark = pytest.mark.browser
 TEMPLATES = Path(__file__).resolve().parents[1] / "src" / "tipline" / "web" / "templates"
 #: Pages that must be among those found from the routes (guards the discovery itself).
 KNOWN_PAGES = {"/", "/api/v1/docs", "/report", "/report/receipt"}
+#: Path parameters that need a real value for the page to exist (others get ``1``).
+SAMPLE_PARAMS = {"year": "2023"}
 
 require_chromium()
 
@@ -201,7 +203,7 @@ def html_pages(server: Server) -> list[str]:
         for r in iter_route_contexts(server.app.routes):
             if not isinstance(r.original_route, Route) or "GET" not in (r.methods or ()):
                 continue
-            path = re.sub(r"\{[^}]+\}", "1", str(r.path_format))
+            path = re.sub(r"\{([^}]+)\}", lambda m: SAMPLE_PARAMS.get(m.group(1), "1"), str(r.path_format))
             resp = http.get(path)
             if resp.headers.get("content-type", "").startswith("text/html"):
                 found.append(path)
@@ -416,6 +418,62 @@ def test_signed_in_pages(guarded: tuple[Page, Guard], server: Server) -> None:
     expect(page).to_have_url(re.compile(r"/login\?signed_out=1$"))
     expect(page.locator("main")).to_contain_text("You are signed out")
     guard.assert_clean()
+
+
+def test_platform_pages(guarded: tuple[Page, Guard], server: Server) -> None:
+    """The platform's view (its list, a report, not found, a filter it cannot read), offline."""
+    from people_helpers import make_user
+    from test_platform_view import SEP, doc, enrich, store
+    from tipline.intake.credentials import add_esp
+
+    page, guard = guarded
+    add_esp(server.rt, "Offline Platform B", "offline-esp-b", "offline-esp-pass-b")
+    rid = store(server.rt, doc(account="u1", ip="8.8.8.8"), platform="Offline Platform B", filed=SEP, files=[False])
+    enrich(server.rt, [rid])
+    make_user(server.rt, "pib", "platform", platform="Offline Platform B", password="offline pass 2")
+    page.goto(server.url + "/platform")
+    page.get_by_label("Username").fill("pib")
+    page.get_by_label("Password").fill("offline pass 2")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Our reports")
+    page.get_by_role("link", name=str(rid), exact=True).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Report {rid}")
+    for path, status, heading in ((f"/platform/reports/{rid + 1000}", 404, "Not found"),
+                                  ("/platform?state=bogus", 400, "Filter not understood")):
+        guard.expected_status[server.url + path] = status
+        resp = page.goto(server.url + path)
+        assert resp is not None and resp.status == status
+        expect(page.get_by_role("heading", level=1)).to_have_text(heading)
+    guard.assert_clean()
+
+
+def test_transparency_page_and_its_file_export(guarded: tuple[Page, Guard], server: Server,
+                                                tmp_path: Path) -> None:
+    """The public report page, and the standalone HTML file the CLI writes, call no other host."""
+    from tipline.stats import transparency as tr
+    from tipline.web.transparency import standalone_html
+
+    page, guard = guarded
+    page.goto(server.url + "/transparency/2023")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Transparency report 2023")
+    page.wait_for_load_state("networkidle")
+    shot(page, "transparency.png")
+    guard.assert_clean()
+    # The file export, as a browser opens it from disk: no host to reach, styles inline.
+    html = standalone_html(tr.build(server.rt.sessions, 2023))
+    export = tmp_path / "transparency-2023.html"
+    export.write_text(html, encoding="utf-8")
+    # A context of its own: the guard's routes answer only for the server's origin.
+    browser = guarded[0].context.browser
+    assert browser is not None
+    own = browser.new_context()
+    files = own.new_page()
+    outside: list[str] = []
+    files.on("request", lambda r: outside.append(r.url) if not r.url.startswith(("file:", "data:")) else None)
+    files.goto(export.as_uri())
+    expect(files.get_by_role("heading", level=1)).to_have_text("Transparency report 2023")
+    assert outside == [], outside
+    own.close()
 
 
 def test_every_template_was_rendered(server: Server, request: pytest.FixtureRequest) -> None:

@@ -578,8 +578,14 @@ def datapackage(report: Transparency) -> dict[str, Any]:
     }
 
 
-def charts(report: Transparency) -> dict[str, tuple[bytes, str]]:
-    """Charts as SVG and PNG, made with Altair and rendered by vl-convert (no browser)."""
+def chart_names(report: Transparency) -> list[str]:
+    """The charts a report has: by month always; by country when any report has one."""
+    return ["months"] + (["countries"] if report.table("countries").rows else [])
+
+
+def charts(report: Transparency, only: str | None = None) -> dict[str, tuple[bytes, str]]:
+    """Charts as SVG and PNG (``only``: just that file), made with Altair and rendered by
+    vl-convert (no browser)."""
     import altair as alt
     import vl_convert as vlc
 
@@ -592,10 +598,16 @@ def charts(report: Transparency) -> dict[str, tuple[bytes, str]]:
                      color=alt.Color("series:N", title=None, scale=alt.Scale(range=["#1f4e5f", "#a4262c"])),
                      xOffset="series:N")
              .properties(width=560, height=220, title=f"Reports received and escalated, {report.year}"))
-    spec = chart.to_json()
-    out["months.svg"] = (vlc.vegalite_to_svg(spec).encode(), "image/svg+xml")
-    out["months.png"] = (vlc.vegalite_to_png(spec, scale=2), "image/png")
+    def render(name: str, spec: str) -> None:
+        if only in (None, f"{name}.svg"):
+            out[f"{name}.svg"] = (vlc.vegalite_to_svg(spec).encode(), "image/svg+xml")
+        if only in (None, f"{name}.png"):
+            out[f"{name}.png"] = (vlc.vegalite_to_png(spec, scale=2), "image/png")
+
+    render("months", chart.to_json())
     countries = report.table("countries")
+    if "countries" not in chart_names(report):
+        return out
     cdata = [{"country": r[0], "share": r[2] or 0.0, "source": "tipline"} for r in countries.rows]
     cdata += [{"country": r[0], "share": r[4], "source": "NCMEC published"} for r in countries.rows
               if r[4] is not None]
@@ -605,9 +617,7 @@ def charts(report: Transparency) -> dict[str, tuple[bytes, str]]:
                   yOffset="source:N")
           .properties(width=480, height=max(120, 22 * len(countries.rows)),
                       title="Share of reports by country, beside the published share"))
-    spec2 = c2.to_json()
-    out["countries.svg"] = (vlc.vegalite_to_svg(spec2).encode(), "image/svg+xml")
-    out["countries.png"] = (vlc.vegalite_to_png(spec2, scale=2), "image/png")
+    render("countries", c2.to_json())
     return out
 
 

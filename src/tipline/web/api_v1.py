@@ -48,6 +48,7 @@ from tipline.runtime import Runtime
 from tipline.store.blobs import BlobTooLarge, BlobWriter, StoredBlob
 from tipline.web.basic_auth import parse_basic
 from tipline.web.forms import BadForm, BodyTooLarge, SingleFileUpload, read_capped, stream_form
+from tipline.web.platform_api import ReportQuality, list_answer, report_answer
 from tipline.web.routing import allowed_methods
 
 log = logging.getLogger("tipline.api")
@@ -199,6 +200,7 @@ class ReportRead(_Out):
     normalisations: list[Any]
     report: Report | None = Field(description="The report as stored (validated, normalised).")
     files: list[FileRead]
+    quality: ReportQuality | None = Field(description="The quality items; null until assessed.")
 
 
 class ReportSummary(_Out):
@@ -576,6 +578,11 @@ def authenticator(rt: Runtime) -> Callable[[Request], Awaitable[Principal]]:
             token = value.strip()
             if token.startswith(TOKEN_PREFIX):
                 found = await run_in_threadpool(rt.auth.bearer, token)
+            elif token.startswith("tlu_"):
+                # A platform user's token: reads its platform's reports, the same scope.
+                from tipline.web.platform_api import person_caller
+
+                found = await person_caller(rt, request)
         else:
             raise _unauthorized("send HTTP Basic credentials or a bearer token")
         if found is None:
@@ -772,6 +779,7 @@ def router(rt: Runtime) -> APIRouter:
         openapi_extra={"security": SECURITY},
     )
     async def list_reports(
+        request: Request,
         caller: Caller,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Reports per page.")] = 100,
         state: Annotated[Literal["open", "finished", "retracted"] | None, Query()] = None,
@@ -785,6 +793,7 @@ def router(rt: Runtime) -> APIRouter:
                                        limit=limit + 1, state=state, before_id=before)
         page, more = rows[:limit], len(rows) > limit
         next_cursor = encode_cursor(page[-1]["reportId"]) if more else None
+        await run_in_threadpool(list_answer, rt, request, caller, page)
         return JSONResponse({"reports": page, "nextCursor": next_cursor})
 
     @api.get(
@@ -794,11 +803,11 @@ def router(rt: Runtime) -> APIRouter:
                    **_problems(400, 404)},
         openapi_extra={"security": SECURITY},
     )
-    async def get_report(caller: Caller, report_id: ReportIdPath) -> Response:
+    async def get_report(request: Request, caller: Caller, report_id: ReportIdPath) -> Response:
         view = await run_in_threadpool(rt.intake.view, report_id, caller.reporter_id)
         if view is None:
             raise IntakeError(Reason.REPORT_NOT_FOUND, field="reportId")
-        return JSONResponse(view.as_json())
+        return JSONResponse(await run_in_threadpool(report_answer, rt, request, caller, view))
 
     @api.post(
         "/reports/{reportId}/files",

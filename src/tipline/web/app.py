@@ -135,6 +135,9 @@ def _include_optional(app: FastAPI, rt: Runtime) -> None:
     signin.install(app, rt)
     transparency.install(app, rt)
     api_stats.install(app, rt)
+    from tipline.web import platform_page
+
+    platform_page.install(app, rt)
 
 
 def app_factory() -> Any:

@@ -123,7 +123,9 @@ def router(rt: Runtime) -> tuple[APIRouter, APIRouter]:
         report = await _report(rt, y, snap) if y is not None and snap is not False else None
         if report is None:
             return _not_found("no such snapshot")
-        made: dict[str, Any] = await anyio.to_thread.run_sync(tr.charts, report)
+        if name.rsplit(".", 1)[0] not in tr.chart_names(report) or not name.endswith((".svg", ".png")):
+            return _not_found(f"no chart {name!r}")
+        made: dict[str, Any] = await anyio.to_thread.run_sync(tr.charts, report, name)
         if name not in made:
             return _not_found(f"no chart {name!r}")
         data, media = made[name]
