@@ -69,6 +69,9 @@ class Settings:
     #: How the public reaches the operator about their data (e-mail, postal or web address),
     #: shown on the privacy notice; empty: not shown.
     operator_contact: str = ""
+    #: Days after a referral was made available with no outcome recorded (an acknowledgement
+    #: alone is not one) before it is listed in the agency's outcome reminders.
+    outcome_reminder_days: int = 90
 
     @classmethod
     def from_env(cls, data_dir: str | os.PathLike[str] | None = None, **overrides: object) -> Settings:
