@@ -120,9 +120,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
 
 def _include_optional(app: FastAPI, rt: Runtime) -> None:
     """Routers for the JSON API and the public pages."""
-    from tipline.web import answers, api_v1, public
+    from tipline.web import answers, api_outcomes, api_v1, public
 
     api_v1.install(app, rt)
+    api_outcomes.install(app, rt)
     public.install(app, rt)
     answers.install(app, rt)
 
