@@ -142,9 +142,15 @@ class Guard:
         page.on("console", lambda m: self._on_console(m.type, m.text, m.location.get("url", "")))
         page.on("pageerror", lambda e: self.console_errors.append(f"uncaught: {e}"))
         page.on("websocket", lambda ws: self.outside.append(ws.url))
-        page.on("requestfailed", lambda r: self.failed.append(f"{r.url}: {r.failure}")
-                if self.is_ours(r.url) else None)
+        page.on("requestfailed", self._on_failed)
         page.on("response", self._on_response)
+
+    def _on_failed(self, request: Request) -> None:
+        # ERR_ABORTED is the browser cancelling a request because the page navigated away
+        # (a favicon still loading when a link is followed): not a fault of the server, whose
+        # faults show as an HTTP error status (_on_response) or a refused connection.
+        if self.is_ours(request.url) and request.failure != "net::ERR_ABORTED":
+            self.failed.append(f"{request.url}: {request.failure}")
 
     def _on_console(self, kind: str, text: str, where: str) -> None:
         if kind != "error":
@@ -380,6 +386,35 @@ def test_answer_page(guarded: tuple[Page, Guard], server: Server) -> None:
     expect(page.get_by_role("heading", name="Cannot answer that")).to_be_visible()
     expect(page.locator(".cannot li a")).to_have_count(3)
     shot(page, "answer-cannot.png")
+    guard.assert_clean()
+
+
+def test_signed_in_pages(guarded: tuple[Page, Guard], server: Server) -> None:
+    """Sign-in, the account page (staff layout), an expired form, and sign-out, in Chromium."""
+    from people_helpers import make_user
+
+    page, guard = guarded
+    from tipline.intake.credentials import add_esp
+
+    add_esp(server.rt, "Offline Platform", "offline-esp", "offline-esp-pass")
+    make_user(server.rt, "pia", "platform", platform="Offline Platform", password="offline pass 1")
+    page.goto(server.url + "/account")
+    expect(page).to_have_url(re.compile(r"/login\?next=/account$"))
+    page.get_by_label("Username").fill("pia")
+    page.get_by_label("Password").fill("offline pass 1")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Your account")
+    expect(page.locator("main")).to_contain_text("this browser")
+    shot(page, "account.png")
+    # A form sent without the session's token: the expired-form page, nothing changed.
+    guard.expected_status[server.url + "/logout"] = 403
+    page.evaluate("""() => { const f = document.querySelector('form[action$="/logout"]');
+                              f.querySelector('input[name=csrf_token]').value = 'wrong'; f.submit(); }""")
+    expect(page.get_by_role("heading", level=1)).to_have_text("This form has expired")
+    page.goto(server.url + "/account")
+    page.get_by_role("button", name="Sign out", exact=True).click()
+    expect(page).to_have_url(re.compile(r"/login\?signed_out=1$"))
+    expect(page.locator("main")).to_contain_text("You are signed out")
     guard.assert_clean()
 
 

@@ -69,6 +69,17 @@ class Settings:
     #: How the public reaches the operator about their data (e-mail, postal or web address),
     #: shown on the privacy notice; empty: not shown.
     operator_contact: str = ""
+    #: Minutes a signed-in session lasts without a request before it ends.
+    session_idle_minutes: int = 30
+    #: Failed sign-ins in a row after which an account is locked ...
+    sign_in_max_failures: int = 5
+    #: ... for this many minutes.
+    sign_in_lock_minutes: int = 15
+    #: Sign-in attempts accepted from one address per 15 minutes (any usernames).
+    sign_in_rate_per_address: int = 30
+    #: 1: mark session cookies ``Secure`` even on plain HTTP (behind a TLS proxy that does
+    #: not forward the scheme); otherwise they are ``Secure`` whenever the request is HTTPS.
+    secure_cookies: int = 0
     #: Days after a referral was made available with no outcome recorded (an acknowledgement
     #: alone is not one) before it is listed in the agency's outcome reminders.
     outcome_reminder_days: int = 90

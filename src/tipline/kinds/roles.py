@@ -34,6 +34,8 @@ class Capability(StrEnum):
     AUDIT_READ = "audit.read"
     #: Add, disable and reset accounts; manage agencies and platform credentials.
     ACCOUNTS_MANAGE = "accounts.manage"
+    #: Sign in and see one's own account (sessions, tokens); every role has it.
+    SIGN_IN = "sign_in"
 
 
 class Scope(StrEnum):
@@ -58,19 +60,25 @@ class Role:
 
 _C = Capability
 
+
+def _caps(*granted: Capability) -> frozenset[Capability]:
+    # Every role signs in and sees its own account.
+    return frozenset({Capability.SIGN_IN, *granted})
+
+
 ROLES: dict[str, Role] = {r.name: r for r in (
     Role("analyst", "Hotline analyst", Scope.ALL, True,
-         frozenset({_C.REPORT_READ, _C.REPORT_TRIAGE}), "/console"),
+         _caps(_C.REPORT_READ, _C.REPORT_TRIAGE), "/console"),
     Role("supervisor", "Supervisor", Scope.ALL, True,
-         frozenset({_C.REPORT_READ, _C.REPORT_TRIAGE, _C.QUEUE_SUPERVISE, _C.CONFIG_MANAGE}),
+         _caps(_C.REPORT_READ, _C.REPORT_TRIAGE, _C.QUEUE_SUPERVISE, _C.CONFIG_MANAGE),
          "/console"),
     Role("officer", "Law-enforcement officer", Scope.AGENCY, True,
-         frozenset({_C.REFERRAL_READ_OWN, _C.REFERRAL_ACT}), "/le"),
+         _caps(_C.REFERRAL_READ_OWN, _C.REFERRAL_ACT), "/le"),
     Role("platform", "Platform staff", Scope.PLATFORM, False,
-         frozenset({_C.PLATFORM_READ_OWN}), "/platform"),
-    Role("auditor", "Auditor", Scope.ALL, True, frozenset({_C.AUDIT_READ}), "/audit"),
+         _caps(_C.PLATFORM_READ_OWN), "/platform"),
+    Role("auditor", "Auditor", Scope.ALL, True, _caps(_C.AUDIT_READ), "/audit"),
     # No report content by default (DESIGN.md).
-    Role("admin", "Administrator", Scope.ALL, True, frozenset({_C.ACCOUNTS_MANAGE}), "/admin"),
+    Role("admin", "Administrator", Scope.ALL, True, _caps(_C.ACCOUNTS_MANAGE), "/account"),
 )}
 
 ROLE_NAMES: tuple[str, ...] = tuple(ROLES)

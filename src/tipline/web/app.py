@@ -112,6 +112,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
     app.include_router(ispws_router, include_in_schema=False)
     ispws.install_errors(app)  # unknown /ispws paths and wrong methods answer in ISPWS XML
     _include_optional(app, rt)
+    from tipline.web.signin import PeopleMiddleware
+
+    # Inside the request id (the audit trail quotes it), outside every route.
+    app.add_middleware(PeopleMiddleware, runtime=rt)
     app.add_middleware(RequestIdMiddleware)
     # Outermost: times the whole answer, and sees the route the router chose.
     app.add_middleware(MetricsMiddleware, routes_of=app)
@@ -120,12 +124,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
 
 def _include_optional(app: FastAPI, rt: Runtime) -> None:
     """Routers for the JSON API and the public pages."""
-    from tipline.web import answers, api_outcomes, api_v1, public
+    from tipline.web import answers, api_outcomes, api_v1, public, signin
 
     api_v1.install(app, rt)
     api_outcomes.install(app, rt)
     public.install(app, rt)
     answers.install(app, rt)
+    signin.install(app, rt)
 
 
 def app_factory() -> Any:
