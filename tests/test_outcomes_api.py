@@ -193,3 +193,65 @@ def test_openapi_declares_the_outcome_operations(api: TestClient) -> None:
     assert codes == list(registry().codes)
     assert "userAuth" in doc["components"]["securitySchemes"]
     assert "HTTPValidationError" not in json.dumps(post)
+
+
+# --- real credentials: user bearer tokens and sessions (tipline.people.accounts) ------------
+
+
+def _token(rt: Runtime, username: str) -> str:
+    from sqlalchemy import select
+
+    from tipline.people.accounts import issue_token
+    from tipline.store.db import transaction
+    from tipline.store.tables_people import User
+
+    with transaction(rt.sessions) as s:
+        user = s.scalars(select(User).where(User.username == username)).one()
+        token, _ = issue_token(s, user, "case system")
+    return token
+
+
+def test_bearer_tokens_of_real_users(client: TestClient, runtime: Runtime, world: World) -> None:
+    from sqlalchemy import select
+
+    from tipline.store.tables_people import AuditEvent
+
+    officer = {"Authorization": f"Bearer {_token(runtime, 'officer-a')}"}
+    url = f"{API}/referrals/{world.refs_a[0]}/outcomes"
+    r = client.post(url, json=ARREST, headers=officer)
+    assert r.status_code == 201, r.text
+    assert client.get(url, headers=officer).json()["outcomes"][0]["outcomeId"] == r.json()["outcomeId"]
+    before = counts(runtime)
+    problem(client.post(f"{API}/referrals/{world.refs_b[0]}/outcomes", json=ARREST, headers=officer), 404)
+    problem(client.get(f"{API}/referrals/{world.refs_b[0]}/outcomes", headers=officer), 404)
+    problem(client.post(url, json=ARREST, headers={"Authorization": "Bearer tlu_0000_wrong"}), 401)
+    # A platform's credentials (Basic, as the fuzzer sends) open no outcome route.
+    from conftest import ESP_PASS, ESP_USER
+
+    problem(client.post(url, json=ARREST, auth=(ESP_USER, ESP_PASS)), 401)
+    analyst = {"Authorization": f"Bearer {_token(runtime, 'analyst-1')}"}
+    problem(client.post(url, json=ARREST, headers=analyst), 403)
+    assert counts(runtime) == before
+    with runtime.sessions() as s:
+        event = s.scalars(select(AuditEvent).where(AuditEvent.action == "outcome.record")).one()
+    assert event.actor == "officer-a" and event.token_id is not None and event.request_id
+
+
+def test_a_session_needs_its_csrf_token(client: TestClient, runtime: Runtime, world: World) -> None:
+    from sqlalchemy import select
+
+    from tipline.people.accounts import start_session
+    from tipline.store.db import transaction
+    from tipline.store.tables_people import User
+    from tipline.web.signin import COOKIE
+
+    with transaction(runtime.sessions) as s:
+        user = s.scalars(select(User).where(User.username == "officer-a")).one()
+        started = start_session(s, user)
+    client.cookies.set(COOKIE, started.cookie)
+    url = f"{API}/referrals/{world.refs_a[0]}/outcomes"
+    before = counts(runtime)
+    problem(client.post(url, json=ARREST), 403)
+    assert counts(runtime) == before
+    assert client.post(url, json=ARREST, headers={"X-CSRF-Token": started.csrf}).status_code == 201
+    assert client.get(url).status_code == 200

@@ -47,7 +47,7 @@ from tipline.web.forms import BodyTooLarge, read_capped
 MAX_REFERRAL_ID = 2**31 - 1
 USER_SECURITY: list[dict[str, list[str]]] = [{"userAuth": []}]
 USER_SCHEME = {
-    "type": "http", "scheme": "bearer",
+    "type": "http", "scheme": "bearer", "bearerFormat": "tlu_<id>_<secret>",
     "description": "A user's bearer token (`tipline user token USERNAME`); an officer's token sees only "
                    "referrals made available to their agency.",
 }
