@@ -314,3 +314,26 @@ def test_list_is_ordered_by_date(runtime: Runtime, world: World) -> None:
     with runtime.sessions() as s:
         assert [v.occurred_on for v in list_outcomes(s, who, ref)] == [date(2026, 6, 2), date(2026, 7, 5)]
         assert list_outcomes(s, who, world.refs_a[1]) == []
+
+
+def test_docs_list_every_code_as_the_registry_has_it() -> None:
+    from pathlib import Path
+
+    from tipline.kinds.outcomes import registry
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "outcomes.md").read_text()
+    table = text.split("<!-- codes: generated from the registry; a test fails when it differs -->\n", 1)[1]
+    table = table.split("\n<!-- /codes -->", 1)[0]
+    reg = registry()
+    rows = []
+    for oc in reg.codes.values():
+        det = ", ".join(f"`{d}`" + ("*" if d in oc.required else "") for d in oc.details) or "—"
+        rows.append(f"| `{oc.code}` | {oc.title} | {oc.maps_to} | {'yes' if oc.repeats else 'no'} | "
+                    f"{'yes' if oc.terminal else 'no'} | {det} |")
+    want = "\n".join(["| code | title | maps to | repeats | terminal | details (* required) |",
+                      "|---|---|---|---|---|---|", *rows])
+    assert table == want, "docs/outcomes.md's code table differs from the registry: regenerate it"
+    assert f"`{reg.version}`" in text
+    for key, values in reg.values.items():
+        for v in values:
+            assert f"`{v}`" in text, (key, v)
