@@ -15,6 +15,7 @@ from tipline.outcomes.service import (
     OutcomeView,
     Recorded,
     acknowledge,
+    codes_json,
     effective_outcomes,
     list_outcomes,
     open_terminal,
@@ -24,6 +25,6 @@ from tipline.outcomes.service import (
 
 __all__ = [
     "Conflict", "EffectiveEvent", "Forbidden", "Invalid", "NotFound", "OutcomeError", "OutcomeView",
-    "Recorded", "acknowledge", "effective_outcomes", "list_outcomes", "open_terminal",
+    "Recorded", "acknowledge", "codes_json", "effective_outcomes", "list_outcomes", "open_terminal",
     "overdue_outcomes", "record_outcome",
 ]

@@ -204,6 +204,19 @@ def open_terminal(effective: Sequence[EffectiveEvent], reg: OutcomeRegistry | No
     return None
 
 
+def codes_json() -> dict[str, Any]:
+    """The registry as the API and the officer's outcome form show it: each code with its title,
+    mapping, whether it repeats or closes, the details it takes and needs, and their allowed values."""
+    reg = registry()
+    out = []
+    for oc in reg.codes.values():
+        values = {k: v for k in oc.details if (v := reg.allowed(oc, k)) is not None}
+        out.append({"code": oc.code, "title": oc.title, "mapsTo": oc.maps_to, "repeats": oc.repeats,
+                    "terminal": oc.terminal, "stage": oc.stage, "details": [*oc.details, "note"],
+                    "required": list(oc.required), "values": values})
+    return {"version": reg.version, "codes": out}
+
+
 # --- views ------------------------------------------------------------------------------------
 
 

@@ -146,18 +146,6 @@ class OutcomeCodes(_Out):
     codes: list[OutcomeCodeRead]
 
 
-def codes_json() -> dict[str, Any]:
-    """The registry as the API (and the officer's form) shows it."""
-    reg = registry()
-    out = []
-    for oc in reg.codes.values():
-        values = {k: v for k in oc.details if (v := reg.allowed(oc, k)) is not None}
-        out.append({"code": oc.code, "title": oc.title, "mapsTo": oc.maps_to, "repeats": oc.repeats,
-                    "terminal": oc.terminal, "stage": oc.stage, "details": [*oc.details, "note"],
-                    "required": list(oc.required), "values": values})
-    return {"version": reg.version, "codes": out}
-
-
 def problem_of(err: service.OutcomeError) -> ApiProblem:
     """The problem document for a refusal of the outcome service."""
     if isinstance(err, service.NotFound):
@@ -296,7 +284,7 @@ def router(rt: Runtime) -> APIRouter:
         responses={200: _json("OutcomeCodes", "The registry (public)"), **_problems()},
     )
     async def get_codes() -> Response:
-        return JSONResponse(codes_json())
+        return JSONResponse(service.codes_json())
 
     return api
 
