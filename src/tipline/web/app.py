@@ -124,13 +124,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
 
 def _include_optional(app: FastAPI, rt: Runtime) -> None:
     """Routers for the JSON API and the public pages."""
-    from tipline.web import answers, api_outcomes, api_v1, public, signin
+    from tipline.web import answers, api_outcomes, api_v1, public, signin, transparency
 
     api_v1.install(app, rt)
     api_outcomes.install(app, rt)
     public.install(app, rt)
     answers.install(app, rt)
     signin.install(app, rt)
+    transparency.install(app, rt)
 
 
 def app_factory() -> Any:
