@@ -93,6 +93,9 @@ class Settings:
     #: Outcome statistics withhold the point estimate (the bounds are the answer) when the
     #: share of referrals whose feedback settles the question is below this (0..1).
     outcome_coverage_threshold: float = 0.5
+    #: Days after a referral was made available with no outcome recorded (an acknowledgement
+    #: alone is not one) before it is listed in the agency's outcome reminders.
+    outcome_reminder_days: int = 90
 
     @classmethod
     def from_env(cls, data_dir: str | os.PathLike[str] | None = None, **overrides: object) -> Settings:

@@ -110,11 +110,13 @@ def run_cmd(c: Ctx, since: datetime | None, stage_names: tuple[str, ...], limit:
 
 
 def run_pipeline(rt: Runtime, *, since: datetime | None = None, only: list[str] | None = None,
-                 limit: int | None = None, concurrency: int | None = None) -> int:
-    """Run the pending stages of finished reports, with progress; returns how many reports failed."""
+                 limit: int | None = None, concurrency: int | None = None,
+                 report_ids: list[int] | None = None) -> int:
+    """Run the pending stages of finished reports (of ``report_ids``, if given), with progress;
+    returns how many reports failed."""
     from tipline.pipeline.queue import pending_report_ids, run_pending
 
-    ids = pending_report_ids(rt, since=since, limit=limit)
+    ids = pending_report_ids(rt, since=since, limit=limit, report_ids=report_ids)
     if not ids:
         click.echo("nothing pending")
         return 0

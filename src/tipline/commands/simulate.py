@@ -20,28 +20,45 @@ def _years() -> list[str]:
 
 def simulate_year(settings: Settings, year: int, scale: float, *, seed: int = 1, via: str = "direct",
                   files_mode: str = "hashes", out: Path | None = None, url: str | None = None,
-                  generate_only: bool = False) -> dict[str, Any]:
+                  generate_only: bool = False, outcomes: bool = True,
+                  outcome_profile: Path | None = None) -> dict[str, Any]:
     """Generate the year, file it into the instance (unless ``generate_only``), write the ground
-    truth to ``out``; returns the summary written beside it."""
+    truth to ``out``; returns the summary written beside it.
+
+    Stored reports get their simulated receipt times. With ``outcomes`` the reports are then
+    enriched and routed, their referrals get simulated made-available times, and what the
+    simulated agencies report enters the store (tipline.sim.outcomes); the truth of every
+    referral goes to ``out/outcomes.csv``.
+    """
     from tqdm import tqdm
 
     from tipline.sim.generate import SimReport, YearGenerator
     from tipline.sim.measure import Tally
+    from tipline.sim.outcomes import load_profile
     from tipline.sim.write import DirectWriter, IspwsWriter, TruthWriter, register_platforms
     from tipline.store.setup import do_init
 
+    try:
+        profile = load_profile(outcome_profile)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
     gen = YearGenerator(year, scale, seed, files=files_mode)  # type: ignore[arg-type]
     out = out or settings.data_dir / "sim" / f"{year}-s{seed}"
     truth = TruthWriter(out, gen.n_memes)
     tally = Tally()
     bar = tqdm(total=len(gen), unit="report", desc=f"simulate {year}", smoothing=0.1, mininterval=0.5)
 
+    stored: dict[int, dict[str, Any]] = {}
+
     def done(r: SimReport, report_id: int | None) -> None:
         truth.add(r, report_id)
+        if report_id is not None:
+            stored[report_id] = r.truth
         tally.add(r)
         bar.update(1)
 
     started = time.monotonic()
+    outcome_summary: dict[str, Any] | None = None
     if generate_only:
         for r in gen:
             done(r, None)
@@ -55,19 +72,47 @@ def simulate_year(settings: Settings, year: int, scale: float, *, seed: int = 1,
             accounts = register_platforms(rt, gen.platforms_used())
             writer: Any = IspwsWriter(rt, accounts, url) if via == "ispws" else DirectWriter(rt, accounts)
             writer.write(gen, done)
+            bar.close()
+            # The filing rate is the writers' own; enrichment and outcomes are reported apart.
+            elapsed = time.monotonic() - started
+            outcome_summary = _times_and_outcomes(rt, stored, profile, seed, year, out, outcomes)
         finally:
             rt.close()
     bar.close()
-    elapsed = time.monotonic() - started
+    if generate_only:
+        elapsed = time.monotonic() - started
     summary = {"year": year, "scale": scale, "seed": seed, "via": None if generate_only else via,
                "files": files_mode, "reports": len(gen), "seconds": round(elapsed, 2),
                "reports_per_second": round(len(gen) / elapsed, 1) if elapsed else None,
                "measured": tally.summary(), "notes": gen.t.notes,
+               "outcomes": None if generate_only else outcome_summary,
                "attribution": "IP geolocation networks: DB-IP City Lite (https://db-ip.com), CC BY 4.0; "
                               "NCMEC figures transcribed by apparebit/diaphanous (Apache-2.0)"}
     truth.close(summary)
     click.echo(f"{len(gen):,} reports in {elapsed:.1f} s ({summary['reports_per_second']} reports/s); "
                f"ground truth in {out}")
+    return summary
+
+
+def _times_and_outcomes(rt: Any, stored: dict[int, dict[str, Any]], profile: Any, seed: int, year: int, out: Path,
+                        outcomes: bool) -> dict[str, Any] | None:
+    """Simulated times for the stored reports; with ``outcomes``, routing and agencies' feedback."""
+    from tipline.commands.pipeline import run_pipeline
+    from tipline.sim.outcomes import simulate_outcomes, stamp_referral_times, stamp_report_times
+
+    stamp_report_times(rt, stored, profile, seed, year)
+    if not outcomes:
+        return None
+    click.echo("enriching and routing the simulated reports (outcomes need referrals) ...", err=True)
+    failed = run_pipeline(rt, report_ids=sorted(stored))
+    if failed:
+        click.echo(f"{failed} report(s) failed enrichment: they have no referrals and no outcomes", err=True)
+    stamp_referral_times(rt, stored, profile, seed)
+    tally = simulate_outcomes(rt, stored, profile, seed, out)
+    summary = tally.summary(profile)
+    click.echo(f"outcomes: {summary['referrals']:,} referrals, {summary['true_arrest_reports']:,} reports truly led "
+               f"to an arrest; agencies reported on {summary['referrals_with_feedback']:,} referrals "
+               f"({summary['events_reported']:,} events)", err=True)
     return summary
 
 
@@ -86,9 +131,13 @@ def simulate_year(settings: Settings, year: int, scale: float, *, seed: int = 1,
 @click.option("--url", default=None, help="With --via ispws: a running tipline server to send to "
               "(same database as the data dir); default: start one in-process on a free port.")
 @click.option("--generate-only", is_flag=True, help="Generate and write the ground truth only; store nothing.")
+@click.option("--outcomes/--no-outcomes", default=True, show_default=True,
+              help="Enrich and route the reports, then record what simulated agencies report back.")
+@click.option("--outcome-profile", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="TOML file over the default law-enforcement profile (tipline/data/sim/outcomes.toml).")
 @pass_ctx
 def command(c: Ctx, year: str, scale: float, seed: int, via: str, files_mode: str, out: Path | None,
-            url: str | None, generate_only: bool) -> None:
+            url: str | None, generate_only: bool, outcomes: bool, outcome_profile: Path | None) -> None:
     """Generate a synthetic year of reports and file it.
 
     The year is calibrated to NCMEC's published figures. Ground truth (true incidents,
@@ -97,4 +146,4 @@ def command(c: Ctx, year: str, scale: float, seed: int, via: str, files_mode: st
     CC BY 4.0.
     """
     simulate_year(c.settings, int(year), scale, seed=seed, via=via, files_mode=files_mode, out=out, url=url,
-                  generate_only=generate_only)
+                  generate_only=generate_only, outcomes=outcomes, outcome_profile=outcome_profile)

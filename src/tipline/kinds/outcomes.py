@@ -11,9 +11,12 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-#: The detail JSON keys an outcome may carry, and the column each is stored in.
+#: The detail JSON keys an outcome may carry, and the column each is stored in. ``persons``
+#: counts people acted against (arrested, charged, identified as suspects); ``children``
+#: counts children identified, which ICAC reports apart from persons.
 DETAIL_KEYS: dict[str, str] = {
     "persons": "persons",
+    "children": "children",
     "arrestType": "arrest_type",
     "result": "result",
     "nibrsCode": "nibrs_code",
@@ -51,7 +54,7 @@ class OutcomeRegistry:
         return self.codes.get(code)
 
     def allowed(self, code: OutcomeCode, key: str) -> dict[str, str] | None:
-        """The values ``key`` may take on ``code``, or None when it is free (persons, note)."""
+        """The values ``key`` may take on ``code``, or None when it is free (counts, note)."""
         values = self.values.get(key)
         if values is None:
             return None
