@@ -130,6 +130,10 @@ def _include_optional(app: FastAPI, rt: Runtime) -> None:
     public.install(app, rt)
     answers.install(app, rt)
     signin.install(app, rt)
+    from tipline.web import api_referrals, inbox
+
+    inbox.install(app, rt)
+    api_referrals.install(app, rt)
 
 
 def app_factory() -> Any:
