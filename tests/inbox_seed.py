@@ -62,12 +62,13 @@ def _blob(rt: Runtime, s: object, data: bytes) -> str:
     return sha
 
 
-def seed(rt: Runtime, now: datetime | None = None) -> Inbox:
+def seed(rt: Runtime, now: datetime | None = None, prefix: str = "") -> Inbox:
+    """``prefix`` names the users and the bank apart, to seed one instance twice."""
     now = now or datetime.now(UTC)
-    officer = make_user(rt, "olivia", "officer", agency=HOME, email="olivia@tx.example")
-    colleague = make_user(rt, "carlos", "officer", agency=HOME, email="carlos@tx.example")
-    foreign = make_user(rt, "frank", "officer", agency=OTHER, email="frank@fbi.example")
-    analyst = make_user(rt, "ana", "analyst")
+    officer = make_user(rt, f"{prefix}olivia", "officer", agency=HOME, email=f"{prefix}olivia@tx.example")
+    colleague = make_user(rt, f"{prefix}carlos", "officer", agency=HOME, email=f"{prefix}carlos@tx.example")
+    foreign = make_user(rt, f"{prefix}frank", "officer", agency=OTHER, email=f"{prefix}frank@fbi.example")
+    analyst = make_user(rt, f"{prefix}ana", "analyst")
     main = make_report(rt, report_doc([person("suspect1", estimate={"countryCode": "US", "region": "TX",
                                                                      "verified": True})]))
     related = make_report(rt, report_doc([person("suspect1")]))
@@ -85,7 +86,7 @@ def seed(rt: Runtime, now: datetime | None = None) -> Inbox:
                        size=len(data), md5=hashlib.md5(data).hexdigest(), sha1=hashlib.sha1(data).hexdigest(),
                        sha256=sha, uploaded_at=now, viewed_by_esp=viewed))
             files.append(fid)
-        bank = HashBank(name="known-series", description="test bank", enabled=True, pdq_threshold=31, created_at=now)
+        bank = HashBank(name=f"{prefix}known-series", description="test bank", enabled=True, pdq_threshold=31, created_at=now)
         s.add(bank)
         s.flush()
         entry = BankEntry(bank_id=bank.id, hash_type="sha256", value=sha_a, label="series X", added_at=now)
