@@ -13,9 +13,9 @@ from tipline.commands.context import Ctx, pass_ctx
 
 @click.group("reminders")
 def command() -> None:
-    """Reminders to agencies: referrals past their acknowledgement deadline.
+    """Mail agencies their overdue referrals.
 
-    The deadline comes from the report's priority (TIPLINE_ACK_DEADLINE_P1_MINUTES and
+    Overdue: past the acknowledgement deadline. The deadline comes from the report's priority (TIPLINE_ACK_DEADLINE_P1_MINUTES and
     the others). When outcomes are installed, referrals with no outcome after
     TIPLINE_OUTCOME_REMINDER_DAYS are in the same mail.
     """
@@ -25,7 +25,10 @@ def command() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 def reminders_list(c: Ctx, as_json: bool) -> None:
-    """List, per agency, the referrals a reminder would name, and whether it is due now."""
+    """List what each agency would be sent.
+
+    Per agency: the referrals a reminder would name, and whether it is due now.
+    """
     from datetime import UTC, datetime
 
     from tipline.referrals.reminders import due
@@ -54,8 +57,11 @@ def reminders_list(c: Ctx, as_json: bool) -> None:
 @command.command("send")
 @pass_ctx
 def reminders_send(c: Ctx) -> None:
-    """Mail each agency that is due, through TIPLINE_SMTP_HOST (at most once a day for the
-    same referrals). Run it from cron, e.g. every 15 minutes."""
+    """Mail each agency that is due.
+
+    Through TIPLINE_SMTP_HOST, at most once a day for the same referrals. Run it from
+    cron, e.g. every 15 minutes.
+    """
     import smtplib
 
     from tipline.referrals.reminders import SmtpNotConfigured, send
