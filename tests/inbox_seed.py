@@ -86,7 +86,8 @@ def seed(rt: Runtime, now: datetime | None = None, prefix: str = "") -> Inbox:
                        size=len(data), md5=hashlib.md5(data).hexdigest(), sha1=hashlib.sha1(data).hexdigest(),
                        sha256=sha, uploaded_at=now, viewed_by_esp=viewed))
             files.append(fid)
-        bank = HashBank(name=f"{prefix}known-series", description="test bank", enabled=True, pdq_threshold=31, created_at=now)
+        bank = HashBank(name=f"{prefix}known-series", description="test bank", enabled=True, pdq_threshold=31,
+                        created_at=now)
         s.add(bank)
         s.flush()
         entry = BankEntry(bank_id=bank.id, hash_type="sha256", value=sha_a, label="series X", added_at=now)

@@ -15,8 +15,8 @@ from tipline.commands.context import Ctx, pass_ctx
 def command() -> None:
     """Mail agencies their overdue referrals.
 
-    Overdue: past the acknowledgement deadline. The deadline comes from the report's priority (TIPLINE_ACK_DEADLINE_P1_MINUTES and
-    the others). When outcomes are installed, referrals with no outcome after
+    Overdue: past the acknowledgement deadline, which comes from the report's
+    priority (TIPLINE_ACK_DEADLINE_P1_MINUTES and the others). When outcomes are installed, referrals with no outcome after
     TIPLINE_OUTCOME_REMINDER_DAYS are in the same mail.
     """
 
