@@ -16,8 +16,9 @@ def command() -> None:
     """Mail agencies their overdue referrals.
 
     Overdue: past the acknowledgement deadline, which comes from the report's
-    priority (TIPLINE_ACK_DEADLINE_P1_MINUTES and the others). When outcomes are installed, referrals with no outcome after
-    TIPLINE_OUTCOME_REMINDER_DAYS are in the same mail.
+    priority (TIPLINE_ACK_DEADLINE_P1_MINUTES and the others). When outcomes are
+    installed, referrals with no outcome after TIPLINE_OUTCOME_REMINDER_DAYS are in
+    the same mail.
     """
 
 
