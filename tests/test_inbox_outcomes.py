@@ -51,7 +51,7 @@ def test_outcome_form_on_the_referral_page(runtime: Runtime, client: TestClient,
     sign_in(client, box.officer)
     base = f"/le/referrals/{box.referral}"
     page = client.get(base).text
-    assert 'action="/le/referrals/%d/outcomes"' % box.referral in page and "Arrest" in page
+    assert f'action="/le/referrals/{box.referral}/outcomes"' in page and "Arrest" in page
     csrf = session_csrf(client, base)
     today = datetime.now(UTC).date().isoformat()
     # Refused: an arrest without its details; nothing written.
