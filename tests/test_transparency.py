@@ -127,8 +127,10 @@ def test_snapshot_is_stable_and_changes_with_the_records(year_2023: Runtime, tmp
 
 def test_files_csv_datapackage_json_pdf_html(year_2023: Runtime, tmp_path: Path) -> None:
     rep = tr.build(year_2023.sessions, 2023)
+    from tipline.web.transparency import standalone_html
+
     for fmt in ("csv", "json", "pdf", "html"):
-        tr.write(rep, tmp_path / fmt, fmt)
+        tr.write(rep, tmp_path / fmt, fmt, html=standalone_html)
     pkg = json.loads((tmp_path / "csv" / "datapackage.json").read_text())
     assert {r["path"] for r in pkg["resources"]} == {f"{t.key}.csv" for t in rep.tables}
     for res in pkg["resources"]:

@@ -32,7 +32,9 @@ def command(c: Ctx, year: int, fmt: str, out: Path) -> None:
     with c.database() as sessions:
         report = tr.build(sessions, year)
     tr.keep(report, c.settings.data_dir)
-    files = tr.write(report, out, fmt)
+    from tipline.web.transparency import standalone_html
+
+    files = tr.write(report, out, fmt, html=standalone_html if fmt == "html" else None)
     click.echo(f"transparency report {year}: snapshot {report.snapshot}, "
                f"{report.records['reports']:,} reports read")
     for f in files:

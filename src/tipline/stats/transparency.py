@@ -18,7 +18,7 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -611,8 +611,10 @@ def charts(report: Transparency) -> dict[str, tuple[bytes, str]]:
     return out
 
 
-def write(report: Transparency, out: Path, fmt: str) -> list[Path]:
-    """Write the report in ``fmt`` (html | csv | json | pdf) under ``out``; returns the files."""
+def write(report: Transparency, out: Path, fmt: str, *,
+          html: Callable[[Transparency], str] | None = None) -> list[Path]:
+    """Write the report in ``fmt`` (html | csv | json | pdf) under ``out``; returns the files.
+    ``html`` renders the page (the web layer owns the templates; statistics import no web)."""
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
 
@@ -628,14 +630,11 @@ def write(report: Transparency, out: Path, fmt: str) -> list[Path]:
             put(f"{t.key}.csv", table_csv(t))
         put("datapackage.json", json.dumps(datapackage(report), indent=1, ensure_ascii=False))
     elif fmt == "html":
-        from tipline.web.render import env
-
+        if html is None:
+            raise ValueError("html needs a renderer (tipline.web.transparency.standalone_html)")
         for name, (data, _) in charts(report).items():
             put(name, data)
-        html = env.get_template("transparency_file.html").render(
-            report=report, fmt=_fmt, chart_base="", chart_q="", css=_inline_css(), permalink=None,
-            downloads=None)
-        put(f"transparency-{report.year}.html", html)
+        put(f"transparency-{report.year}.html", html(report))
     elif fmt == "pdf":
         put(f"transparency-{report.year}.pdf", pdf(report))
     else:
@@ -643,11 +642,7 @@ def write(report: Transparency, out: Path, fmt: str) -> list[Path]:
     return written
 
 
-def _inline_css() -> str:
-    return (Path(__file__).resolve().parents[1] / "web" / "static" / "tipline.css").read_text(encoding="utf-8")
-
-
-def _fmt(value: Any, col: Column) -> str:
+def fmt_cell(value: Any, col: Column) -> str:
     """A cell for people: thousands separated, shares as percentages, missing as an em dash."""
     if value is None:
         return "—"
@@ -692,7 +687,7 @@ def pdf(report: Transparency) -> bytes:
                        padding=1) as tab:
             tab.row([c.title for c in t.columns])
             for r in t.rows:
-                tab.row([_fmt(v, c) for v, c in zip(r, t.columns, strict=True)])
+                tab.row([fmt_cell(v, c) for v, c in zip(r, t.columns, strict=True)])
         for note in t.notes:
             doc.multi_cell(0, 4, note, new_x="LMARGIN", new_y="NEXT")
     return bytes(doc.output())

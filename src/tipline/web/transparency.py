@@ -91,7 +91,7 @@ def router(rt: Runtime) -> tuple[APIRouter, APIRouter]:
         q = _suffix(report.snapshot)
         downloads = [("CSV tables with data package", f"{base}/datapackage.json{q}"),
                      ("JSON", f"/api/v1/stats/transparency/{year}{q}"), ("PDF", f"{base}.pdf{q}")]
-        resp: HTMLResponse = render(request, "transparency.html", report=report, fmt=tr._fmt,
+        resp: HTMLResponse = render(request, "transparency.html", report=report, fmt=tr.fmt_cell,
                                     chart_base=f"{base}/charts/", chart_q=q, permalink=f"{base}{q}",
                                     downloads=downloads, cache="no-cache")
         return resp
@@ -130,6 +130,16 @@ def router(rt: Runtime) -> tuple[APIRouter, APIRouter]:
         return Response(data, media_type=media, headers={"Cache-Control": "no-cache"})
 
     return pages, api
+
+
+def standalone_html(report: tr.Transparency) -> str:
+    """The report as one self-contained page (styles inline, charts beside it) for files."""
+    from tipline.web.pages import STATIC_DIR
+    from tipline.web.render import env
+
+    css = (STATIC_DIR / "tipline.css").read_text(encoding="utf-8")
+    return env.get_template("transparency_file.html").render(
+        report=report, fmt=tr.fmt_cell, chart_base="", chart_q="", css=css, permalink=None, downloads=None)
 
 
 def install(app: FastAPI, rt: Runtime) -> None:
