@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
+from helpers import person, report_doc, store_report
 from people_helpers import TestUser, make_user
-from test_identifiers import make_report, person, report_doc
 from tipline.runtime import Runtime
 from tipline.standin import standin_image
 from tipline.store.db import transaction
@@ -69,10 +69,10 @@ def seed(rt: Runtime, now: datetime | None = None, prefix: str = "") -> Inbox:
     colleague = make_user(rt, f"{prefix}carlos", "officer", agency=HOME, email=f"{prefix}carlos@tx.example")
     foreign = make_user(rt, f"{prefix}frank", "officer", agency=OTHER, email=f"{prefix}frank@fbi.example")
     analyst = make_user(rt, f"{prefix}ana", "analyst")
-    main = make_report(rt, report_doc([person("suspect1", estimate={"countryCode": "US", "region": "TX",
+    main = store_report(rt, report_doc([person("suspect1", estimate={"countryCode": "US", "region": "TX",
                                                                      "verified": True})]))
-    related = make_report(rt, report_doc([person("suspect1")]))
-    calm = make_report(rt, report_doc([person("other")]))
+    related = store_report(rt, report_doc([person("suspect1")]))
+    calm = store_report(rt, report_doc([person("other")]))
     image = standin_image(11, size=(320, 240))
     with transaction(rt.sessions) as s:
         agencies = {a.code: a.id for a in s.scalars(select(Agency).where(Agency.code.in_([HOME, OTHER])))}
