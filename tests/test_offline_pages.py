@@ -476,6 +476,28 @@ def test_transparency_page_and_its_file_export(guarded: tuple[Page, Guard], serv
     own.close()
 
 
+def test_inbox_pages(guarded: tuple[Page, Guard], server: Server) -> None:
+    """The law-enforcement inbox (list, a referral, a closed file) in Chromium; the officer's
+    whole path is in tests/test_inbox_browser.py."""
+    from inbox_seed import seed
+
+    page, guard = guarded
+    box = seed(server.rt, prefix="offline-")
+    page.goto(server.url + "/le")
+    page.get_by_label("Username").fill(box.officer.username)
+    page.get_by_label("Password").fill(box.officer.password)
+    page.get_by_label("One-time code").fill(box.officer.code())
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Inbox of")
+    closed = f"/le/referrals/{box.referral}/files/{box.unviewed_file}"
+    guard.expected_status[server.url + closed] = 404
+    for path in (f"/le/referrals/{box.referral}", closed):
+        page.goto(server.url + path)
+        page.wait_for_load_state("networkidle")
+        assert page.title().strip(), path
+    guard.assert_clean()
+
+
 def test_every_template_was_rendered(server: Server, request: pytest.FixtureRequest) -> None:
     # Runs last (file order): a template that no test above reached is a page nobody checked.
     here = request.node.module

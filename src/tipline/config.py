@@ -90,6 +90,22 @@ class Settings:
     #: 1: mark session cookies ``Secure`` even on plain HTTP (behind a TLS proxy that does
     #: not forward the scheme); otherwise they are ``Secure`` whenever the request is HTTPS.
     secure_cookies: int = 0
+    #: Minutes an agency has to acknowledge a referral of priority 1 (child in imminent danger) ...
+    ack_deadline_p1_minutes: int = 60
+    #: ... of priority 2 ...
+    ack_deadline_p2_minutes: int = 24 * 60
+    #: ... and of priority 3 (or not yet assessed).
+    ack_deadline_p3_minutes: int = 7 * 24 * 60
+    #: SMTP server the reminder mails go through; empty: reminders are listed, never sent.
+    smtp_host: str = ""
+    smtp_port: int = 25
+    #: The reminder mails' From address.
+    smtp_from: str = ""
+    #: 1: upgrade the SMTP connection with STARTTLS before sending (and before signing in).
+    smtp_starttls: int = 0
+    #: SMTP sign-in, when the server wants one (both empty: none).
+    smtp_username: str = ""
+    smtp_password: str = ""
     #: Outcome statistics withhold the point estimate (the bounds are the answer) when the
     #: share of referrals whose feedback settles the question is below this (0..1).
     outcome_coverage_threshold: float = 0.5
@@ -109,6 +125,10 @@ class Settings:
             "queue": os.environ.get("TIPLINE_QUEUE", "auto"),
             "operator_name": os.environ.get("TIPLINE_OPERATOR_NAME", "").strip(),
             "operator_contact": os.environ.get("TIPLINE_OPERATOR_CONTACT", "").strip(),
+            "smtp_host": os.environ.get("TIPLINE_SMTP_HOST", "").strip(),
+            "smtp_from": os.environ.get("TIPLINE_SMTP_FROM", "").strip(),
+            "smtp_username": os.environ.get("TIPLINE_SMTP_USERNAME", ""),
+            "smtp_password": os.environ.get("TIPLINE_SMTP_PASSWORD", ""),
         }
         for f in fields(cls):
             if f.type == "int" or f.type is int:

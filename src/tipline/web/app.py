@@ -134,6 +134,10 @@ def _include_optional(app: FastAPI, rt: Runtime) -> None:
     public.install(app, rt)
     answers.install(app, rt)
     signin.install(app, rt)
+    from tipline.web import api_referrals, inbox
+
+    inbox.install(app, rt)
+    api_referrals.install(app, rt)
     transparency.install(app, rt)
     api_stats.install(app, rt)
     from tipline.web import platform_page
