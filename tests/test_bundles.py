@@ -191,25 +191,41 @@ def _random_graph(rnd: random.Random, ids: list[int]) -> set[tuple[int, int, str
     return edges
 
 
-def _expected_reasons(s: Session, rules: BundlingRules) -> dict[int, str | None]:
+#: A membership's reason as stored: (text, rule, member named, link detail).
+Why = tuple[str | None, str, int | None, str | None]
+
+
+def _expected_reasons(s: Session, rules: BundlingRules) -> dict[int, Why]:
     """Reference reasons: each member's link to the lowest-numbered member of its incident, by rule."""
     assignment = current_assignments(s)
     links = s.execute(select(ReportLink.report_a, ReportLink.report_b, ReportLink.reason, ReportLink.weight,
                              ReportLink.detail)).all()
-    out: dict[int, str | None] = {}
+    out: dict[int, Why] = {}
     by_rule = {r.name: r for r in rules.rules}
     for rid, (rule_name, key) in assignment.items():
         rule = by_rule.get(rule_name)
         if rule is None:
-            out[rid] = (rules.batched_description if rule_name == rules.batched_name
-                        else rules.single_description)[:255]
+            out[rid] = ((rules.batched_description if rule_name == rules.batched_name
+                         else rules.single_description)[:255], rule_name, None, None)
             continue
         cands = sorted(
             (b if a == rid else a, detail or reason) for a, b, reason, weight, detail in links
             if rid in (a, b) and reason in rule.reasons and weight >= rule.min_weight
             and assignment.get(b if a == rid else a, ("", ""))[1] == key)
-        out[rid] = f"{rule.name}: {cands[0][1]} (report {cands[0][0]})"[:255] if cands else rule.name
+        out[rid] = ((f"{rule.name}: {cands[0][1]} (report {cands[0][0]})"[:255], rule.name, cands[0][0], cands[0][1])
+                    if cands else (rule.name, rule.name, None, None))
     return out
+
+
+def _stored_reasons(s: Session) -> dict[int, Why]:
+    """The stored reasons; and every incident's lowest member is its lowest, named in its key."""
+    lowest = dict(s.execute(select(IncidentReport.incident_id, func.min(IncidentReport.report_id))
+                            .group_by(IncidentReport.incident_id)).all())
+    for inc in s.execute(select(Incident)).scalars():
+        assert (inc.lowest_report_id, inc.key) == (lowest.get(inc.id), f"{inc.rule}:{lowest.get(inc.id)}")
+    return {int(r): (text, rule, via, detail) for r, text, rule, via, detail in s.execute(
+        select(IncidentReport.report_id, IncidentReport.reason, IncidentReport.rule, IncidentReport.via_report_id,
+               IncidentReport.link_detail))}
 
 
 def test_incremental_bundling_agrees_with_the_full_plan(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -266,7 +282,7 @@ def test_incremental_bundling_agrees_with_the_full_plan(runtime: Runtime, monkey
         with runtime.sessions() as s:
             stored = current_assignments(s)
             assert stored == plan_all(s, rules), f"seed {seed}"
-            reasons = {int(r): why for r, why in s.execute(select(IncidentReport.report_id, IncidentReport.reason))}
+            reasons = _stored_reasons(s)
             assert reasons == _expected_reasons(s, rules), f"seed {seed}"
             # No incident is left empty or duplicated.
             assert s.execute(select(func.count()).select_from(Incident)).scalar_one() == len(
@@ -289,7 +305,7 @@ def test_grouped_pipeline_bundles_like_the_full_plan(runtime: Runtime) -> None:
     run_reports(StageContext(runtime), {rid: STAGES for rid in sorted(truth)})
     with runtime.sessions() as s:
         assert current_assignments(s) == plan_all(s, load_bundling())
-        reasons = {int(r): why for r, why in s.execute(select(IncidentReport.report_id, IncidentReport.reason))}
+        reasons = _stored_reasons(s)
         assert reasons == _expected_reasons(s, load_bundling())
     # Most reports took the incremental path.
     assert sum(FALLBACKS.values()) - before < len(truth) / 2
@@ -325,9 +341,9 @@ def test_a_report_already_grouped_brings_in_a_lower_lone_report(runtime: Runtime
     with runtime.sessions() as s:
         assert current_assignments(s) == plan_all(s, rules)
         assert {k for _, k in current_assignments(s).values()} == {f"viral:{a}"}
-        reasons = {int(x): why for x, why in s.execute(select(IncidentReport.report_id, IncidentReport.reason))}
+        reasons = _stored_reasons(s)
         assert reasons == _expected_reasons(s, rules)
-        assert reasons[r] == f"viral: content {r}-{a} (report {a})"
+        assert reasons[r] == (f"viral: content {r}-{a} (report {a})", "viral", a, f"content {r}-{a}")
 
 
 def test_a_report_leaving_an_incident_that_would_split_it_is_replanned(runtime: Runtime) -> None:
@@ -345,13 +361,13 @@ def test_a_report_leaving_an_incident_that_would_split_it_is_replanned(runtime: 
         assert got == plan_all(s, rules)
         assert got[a] == got[d] == ("viral", f"viral:{a}") and got[c] == got[e] == ("viral", f"viral:{c}")
         assert got[b] == got[r] == ("offender", f"offender:{b}")
-        reasons = {int(x): why for x, why in s.execute(select(IncidentReport.report_id, IncidentReport.reason))}
+        reasons = _stored_reasons(s)
         assert reasons == _expected_reasons(s, rules)
 
 
 def _leave_case(runtime: Runtime, tag: str, n: int,
                 arrivals: Callable[[list[int]], list[tuple[int, list[tuple[int, int, str]]]]],
-                ) -> tuple[list[int], dict[int, tuple[str, str]], dict[int, str | None], int, int]:
+                ) -> tuple[list[int], dict[int, tuple[str, str]], dict[int, Why], int, int]:
     """Make ``n`` reports, let them arrive with ``arrivals(ids)``'s links, and check the result
     against the reference (partition and reasons). Returns the ids, the stored assignment and
     reasons, and how many splits and full re-plans the arrivals took."""
@@ -365,7 +381,7 @@ def _leave_case(runtime: Runtime, tag: str, n: int,
     with runtime.sessions() as s:
         got = current_assignments(s)
         assert got == plan_all(s, rules)
-        reasons = {int(x): why for x, why in s.execute(select(IncidentReport.report_id, IncidentReport.reason))}
+        reasons = _stored_reasons(s)
         assert reasons == _expected_reasons(s, rules)
     return ids, got, reasons, INCREMENTAL["split"] - splits, sum(FALLBACKS.values()) - fallbacks
 
@@ -393,7 +409,7 @@ def test_the_first_sharer_leaving_keeps_the_rest_together_without_reading_it_all
     (a, b, c, d, e, _), got, reasons, splits, fallbacks = _leave_case(runtime, "f", 6, arrivals)
     assert splits == 0 and fallbacks == 0
     assert {got[x] for x in (b, c, d, e)} == {("viral", f"viral:{b}")}
-    assert not any(f"(report {a})" in (reasons[x] or "") for x in (b, c, d, e))
+    assert not any(reasons[x][2] == a or f"(report {a})" in (reasons[x][0] or "") for x in (b, c, d, e))
 
 
 def test_a_split_leaves_the_larger_piece_unread_and_re_keys_it(runtime: Runtime) -> None:
@@ -439,7 +455,7 @@ def test_a_grouped_report_linking_another_incident_merges_into_the_lower_key(run
         got = current_assignments(s)
         assert got == plan_all(s, rules)
         assert {k for _, k in got.values()} == {f"viral:{a}"}
-        reasons = {int(x): why for x, why in s.execute(select(IncidentReport.report_id, IncidentReport.reason))}
+        reasons = _stored_reasons(s)
         assert reasons == _expected_reasons(s, rules)
         assert s.execute(select(func.count()).select_from(Incident)).scalar_one() == 1
     assert INCREMENTAL["extend, merged"] == merged_before + 1  # the incremental path did it
@@ -467,6 +483,6 @@ def test_a_link_reworded_by_the_other_side_updates_reasons_not_membership(runtim
     assert sum(FALLBACKS.values()) == full_before
     with runtime.sessions() as s:
         assert current_assignments(s) == plan_all(s, rules)
-        reasons = {int(x): why for x, why in s.execute(select(IncidentReport.report_id, IncidentReport.reason))}
+        reasons = _stored_reasons(s)
         assert reasons == _expected_reasons(s, rules)
-        assert reasons[c] == f"viral: aa seen from R (report {r})"
+        assert reasons[c] == (f"viral: aa seen from R (report {r})", "viral", r, "aa seen from R")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -67,22 +68,28 @@ def test_us_state_codes() -> None:
 class Row:
     id: int
     source: str
-    detail: str
+    location_class: str
     country: str | None
     region: str | None
     confidence: float
     city: str | None = None
+    ip: str | None = None
+    event: str | None = None
+    event_at: datetime | None = None
+    verified: bool | None = None
+    detail: str | None = None
 
 
 def ip_row(i: int, country: str | None, region: str | None, event: str = "Login", at: str = "2024-01-01T00:00:00Z",
            proxy: bool = False) -> Row:
-    return Row(i, "ip", f"ip=8.8.8.{i} event={event} at={at} proxy={'yes' if proxy else 'no'} flags=none",
-               country, region, 0.1 if proxy else 0.7 if event == "Login" else 0.5)
+    cls = "ip_proxy" if proxy else "ip_login" if event == "Login" else "ip_other"
+    return Row(i, "ip", cls, country, region, 0.1 if proxy else 0.7 if event == "Login" else 0.5,
+               ip=f"8.8.8.{i}", event=event, event_at=datetime.fromisoformat(at))
 
 
 def est_row(i: int, country: str, region: str | None, verified: bool) -> Row:
-    return Row(i, "esp_estimate", f"verified={'yes' if verified else 'no'} at=none", country, region,
-               0.9 if verified else 0.4)
+    return Row(i, "esp_estimate", "esp_estimate_verified" if verified else "esp_estimate_unverified", country,
+               region, 0.9 if verified else 0.4, verified=verified)
 
 
 def test_precedence_verified_estimate_first_then_latest_login() -> None:
@@ -124,6 +131,12 @@ def test_location_and_jurisdiction_stages(runtime: Runtime) -> None:
         assert [(x.source, x.country, x.region) for x in locs] == [
             ("ip", "US", "CA"), ("esp_estimate", "US", "TX"), ("user_supplied", "US", "MA"), ("ip", "CH", "Zurich")]
         assert locs[0].city == "Mountain View" and locs[0].confidence == 0.7
+        # The facts ranking reads are columns of their own, not text to parse.
+        assert [(x.location_class, x.ip, x.event, x.event_at, x.proxy, x.verified) for x in locs] == [
+            ("ip_login", "8.8.8.8", "Login", datetime(2024, 3, 5, 9, tzinfo=UTC), False, None),
+            ("esp_estimate_unverified", None, None, None, None, False),
+            ("user_supplied", None, None, None, None, None),
+            ("ip_other", "9.9.9.9", "Upload", None, False, None)]
         j = s.get(Jurisdiction, both)
         assert j is not None and (j.country, j.us_state, j.source) == ("US", "CA", "ip_login")
         jp = s.get(Jurisdiction, private)

@@ -17,14 +17,13 @@ which reports were processed. It also records how many incidents each report sta
 
 from __future__ import annotations
 
-import re
 import tomllib
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import delete, func, intersect, or_, select, union, union_all, update
 from sqlalchemy.orm import Session
@@ -99,13 +98,46 @@ def load_bundling(path: str | None = None) -> BundlingRules:
 
 
 @dataclass(frozen=True)
+class MemberReason:
+    """Why a report is in its incident: the rule and the link to the member it names, as facts;
+    ``text`` is made from them for people (and cut to fit), never read back."""
+
+    rule: str
+    via: int | None
+    detail: str | None
+    text: str
+
+    @classmethod
+    def link(cls, rule: str, detail: str, via: int) -> MemberReason:
+        return cls(rule, via, detail, f"{rule}: {detail} (report {via})"[:255])
+
+    @classmethod
+    def described(cls, rule: str, text: str) -> MemberReason:
+        """A member no link explains: batched, single, or (rarely) a rule's member without a link."""
+        return cls(rule, None, None, text[:255])
+
+    def values(self) -> dict[str, Any]:
+        """The ``IncidentReport`` columns that hold it."""
+        return {"reason": self.text, "rule": self.rule, "via_report_id": self.via, "link_detail": self.detail}
+
+
+def key_of(rule: str, lowest: int) -> str:
+    """An incident's stable key: its rule and its lowest-numbered member."""
+    return f"{rule}:{lowest}"
+
+
+@dataclass(frozen=True)
 class Assignment:
     """The incident a report belongs to under the rules."""
 
     rule: str
     key: str
     members: frozenset[int]
-    reasons: dict[int, str] = field(default_factory=dict, compare=False, hash=False)
+    reasons: dict[int, MemberReason] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def lowest(self) -> int:
+        return min(self.members)
 
 
 # --- per-report planner (the stage's path) --------------------------------------------------
@@ -179,13 +211,13 @@ class _Graph:
             self.batched[node] = bool(self.s.execute(select(Report.batched).where(Report.id == node)).scalar())
         return self.batched[node]
 
-    def reason(self, node: int, k: int, members: frozenset[int]) -> str:
+    def reason(self, node: int, k: int, members: frozenset[int]) -> MemberReason:
         links = sorted((m, d) for m, d in self.adj.get(node, {}).get(k, []) if m in members)
         rule = self.rules.rules[k]
         if not links:
-            return rule.name
+            return MemberReason.described(rule.name, rule.name)
         m, d = links[0]
-        return f"{rule.name}: {d} (report {m})"[:255]
+        return MemberReason.link(rule.name, d, m)
 
 
 def plan_for(session: Session, rules: BundlingRules, report_id: int, graph: _Graph | None = None) -> Assignment:
@@ -194,13 +226,12 @@ def plan_for(session: Session, rules: BundlingRules, report_id: int, graph: _Gra
     for k, rule in enumerate(rules.rules):
         if g.claimed(report_id, k):
             members = g.component(report_id, k)
-            key = f"{rule.name}:{min(members)}"
+            key = key_of(rule.name, min(members))
             return Assignment(rule.name, key, members, {m: g.reason(m, k, members) for m in members})
-    if g.is_batched(report_id):
-        return Assignment(rules.batched_name, f"{rules.batched_name}:{report_id}", frozenset({report_id}),
-                          {report_id: rules.batched_description[:255]})
-    return Assignment(rules.single_name, f"{rules.single_name}:{report_id}", frozenset({report_id}),
-                      {report_id: rules.single_description[:255]})
+    name, text = ((rules.batched_name, rules.batched_description) if g.is_batched(report_id)
+                  else (rules.single_name, rules.single_description))
+    return Assignment(name, key_of(name, report_id), frozenset({report_id}),
+                      {report_id: MemberReason.described(name, text)})
 
 
 # --- reference: the whole partition at once ---------------------------------------------------
@@ -244,11 +275,11 @@ def plan_all(session: Session, rules: BundlingRules) -> dict[int, tuple[str, str
         for root, members in groups.items():
             if len(members) >= rule.min_reports:
                 for m in members:
-                    out[m] = (rule.name, f"{rule.name}:{root}")
+                    out[m] = (rule.name, key_of(rule.name, root))
     for rid, batched in reports.items():
         if rid not in out:
             name = rules.batched_name if batched else rules.single_name
-            out[rid] = (name, f"{name}:{rid}")
+            out[rid] = (name, key_of(name, rid))
     return out
 
 
@@ -296,30 +327,30 @@ def _apply(session: Session, a: Assignment, now: datetime, done: set[int]) -> li
     members = sorted(a.members)
     inc = session.execute(select(Incident).where(Incident.key == a.key)).scalar_one_or_none()
     if inc is None:
-        inc = Incident(rule=a.rule, key=a.key, created_at=now, updated_at=now)
+        inc = Incident(rule=a.rule, key=a.key, lowest_report_id=a.lowest, created_at=now, updated_at=now)
         session.add(inc)
         session.flush()
-    current: dict[int, tuple[int, str | None]] = {}
+    current: dict[int, tuple[int, MemberReason]] = {}
     for i in range(0, len(members), _CHUNK):
-        for rid, iid, reason in session.execute(
-            select(IncidentReport.report_id, IncidentReport.incident_id, IncidentReport.reason)
+        for rid, iid, text, rule, via, detail in session.execute(
+            select(IncidentReport.report_id, IncidentReport.incident_id, IncidentReport.reason, IncidentReport.rule,
+                   IncidentReport.via_report_id, IncidentReport.link_detail)
             .where(IncidentReport.report_id.in_(members[i:i + _CHUNK]))
         ):
-            current[int(rid)] = (int(iid), reason)
+            current[int(rid)] = (int(iid), MemberReason(rule, via, detail, text or ""))
     touched: set[int] = set()
     changed = False
     for m in members:
-        want_reason = a.reasons.get(m)
+        want = a.reasons.get(m) or MemberReason.described(a.rule, a.rule)
         cur = current.get(m)
         if cur is not None and cur[0] == inc.id:
-            if cur[1] != want_reason:
-                session.execute(update(IncidentReport).where(IncidentReport.report_id == m)
-                                .values(reason=want_reason))
+            if cur[1] != want:
+                session.execute(update(IncidentReport).where(IncidentReport.report_id == m).values(**want.values()))
             continue
         session.execute(delete(IncidentReport).where(IncidentReport.report_id == m))
         if cur is not None:
             touched.add(cur[0])
-        session.add(IncidentReport(incident_id=inc.id, report_id=m, reason=want_reason))
+        session.add(IncidentReport(incident_id=inc.id, report_id=m, **want.values()))
         changed = True
     # Members of this incident that no longer belong to the group.
     stale = [int(r) for r in session.execute(
@@ -376,9 +407,17 @@ FALLBACKS: Counter[str] = Counter()
 #: Which incremental case handled a report, counted per process (tests check each case is exercised).
 INCREMENTAL: Counter[str] = Counter()
 
-_REASON_OTHER = re.compile(r"\(report (\d+)\)$")
+class Member(NamedTuple):
+    """A report's stored membership, as the incremental path reads it."""
 
-Where = dict[int, tuple[int, str, str, str | None]]  # report -> (incident id, rule, key, member reason)
+    incident_id: int
+    rule: str  # the incident's rule
+    key: str
+    via: int | None  # the member its reason names
+    detail: str | None  # the detail of that link
+
+
+Where = dict[int, Member]  # report -> its membership
 
 
 def _fallback(why: str) -> bool:
@@ -386,14 +425,8 @@ def _fallback(why: str) -> bool:
     return False
 
 
-def _reason_text(rule: GraphRule, detail: str, other: int) -> str:
-    return f"{rule.name}: {detail} (report {other})"[:255]
-
-
-def _reason_other(reason: str | None) -> int | None:
-    """The report a stored member reason names (None when absent or truncated)."""
-    m = _REASON_OTHER.search(reason or "")
-    return int(m.group(1)) if m else None
+def _reason_text(rule: GraphRule, detail: str, other: int) -> MemberReason:
+    return MemberReason.link(rule.name, detail, other)
 
 
 def _adjacency(rules: BundlingRules, report_id: int,
@@ -414,14 +447,15 @@ def _where(session: Session, ids: Iterable[int]) -> Where | None:
     todo = sorted(set(ids))
     out: Where = {}
     for i in range(0, len(todo), _CHUNK):
-        for rid, iid, rule_name, key, why in session.execute(
-            select(IncidentReport.report_id, Incident.id, Incident.rule, Incident.key, IncidentReport.reason)
+        for rid, iid, rule_name, key, via, detail in session.execute(
+            select(IncidentReport.report_id, Incident.id, Incident.rule, Incident.key, IncidentReport.via_report_id,
+                   IncidentReport.link_detail)
             .join(Incident, Incident.id == IncidentReport.incident_id)
             .where(IncidentReport.report_id.in_(todo[i:i + _CHUNK]))
         ):
             if int(rid) in out:
                 return None
-            out[int(rid)] = (int(iid), str(rule_name), str(key), why)
+            out[int(rid)] = Member(int(iid), str(rule_name), str(key), None if via is None else int(via), detail)
     return out
 
 
@@ -444,7 +478,7 @@ def _lone(session: Session, rules: BundlingRules, node: int, report_id: int, k: 
     if where is None:
         return False
     rank = {rule.name: i for i, rule in enumerate(rules.rules)}
-    return all(x in where and rank.get(where[x][1], len(rules.rules)) < j for x, j in counted)
+    return all(x in where and rank.get(where[x].rule, len(rules.rules)) < j for x, j in counted)
 
 
 @dataclass
@@ -453,10 +487,11 @@ class _Leave:
 
     report_id: int
     incident_id: int
-    new_key: str | None
-    reasons: dict[int, str]
-    #: Pieces that no longer connect to the lowest member: (rule, key, members) of a new incident.
-    moves: list[tuple[str, str, list[int]]] = field(default_factory=list)
+    #: The incident's new lowest member, when the old one left (its key changes with it).
+    new_lowest: int | None
+    reasons: dict[int, MemberReason]
+    #: Pieces that no longer connect to the lowest member: (rule, members) of a new incident.
+    moves: list[tuple[str, list[int]]] = field(default_factory=list)
     #: The incident itself goes (no piece of two or more reports kept it).
     drop: bool = False
 
@@ -482,8 +517,7 @@ def _no_leave(why: str) -> _Leave | None:
     return None
 
 
-def _plan_leave(session: Session, rules: BundlingRules, rule: GraphRule, x: int, incident_id: int,
-                key: str) -> _Leave | None:
+def _plan_leave(session: Session, rules: BundlingRules, rule: GraphRule, x: int, incident_id: int) -> _Leave | None:
     """Plan report ``x`` leaving its incident of ``rule`` without re-planning anything else.
 
     The rest falls into the connected pieces of the incident without ``x``; every member is in
@@ -495,7 +529,8 @@ def _plan_leave(session: Session, rules: BundlingRules, rule: GraphRule, x: int,
     ``x`` name another member of their piece. Only those rows are read and written. The rest's
     members stay free for this rule (nothing else changed), so no report outside joins a piece.
     """
-    if not key.startswith(f"{rule.name}:") or rule.min_reports != 2:
+    incident = session.get(Incident, incident_id)
+    if incident is None or incident.rule != rule.name or rule.min_reports != 2:
         return _no_leave("unexpected incident")
     in_incident = IncidentReport.incident_id == incident_id
     targets = {n for _, n in _member_links(session, rule, incident_id, [x])} - {x}
@@ -526,31 +561,28 @@ def _plan_leave(session: Session, rules: BundlingRules, rule: GraphRule, x: int,
         moved = [p for p in small if p]
     if moved:
         INCREMENTAL["split"] += 1
-    new_key = None
-    if not drop and int(key.split(":", 1)[1]) != stay_low:
-        new_key = f"{rule.name}:{stay_low}"
-    moves: list[tuple[str, str, list[int]]] = []
+    new_lowest = stay_low if not drop and incident.lowest_report_id != stay_low else None
+    moves: list[tuple[str, list[int]]] = []
     batched = {int(r) for r in session.execute(select(Report.id).where(
         Report.id.in_(sorted(r for p in moved if len(p) == 1 for r in p)), Report.batched.is_(True))).scalars()}
-    reasons: dict[int, str] = {}
+    reasons: dict[int, MemberReason] = {}
     for piece in moved:
         if len(piece) >= rule.min_reports:
-            moves.append((rule.name, f"{rule.name}:{min(piece)}", sorted(piece)))
+            moves.append((rule.name, sorted(piece)))
         else:
             (r,) = piece
             name, text = ((rules.batched_name, rules.batched_description) if r in batched
                           else (rules.single_name, rules.single_description))
-            moves.append((name, f"{name}:{r}", [r]))
-            reasons[r] = text[:255]
-    for k in ([new_key] if new_key else []) + [m[1] for m in moves]:
+            moves.append((name, [r]))
+            reasons[r] = MemberReason.described(name, text)
+    new_keys = [key_of(rule.name, new_lowest)] if new_lowest is not None else []
+    for k in new_keys + [key_of(name, min(ids)) for name, ids in moves]:
         if session.execute(select(Incident.id).where(Incident.key == k)).scalar() is not None:
             return _no_leave("key clash")
-    # Members whose reason named x now name their lowest other neighbour in their piece. The
-    # LIKE only narrows the rows read; the pattern check is the definition.
-    orphans = sorted(int(r) for r, why in session.execute(
-        select(IncidentReport.report_id, IncidentReport.reason)
-        .where(in_incident, IncidentReport.reason.like(f"%(report {x})"))) if _reason_other(why) == x
-        and int(r) not in reasons and int(r) != x)
+    # Members whose reason named x now name their lowest other neighbour in their piece.
+    orphans = sorted(int(r) for r in session.execute(
+        select(IncidentReport.report_id).where(in_incident, IncidentReport.via_report_id == x)).scalars()
+        if int(r) not in reasons and int(r) != x)
     orphan_links = _rule_links(session, rule, orphans)
     ends = sorted({n for a, b, _ in orphan_links for n in (a, b)} - {x})
     members = {int(r) for i in range(0, len(ends), _CHUNK) for r in session.execute(
@@ -568,7 +600,7 @@ def _plan_leave(session: Session, rules: BundlingRules, rule: GraphRule, x: int,
     if set(best) != orphan_set:
         return _no_leave("a member would name no one")
     reasons.update({r: _reason_text(rule, d, o) for r, (o, d) in best.items()})
-    return _Leave(x, incident_id, new_key, reasons, moves, drop)
+    return _Leave(x, incident_id, new_lowest, reasons, moves, drop)
 
 
 #: Reports expanded per query by one search of ``_split_search``.
@@ -731,19 +763,22 @@ def _rule_pairs(session: Session, rule: GraphRule, nodes: list[int]) -> list[tup
 def _apply_leave(session: Session, leave: _Leave, now: datetime) -> None:
     session.execute(delete(IncidentReport).where(IncidentReport.report_id == leave.report_id))
     values: dict[str, Any] = {"updated_at": now}
-    if leave.new_key is not None:
-        values["key"] = leave.new_key
+    if leave.new_lowest is not None:
+        incident = session.get(Incident, leave.incident_id)
+        assert incident is not None  # _plan_leave read it in this transaction
+        values |= {"key": key_of(incident.rule, leave.new_lowest), "lowest_report_id": leave.new_lowest}
     if not leave.drop:
         session.execute(update(Incident).where(Incident.id == leave.incident_id).values(**values))
-    for rule_name, key, ids in leave.moves:
-        inc = Incident(rule=rule_name, key=key, created_at=now, updated_at=now)
+    for rule_name, ids in leave.moves:
+        inc = Incident(rule=rule_name, key=key_of(rule_name, min(ids)), lowest_report_id=min(ids),
+                       created_at=now, updated_at=now)
         session.add(inc)
         session.flush()
         for i in range(0, len(ids), _CHUNK):
             session.execute(update(IncidentReport).where(IncidentReport.report_id.in_(ids[i:i + _CHUNK]))
-                            .values(incident_id=inc.id))
-    for r, text in leave.reasons.items():
-        session.execute(update(IncidentReport).where(IncidentReport.report_id == r).values(reason=text))
+                            .values(incident_id=inc.id, rule=rule_name))
+    for r, why in leave.reasons.items():
+        session.execute(update(IncidentReport).where(IncidentReport.report_id == r).values(**why.values()))
     if leave.drop:
         session.execute(delete(Incident).where(Incident.id == leave.incident_id))
     INCREMENTAL["left an incident"] += 1
@@ -769,7 +804,7 @@ def add_report(session: Session, rules: BundlingRules, report_id: int, now: date
         return _fallback("not a partition")
     own = mine.get(report_id)
     alone_now = own is None or session.execute(select(IncidentReport.report_id).where(
-        IncidentReport.incident_id == own[0], IncidentReport.report_id != report_id).limit(1)).first() is None
+        IncidentReport.incident_id == own.incident_id, IncidentReport.report_id != report_id).limit(1)).first() is None
     if own is not None and change is None:
         return _fallback("links may have changed")
     if change is not None and change.removed:
@@ -787,22 +822,22 @@ def add_report(session: Session, rules: BundlingRules, report_id: int, now: date
     if where is None:
         return _fallback("not a partition")
     rank = {rule.name: k for k, rule in enumerate(rules.rules)}
-    own_incident = own[0] if own is not None else None
+    own_incident = own.incident_id if own is not None else None
     for k, rule in enumerate(rules.rules):
         # Neighbours still free at rule k: not claimed by an earlier rule.
-        free = [n for n in sorted(adj[k]) if n not in where or rank.get(where[n][1], len(rules.rules)) >= k]
+        free = [n for n in sorted(adj[k]) if n not in where or rank.get(where[n].rule, len(rules.rules)) >= k]
         if not free:
             continue
         if rule.min_reports != 2:
             return _fallback("min_reports")
-        groups = sorted({where[n][0] for n in free if n in where and where[n][1] == rule.name})
-        alone = [n for n in free if n not in where or where[n][1] != rule.name]
+        groups = sorted({where[n].incident_id for n in free if n in where and where[n].rule == rule.name})
+        alone = [n for n in free if n not in where or where[n].rule != rule.name]
         if any(n not in where and not _lone(session, rules, n, report_id, k) for n in alone):
             return _fallback("neighbour not bundled")
         leaves: list[_Leave] = []
         for n in alone:
-            if n in where and where[n][1] in rank:  # in an incident of a later rule: it moves here
-                plan = _plan_leave(session, rules, rules.rules[rank[where[n][1]]], n, where[n][0], where[n][2])
+            if n in where and where[n].rule in rank:  # in an incident of a later rule: it moves here
+                plan = _plan_leave(session, rules, rules.rules[rank[where[n].rule]], n, where[n].incident_id)
                 if plan is None:
                     return _fallback("leaves later rule")
                 leaves.append(plan)
@@ -818,36 +853,34 @@ def add_report(session: Session, rules: BundlingRules, report_id: int, now: date
     batched = bool(session.execute(select(Report.batched).where(Report.id == report_id)).scalar())
     name, text = ((rules.batched_name, rules.batched_description) if batched
                   else (rules.single_name, rules.single_description))
-    key = f"{name}:{report_id}"
+    key = key_of(name, report_id)
+    why = MemberReason.described(name, text)
     inc = session.execute(select(Incident).where(Incident.key == key)).scalar_one_or_none()
     if inc is None:
-        inc = Incident(rule=name, key=key, created_at=now, updated_at=now)
+        inc = Incident(rule=name, key=key, lowest_report_id=report_id, created_at=now, updated_at=now)
         session.add(inc)
         session.flush()
     if own_incident == inc.id:
-        session.execute(update(IncidentReport).where(IncidentReport.report_id == report_id)
-                        .values(reason=text[:255]))
+        session.execute(update(IncidentReport).where(IncidentReport.report_id == report_id).values(**why.values()))
         return True
     if own_incident is not None:
         session.execute(delete(IncidentReport).where(IncidentReport.report_id == report_id))
         session.execute(delete(Incident).where(Incident.id == own_incident))
-    session.add(IncidentReport(incident_id=inc.id, report_id=report_id, reason=text[:255]))
+    session.add(IncidentReport(incident_id=inc.id, report_id=report_id, **why.values()))
     inc.updated_at = now
     session.flush()
     return True
 
 
-def _reason_parts(reason: str | None, rule: GraphRule) -> tuple[int, str] | None:
-    """(report named, link detail) of a stored member reason; None when it cannot be read back."""
-    if not reason or len(reason) >= 255 or not reason.startswith(f"{rule.name}: "):
-        return None  # absent, or possibly truncated
-    other = _reason_other(reason)
-    if other is None:
+def _reason_parts(member: Member) -> tuple[int, str] | None:
+    """(report named, link detail) of a stored membership; None when it names no one (a store
+    migrated from reasons kept as text that could not be read: the full re-plan writes them)."""
+    if member.via is None or member.detail is None:
         return None
-    return other, reason[len(rule.name) + 2:-len(f" (report {other})")]
+    return member.via, member.detail
 
 
-def _extend(session: Session, rules: BundlingRules, report_id: int, own: tuple[int, str, str, str | None],
+def _extend(session: Session, rules: BundlingRules, report_id: int, own: Member,
             change: LinkChange, now: datetime) -> bool:
     """A report already in an incident with others gained links: add what they bring, if simple.
 
@@ -855,7 +888,7 @@ def _extend(session: Session, rules: BundlingRules, report_id: int, own: tuple[i
     alone bring them in (as in ``_grow``). Anything else goes to the full re-plan.
     """
     rank = {rule.name: k for k, rule in enumerate(rules.rules)}
-    j = rank.get(own[1])
+    j = rank.get(own.rule)
     if j is None:
         return _fallback("in a group of no rule")
     adj = _adjacency(rules, report_id, change.added)
@@ -863,24 +896,24 @@ def _extend(session: Session, rules: BundlingRules, report_id: int, own: tuple[i
     if where is None:
         return _fallback("not a partition")
     for k in range(j):
-        if any(n not in where or rank.get(where[n][1], len(rules.rules)) >= k for n in adj[k]):
+        if any(n not in where or rank.get(where[n].rule, len(rules.rules)) >= k for n in adj[k]):
             # Claimed by an earlier rule now: it leaves its incident and is bundled as if new.
-            plan = _plan_leave(session, rules, rules.rules[j], report_id, own[0], own[2])
+            plan = _plan_leave(session, rules, rules.rules[j], report_id, own.incident_id)
             if plan is None:
                 return _fallback("claimed by an earlier rule")
             _apply_leave(session, plan, now)
             return add_report(session, rules, report_id, now, change)
     rule = rules.rules[j]
-    free = {n: d for n, d in adj[j].items() if n not in where or rank.get(where[n][1], len(rules.rules)) >= j}
-    outside = sorted(n for n in free if not (n in where and where[n][0] == own[0]))
+    free = {n: d for n, d in adj[j].items() if n not in where or rank.get(where[n].rule, len(rules.rules)) >= j}
+    outside = sorted(n for n in free if not (n in where and where[n].incident_id == own.incident_id))
     # Neighbours in other incidents of this rule: those incidents merge with this one.
-    merging = sorted({where[n][0] for n in outside if n in where and where[n][1] == rule.name})
-    joiners = [n for n in outside if not (n in where and where[n][1] == rule.name)]
+    merging = sorted({where[n].incident_id for n in outside if n in where and where[n].rule == rule.name})
+    joiners = [n for n in outside if not (n in where and where[n].rule == rule.name)]
     leaves: list[_Leave] = []
     for n in joiners:
         if n in where:
-            if where[n][1] in rank:  # in an incident of a later rule: it moves here
-                plan = _plan_leave(session, rules, rules.rules[rank[where[n][1]]], n, where[n][0], where[n][2])
+            if where[n].rule in rank:  # in an incident of a later rule: it moves here
+                plan = _plan_leave(session, rules, rules.rules[rank[where[n].rule]], n, where[n].incident_id)
                 if plan is None:
                     return _fallback("leaves later rule")
                 leaves.append(plan)
@@ -888,28 +921,29 @@ def _extend(session: Session, rules: BundlingRules, report_id: int, own: tuple[i
             return _fallback("neighbour not bundled")
     if len({p.incident_id for p in leaves}) != len(leaves):
         return _fallback("leaves later rule")
-    mine = _reason_parts(own[3], rule)
+    mine = _reason_parts(own)
     if mine is None:
-        return _fallback("reason unreadable")
-    updates: dict[int, str] = {}
+        return _fallback("reason not recorded")
+    updates: dict[int, MemberReason] = {}
     best = min([mine, *((n, min(d)) for n, d in free.items())])
     if best != mine:
         updates[report_id] = _reason_text(rule, best[1], best[0])
     for n, details in free.items():
         if n in joiners:
             continue
-        theirs = _reason_parts(where[n][3], rule)
+        theirs = _reason_parts(where[n])
         if theirs is None:
-            return _fallback("reason unreadable")
+            return _fallback("reason not recorded")
         cand = min(theirs, (report_id, min(details)))
         if cand != theirs:
             updates[n] = _reason_text(rule, cand[1], cand[0])
     if joiners or merging:
-        found = _lows(session, rule, [own[0], *merging])
+        found = _lows(session, rule, [own.incident_id, *merging])
         if found is None:
-            return _fallback("key unreadable")
+            return _fallback("incident of another rule")
         inc = min(found.values(), key=lambda v: v[1])[0]
-        key = f"{rule.name}:{min([*(low for _, low in found.values()), *joiners])}"
+        lowest = min([*(low for _, low in found.values()), *joiners])
+        key = key_of(rule.name, lowest)
         if key != inc.key and session.execute(select(Incident.id).where(Incident.key == key)).scalar() is not None:
             return _fallback("key clash")
         for plan in leaves:
@@ -919,8 +953,8 @@ def _extend(session: Session, rules: BundlingRules, report_id: int, own: tuple[i
             _merge_into(session, inc, others)
             INCREMENTAL["extend, merged"] += 1
         if key != inc.key:
-            inc.key = key
-        old = sorted({where[n][0] for n in joiners if n in where and n not in {p.report_id for p in leaves}}
+            inc.key, inc.lowest_report_id = key, lowest
+        old = sorted({where[n].incident_id for n in joiners if n in where and n not in {p.report_id for p in leaves}}
                      - {inc.id})
         if joiners:
             session.execute(delete(IncidentReport).where(IncidentReport.report_id.in_(joiners)))
@@ -929,23 +963,23 @@ def _extend(session: Session, rules: BundlingRules, report_id: int, own: tuple[i
         for n in joiners:
             # A lone report had no free link of this rule to anyone else: this report is its reason.
             session.add(IncidentReport(incident_id=inc.id, report_id=n,
-                                       reason=_reason_text(rule, min(free[n]), report_id)))
+                                       **_reason_text(rule, min(free[n]), report_id).values()))
         inc.updated_at = now
-    for n, text in updates.items():
-        session.execute(update(IncidentReport).where(IncidentReport.report_id == n).values(reason=text))
+    for n, why in updates.items():
+        session.execute(update(IncidentReport).where(IncidentReport.report_id == n).values(**why.values()))
     session.flush()
     INCREMENTAL["extend, joined" if joiners else "extend, reasons" if updates else "extend, unchanged"] += 1
     return True
 
 
 def _lows(session: Session, rule: GraphRule, ids: list[int]) -> dict[int, tuple[Incident, int]] | None:
-    """{incident id: (incident, its lowest member from its key)} for incidents of ``rule``; None if unreadable."""
+    """{incident id: (incident, its lowest member)} for incidents of ``rule``; None if one is of another rule."""
     out: dict[int, tuple[Incident, int]] = {}
     for iid in ids:
         inc = session.get(Incident, iid)
-        if inc is None or not inc.key.startswith(f"{rule.name}:"):
+        if inc is None or inc.rule != rule.name:
             return None
-        out[inc.id] = (inc, int(inc.key.split(":", 1)[1]))
+        out[inc.id] = (inc, inc.lowest_report_id)
     return out
 
 
@@ -962,26 +996,26 @@ def _grow(session: Session, rule: GraphRule, report_id: int, own_incident: int |
     the one with the lowest key (or into a new incident when there is none)."""
     found = _lows(session, rule, groups)
     if found is None:
-        return _fallback("key unreadable")
+        return _fallback("incident of another rule")
     lows = {iid: low for iid, (_, low) in found.items()}
     inc = min(found.values(), key=lambda v: v[1])[0] if found else None
     low = min([report_id, *alone, *lows.values()])
-    key = f"{rule.name}:{low}"
+    key = key_of(rule.name, low)
     clash = session.execute(select(Incident.id).where(Incident.key == key)).scalar()
     if clash is not None and (inc is None or clash != inc.id):
         return _fallback("key clash")
-    members_in_group = [n for n in adj if n in where and where[n][0] in lows]
+    members_in_group = [n for n in adj if n in where and where[n].incident_id in lows]
     # Members whose reason may now name this report (it has a lower id than the one named). No
     # other reason changes: members of merged incidents were linked to each other only through it.
-    renamed: dict[int, str] = {}
+    renamed: dict[int, MemberReason] = {}
     for n in members_in_group:
-        named = _reason_other(where[n][3])
+        named = where[n].via
         if named is None:
-            return _fallback("reason unreadable")
+            return _fallback("reason not recorded")
         if report_id < named:
             renamed[n] = _reason_text(rule, min(adj[n]), report_id)
     if inc is None:
-        inc = Incident(rule=rule.name, key=key, created_at=now, updated_at=now)
+        inc = Incident(rule=rule.name, key=key, lowest_report_id=low, created_at=now, updated_at=now)
         session.add(inc)
         session.flush()
     else:
@@ -990,10 +1024,10 @@ def _grow(session: Session, rule: GraphRule, report_id: int, own_incident: int |
             _merge_into(session, inc, merged)
             INCREMENTAL["merge"] += 1
         if inc.key != key:
-            inc.key = key
+            inc.key, inc.lowest_report_id = key, low
     # The report and its lone neighbours leave their own one-report incidents.
     leaving = [report_id, *alone]
-    old = {where[n][0] for n in alone if n in where} | ({own_incident} if own_incident is not None else set())
+    old = {where[n].incident_id for n in alone if n in where} | ({own_incident} if own_incident is not None else set())
     session.execute(delete(IncidentReport).where(IncidentReport.report_id.in_(leaving)))
     old.discard(inc.id)
     if old:
@@ -1001,12 +1035,13 @@ def _grow(session: Session, rule: GraphRule, report_id: int, own_incident: int |
     members = {report_id, *alone, *members_in_group}
     first = min(n for n in adj if n in members)  # the report's reason: its link to the lowest-numbered member
     session.add(IncidentReport(incident_id=inc.id, report_id=report_id,
-                               reason=_reason_text(rule, min(adj[first]), first)))
+                               **_reason_text(rule, min(adj[first]), first).values()))
     for n in alone:
         # A lone neighbour had no free link of this rule to anyone else: this report is its reason.
-        session.add(IncidentReport(incident_id=inc.id, report_id=n, reason=_reason_text(rule, min(adj[n]), report_id)))
-    for n, text in renamed.items():
-        session.execute(update(IncidentReport).where(IncidentReport.report_id == n).values(reason=text))
+        session.add(IncidentReport(incident_id=inc.id, report_id=n,
+                                   **_reason_text(rule, min(adj[n]), report_id).values()))
+    for n, why in renamed.items():
+        session.execute(update(IncidentReport).where(IncidentReport.report_id == n).values(**why.values()))
     inc.updated_at = now
     session.flush()
     return True
@@ -1037,7 +1072,7 @@ def _recompute_reason(session: Session, rules: BundlingRules, node: int) -> None
     where = _where(session, [node])
     if not where or node not in where:
         return
-    incident_id, rule_name, _, _ = where[node]
+    incident_id, rule_name = where[node].incident_id, where[node].rule
     rule = next((r for r in rules.rules if r.name == rule_name), None)
     if rule is None:
         return  # batched or single: the reason is the rule's description, unchanged
@@ -1048,5 +1083,5 @@ def _recompute_reason(session: Session, rules: BundlingRules, node: int) -> None
         members.update(int(r) for r in session.execute(select(IncidentReport.report_id).where(
             IncidentReport.incident_id == incident_id, IncidentReport.report_id.in_(partners[i:i + _CHUNK]))).scalars())
     cands = sorted((b if a == node else a, d) for a, b, d in links if (b if a == node else a) in members)
-    text = _reason_text(rule, cands[0][1], cands[0][0]) if cands else rule.name
-    session.execute(update(IncidentReport).where(IncidentReport.report_id == node).values(reason=text))
+    why = _reason_text(rule, cands[0][1], cands[0][0]) if cands else MemberReason.described(rule.name, rule.name)
+    session.execute(update(IncidentReport).where(IncidentReport.report_id == node).values(**why.values()))
