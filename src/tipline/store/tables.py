@@ -297,6 +297,28 @@ class ReportLink(Base):
     weight: Mapped[float] = mapped_column(default=1.0)
 
 
+class ReportLinkChange(Base):
+    """The links stage changed this report's links and the bundles stage has not read it yet
+    (tipline.pipeline.linkchanges): links were removed or altered, or only those items added."""
+
+    __tablename__ = "report_link_changes"
+    report_id: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"), primary_key=True)
+    removed: Mapped[bool] = mapped_column(Boolean)
+
+
+class ReportLinkChangeItem(Base):
+    """One link of a ``ReportLinkChange``: added, or kept with a new detail (``reworded``)."""
+
+    __tablename__ = "report_link_change_items"
+    report_id: Mapped[int] = mapped_column(ForeignKey("report_link_changes.report_id", ondelete="CASCADE"),
+                                           primary_key=True)
+    other_report_id: Mapped[int] = mapped_column(ReportId, primary_key=True)
+    reason: Mapped[str] = mapped_column(String(30), primary_key=True)
+    weight: Mapped[float | None] = mapped_column()  # added links only
+    detail: Mapped[str | None] = mapped_column(String(512))
+    reworded: Mapped[bool] = mapped_column(Boolean)
+
+
 class Incident(Base):
     """A bundle of reports about the same thing (batched, viral content, one offender)."""
 

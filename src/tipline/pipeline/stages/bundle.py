@@ -17,8 +17,8 @@ which reports were processed. It also records how many incidents each report sta
 
 from __future__ import annotations
 
+import logging
 import tomllib
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,11 +28,13 @@ from typing import Any, NamedTuple
 from sqlalchemy import delete, func, intersect, or_, select, union, union_all, update
 from sqlalchemy.orm import Session
 
-from tipline.pipeline.core import StageContext, cross_report_lock, stage
+from tipline.pipeline.core import Outcome, StageContext, cross_report_lock, stage
 from tipline.pipeline.identifiers import DATA_DIR
-from tipline.pipeline.stages.identify import LINK_CHANGES, LinkChange
+from tipline.pipeline.linkchanges import LinkChange, forget_link_changes, take_link_change
 from tipline.store.tables import Incident, IncidentReport, Report, ReportLink
 from tipline.store.tables_routing import ReportIncidentCount
+
+log = logging.getLogger("tipline.pipeline.bundles")
 
 RULES_FILE = DATA_DIR / "bundling.toml"
 _CHUNK = 2000
@@ -383,6 +385,7 @@ def rebundle(session: Session, report_ids: Iterable[int], rules: BundlingRules |
     """
     rules = rules or load_bundling()
     now = now or datetime.now(UTC)
+    forget_link_changes(session)  # incidents change under what other reports' links runs recorded
     graph = _Graph(session, rules)
     queue = sorted(set(report_ids), reverse=True)
     done: set[int] = set()
@@ -402,11 +405,6 @@ def rebundle(session: Session, report_ids: Iterable[int], rules: BundlingRules |
 
 # --- the incremental path ----------------------------------------------------------------------
 
-#: Why the incremental path left a report to the full re-plan, counted per process (benchmarks print it).
-FALLBACKS: Counter[str] = Counter()
-#: Which incremental case handled a report, counted per process (tests check each case is exercised).
-INCREMENTAL: Counter[str] = Counter()
-
 class Member(NamedTuple):
     """A report's stored membership, as the incremental path reads it."""
 
@@ -421,7 +419,8 @@ Where = dict[int, Member]  # report -> its membership
 
 
 def _fallback(why: str) -> bool:
-    FALLBACKS[why] += 1
+    """Leave the report to the full re-plan (``rebundle``), saying why in the debug log."""
+    log.debug("bundles: full re-plan: %s", why)
     return False
 
 
@@ -513,7 +512,7 @@ def _rule_links(session: Session, rule: GraphRule, nodes: list[int]) -> list[tup
 
 
 def _no_leave(why: str) -> _Leave | None:
-    FALLBACKS[f"cannot leave: {why}"] += 1
+    log.debug("bundles: cannot plan a leave: %s", why)
     return None
 
 
@@ -559,8 +558,6 @@ def _plan_leave(session: Session, rules: BundlingRules, rule: GraphRule, x: int,
     drop = stay_size < rule.min_reports  # then every piece is a lone report
     if drop:
         moved = [p for p in small if p]
-    if moved:
-        INCREMENTAL["split"] += 1
     new_lowest = stay_low if not drop and incident.lowest_report_id != stay_low else None
     moves: list[tuple[str, list[int]]] = []
     batched = {int(r) for r in session.execute(select(Report.id).where(
@@ -781,7 +778,6 @@ def _apply_leave(session: Session, leave: _Leave, now: datetime) -> None:
         session.execute(update(IncidentReport).where(IncidentReport.report_id == r).values(**why.values()))
     if leave.drop:
         session.execute(delete(Incident).where(Incident.id == leave.incident_id))
-    INCREMENTAL["left an incident"] += 1
 
 
 def add_report(session: Session, rules: BundlingRules, report_id: int, now: datetime,
@@ -846,10 +842,8 @@ def add_report(session: Session, rules: BundlingRules, report_id: int, now: date
         for plan in leaves:
             _apply_leave(session, plan, now)
             del where[plan.report_id]  # now unbundled; it joins this report's incident below
-        INCREMENTAL["grow" if groups else "new group"] += 1
         return _grow(session, rule, report_id, own_incident, groups, alone, adj[k], where, now)
     # No graph rule claims the report: it stands alone (batched or single).
-    INCREMENTAL["alone"] += 1
     batched = bool(session.execute(select(Report.batched).where(Report.id == report_id)).scalar())
     name, text = ((rules.batched_name, rules.batched_description) if batched
                   else (rules.single_name, rules.single_description))
@@ -951,7 +945,6 @@ def _extend(session: Session, rules: BundlingRules, report_id: int, own: Member,
         others = sorted(set(found) - {inc.id})
         if others:
             _merge_into(session, inc, others)
-            INCREMENTAL["extend, merged"] += 1
         if key != inc.key:
             inc.key, inc.lowest_report_id = key, lowest
         old = sorted({where[n].incident_id for n in joiners if n in where and n not in {p.report_id for p in leaves}}
@@ -968,7 +961,6 @@ def _extend(session: Session, rules: BundlingRules, report_id: int, own: Member,
     for n, why in updates.items():
         session.execute(update(IncidentReport).where(IncidentReport.report_id == n).values(**why.values()))
     session.flush()
-    INCREMENTAL["extend, joined" if joiners else "extend, reasons" if updates else "extend, unchanged"] += 1
     return True
 
 
@@ -1022,7 +1014,6 @@ def _grow(session: Session, rule: GraphRule, report_id: int, own_incident: int |
         merged = sorted(set(lows) - {inc.id})
         if merged:
             _merge_into(session, inc, merged)
-            INCREMENTAL["merge"] += 1
         if inc.key != key:
             inc.key, inc.lowest_report_id = key, low
     # The report and its lone neighbours leave their own one-report incidents.
@@ -1048,7 +1039,7 @@ def _grow(session: Session, rule: GraphRule, report_id: int, own_incident: int |
 
 
 @stage("bundles", version="1", after=("links",))
-def bundles_stage(ctx: StageContext, session: Session, report_id: int) -> None:
+def bundles_stage(ctx: StageContext, session: Session, report_id: int) -> Outcome:
     """Put the report into its incident (offender, viral, batched or single) and record its incident count."""
     rules = ctx.service("bundling_rules", load_bundling)
     row = session.execute(select(Report.document, Report.batched).where(Report.id == report_id)).one_or_none()
@@ -1056,15 +1047,17 @@ def bundles_stage(ctx: StageContext, session: Session, report_id: int) -> None:
     if row is not None:
         n, basis = incidents_in_report(row.document, bool(row.batched), rules)
         session.add(ReportIncidentCount(report_id=report_id, incidents=n, basis=basis[:60]))
-    change = session.info.get(LINK_CHANGES, {}).pop(report_id, None)
     # Workers bundle one at a time (until their transaction ends): two reports grouped at
     # once from the same snapshot could each miss the other's membership change.
     cross_report_lock(session)
+    change = take_link_change(session, report_id)
     if not add_report(session, rules, report_id, datetime.now(UTC), change):
         rebundle(session, [report_id], rules)
-    elif change is not None and change.redetailed:
-        for node in sorted({report_id, *change.redetailed}):
+        return Outcome.RECOMPUTED
+    if change is not None and change.redetailed:
+        for node in sorted({report_id, *change.reworded_reports}):
             _recompute_reason(session, rules, node)
+    return Outcome.UPDATED
 
 
 def _recompute_reason(session: Session, rules: BundlingRules, node: int) -> None:
