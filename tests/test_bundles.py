@@ -15,15 +15,10 @@ from sqlalchemy.orm import Session
 from test_identifiers import make_report, person, report_doc, run
 from tipline.cli import main
 from tipline.config import Settings
+from tipline.pipeline.bundling.reference import counts, current_assignments, plan_all
+from tipline.pipeline.bundling.rules import BundlingRules, load_bundling
 from tipline.pipeline.core import Outcome, StageContext, get_stage, run_stage
 from tipline.pipeline.linkchanges import LinkChange, record_link_change
-from tipline.pipeline.stages.bundle import (
-    BundlingRules,
-    counts,
-    current_assignments,
-    load_bundling,
-    plan_all,
-)
 from tipline.runtime import Runtime
 from tipline.store.db import transaction
 from tipline.store.tables import Incident, IncidentReport, ReportLink
