@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from test_identifiers import make_report, person, report_doc, run
+from tipline.kinds.locations import CONFIDENCE, ip_class
 from tipline.pipeline.directory import load_routing
 from tipline.pipeline.geo import ATTRIBUTION, GeoIp, GeoIpUnavailable, us_state_code
 from tipline.pipeline.stages.locate import resolve
@@ -82,8 +83,8 @@ class Row:
 
 def ip_row(i: int, country: str | None, region: str | None, event: str = "Login", at: str = "2024-01-01T00:00:00Z",
            proxy: bool = False) -> Row:
-    cls = "ip_proxy" if proxy else "ip_login" if event == "Login" else "ip_other"
-    return Row(i, "ip", cls, country, region, 0.1 if proxy else 0.7 if event == "Login" else 0.5,
+    cls = ip_class(event, proxy)
+    return Row(i, "ip", cls, country, region, CONFIDENCE[cls],
                ip=f"8.8.8.{i}", event=event, event_at=datetime.fromisoformat(at))
 
 
@@ -102,6 +103,18 @@ def test_precedence_verified_estimate_first_then_latest_login() -> None:
             ip_row(3, "PH", None, event="Upload", at="2024-04-01T00:00:00Z"), est_row(4, "IN", None, verified=False)]
     r = resolve(rows, PRECEDENCE)
     assert (r.country, r.us_state, r.source) == ("US", "NY", "ip_login")
+
+
+def test_an_upload_ip_ranks_as_it_is_scored() -> None:
+    """Between a login and any other event: an older upload beats a newer other event, a login
+    beats a newer upload, and the upload's confidence is ip_upload's."""
+    upload = ip_row(1, "PH", None, event="Upload", at="2024-01-01T00:00:00Z")
+    other = ip_row(2, "IN", None, event="Registration", at="2024-06-01T00:00:00Z")
+    login = ip_row(3, "US", "NY", event="Login", at="2023-01-01T00:00:00Z")
+    r = resolve([other, upload], PRECEDENCE)
+    assert (r.country, r.source, r.confidence) == ("PH", "ip_upload", CONFIDENCE["ip_upload"])
+    assert resolve([other, upload, login], PRECEDENCE).source == "ip_login"
+    assert CONFIDENCE["ip_login"] > CONFIDENCE["ip_upload"] > CONFIDENCE["ip_other"]
 
 
 def test_proxy_addresses_never_decide_and_nothing_is_unknown_as_a_guess() -> None:
@@ -136,7 +149,7 @@ def test_location_and_jurisdiction_stages(runtime: Runtime) -> None:
             ("ip_login", "8.8.8.8", "Login", datetime(2024, 3, 5, 9, tzinfo=UTC), False, None),
             ("esp_estimate_unverified", None, None, None, None, False),
             ("user_supplied", None, None, None, None, None),
-            ("ip_other", "9.9.9.9", "Upload", None, False, None)]
+            ("ip_upload", "9.9.9.9", "Upload", None, False, None)]
         j = s.get(Jurisdiction, both)
         assert j is not None and (j.country, j.us_state, j.source) == ("US", "CA", "ip_login")
         jp = s.get(Jurisdiction, private)

@@ -23,6 +23,7 @@ from sqlalchemy import ColumnElement, Integer, and_, bindparam, delete, func, or
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from tipline.kinds.hashes import CRYPTO_NAMES
 from tipline.model.report import DeviceId, Email, IpCaptureEvent, Phone
 from tipline.model.report import Report as ReportModel
 from tipline.pipeline.core import StageContext, cross_report_lock, stage
@@ -51,7 +52,7 @@ from tipline.store.tables import (
     ReportLink,
 )
 
-CRYPTO_HASHES = frozenset({"md5", "sha1", "sha256"})
+CRYPTO_HASHES = frozenset(CRYPTO_NAMES)
 
 
 @dataclass(frozen=True)

@@ -18,17 +18,15 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from tipline.kinds.locations import CONFIDENCE, LOCATION_CLASSES, ip_class
 from tipline.model.report import Address, EstimatedLocation, IpCaptureEvent
 from tipline.model.report import Report as ReportModel
 from tipline.pipeline.core import StageContext, cross_report_lock, stage
-from tipline.pipeline.directory import LOCATION_CONFIDENCE, load_routing
+from tipline.pipeline.directory import load_routing
 from tipline.pipeline.geo import GeoIp, clean_city, us_state_code
 from tipline.pipeline.identifiers import normalise_ip
 from tipline.store.tables import File, Jurisdiction, Location, Report
 
-# Confidence of one location source (0..1), before precedence: one list, kept with the
-# precedence's classes in directory.py. Documented in docs/routing.md.
-CONFIDENCE = LOCATION_CONFIDENCE
 #: The report source whose victim and reporter addresses are location sources of their own:
 #: a member of the public telling where the child, the person responsible and they are.
 PUBLIC_SOURCE = "web"
@@ -90,9 +88,7 @@ def _ip_loc(geo: GeoIp, ev: IpCaptureEvent, path: str) -> Loc:
     flags = ",".join(f for f in (n.flags if n else ("invalid",)) if f != "proxy") or "none"
     detail = (f"ip={ip} event={event} at={_ts(at)} "
               f"proxy={'yes' if proxy else 'no'} flags={flags} path={path}")
-    kind = "ip_proxy" if proxy else {"Login": "ip_login", "Upload": "ip_upload"}.get(event, "ip_other")
-    # Upload IPs are scored as ip_upload but have ranked in the class ip_other so far.
-    cls = "ip_other" if kind == "ip_upload" else kind
+    cls = ip_class(event, proxy)
     loc = Loc("ip", detail[:255], None, None, None, None, None, 0.0, cls, ip=ip[:64], event=event,
               event_at=at, proxy=proxy)
     res = geo.lookup(n.value) if n is not None else None
@@ -100,7 +96,7 @@ def _ip_loc(geo: GeoIp, ev: IpCaptureEvent, path: str) -> Loc:
     if res is None or country is None:
         return loc
     loc.country, loc.region, loc.city = country, _region(country, res.region), (res.city or "")[:100] or None
-    loc.latitude, loc.longitude, loc.confidence = res.latitude, res.longitude, CONFIDENCE[kind]
+    loc.latitude, loc.longitude, loc.confidence = res.latitude, res.longitude, CONFIDENCE[cls]
     return loc
 
 
@@ -179,7 +175,7 @@ def geoip_service(ctx: StageContext) -> GeoIp:
     return geo
 
 
-@stage("location", version="2")  # 2: public-form places
+@stage("location", version="3")  # 2: public-form places; 3: upload IPs rank as ip_upload
 def location_stage(ctx: StageContext, session: Session, report_id: int) -> None:
     """Write one Location row per location source: IP capture events, platform estimates, addresses."""
     cross_report_lock(session)  # reads the document an addendum may change (see intake.add_document)
@@ -198,9 +194,6 @@ def location_stage(ctx: StageContext, session: Session, report_id: int) -> None:
 
 # --- jurisdiction -------------------------------------------------------------------------
 
-_PUBLIC_WHO = {"public_form_child": "the child's", "public_form_person": "the person responsible's",
-               "public_form_reporter": "the reporter's"}
-
 
 @dataclass(frozen=True)
 class Resolved:
@@ -217,8 +210,9 @@ def _describe(row: Any) -> str:
         return f"IP {row.ip or '?'} ({row.event or '?'} at {_ts(row.event_at)}) in {where}"
     if row.source == "esp_estimate":
         return f"{'verified' if row.verified else 'unverified'} platform estimate {where}"
-    if row.source in _PUBLIC_WHO:
-        return f"{_PUBLIC_WHO[row.source]} location given on the public form ({where})"
+    public = LOCATION_CLASSES.get(row.source)
+    if public is not None and public.whose is not None:
+        return f"{public.whose} location given on the public form ({where})"
     return f"address given in the report ({where})"
 
 
@@ -272,7 +266,7 @@ def resolve(rows: list[Any], precedence: list[str]) -> Resolved:
     return Resolved(best.country, state, cls, conf, "; ".join(parts))
 
 
-@stage("jurisdiction", version="1", after=("location",))
+@stage("jurisdiction", version="2", after=("location",))  # 2: ip_upload in the precedence
 def jurisdiction_stage(ctx: StageContext, session: Session, report_id: int) -> None:
     """Resolve country and US state from the report's Location rows by the stated precedence, or unknown."""
     precedence = ctx.service("routing_rules", load_routing).precedence
