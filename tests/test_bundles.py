@@ -8,7 +8,6 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
@@ -16,16 +15,10 @@ from sqlalchemy.orm import Session
 from helpers import person, report_doc, run, store_report
 from tipline.cli import main
 from tipline.config import Settings
-from tipline.pipeline.core import StageContext, get_stage, run_stage
-from tipline.pipeline.stages.bundle import (
-    LINK_CHANGES,
-    BundlingRules,
-    LinkChange,
-    counts,
-    current_assignments,
-    load_bundling,
-    plan_all,
-)
+from tipline.pipeline.bundling.reference import counts, current_assignments, plan_all
+from tipline.pipeline.bundling.rules import BundlingRules, load_bundling
+from tipline.pipeline.core import Outcome, StageContext, get_stage, run_stage
+from tipline.pipeline.linkchanges import LinkChange, record_link_change
 from tipline.runtime import Runtime
 from tipline.store.db import transaction
 from tipline.store.tables import Incident, IncidentReport, ReportLink
@@ -191,42 +184,47 @@ def _random_graph(rnd: random.Random, ids: list[int]) -> set[tuple[int, int, str
     return edges
 
 
-def _expected_reasons(s: Session, rules: BundlingRules) -> dict[int, str | None]:
+#: A membership's reason as stored: (text, rule, member named, link detail).
+Why = tuple[str | None, str, int | None, str | None]
+
+
+def _expected_reasons(s: Session, rules: BundlingRules) -> dict[int, Why]:
     """Reference reasons: each member's link to the lowest-numbered member of its incident, by rule."""
     assignment = current_assignments(s)
     links = s.execute(select(ReportLink.report_a, ReportLink.report_b, ReportLink.reason, ReportLink.weight,
                              ReportLink.detail)).all()
-    out: dict[int, str | None] = {}
+    out: dict[int, Why] = {}
     by_rule = {r.name: r for r in rules.rules}
     for rid, (rule_name, key) in assignment.items():
         rule = by_rule.get(rule_name)
         if rule is None:
-            out[rid] = (rules.batched_description if rule_name == rules.batched_name
-                        else rules.single_description)[:255]
+            out[rid] = ((rules.batched_description if rule_name == rules.batched_name
+                         else rules.single_description)[:255], rule_name, None, None)
             continue
         cands = sorted(
             (b if a == rid else a, detail or reason) for a, b, reason, weight, detail in links
             if rid in (a, b) and reason in rule.reasons and weight >= rule.min_weight
             and assignment.get(b if a == rid else a, ("", ""))[1] == key)
-        out[rid] = f"{rule.name}: {cands[0][1]} (report {cands[0][0]})"[:255] if cands else rule.name
+        out[rid] = ((f"{rule.name}: {cands[0][1]} (report {cands[0][0]})"[:255], rule.name, cands[0][0], cands[0][1])
+                    if cands else (rule.name, rule.name, None, None))
     return out
 
 
-def test_incremental_bundling_agrees_with_the_full_plan(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+def _stored_reasons(s: Session) -> dict[int, Why]:
+    """The stored reasons; and every incident's lowest member is its lowest, named in its key."""
+    lowest = dict(s.execute(select(IncidentReport.incident_id, func.min(IncidentReport.report_id))
+                            .group_by(IncidentReport.incident_id)).all())
+    for inc in s.execute(select(Incident)).scalars():
+        assert (inc.lowest_report_id, inc.key) == (lowest.get(inc.id), f"{inc.rule}:{lowest.get(inc.id)}")
+    return {int(r): (text, rule, via, detail) for r, text, rule, via, detail in s.execute(
+        select(IncidentReport.report_id, IncidentReport.reason, IncidentReport.rule, IncidentReport.via_report_id,
+               IncidentReport.link_detail))}
+
+
+def test_incremental_bundling_agrees_with_the_full_plan(runtime: Runtime) -> None:
     """Reports arrive in random orders, links to those already there; the stored incidents, keys and
     reasons equal the reference partition (``plan_all``) and reasons computed from scratch, and
     the incremental path did most of the work."""
-    from tipline.pipeline.stages import bundle as bundle_mod
-
-    calls = {"fast": 0, "full": 0}
-    real_add = bundle_mod.add_report
-
-    def counting_add(*args: object, **kw: object) -> bool:
-        ok = real_add(*args, **kw)  # type: ignore[arg-type]
-        calls["fast" if ok else "full"] += 1
-        return ok
-
-    monkeypatch.setattr(bundle_mod, "add_report", counting_add)
     rules = load_bundling()
     ids = [store_report(runtime, report_doc([person(f"u{i}")], batched=(i % 9 == 0))) for i in range(40)]
     ctx = StageContext(runtime)
@@ -257,47 +255,44 @@ def test_incremental_bundling_agrees_with_the_full_plan(runtime: Runtime, monkey
                         written.add((a, b, reason))
                         added.add((other, reason, 1.0, detail))
                 if seed % 2:
-                    # As the links stage does in the same transaction: say what changed.
+                    # As the links stage does in the same transaction: record what changed.
                     s.flush()
-                    s.info[LINK_CHANGES] = {rid: LinkChange(removed=False, added=frozenset(added))}
-                    stage.func(ctx, s, rid)
+                    record_link_change(s, rid, LinkChange(removed=False, added=frozenset(added)))
+                    ctx.count([("bundles", stage.func(ctx, s, rid) or Outcome.DONE)])
             if not seed % 2:
-                run_stage(ctx, stage, rid)  # its own transaction: no word from the links stage
+                run_stage(ctx, stage, rid)  # its own transaction: no record from the links stage
         with runtime.sessions() as s:
             stored = current_assignments(s)
             assert stored == plan_all(s, rules), f"seed {seed}"
-            reasons = {int(r): why for r, why in s.execute(select(IncidentReport.report_id, IncidentReport.reason))}
+            reasons = _stored_reasons(s)
             assert reasons == _expected_reasons(s, rules), f"seed {seed}"
             # No incident is left empty or duplicated.
             assert s.execute(select(func.count()).select_from(Incident)).scalar_one() == len(
                 {k for _, k in stored.values()})
-    assert calls["fast"] > calls["full"] > 0
-    # Every incremental case was exercised.
-    assert {"grow", "new group", "alone", "extend, joined", "extend, reasons", "extend, unchanged",
-            "left an incident", "merge", "split", "extend, merged"} <= {
-        k for k, v in bundle_mod.INCREMENTAL.items() if v > 0}
+    # The stage said how it went, and the runner counted it: mostly from the recorded changes.
+    assert ctx.outcomes[("bundles", Outcome.UPDATED)] > ctx.outcomes[("bundles", Outcome.RECOMPUTED)] > 0
 
 
 def test_grouped_pipeline_bundles_like_the_full_plan(runtime: Runtime) -> None:
     """Through the real links stage, grouped as the worker runs it (the links stage tells the
     bundles stage what changed): the same partition and reasons as the reference."""
     from tipline.pipeline.core import run_reports
-    from tipline.pipeline.stages.bundle import FALLBACKS
 
     truth, _ = plant(runtime, seed=5)
-    before = sum(FALLBACKS.values())
-    run_reports(StageContext(runtime), {rid: STAGES for rid in sorted(truth)})
+    ctx = StageContext(runtime)
+    run_reports(ctx, {rid: STAGES for rid in sorted(truth)})
     with runtime.sessions() as s:
         assert current_assignments(s) == plan_all(s, load_bundling())
-        reasons = {int(r): why for r, why in s.execute(select(IncidentReport.report_id, IncidentReport.reason))}
+        reasons = _stored_reasons(s)
         assert reasons == _expected_reasons(s, load_bundling())
-    # Most reports took the incremental path.
-    assert sum(FALLBACKS.values()) - before < len(truth) / 2
+    # Most reports were brought up to date from what the links stage recorded.
+    assert ctx.outcomes[("bundles", Outcome.RECOMPUTED)] < len(truth) / 2
+    assert sum(ctx.outcomes[("bundles", o)] for o in Outcome) == len(truth)
 
 
-def _arrive(runtime: Runtime, rid: int, links: list[tuple[int, int, str]]) -> None:
-    """Report ``rid`` is processed: its links are written and the bundles stage runs in the same
-    transaction, told what was added (as the links stage tells it)."""
+def _arrive(runtime: Runtime, rid: int, links: list[tuple[int, int, str]]) -> Outcome | None:
+    """Report ``rid`` is processed: its links are written, what was added is recorded (as the
+    links stage records it) and the bundles stage runs in the same transaction; its outcome."""
     with transaction(runtime.sessions) as s:
         added = set()
         for x, y, reason in links:
@@ -305,8 +300,8 @@ def _arrive(runtime: Runtime, rid: int, links: list[tuple[int, int, str]]) -> No
             s.add(ReportLink(report_a=min(x, y), report_b=max(x, y), reason=reason, weight=1.0, detail=detail))
             added.add((y if x == rid else x, reason, 1.0, detail))
         s.flush()
-        s.info[LINK_CHANGES] = {rid: LinkChange(removed=False, added=frozenset(added))}
-        get_stage("bundles").func(StageContext(runtime), s, rid)
+        record_link_change(s, rid, LinkChange(removed=False, added=frozenset(added)))
+        return get_stage("bundles").func(StageContext(runtime), s, rid)
 
 
 def test_a_report_already_grouped_brings_in_a_lower_lone_report(runtime: Runtime) -> None:
@@ -314,20 +309,16 @@ def test_a_report_already_grouped_brings_in_a_lower_lone_report(runtime: Runtime
     a link from R: A joins, the key becomes A's, and R's reason names A — as the full plan says."""
     rules = load_bundling()
     a, c, r = (store_report(runtime, report_doc([person(f"p{i}")])) for i in range(3))
-
-    from tipline.pipeline.stages.bundle import INCREMENTAL
-
-    before = INCREMENTAL["extend, joined"]
     _arrive(runtime, c, [(c, r, "content")])  # C links to R, which has not been processed yet
     _arrive(runtime, a, [])
-    _arrive(runtime, r, [(r, a, "content")])  # R already in {C, R}; A stood alone
-    assert INCREMENTAL["extend, joined"] == before + 1
+    # R already in {C, R}; A stood alone: no re-plan was needed.
+    assert _arrive(runtime, r, [(r, a, "content")]) == Outcome.UPDATED
     with runtime.sessions() as s:
         assert current_assignments(s) == plan_all(s, rules)
         assert {k for _, k in current_assignments(s).values()} == {f"viral:{a}"}
-        reasons = {int(x): why for x, why in s.execute(select(IncidentReport.report_id, IncidentReport.reason))}
+        reasons = _stored_reasons(s)
         assert reasons == _expected_reasons(s, rules)
-        assert reasons[r] == f"viral: content {r}-{a} (report {a})"
+        assert reasons[r] == (f"viral: content {r}-{a} (report {a})", "viral", a, f"content {r}-{a}")
 
 
 def test_a_report_leaving_an_incident_that_would_split_it_is_replanned(runtime: Runtime) -> None:
@@ -345,35 +336,31 @@ def test_a_report_leaving_an_incident_that_would_split_it_is_replanned(runtime: 
         assert got == plan_all(s, rules)
         assert got[a] == got[d] == ("viral", f"viral:{a}") and got[c] == got[e] == ("viral", f"viral:{c}")
         assert got[b] == got[r] == ("offender", f"offender:{b}")
-        reasons = {int(x): why for x, why in s.execute(select(IncidentReport.report_id, IncidentReport.reason))}
+        reasons = _stored_reasons(s)
         assert reasons == _expected_reasons(s, rules)
 
 
 def _leave_case(runtime: Runtime, tag: str, n: int,
                 arrivals: Callable[[list[int]], list[tuple[int, list[tuple[int, int, str]]]]],
-                ) -> tuple[list[int], dict[int, tuple[str, str]], dict[int, str | None], int, int]:
+                ) -> tuple[list[int], dict[int, tuple[str, str]], dict[int, Why], int]:
     """Make ``n`` reports, let them arrive with ``arrivals(ids)``'s links, and check the result
     against the reference (partition and reasons). Returns the ids, the stored assignment and
-    reasons, and how many splits and full re-plans the arrivals took."""
-    from tipline.pipeline.stages.bundle import FALLBACKS, INCREMENTAL
-
+    reasons, and how many arrivals the bundles stage re-planned in full."""
     rules = load_bundling()
     ids = [store_report(runtime, report_doc([person(f"{tag}{i}")])) for i in range(n)]
-    splits, fallbacks = INCREMENTAL["split"], sum(FALLBACKS.values())
-    for rid, links in arrivals(ids):
-        _arrive(runtime, rid, links)
+    replanned = sum(_arrive(runtime, rid, links) == Outcome.RECOMPUTED for rid, links in arrivals(ids))
     with runtime.sessions() as s:
         got = current_assignments(s)
         assert got == plan_all(s, rules)
-        reasons = {int(x): why for x, why in s.execute(select(IncidentReport.report_id, IncidentReport.reason))}
+        reasons = _stored_reasons(s)
         assert reasons == _expected_reasons(s, rules)
-    return ids, got, reasons, INCREMENTAL["split"] - splits, sum(FALLBACKS.values()) - fallbacks
+    return ids, got, reasons, replanned
 
 
 def test_the_last_other_member_of_a_pair_left_behind_stands_alone(runtime: Runtime) -> None:
     """Viral pair {A, B}; R shares an account with B, so B moves to R's offender incident: A is
     left alone and becomes a single-report incident, not a viral incident of one (incrementally)."""
-    (a, _, _), got, _, _, fallbacks = _leave_case(runtime, "l", 3, lambda i: [
+    (a, _, _), got, _, fallbacks = _leave_case(runtime, "l", 3, lambda i: [
         (i[0], []), (i[1], [(i[0], i[1], "content")]), (i[2], [(i[1], i[2], "account")])])
     assert fallbacks == 0
     assert got[a] == ("single", f"single:{a}")
@@ -390,10 +377,10 @@ def test_the_first_sharer_leaving_keeps_the_rest_together_without_reading_it_all
                 (d, [(a, d, "content"), (b, d, "content")]), (e, [(a, e, "content"), (b, e, "content")]),
                 (r, [(a, r, "account")])]
 
-    (a, b, c, d, e, _), got, reasons, splits, fallbacks = _leave_case(runtime, "f", 6, arrivals)
-    assert splits == 0 and fallbacks == 0
+    (a, b, c, d, e, _), got, reasons, fallbacks = _leave_case(runtime, "f", 6, arrivals)
+    assert fallbacks == 0
     assert {got[x] for x in (b, c, d, e)} == {("viral", f"viral:{b}")}
-    assert not any(f"(report {a})" in (reasons[x] or "") for x in (b, c, d, e))
+    assert not any(reasons[x][2] == a or f"(report {a})" in (reasons[x][0] or "") for x in (b, c, d, e))
 
 
 def test_a_split_leaves_the_larger_piece_unread_and_re_keys_it(runtime: Runtime) -> None:
@@ -405,8 +392,8 @@ def test_a_split_leaves_the_larger_piece_unread_and_re_keys_it(runtime: Runtime)
         return [(a, []), (x, [(a, x, "content")]), (b, [(x, b, "content")]), (c, [(b, c, "content")]),
                 (d, [(b, d, "content")]), (r, [(x, r, "account")])]
 
-    (a, _, b, c, d, _), got, _, splits, fallbacks = _leave_case(runtime, "s", 6, arrivals)
-    assert splits == 1 and fallbacks == 0
+    (a, _, b, c, d, _), got, _, fallbacks = _leave_case(runtime, "s", 6, arrivals)
+    assert fallbacks == 0
     assert got[a] == ("single", f"single:{a}")
     assert {got[n] for n in (b, c, d)} == {("viral", f"viral:{b}")}
 
@@ -420,8 +407,8 @@ def test_a_leave_whose_neighbours_meet_three_hops_away_splits_nothing(runtime: R
         return [(a, []), (x, [(a, x, "content")]), (b, [(x, b, "content")]), (c, [(a, c, "content")]),
                 (d, [(c, d, "content"), (b, d, "content")]), (r, [(x, r, "account")])]
 
-    (a, _, b, c, d, _), got, _, splits, fallbacks = _leave_case(runtime, "h", 6, arrivals)
-    assert splits == 0 and fallbacks == 0
+    (a, _, b, c, d, _), got, _, fallbacks = _leave_case(runtime, "h", 6, arrivals)
+    assert fallbacks == 0
     assert {got[n] for n in (a, b, c, d)} == {("viral", f"viral:{a}")}
 
 
@@ -429,20 +416,17 @@ def test_a_grouped_report_linking_another_incident_merges_into_the_lower_key(run
     """{A, B} and {C, R} (R pulled in by C before it was processed); R then links to B: one
     incident keyed by A, with the reasons the full plan gives."""
     rules = load_bundling()
-    from tipline.pipeline.stages.bundle import INCREMENTAL
-
-    merged_before = INCREMENTAL["extend, merged"]
     a, b, c, r = (store_report(runtime, report_doc([person(f"m{i}")])) for i in range(4))
-    for rid, links in ((a, []), (b, [(a, b, "content")]), (c, [(c, r, "content")]), (r, [(r, b, "content")])):
-        _arrive(runtime, rid, links)
+    outcomes = [_arrive(runtime, rid, links) for rid, links in
+                ((a, []), (b, [(a, b, "content")]), (c, [(c, r, "content")]), (r, [(r, b, "content")]))]
     with runtime.sessions() as s:
         got = current_assignments(s)
         assert got == plan_all(s, rules)
         assert {k for _, k in got.values()} == {f"viral:{a}"}
-        reasons = {int(x): why for x, why in s.execute(select(IncidentReport.report_id, IncidentReport.reason))}
+        reasons = _stored_reasons(s)
         assert reasons == _expected_reasons(s, rules)
         assert s.execute(select(func.count()).select_from(Incident)).scalar_one() == 1
-    assert INCREMENTAL["extend, merged"] == merged_before + 1  # the incremental path did it
+    assert outcomes[-1] == Outcome.UPDATED  # merged without a re-plan
 
 
 def test_a_link_reworded_by_the_other_side_updates_reasons_not_membership(runtime: Runtime) -> None:
@@ -452,21 +436,47 @@ def test_a_link_reworded_by_the_other_side_updates_reasons_not_membership(runtim
     c, r = (store_report(runtime, report_doc([person(f"w{i}")])) for i in range(2))
     ctx = StageContext(runtime)
     stage = get_stage("bundles")
-    from tipline.pipeline.stages.bundle import FALLBACKS
-
     with transaction(runtime.sessions) as s:
         s.add(ReportLink(report_a=c, report_b=r, reason="content", weight=1.0, detail="zz seen from C"))
         s.flush()
-        s.info[LINK_CHANGES] = {c: LinkChange(removed=False, added=frozenset({(r, "content", 1.0, "zz seen from C")}))}
+        record_link_change(s, c, LinkChange(removed=False, added=frozenset({(r, "content", 1.0, "zz seen from C")})))
         stage.func(ctx, s, c)
-    full_before = sum(FALLBACKS.values())
     with transaction(runtime.sessions) as s:
         s.execute(update(ReportLink).where(ReportLink.report_a == c).values(detail="aa seen from R"))
-        s.info[LINK_CHANGES] = {r: LinkChange(removed=False, added=frozenset(), redetailed=frozenset({c}))}
-        stage.func(ctx, s, r)
-    assert sum(FALLBACKS.values()) == full_before
+        record_link_change(s, r, LinkChange(removed=False, added=frozenset(), redetailed=frozenset({(c, "content")})))
+        assert stage.func(ctx, s, r) == Outcome.UPDATED  # no re-plan
     with runtime.sessions() as s:
         assert current_assignments(s) == plan_all(s, rules)
-        reasons = {int(x): why for x, why in s.execute(select(IncidentReport.report_id, IncidentReport.reason))}
+        reasons = _stored_reasons(s)
         assert reasons == _expected_reasons(s, rules)
-        assert reasons[c] == f"viral: aa seen from R (report {r})"
+        assert reasons[c] == (f"viral: aa seen from R (report {r})", "viral", r, "aa seen from R")
+
+
+def test_the_links_stage_records_its_change_as_rows_the_bundles_stage_takes(runtime: Runtime) -> None:
+    """The hand-off is stored: links writes what changed (one set per report, items per link), a
+    later links run of another report drops it (links changed under it), bundles consumes it."""
+    from tipline.store.tables import ReportLinkChange, ReportLinkChangeItem
+
+    a, b = (store_report(runtime, report_doc([person("shared", service="kik")])) for _ in range(2))
+    ctx = StageContext(runtime)
+    for rid in (a, b):  # a's links run before b's identifiers exist: b's run adds the link
+        run_stage(ctx, get_stage("identifiers"), rid)
+        run_stage(ctx, get_stage("links"), rid)
+
+    def recorded() -> tuple[set[tuple[int, bool]], set[tuple[int, int, str, bool]]]:
+        with runtime.sessions() as s:
+            return ({(int(r), bool(x)) for r, x in s.execute(select(ReportLinkChange.report_id,
+                                                                     ReportLinkChange.removed))},
+                    {(int(r), int(o), str(why), bool(w)) for r, o, why, w in s.execute(select(
+                        ReportLinkChangeItem.report_id, ReportLinkChangeItem.other_report_id,
+                        ReportLinkChangeItem.reason, ReportLinkChangeItem.reworded))})
+
+    # b's run added the link to a; a's set (no links then) was dropped by it.
+    sets, items = recorded()
+    assert sets == {(b, False)} and {(r, o, w) for r, o, _, w in items} == {(b, a, False)}
+    assert run_stage(ctx, get_stage("bundles"), b) is None and ctx.outcomes[("bundles", Outcome.UPDATED)] == 1
+    assert recorded() == (set(), set())
+    run_stage(ctx, get_stage("bundles"), a)
+    with runtime.sessions() as s:
+        assert current_assignments(s) == plan_all(s, load_bundling())
+        assert {k for _, k in current_assignments(s).values()} == {f"offender:{a}"}

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from helpers import person, report_doc, run, store_report
+from tipline.kinds.locations import CONFIDENCE, ip_class
 from tipline.pipeline.directory import load_routing
 from tipline.pipeline.geo import ATTRIBUTION, GeoIp, GeoIpUnavailable, us_state_code
 from tipline.pipeline.stages.locate import resolve
@@ -67,22 +69,28 @@ def test_us_state_codes() -> None:
 class Row:
     id: int
     source: str
-    detail: str
+    location_class: str
     country: str | None
     region: str | None
     confidence: float
     city: str | None = None
+    ip: str | None = None
+    event: str | None = None
+    event_at: datetime | None = None
+    verified: bool | None = None
+    detail: str | None = None
 
 
 def ip_row(i: int, country: str | None, region: str | None, event: str = "Login", at: str = "2024-01-01T00:00:00Z",
            proxy: bool = False) -> Row:
-    return Row(i, "ip", f"ip=8.8.8.{i} event={event} at={at} proxy={'yes' if proxy else 'no'} flags=none",
-               country, region, 0.1 if proxy else 0.7 if event == "Login" else 0.5)
+    cls = ip_class(event, proxy)
+    return Row(i, "ip", cls, country, region, CONFIDENCE[cls],
+               ip=f"8.8.8.{i}", event=event, event_at=datetime.fromisoformat(at))
 
 
 def est_row(i: int, country: str, region: str | None, verified: bool) -> Row:
-    return Row(i, "esp_estimate", f"verified={'yes' if verified else 'no'} at=none", country, region,
-               0.9 if verified else 0.4)
+    return Row(i, "esp_estimate", "esp_estimate_verified" if verified else "esp_estimate_unverified", country,
+               region, 0.9 if verified else 0.4, verified=verified)
 
 
 def test_precedence_verified_estimate_first_then_latest_login() -> None:
@@ -95,6 +103,18 @@ def test_precedence_verified_estimate_first_then_latest_login() -> None:
             ip_row(3, "PH", None, event="Upload", at="2024-04-01T00:00:00Z"), est_row(4, "IN", None, verified=False)]
     r = resolve(rows, PRECEDENCE)
     assert (r.country, r.us_state, r.source) == ("US", "NY", "ip_login")
+
+
+def test_an_upload_ip_ranks_as_it_is_scored() -> None:
+    """Between a login and any other event: an older upload beats a newer other event, a login
+    beats a newer upload, and the upload's confidence is ip_upload's."""
+    upload = ip_row(1, "PH", None, event="Upload", at="2024-01-01T00:00:00Z")
+    other = ip_row(2, "IN", None, event="Registration", at="2024-06-01T00:00:00Z")
+    login = ip_row(3, "US", "NY", event="Login", at="2023-01-01T00:00:00Z")
+    r = resolve([other, upload], PRECEDENCE)
+    assert (r.country, r.source, r.confidence) == ("PH", "ip_upload", CONFIDENCE["ip_upload"])
+    assert resolve([other, upload, login], PRECEDENCE).source == "ip_login"
+    assert CONFIDENCE["ip_login"] > CONFIDENCE["ip_upload"] > CONFIDENCE["ip_other"]
 
 
 def test_proxy_addresses_never_decide_and_nothing_is_unknown_as_a_guess() -> None:
@@ -124,6 +144,12 @@ def test_location_and_jurisdiction_stages(runtime: Runtime) -> None:
         assert [(x.source, x.country, x.region) for x in locs] == [
             ("ip", "US", "CA"), ("esp_estimate", "US", "TX"), ("user_supplied", "US", "MA"), ("ip", "CH", "Zurich")]
         assert locs[0].city == "Mountain View" and locs[0].confidence == 0.7
+        # The facts ranking reads are columns of their own, not text to parse.
+        assert [(x.location_class, x.ip, x.event, x.event_at, x.proxy, x.verified) for x in locs] == [
+            ("ip_login", "8.8.8.8", "Login", datetime(2024, 3, 5, 9, tzinfo=UTC), False, None),
+            ("esp_estimate_unverified", None, None, None, None, False),
+            ("user_supplied", None, None, None, None, None),
+            ("ip_upload", "9.9.9.9", "Upload", None, False, None)]
         j = s.get(Jurisdiction, both)
         assert j is not None and (j.country, j.us_state, j.source) == ("US", "CA", "ip_login")
         jp = s.get(Jurisdiction, private)

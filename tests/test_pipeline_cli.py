@@ -185,13 +185,15 @@ def test_enrichment_view_shape_and_text(rt: Runtime) -> None:
         s.add(FileMatch(file_id=g.id, kind="duplicate", hash_type="pdq", distance=4, other_file_id=f.id,
                         created_at=now))
         s.add(ReportLink(report_a=rid, report_b=other, reason="account", detail="u-7", weight=1.0))
-        inc = Incident(rule="same_account", key=f"acct:u-7:{rid}", created_at=now, updated_at=now)
+        inc = Incident(rule="same_account", key=f"acct:u-7:{rid}", lowest_report_id=rid, created_at=now,
+                       updated_at=now)
         s.add(inc)
         s.flush()
-        s.add(IncidentReport(incident_id=inc.id, report_id=rid, reason="same reported account"))
-        s.add(IncidentReport(incident_id=inc.id, report_id=other, reason="same reported account"))
+        s.add(IncidentReport(incident_id=inc.id, report_id=rid, reason="same reported account", rule="same_account"))
+        s.add(IncidentReport(incident_id=inc.id, report_id=other, reason="same reported account",
+                             rule="same_account"))
         s.add(Location(report_id=rid, source="ip", detail="198.51.100.7 Login", country="US", region="TX",
-                       city="Austin", confidence=0.7))
+                       city="Austin", confidence=0.7, location_class="ip_login"))
         s.add(Jurisdiction(report_id=rid, country="US", us_state="TX", source="ip", confidence=0.7,
                            reason="IP geolocation", resolved_at=now))
         s.add(PipelineRun(report_id=rid, stage="jurisdiction", version="1", done_at=now))

@@ -171,8 +171,9 @@ def test_platform_reports_keep_victim_and_reporter_addresses_out() -> None:
 
 class _Row:
     def __init__(self, i: int, loc: Loc) -> None:
-        self.id, self.source, self.detail = i, loc.source, loc.detail
+        self.id, self.source, self.detail, self.location_class = i, loc.source, loc.detail, loc.location_class
         self.country, self.region, self.city, self.confidence = loc.country, loc.region, loc.city, loc.confidence
+        self.ip, self.event, self.event_at, self.verified = loc.ip, loc.event, loc.event_at, loc.verified
 
 
 def test_ranking_against_ip_and_platform_locations() -> None:
@@ -180,13 +181,14 @@ def test_ranking_against_ip_and_platform_locations() -> None:
     prec = list(load_routing().precedence)
     assert set(prec) <= set(LOCATION_CLASSES)
     ip = Loc("ip", "ip=8.8.8.8 event=Login at=2024-01-01T00:00:00Z proxy=no flags=none path=x", "US", "CA", None,
-             None, None, LOCATION_CONFIDENCE["ip_login"])
+             None, None, LOCATION_CONFIDENCE["ip_login"], "ip_login", ip="8.8.8.8", event="Login",
+             event_at=datetime(2024, 1, 1, tzinfo=UTC), proxy=False)
     child = Loc("public_form_child", "type=unknown zip=none path=victim[0]", "GB", None, None, None, None,
-                LOCATION_CONFIDENCE["public_form_child"])
+                LOCATION_CONFIDENCE["public_form_child"], "public_form_child")
     guess = Loc("esp_estimate", "verified=no at=none path=y", "FR", None, None, None, None,
-                LOCATION_CONFIDENCE["esp_estimate_unverified"])
+                LOCATION_CONFIDENCE["esp_estimate_unverified"], "esp_estimate_unverified", verified=False)
     reporter = Loc("public_form_reporter", "path=z", "IE", None, None, None, None,
-                   LOCATION_CONFIDENCE["public_form_reporter"])
+                   LOCATION_CONFIDENCE["public_form_reporter"], "public_form_reporter")
     rows = [_Row(i, loc) for i, loc in enumerate([reporter, guess, child, ip])]
     assert resolve(rows, prec).country == "US"
     assert resolve(rows[:3], prec).country == "GB"

@@ -34,6 +34,7 @@ from tipline.store.tables import (
     Incident,
     IncidentReport,
     Jurisdiction,
+    Location,
     Referral,
     ReportLink,
 )
@@ -62,8 +63,12 @@ def results(rt: Runtime) -> dict[str, Any]:
                                 for r in s.execute(select(Referral)).scalars()),
             "links": sorted((lk.report_a, lk.report_b, lk.reason, lk.detail, lk.weight)
                             for lk in s.execute(select(ReportLink)).scalars()),
-            "incidents": sorted((incident_key[m.incident_id], m.report_id, m.reason)
-                                for m in s.execute(select(IncidentReport)).scalars()),
+            "incidents": sorted((incident_key[m.incident_id], m.report_id, m.reason, m.rule, m.via_report_id,
+                                 m.link_detail) for m in s.execute(select(IncidentReport)).scalars()),
+            "incident_lowest": sorted(s.execute(select(Incident.key, Incident.lowest_report_id)).all()),
+            "locations": sorted(((loc.report_id, loc.source, loc.detail, loc.country, loc.region, loc.city,
+                                 loc.confidence, loc.location_class, loc.ip, loc.event, loc.event_at, loc.proxy,
+                                 loc.verified) for loc in s.execute(select(Location)).scalars()), key=repr),
         }
 
 

@@ -248,7 +248,8 @@ def bench_backend(backend: str, args: argparse.Namespace, source: str) -> dict[s
         # The fast path must not drift from the reference: the stored incidents (built report by
         # report, incrementally, by concurrent workers) must equal a union-find over all links.
         check = ("from tipline.config import Settings; from tipline.runtime import Runtime; "
-                 "from tipline.pipeline.stages.bundle import current_assignments, load_bundling, plan_all; "
+                 "from tipline.pipeline.bundling.reference import current_assignments, plan_all; "
+                 "from tipline.pipeline.bundling.rules import load_bundling; "
                  "rt = Runtime.open(Settings.from_env()); s = rt.sessions(); "
                  "a = current_assignments(s); b = plan_all(s, load_bundling()); "
                  "from collections import Counter; size = Counter(b.values()); "

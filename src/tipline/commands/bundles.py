@@ -31,7 +31,8 @@ def preview(c: Ctx, rules_file: str | None, as_json: bool, show: int) -> None:
 
     Groups all finished reports by the rules and compares with the incidents stored now.
     """
-    from tipline.pipeline.stages.bundle import RULES_FILE, counts, current_assignments, load_bundling, plan_all
+    from tipline.pipeline.bundling.reference import counts, current_assignments, plan_all
+    from tipline.pipeline.bundling.rules import RULES_FILE, load_bundling
 
     try:
         rules = load_bundling(rules_file)

@@ -175,11 +175,13 @@ def worker_cmd(c: Ctx, kind: str | None, concurrency: int | None, once: bool) ->
 
     Jobs that crashed workers left behind are retried.
     """
+    from tipline.pipeline.core import StageContext
     from tipline.pipeline.queue import open_queue
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     rt = c.runtime()
-    q = open_queue(rt, kind, concurrency=concurrency)
+    ctx = StageContext(rt)
+    q = open_queue(rt, kind, concurrency=concurrency, ctx=ctx)
     stop = threading.Event()
     if q.kind == "inprocess" and threading.current_thread() is threading.main_thread():
         # SIGTERM (systemd, docker stop) and Ctrl-C: each thread finishes the group of reports
@@ -196,19 +198,16 @@ def worker_cmd(c: Ctx, kind: str | None, concurrency: int | None, once: bool) ->
     finally:
         q.close()
         rt.close()
-        click.echo(_bundling_summary(), err=True)
+        click.echo(_bundling_summary(ctx), err=True)
 
 
-def _bundling_summary() -> str:
+def _bundling_summary(ctx: StageContext) -> str:
     """How the bundles stage handled reports in this process: incrementally, or by a full re-plan."""
-    from tipline.pipeline.stages.bundle import FALLBACKS, INCREMENTAL
+    from tipline.pipeline.core import Outcome
 
-    # One outcome per report; "left an incident", "split" and the merges are events along the way.
-    events = {"left an incident", "split", "merge", "extend, merged"}
-    fast = sum(v for k, v in INCREMENTAL.items() if k not in events)
-    full = sum(v for k, v in FALLBACKS.items() if not k.startswith("cannot leave"))
-    why = ", ".join(f"{k}: {v}" for k, v in FALLBACKS.most_common())
-    return f"bundles: {fast} report(s) updated incrementally, {full} re-planned in full" + (f" ({why})" if why else "")
+    fast, full = ctx.outcomes[("bundles", Outcome.UPDATED)], ctx.outcomes[("bundles", Outcome.RECOMPUTED)]
+    return (f"bundles: {fast} report(s) updated incrementally, {full} re-planned in full"
+            " (why: debug log of tipline.pipeline.bundles)")
 
 
 @command.command("stages")

@@ -32,19 +32,20 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from tipline.kinds.hashes import BY_NAME_OR_ALIAS, CRYPTO_NAMES
+from tipline.kinds.hashes import HASH_TYPES as HASH_REGISTRY
 from tipline.store.tables import BankEntry, HashBank
 
-#: Hash types a bank can hold, with their length in hex digits.
-HASH_TYPES: dict[str, int] = {"md5": 32, "sha1": 40, "sha256": 64, "pdq": 64}
-CRYPTO_TYPES = ("md5", "sha1", "sha256")
+#: Hash types a bank can hold, with their length in hex digits (tipline.kinds.hashes).
+HASH_TYPES: dict[str, int] = {h.name: h.hex_length for h in HASH_REGISTRY.values()}
+CRYPTO_TYPES = CRYPTO_NAMES
 DEFAULT_PDQ_THRESHOLD = 31
 #: Thresholds above this make PDQ matching meaningless (and the multi-index probe count explode).
 MAX_PDQ_THRESHOLD = 63
 _HEX = re.compile(r"^[0-9a-f]+$")
 
 # Signal type names used by python-threatexchange / HMA, mapped to ours.
-_TE_TYPES = {"pdq": "pdq", "hash_pdq": "pdq", "md5": "md5", "video_md5": "md5", "hash_md5": "md5",
-             "photo_md5": "md5", "sha256": "sha256", "sha1": "sha1"}
+_TE_TYPES = BY_NAME_OR_ALIAS
 
 
 class BankImportError(Exception):

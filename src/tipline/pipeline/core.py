@@ -1,8 +1,10 @@
 """The stage registry and the runner.
 
-A stage is a function ``(ctx, session, report_id) -> None`` that reads stored records and
-writes only rows keyed by that report (or its files), replacing what an earlier run wrote.
-So any stage can be re-run for one report, some, or all, and the result is the same.
+A stage is a function ``(ctx, session, report_id) -> Outcome | None`` that reads stored
+records and writes only rows keyed by that report (or its files), replacing what an earlier
+run wrote. So any stage can be re-run for one report, some, or all, and the result is the
+same. Stages hand each other nothing but stored rows; what a stage returns says only how it
+went, and the runner counts it (``StageContext.outcomes``).
 
 Stage modules live in ``tipline.pipeline.stages`` and register themselves with ``@stage``;
 they are discovered by import, so adding a stage never means editing a list elsewhere.
@@ -15,9 +17,11 @@ import logging
 import pkgutil
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import delete, insert, select
@@ -31,7 +35,20 @@ __all__ = ["cross_report_lock"]  # stages take it from here
 
 log = logging.getLogger("tipline.pipeline")
 
-StageFunc = Callable[["StageContext", Session, int], None]
+
+
+class Outcome(StrEnum):
+    """How one run of a stage went; a stage that returns None is ``DONE``."""
+
+    #: Wrote its output from what it reads.
+    DONE = "done"
+    #: Brought its output up to date from what the stage before it recorded as changed.
+    UPDATED = "updated from recorded changes"
+    #: Could not use recorded changes, or had none, and recomputed from everything it reads.
+    RECOMPUTED = "recomputed"
+
+
+StageFunc = Callable[["StageContext", Session, int], "Outcome | None"]
 
 
 @dataclass(frozen=True)
@@ -114,6 +131,12 @@ class StageContext:
     rt: Runtime
     services: dict[str, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: (stage, outcome) -> committed runs in this context, counted by the runner.
+    outcomes: Counter[tuple[str, Outcome]] = field(default_factory=Counter)
+
+    def count(self, runs: Iterable[tuple[str, Outcome]]) -> None:
+        with self.lock:
+            self.outcomes.update(runs)
 
     def service(self, key: str, build: Callable[[], Any]) -> Any:
         with self.lock:
@@ -125,11 +148,12 @@ class StageContext:
 def run_stage(ctx: StageContext, st: StageDef, report_id: int) -> None:
     """Run one stage for one report in its own transaction and record it in the ledger."""
     with transaction(ctx.rt.sessions, background=True) as s:
-        st.func(ctx, s, report_id)
+        outcome = st.func(ctx, s, report_id) or Outcome.DONE
         record_run(s, report_id, st, None)
     from tipline.metrics import record_stage_runs  # here: keeps prometheus-client off CLI start-up
 
     record_stage_runs([(st.name, None)])
+    ctx.count([(st.name, outcome)])
 
 
 def record_run(session: Session, report_id: int, st: StageDef, error: str | None) -> None:
@@ -200,6 +224,7 @@ def _run_group(ctx: StageContext, items: list[tuple[int, list[str] | None]], sta
     began = time.monotonic()
     end = start
     ledger: list[tuple[StageDef, str | None]] = []  # what ran, for the metrics once committed
+    outcomes: list[tuple[str, Outcome]] = []
     try:
         with transaction(ctx.rt.sessions, background=True) as s:
             while end < len(items):
@@ -208,12 +233,13 @@ def _run_group(ctx: StageContext, items: list[tuple[int, list[str] | None]], sta
                 for st in _selected(names):
                     try:
                         with s.begin_nested():
-                            st.func(ctx, s, report_id)
+                            outcome = st.func(ctx, s, report_id) or Outcome.DONE
                             # In the savepoint: a later stage of this report sees that this
                             # one ran (the first run must read what a re-run reads).
                             record_run(s, report_id, st, None)
                             s.flush()
                         ledger.append((st, None))
+                        outcomes.append((st.name, outcome))
                     except Exception as exc:
                         log.exception("stage %s failed for report %s", st.name, report_id)
                         record_run(s, report_id, st, _error_text(exc))
@@ -231,6 +257,7 @@ def _run_group(ctx: StageContext, items: list[tuple[int, list[str] | None]], sta
 
         # Counted once the group committed (a failed commit is counted by the stepwise rerun).
         record_stage_runs((st.name, err) for st, err in ledger)
+        ctx.count(outcomes)
     return end
 
 

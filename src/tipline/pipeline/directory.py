@@ -20,6 +20,8 @@ from typing import Any, Protocol
 from sqlalchemy import Text, cast, select
 from sqlalchemy.orm import Session
 
+from tipline.kinds.agencies import KIND_NAMES
+from tipline.kinds.locations import CLASS_NAMES, CONFIDENCE
 from tipline.model.report import COUNTRIES
 from tipline.pipeline.geo import US_STATES, clean_city
 from tipline.pipeline.identifiers import DATA_DIR
@@ -27,23 +29,12 @@ from tipline.store.tables import Agency
 
 AGENCIES_FILE = DATA_DIR / "agencies.csv"
 ROUTING_FILE = DATA_DIR / "routing.toml"
-KINDS = ("icac", "federal", "international", "local")
+KINDS = KIND_NAMES
 COLUMNS = ("code", "name", "kind", "country", "us_state", "lead", "counties", "cities", "channel", "notes")
-#: Every location source's confidence (0..1): the one list. The ``location`` stage scores rows
-#: with it; routing.toml's precedence may name only its classes. docs/routing.md explains them.
-LOCATION_CONFIDENCE: dict[str, float] = {
-    "esp_estimate_verified": 0.9,
-    "ip_login": 0.7,
-    "ip_upload": 0.6,  # a confidence only: upload IPs rank in the class ip_other
-    "ip_other": 0.5,
-    "public_form_child": 0.5,  # where the child is, as the public reporter says
-    "public_form_person": 0.4,  # where the person responsible is, as the reporter says
-    "esp_estimate_unverified": 0.4,
-    "user_supplied": 0.3,
-    "public_form_reporter": 0.3,  # where the reporter is (often, not always, the child's place)
-    "ip_proxy": 0.1,
-}
-LOCATION_CLASSES = tuple(c for c in LOCATION_CONFIDENCE if c != "ip_upload")
+#: Every location class's confidence (0..1), from the one registry (tipline.kinds.locations);
+#: routing.toml's precedence may name only its classes.
+LOCATION_CONFIDENCE: dict[str, float] = CONFIDENCE
+LOCATION_CLASSES: tuple[str, ...] = CLASS_NAMES
 
 
 class DirectoryError(ValueError):

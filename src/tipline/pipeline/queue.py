@@ -342,13 +342,15 @@ def queue_kind(rt: Runtime, kind: str | None = None) -> str:
     return kind
 
 
-def open_queue(rt: Runtime, kind: str | None = None, *, concurrency: int | None = None) -> JobQueue:
-    """The job queue configured by ``TIPLINE_QUEUE`` (or ``kind``) for this runtime."""
+def open_queue(rt: Runtime, kind: str | None = None, *, concurrency: int | None = None,
+               ctx: StageContext | None = None) -> JobQueue:
+    """The job queue configured by ``TIPLINE_QUEUE`` (or ``kind``) for this runtime; its stages
+    run in ``ctx`` when given (which then counts their outcomes)."""
     n = concurrency or rt.settings.pipeline_concurrency
     resolved = queue_kind(rt, kind)
     if resolved == "procrastinate":
-        return ProcrastinateQueue(rt, concurrency=n)
-    return InProcessQueue(rt, concurrency=n)
+        return ProcrastinateQueue(rt, concurrency=n, ctx=ctx)
+    return InProcessQueue(rt, concurrency=n, ctx=ctx)
 
 
 # --- embedded: in-process threads over the ledger ---------------------------------------------

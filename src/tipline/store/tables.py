@@ -264,6 +264,28 @@ class ReportLink(Base):
     weight: Mapped[float] = mapped_column(default=1.0)
 
 
+class ReportLinkChange(Base):
+    """The links stage changed this report's links and the bundles stage has not read it yet
+    (tipline.pipeline.linkchanges): links were removed or altered, or only those items added."""
+
+    __tablename__ = "report_link_changes"
+    report_id: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"), primary_key=True)
+    removed: Mapped[bool] = mapped_column(Boolean)
+
+
+class ReportLinkChangeItem(Base):
+    """One link of a ``ReportLinkChange``: added, or kept with a new detail (``reworded``)."""
+
+    __tablename__ = "report_link_change_items"
+    report_id: Mapped[int] = mapped_column(ForeignKey("report_link_changes.report_id", ondelete="CASCADE"),
+                                           primary_key=True)
+    other_report_id: Mapped[int] = mapped_column(ReportId, primary_key=True)
+    reason: Mapped[str] = mapped_column(String(30), primary_key=True)
+    weight: Mapped[float | None] = mapped_column()  # added links only
+    detail: Mapped[str | None] = mapped_column(String(512))
+    reworded: Mapped[bool] = mapped_column(Boolean)
+
+
 class Incident(Base):
     """A bundle of reports about the same thing (batched, viral content, one offender)."""
 
@@ -271,15 +293,29 @@ class Incident(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     rule: Mapped[str] = mapped_column(String(40))
     key: Mapped[str] = mapped_column(String(255), unique=True)  # stable: re-runs find the same incident
+    #: The lowest-numbered member: with ``rule`` it makes the key ("rule:lowest"), kept as a fact
+    #: so that nothing splits the key to learn it.
+    lowest_report_id: Mapped[int] = mapped_column(ReportId)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class IncidentReport(Base):
+    """A report's membership of an incident, and why: the rule, and the link to the member it names."""
+
     __tablename__ = "incident_reports"
+    # Members whose reason names a given report (the report leaving an incident renames them).
+    __table_args__ = (Index("ix_incident_reports_incident_via", "incident_id", "via_report_id"),)
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), primary_key=True)
     report_id: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"), primary_key=True, index=True)
+    #: Readable text made from the columns below (cut at 255); nothing reads it back.
     reason: Mapped[str | None] = mapped_column(String(255))
+    rule: Mapped[str] = mapped_column(String(40))
+    #: The member this one is linked to (the lowest-numbered), or None for a batched or single
+    #: report. No foreign key: a purged report is named until the next re-plan, as text was.
+    via_report_id: Mapped[int | None] = mapped_column(ReportId)
+    #: That link's detail (or reason when it has none), whole (the text may be cut).
+    link_detail: Mapped[str | None] = mapped_column(String(512))
 
 
 class Location(Base):
@@ -289,7 +325,15 @@ class Location(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     report_id: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"), index=True)
     source: Mapped[str] = mapped_column(String(30))  # ip | esp_estimate | user_supplied
-    detail: Mapped[str | None] = mapped_column(String(255))  # e.g. the IP address and event
+    detail: Mapped[str | None] = mapped_column(String(255))  # readable: the IP address, event, path
+    #: The precedence class (routing.toml [jurisdiction]) the location stage gave the row.
+    location_class: Mapped[str] = mapped_column(String(30))
+    ip: Mapped[str | None] = mapped_column(String(64))  # IP sources: the address (normalised when valid)
+    event: Mapped[str | None] = mapped_column(String(20))  # IP sources: Login, Upload, … (Unknown if none)
+    #: When the IP was captured or the platform estimated the place, to the second; None if not said.
+    event_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    proxy: Mapped[bool | None] = mapped_column(Boolean)  # IP sources: flagged possibleProxy
+    verified: Mapped[bool | None] = mapped_column(Boolean)  # platform estimates: verified by the platform
     country: Mapped[str | None] = mapped_column(String(2))
     region: Mapped[str | None] = mapped_column(String(100))  # US state code for the US
     city: Mapped[str | None] = mapped_column(String(100))

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from tipline.kinds.hashes import CRYPTO_NAMES, HASH_TYPES
 from tipline.pipeline import media
 from tipline.pipeline.core import StageContext, stage
 from tipline.store.tables import Blob, File, FileSignal
@@ -23,9 +24,9 @@ _HEX = re.compile(r"^[0-9a-f]+$")
 
 
 def _check_crypto(f: File) -> None:
-    for name, want in (("md5", 32), ("sha1", 40), ("sha256", 64)):
+    for name in CRYPTO_NAMES:
         value = getattr(f, name)
-        if not value or len(value) != want or not _HEX.match(value):
+        if not value or len(value) != HASH_TYPES[name].hex_length or not _HEX.match(value):
             raise ValueError(f"file {f.id}: {name} missing or malformed ({value!r}); intake computes it at upload")
 
 

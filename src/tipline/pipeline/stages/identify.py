@@ -23,6 +23,7 @@ from sqlalchemy import ColumnElement, Integer, and_, bindparam, delete, func, or
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from tipline.kinds.hashes import CRYPTO_NAMES
 from tipline.model.report import DeviceId, Email, IpCaptureEvent, Phone
 from tipline.model.report import Report as ReportModel
 from tipline.pipeline.core import StageContext, cross_report_lock, stage
@@ -39,6 +40,7 @@ from tipline.pipeline.identifiers import (
     normalise_profile_url,
     normalise_service,
 )
+from tipline.pipeline.linkchanges import diff_links, record_link_change
 from tipline.store.tables import (
     File,
     FileMatch,
@@ -50,7 +52,7 @@ from tipline.store.tables import (
     ReportLink,
 )
 
-CRYPTO_HASHES = frozenset({"md5", "sha1", "sha256"})
+CRYPTO_HASHES = frozenset(CRYPTO_NAMES)
 
 
 @dataclass(frozen=True)
@@ -634,22 +636,6 @@ def compute_links(session: Session, report_id: int, rules: Rules | None = None,
     return links.out
 
 
-#: ``session.info`` key under which the links stage says how it changed a report's links in this
-#: transaction: {report id: LinkChange}. The bundles stage, run next in the same transaction,
-#: then updates the report's incident incrementally; without it, it re-plans the whole group.
-LINK_CHANGES = "tipline.link_changes"
-
-
-@dataclass(frozen=True)
-class LinkChange:
-    """How one run of the links stage changed a report's links: rows removed or altered, rows added."""
-
-    removed: bool
-    added: frozenset[tuple[int, str, float, str | None]]  # (other report, reason, weight, detail)
-    #: Other reports whose link kept its reason and weight but changed its detail (wording).
-    redetailed: frozenset[int] = frozenset()
-
-
 @stage("links", version="1", after=("identifiers", "matches"))
 def links_stage(ctx: StageContext, session: Session, report_id: int) -> None:
     """Link the report to other reports sharing content, a reported account/e-mail/phone/device, or an IP."""
@@ -664,15 +650,8 @@ def links_stage(ctx: StageContext, session: Session, report_id: int) -> None:
     session.execute(delete(ReportLink).where(mine))
     links = compute_links(session, report_id, cache=ctx.service("links-ip-times", IpTimesCache))
     after = {(other, reason, float(weight), detail[:512]) for (other, reason), (weight, detail) in links.items()}
-    # A pair written earlier from the other report's side may carry other wording: that changes
-    # no membership, only which reason text is lowest, so it is not counted as a removal.
-    old_keys = {(o, r, w): d for o, r, w, d in before}
-    new_keys = {(o, r, w): d for o, r, w, d in after}
-    redetailed = frozenset(o for (o, r, w), d in new_keys.items() if (o, r, w) in old_keys and old_keys[(o, r, w)] != d)
-    session.info.setdefault(LINK_CHANGES, {})[report_id] = LinkChange(
-        removed=bool(set(old_keys) - set(new_keys)),
-        added=frozenset(t for t in after - before if t[0] not in redetailed or (t[0], t[1], t[2]) not in old_keys),
-        redetailed=redetailed)
+    # What changed, for the bundles stage to bring incidents up to date from (it reads the rows).
+    record_link_change(session, report_id, diff_links(before, after))
     # A report enriched after a later-numbered one (finished later, or a worker ahead of
     # another) can change that one's links: it may displace an anchor of a shared key, and it
     # is "earlier" content and a repeat for its assessment. Its links and everything that

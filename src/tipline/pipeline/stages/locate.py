@@ -11,7 +11,6 @@ See docs/routing.md for the confidences and the precedence.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,17 +18,15 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from tipline.kinds.locations import CONFIDENCE, LOCATION_CLASSES, ip_class
 from tipline.model.report import Address, EstimatedLocation, IpCaptureEvent
 from tipline.model.report import Report as ReportModel
 from tipline.pipeline.core import StageContext, cross_report_lock, stage
-from tipline.pipeline.directory import LOCATION_CONFIDENCE, load_routing
+from tipline.pipeline.directory import load_routing
 from tipline.pipeline.geo import GeoIp, clean_city, us_state_code
 from tipline.pipeline.identifiers import normalise_ip
 from tipline.store.tables import File, Jurisdiction, Location, Report
 
-# Confidence of one location source (0..1), before precedence: one list, kept with the
-# precedence's classes in directory.py. Documented in docs/routing.md.
-CONFIDENCE = LOCATION_CONFIDENCE
 #: The report source whose victim and reporter addresses are location sources of their own:
 #: a member of the public telling where the child, the person responsible and they are.
 PUBLIC_SOURCE = "web"
@@ -50,15 +47,22 @@ def _region(country: str | None, region: str | None) -> str | None:
     return region.strip()[:100]
 
 
-def _ts(dt: datetime | None) -> str:
+def _to_second(dt: datetime | None) -> datetime | None:
+    """A report's time in UTC to the second: what ranks locations (finer would reorder ties)."""
     if dt is None:
-        return "none"
+        return None
     dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.replace(microsecond=0)
+
+
+def _ts(dt: datetime | None) -> str:
+    return "none" if dt is None else dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
 class Loc:
+    """One location source; ``location_class`` is its place in the jurisdiction precedence."""
+
     source: str
     detail: str
     country: str | None
@@ -67,32 +71,45 @@ class Loc:
     latitude: float | None
     longitude: float | None
     confidence: float
+    location_class: str
+    ip: str | None = None
+    event: str | None = None
+    event_at: datetime | None = None
+    proxy: bool | None = None
+    verified: bool | None = None
 
 
 def _ip_loc(geo: GeoIp, ev: IpCaptureEvent, path: str) -> Loc:
     n = normalise_ip(ev.ipAddress, ev.possibleProxy)
     event = ev.eventName or "Unknown"
-    proxy = "yes" if ev.possibleProxy else "no"
+    proxy = bool(ev.possibleProxy)
+    at = _to_second(ev.dateTime)
+    ip = n.value if n else ev.ipAddress[:60]
     flags = ",".join(f for f in (n.flags if n else ("invalid",)) if f != "proxy") or "none"
-    detail = (f"ip={n.value if n else ev.ipAddress[:60]} event={event} at={_ts(ev.dateTime)} "
-              f"proxy={proxy} flags={flags} path={path}")
+    detail = (f"ip={ip} event={event} at={_ts(at)} "
+              f"proxy={'yes' if proxy else 'no'} flags={flags} path={path}")
+    cls = ip_class(event, proxy)
+    loc = Loc("ip", detail[:255], None, None, None, None, None, 0.0, cls, ip=ip[:64], event=event,
+              event_at=at, proxy=proxy)
     res = geo.lookup(n.value) if n is not None else None
-    if res is None or _country(res.country) is None:
-        return Loc("ip", detail[:255], None, None, None, None, None, 0.0)
-    kind = "ip_proxy" if ev.possibleProxy else {"Login": "ip_login", "Upload": "ip_upload"}.get(event, "ip_other")
-    country = _country(res.country)
-    return Loc("ip", detail[:255], country, _region(country, res.region), (res.city or "")[:100] or None,
-               res.latitude, res.longitude, CONFIDENCE[kind])
+    country = _country(res.country) if res is not None else None
+    if res is None or country is None:
+        return loc
+    loc.country, loc.region, loc.city = country, _region(country, res.region), (res.city or "")[:100] or None
+    loc.latitude, loc.longitude, loc.confidence = res.latitude, res.longitude, CONFIDENCE[cls]
+    return loc
 
 
 def _estimate_loc(est: EstimatedLocation, path: str) -> Loc:
     verified = bool(est.verified)
     country = _country(est.countryCode)
-    detail = f"verified={'yes' if verified else 'no'} at={_ts(est.timestamp)} path={path}"
-    conf = CONFIDENCE["esp_estimate_verified" if verified else "esp_estimate_unverified"]
+    at = _to_second(est.timestamp)
+    detail = f"verified={'yes' if verified else 'no'} at={_ts(at)} path={path}"
+    cls = "esp_estimate_verified" if verified else "esp_estimate_unverified"
     city = clean_city(est.city)
     return Loc("esp_estimate", detail[:255], country, _region(country, est.region),
-               city[:100] if city else None, None, None, conf if country else 0.0)
+               city[:100] if city else None, None, None, CONFIDENCE[cls] if country else 0.0,
+               cls, event_at=at, verified=verified)
 
 
 def _address_loc(addr: Address, path: str, kind: str = "user_supplied") -> Loc:
@@ -105,7 +122,7 @@ def _address_loc(addr: Address, path: str, kind: str = "user_supplied") -> Loc:
     detail = f"type={addr.type or 'unknown'} zip={addr.zipCode or 'none'} path={path}"
     city = (addr.city or "").strip()[:100] or None
     return Loc(kind, detail[:255], country, region, city, None, None,
-               CONFIDENCE[kind] if country else 0.0)
+               CONFIDENCE[kind] if country else 0.0, kind)
 
 
 def locate(report: ReportModel, files: list[tuple[int, dict[str, Any] | None]], geo: GeoIp,
@@ -158,7 +175,7 @@ def geoip_service(ctx: StageContext) -> GeoIp:
     return geo
 
 
-@stage("location", version="2")  # 2: public-form places
+@stage("location", version="3")  # 2: public-form places; 3: upload IPs rank as ip_upload
 def location_stage(ctx: StageContext, session: Session, report_id: int) -> None:
     """Write one Location row per location source: IP capture events, platform estimates, addresses."""
     cross_report_lock(session)  # reads the document an addendum may change (see intake.add_document)
@@ -171,26 +188,11 @@ def location_stage(ctx: StageContext, session: Session, report_id: int) -> None:
     for loc in locate(ReportModel.model_validate(row.document), files, geoip_service(ctx), row.source):
         session.add(Location(report_id=report_id, source=loc.source, detail=loc.detail, country=loc.country,
                              region=loc.region, city=loc.city, latitude=loc.latitude, longitude=loc.longitude,
-                             confidence=loc.confidence))
+                             confidence=loc.confidence, location_class=loc.location_class, ip=loc.ip,
+                             event=loc.event, event_at=loc.event_at, proxy=loc.proxy, verified=loc.verified))
 
 
 # --- jurisdiction -------------------------------------------------------------------------
-
-_KV = re.compile(r"(\w+)=(\S+)")
-_PUBLIC_WHO = {"public_form_child": "the child's", "public_form_person": "the person responsible's",
-               "public_form_reporter": "the reporter's"}
-
-
-def location_class(source: str, detail: str | None) -> str:
-    """The precedence class of a Location row (see routing.toml [jurisdiction])."""
-    kv = dict(_KV.findall(detail or ""))
-    if source == "esp_estimate":
-        return "esp_estimate_verified" if kv.get("verified") == "yes" else "esp_estimate_unverified"
-    if source == "ip":
-        if kv.get("proxy") == "yes":
-            return "ip_proxy"
-        return "ip_login" if kv.get("event") == "Login" else "ip_other"
-    return source
 
 
 @dataclass(frozen=True)
@@ -203,14 +205,14 @@ class Resolved:
 
 
 def _describe(row: Any) -> str:
-    kv = dict(_KV.findall(row.detail or ""))
     where = ", ".join(x for x in (row.city, row.region, row.country) if x)
     if row.source == "ip":
-        return f"IP {kv.get('ip', '?')} ({kv.get('event', '?')} at {kv.get('at', '?')}) in {where}"
+        return f"IP {row.ip or '?'} ({row.event or '?'} at {_ts(row.event_at)}) in {where}"
     if row.source == "esp_estimate":
-        return f"{'verified' if kv.get('verified') == 'yes' else 'unverified'} platform estimate {where}"
-    if row.source in _PUBLIC_WHO:
-        return f"{_PUBLIC_WHO[row.source]} location given on the public form ({where})"
+        return f"{'verified' if row.verified else 'unverified'} platform estimate {where}"
+    public = LOCATION_CLASSES.get(row.source)
+    if public is not None and public.whose is not None:
+        return f"{public.whose} location given on the public form ({where})"
     return f"address given in the report ({where})"
 
 
@@ -222,26 +224,26 @@ def resolve(rows: list[Any], precedence: list[str]) -> Resolved:
     it has one, else from the next source in precedence that agrees the country is the US.
     """
     rank = {c: i for i, c in enumerate(precedence)}
-    usable = [r for r in rows if r.country and location_class(r.source, r.detail) in rank]
+    usable = [r for r in rows if r.country and r.location_class in rank]
 
-    def key(r: Any) -> tuple[int, str, float, int]:
-        at = dict(_KV.findall(r.detail or "")).get("at", "none")
-        # Descending time: invert characters of the ISO timestamp so later sorts first.
-        inv = "".join(chr(0x7F - ord(ch)) for ch in at) if at != "none" else "\x7f"
-        return rank[location_class(r.source, r.detail)], inv, -float(r.confidence), int(r.id)
+    def key(r: Any) -> tuple[int, int, float, float, int]:
+        # Most recent first; a source that gives no time comes after every timed one.
+        timed = r.event_at is not None
+        return (rank[r.location_class], 0 if timed else 1, -r.event_at.timestamp() if timed else 0.0,
+                -float(r.confidence), int(r.id))
 
     usable.sort(key=key)
     if not usable:
         ignored = [r for r in rows if r.country]
         why = "no usable location source"
         if ignored:
-            why += "; ignored: " + "; ".join(f"{_describe(r)} [{location_class(r.source, r.detail)}]"
+            why += "; ignored: " + "; ".join(f"{_describe(r)} [{r.location_class}]"
                                              for r in ignored[:5])
         elif rows:
             why += f"; {len(rows)} source(s) could not be placed (private, CGNAT, documentation or unknown IPs)"
         return Resolved(None, None, None, 0.0, why)
     best = usable[0]
-    cls = location_class(best.source, best.detail)
+    cls = best.location_class
     parts = [f"country {best.country} from {_describe(best)} [{cls}]"]
     state: str | None = None
     conf = float(best.confidence)
@@ -254,7 +256,7 @@ def resolve(rows: list[Any], precedence: list[str]) -> Resolved:
                 if r.country == "US" and r.region and us_state_code(r.region):
                     state = us_state_code(r.region)
                     conf = min(conf, float(r.confidence))
-                    parts.append(f"state {state} from {_describe(r)} [{location_class(r.source, r.detail)}]")
+                    parts.append(f"state {state} from {_describe(r)} [{r.location_class}]")
                     break
             else:
                 parts.append("state unknown")
@@ -264,7 +266,7 @@ def resolve(rows: list[Any], precedence: list[str]) -> Resolved:
     return Resolved(best.country, state, cls, conf, "; ".join(parts))
 
 
-@stage("jurisdiction", version="1", after=("location",))
+@stage("jurisdiction", version="2", after=("location",))  # 2: ip_upload in the precedence
 def jurisdiction_stage(ctx: StageContext, session: Session, report_id: int) -> None:
     """Resolve country and US state from the report's Location rows by the stated precedence, or unknown."""
     precedence = ctx.service("routing_rules", load_routing).precedence

@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import and_, delete, insert, or_, select
 from sqlalchemy.orm import Session
 
+from tipline.kinds.hashes import CRYPTO_NAMES
 from tipline.pipeline import media
 from tipline.pipeline.core import StageContext, cross_report_lock, stage
 from tipline.pipeline.media import DEFAULT_RADIUS
@@ -137,7 +138,7 @@ def _bank_matches(session: Session, banks: BankIndex, f: File, sig: FileSignal |
     if not limits:
         return out  # no enabled bank: nothing can match
     crypto = or_(*(and_(BankEntry.hash_type == t, BankEntry.value == getattr(f, t).lower())
-                   for t in ("md5", "sha1", "sha256")))
+                   for t in CRYPTO_NAMES))
     for entry_id, htype in session.execute(
         select(BankEntry.id, BankEntry.hash_type).join(HashBank, HashBank.id == BankEntry.bank_id)
         .where(HashBank.enabled.is_(True), crypto).order_by(BankEntry.id)

@@ -29,7 +29,6 @@ from tipline.pipeline.directory import (
     route,
 )
 from tipline.pipeline.geo import us_state_code
-from tipline.pipeline.stages.locate import location_class
 from tipline.store.tables import Agency, Assessment, Jurisdiction, Location, Referral
 
 log = logging.getLogger("tipline.pipeline.route")
@@ -56,7 +55,7 @@ def city_for(session: Session, report_id: int, state: str | None, precedence: tu
                                                   Location.city.is_not(None)).order_by(Location.id)).scalars().all()
     best: tuple[int, int, str] | None = None
     for r in rows:
-        cls = location_class(r.source, r.detail)
+        cls = r.location_class
         if cls not in rank or us_state_code(r.region) != state or not r.city:
             continue
         cand = (rank[cls], -int(r.confidence * 1000), r.city)
