@@ -48,7 +48,7 @@ def audit_verify(c: Ctx, anchor: tuple[int, str] | None, as_json: bool) -> None:
         last = trail.head(s)
         anchor_issue = trail.anchor_problem(s, *anchor) if anchor else None
         guard = trail.guard_problems(s)
-    problems = [f"row {verdict.first_break.seq} {verdict.first_break.problem}"] if verdict.first_break else []
+    problems = [f"row {verdict.first_break.seq}: {verdict.first_break.problem}"] if verdict.first_break else []
     if anchor_issue:
         problems.append(anchor_issue)
     problems += guard

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Select, distinct, func, select, text
+from sqlalchemy import Select, func, select, text
 from sqlalchemy.orm import Session
 
 from tipline.kinds.roles import Capability, may
@@ -150,8 +150,8 @@ def search(session: Session, principal: Principal, q: AuditQuery, *, before: int
     rows = list(session.scalars(stmt.order_by(AuditEvent.seq.desc()).limit(limit + 1)))
     older = rows[limit - 1].seq if len(rows) > limit else None
     matching = session.scalar(_filtered(q, select(func.count()).select_from(AuditEvent))) or 0
-    actions = sorted(a for a in session.scalars(select(distinct(AuditEvent.action))) if a)
-    kinds = sorted(k for k in session.scalars(select(distinct(AuditEvent.object_kind))) if k)
+    actions = sorted(a for a in session.scalars(select(AuditEvent.action).distinct()) if a)
+    kinds = sorted(k for k in session.scalars(select(AuditEvent.object_kind).distinct()) if k)
     return TrailPage(rows[:limit], int(matching), older, actions, kinds)
 
 

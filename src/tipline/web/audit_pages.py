@@ -38,9 +38,10 @@ def router(rt: Runtime) -> APIRouter:
     api = APIRouter(include_in_schema=False)
 
     def page(request: Request, principal: Principal, *, verdict: dict[str, Any] | None = None,
-             status: int = 200) -> Response:
+             status: int = 200, extra_errors: dict[str, str] | None = None) -> Response:
         params = dict(request.query_params)
         q, problems = trail.parse_query(params)
+        problems.errors.update(extra_errors or {})
         before: int | None = None
         raw_before = params.get("before", "").strip()
         if raw_before:
@@ -81,7 +82,7 @@ def router(rt: Runtime) -> APIRouter:
         if fmt not in EXPORT_FORMATS:
             problems.errors["format"] = "Export: the format is csv or json."
         if problems.errors:
-            return await anyio.to_thread.run_sync(lambda: page(request, principal))
+            return await anyio.to_thread.run_sync(lambda: page(request, principal, extra_errors=problems.errors))
 
         def record() -> None:
             with transaction(rt.sessions) as s:
