@@ -35,7 +35,9 @@ def _anchor(_ctx: click.Context, _param: click.Parameter, value: str | None) -> 
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 def audit_verify(c: Ctx, anchor: tuple[int, str] | None, as_json: bool) -> None:
-    """Check every row's hash and its link to the row before it.
+    """Check the chain of the audit trail.
+
+    Every row's hash and its link to the row before it.
 
     Exits 0 on an intact trail; exits 1 naming the first bad row when a row was edited,
     deleted, inserted or moved, when an --anchor row is gone or changed, or when the
@@ -72,9 +74,9 @@ def audit_verify(c: Ctx, anchor: tuple[int, str] | None, as_json: bool) -> None:
 
 def _filters(f: Any) -> Any:
     for opt in reversed([
-        click.option("--actor", default="", help="Username (or cli:…, system) of who acted."),
-        click.option("--action", default="", help="What was done (sign_in, report_view, export, …)."),
-        click.option("--object-kind", default="", help="Kind of object (report, referral, file, user, …)."),
+        click.option("--actor", default="", help="Username of who acted (cli:NAME for an operator, system)."),
+        click.option("--action", default="", help="What was done (sign_in, token_issue, audit_export and so on)."),
+        click.option("--object-kind", default="", help="Kind of object (report, referral, file, user)."),
         click.option("--object-id", default="", help="The object's id."),
         click.option("--since", default="", help="From this UTC date or date and time (2026-12-03T14:30)."),
         click.option("--until", default="", help="Until this UTC date (inclusive) or date and time."),
@@ -123,7 +125,10 @@ def audit_list(c: Ctx, limit: int, **values: str) -> None:
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="File to write (default: stdout).")
 @pass_ctx
 def audit_export(c: Ctx, fmt: str, output: str | None, **values: str) -> None:
-    """Export the matching rows, oldest first, with their hashes (CSV or JSON lines)."""
+    """Export the matching rows with their hashes.
+
+    Oldest first, as CSV or JSON lines.
+    """
     from tipline.people.trail import csv_lines, operator_rows, row_json
 
     q = _query(values)

@@ -93,7 +93,7 @@ def user_add(c: Ctx, username: str, role: str, agency: str | None, platform: str
     """Add an account for USERNAME.
 
     Every role but platform signs in with a one-time code: the TOTP provisioning URI
-    (otpauth://…) is printed once.
+    (an otpauth:// address) is printed once.
     """
     from tipline.people.accounts import check_password_rules, create_user
 
@@ -124,7 +124,10 @@ def user_add(c: Ctx, username: str, role: str, agency: str | None, platform: str
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 def user_list(c: Ctx, role: str | None, as_json: bool) -> None:
-    """List accounts: role, agency or platform, state, tokens, last sign-in."""
+    """List accounts.
+
+    Each with its role, agency or platform, state, tokens and last sign-in.
+    """
     from tipline.people.roster import list_accounts
 
     with c.database() as sessions, sessions() as s:
@@ -153,7 +156,10 @@ def _user(s: Session, username: str) -> User:
 @click.argument("username")
 @pass_ctx
 def user_disable(c: Ctx, username: str) -> None:
-    """Disable USERNAME: every session ends, every token is revoked, sign-in is refused."""
+    """Disable USERNAME.
+
+    Every session ends, every token is revoked, sign-in is refused.
+    """
     from tipline.people.accounts import set_disabled
 
     with _change(c) as s:
@@ -170,7 +176,10 @@ def user_disable(c: Ctx, username: str) -> None:
 @click.argument("username")
 @pass_ctx
 def user_enable(c: Ctx, username: str) -> None:
-    """Enable USERNAME again (its old tokens stay revoked: issue new ones)."""
+    """Enable USERNAME again.
+
+    Its old tokens stay revoked: issue new ones.
+    """
     from tipline.people.accounts import set_disabled
 
     with _change(c) as s:
@@ -186,9 +195,10 @@ def user_enable(c: Ctx, username: str) -> None:
 @click.argument("username")
 @pass_ctx
 def user_reset_totp(c: Ctx, username: str) -> None:
-    """Give USERNAME a new one-time-code secret (a lost or replaced device).
+    """Give USERNAME a new one-time-code secret.
 
-    The old device's codes stop working and every session ends; the new provisioning URI is
+    For a lost or replaced device:
+    the old device's codes stop working and every session ends; the new provisioning URI is
     printed once.
     """
     from tipline.people.accounts import reset_totp
@@ -207,7 +217,10 @@ def user_reset_totp(c: Ctx, username: str) -> None:
 @click.option("--generate", is_flag=True, help="Generate a random password and print it once.")
 @pass_ctx
 def user_password(c: Ctx, username: str, password: str | None, generate: bool) -> None:
-    """Set a new password for USERNAME; every session of the account ends."""
+    """Set a new password for USERNAME.
+
+    Every session of the account ends.
+    """
     from tipline.people.accounts import set_password
 
     password, show = _new_password(password, generate)
@@ -225,7 +238,10 @@ def user_password(c: Ctx, username: str, password: str | None, generate: bool) -
 @click.argument("username")
 @pass_ctx
 def user_unlock(c: Ctx, username: str) -> None:
-    """Lift the lock-out of USERNAME after too many failed sign-ins, before it ends by itself."""
+    """Unlock USERNAME before its lock-out ends.
+
+    Accounts lock after too many failed sign-ins.
+    """
     from tipline.people.accounts import unlock
 
     with _change(c) as s:
@@ -240,8 +256,9 @@ def user_unlock(c: Ctx, username: str) -> None:
 @click.option("--label", help="What the token is for (shown in `user tokens`).")
 @pass_ctx
 def user_token(c: Ctx, username: str, label: str | None) -> None:
-    """Issue a JSON API bearer token for USERNAME (shown once; only its hash is kept).
+    """Issue a JSON API token for USERNAME.
 
+    Shown once; only its hash is kept.
     The token reads and acts with the same scope as the person's signed-in session.
     """
     from tipline.people.accounts import issue_token
@@ -260,7 +277,10 @@ def user_token(c: Ctx, username: str, label: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 def user_tokens(c: Ctx, username: str, as_json: bool) -> None:
-    """List the API tokens of USERNAME: id, label, issued, last used, revoked."""
+    """List the API tokens of USERNAME.
+
+    Each with its id, label, when issued, last used and revoked.
+    """
     from tipline.people.accounts import AccountError
     from tipline.people.roster import list_tokens
 
@@ -290,7 +310,10 @@ def user_tokens(c: Ctx, username: str, as_json: bool) -> None:
 @click.argument("token_id")
 @pass_ctx
 def user_revoke_token(c: Ctx, username: str, token_id: str) -> None:
-    """Revoke one API token of USERNAME, named by its id (or the whole token)."""
+    """Revoke one API token of USERNAME.
+
+    TOKEN_ID is the id `user tokens` shows (or the whole token).
+    """
     from tipline.people.accounts import revoke_token
 
     with _change(c) as s:
