@@ -87,6 +87,10 @@ def test_pages_of_older_rows(runtime: Runtime, auditor: TestClient) -> None:
     ("before=abc", "not a row number"),
     ("before=" + "9" * 40, "not a row number"),
     ("actor=" + "x" * 500, "Actor: at most 100 characters"),
+    ("actor=ana%00", "Actor: letters, digits and punctuation only"),
+    ("object_id=1%0A2", "Object id: letters, digits"),
+    ("until=9999-12-31", "Until: a date"),
+    ("since=2026-12-03T25:00", "From: a date"),
 ])
 def test_bad_filters_are_a_clear_message(auditor: TestClient, query: str, message: str) -> None:
     resp = auditor.get(f"/audit?{query}")
@@ -121,6 +125,24 @@ def test_export_with_bad_input_is_a_message_and_not_audited(runtime: Runtime, au
         assert resp.status_code == 400 and message in resp.text
     with runtime.sessions() as s:
         assert s.scalars(select(AuditEvent).where(AuditEvent.action == "audit_export")).first() is None
+
+
+def test_an_oversized_or_malformed_form_is_refused_cleanly(runtime: Runtime, auditor: TestClient) -> None:
+    csrf = session_csrf(auditor, "/audit")
+    before = _count(runtime)
+    resp = auditor.post("/audit/verify", content=b"csrf_token=" + b"x" * 3_000_000,
+                        headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert resp.status_code in (400, 403, 413) and "Traceback" not in resp.text
+    resp = auditor.post("/audit/verify", content=b"--nope\r\n", headers={
+        "Content-Type": "multipart/form-data; boundary=XyZ"})
+    assert resp.status_code in (400, 403) and "Traceback" not in resp.text
+    assert _count(runtime) == before  # nothing written
+    assert auditor.post("/audit/verify", data={"csrf_token": csrf}).status_code == 200
+
+
+def _count(rt: Runtime) -> int:
+    with rt.sessions() as s:
+        return len(s.scalars(select(AuditEvent.seq)).all())
 
 
 def test_verify_on_demand_needs_the_csrf_token(runtime: Runtime, auditor: TestClient) -> None:

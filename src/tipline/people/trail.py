@@ -95,6 +95,10 @@ def parse_query(values: Mapping[str, str]) -> tuple[AuditQuery, QueryProblems]:
         if len(value) > MAX_FILTER:
             problems.errors[name] = f"{label}: at most {MAX_FILTER} characters."
             value = ""
+        elif any(ord(ch) < 32 for ch in value):
+            # No stored value holds a control character (PostgreSQL refuses NUL outright).
+            problems.errors[name] = f"{label}: letters, digits and punctuation only (no control characters)."
+            value = ""
         text_values[name] = value
     bounds: dict[str, datetime | None] = {"since": None, "until": None}
     for name, label in (("since", "From"), ("until", "Until")):
@@ -103,7 +107,7 @@ def parse_query(values: Mapping[str, str]) -> tuple[AuditQuery, QueryProblems]:
             continue
         try:
             bounds[name] = _when(raw[:40], end=name == "until")
-        except ValueError:
+        except (ValueError, OverflowError):  # not a date; or the day after 9999-12-31
             problems.errors[name] = f"{label}: a date (2026-12-03) or a date and time (2026-12-03T14:30), in UTC."
     query = AuditQuery(**text_values, since=bounds["since"], until=bounds["until"])
     if query.since and query.until and query.until <= query.since:
