@@ -191,7 +191,7 @@ def test_full_cycle(client: TestClient, runtime: Runtime) -> None:
     assert (f.md5, f.sha1, f.sha256, f.size) == (up.md5, up.sha1, up.sha256, len(data))
     assert f.fileName == "standin.png" and f.mediaType == "image/png"
     assert f.fileDetails is not None and f.fileDetails.fileViewedByEsp is True
-    assert runtime.intake.read_file(up.fileId) == data
+    assert runtime.intake.read_file_unchecked(up.fileId) == data
 
     # The JSON bodies are kept byte for byte, like the ISPWS XML.
     with runtime.sessions() as s:

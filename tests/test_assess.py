@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,13 +17,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from samples import INCIDENT, file_details_xml, report_xml
-from tipline.cybertip.xml import parse_file_details, parse_report
+from helpers import VIEWED, submit_report, user
 from tipline.pipeline import core
 from tipline.pipeline.core import StageContext, StageDef, run_report
 from tipline.pipeline.stages import assess as A
 from tipline.runtime import Runtime
-from tipline.standin import standin_image
 from tipline.store.db import transaction
 from tipline.store.tables import (
     Assessment,
@@ -33,41 +31,11 @@ from tipline.store.tables import (
     HashBank,
     Jurisdiction,
     PipelineRun,
-    Reporter,
     ReportLink,
 )
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 ENTICEMENT = "Online Enticement of Children for Sexual Acts"
-USER = """<personOrUserReported>
-    <espIdentifier>u-{n}</espIdentifier><screenName>someone_{n}</screenName>
-    <ipCaptureEvent><ipAddress>198.51.100.{n}</ipAddress><eventName>Login</eventName>
-      <dateTime>2026-09-30T10:00:00Z</dateTime></ipCaptureEvent>
-    {extra}
-  </personOrUserReported>"""
-VIEWED = "<fileViewedByEsp>true</fileViewedByEsp>"
-
-
-def user(n: int = 7, extra: str = "") -> str:
-    return USER.format(n=n, extra=extra)
-
-
-def make_report(rt: Runtime, *, incident_type: str = INCIDENT, summary: str = "", body: str = "",
-                files: Sequence[str] = (), reporter: str = "Acme Social", seed: int = 0) -> int:
-    """Open, fill and finish a report through the intake service; ``files`` are fileDetails extras."""
-    with rt.sessions() as s:
-        rep_id = s.execute(select(Reporter.id).where(Reporter.name == reporter)).scalar_one()
-    xml = report_xml(incident_type, extra_summary=summary, body=body)
-    rid, _ = rt.intake.open_report(rep_id, parse_report(xml), source="ispws", body=xml, content_type="text/xml")
-    for i, extra in enumerate(files):
-        blob = rt.blobs.put(standin_image(1000 * seed + i + rid * 17))
-        fid = rt.intake.attach_file(rep_id, rid, blob, file_name=f"f{i}.png", media_type="image/png")
-        details = file_details_xml(rid, fid, extra)
-        rt.intake.file_info(rep_id, parse_file_details(details), body=details, content_type="text/xml")
-    rt.intake.finish(rep_id, rid)
-    return rid
-
-
 @pytest.fixture
 def only_assess(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, StageDef]]:
     """A registry holding just `assess`: the case does not depend on other stages' state."""
@@ -102,7 +70,7 @@ def rt(runtime: Runtime, esps: dict[str, tuple[str, str]], only_assess: dict[str
 
 
 def test_complete_report_is_a_referral_with_full_quality(rt: Runtime) -> None:
-    rid = make_report(rt, body=user(), files=[VIEWED, VIEWED])
+    rid = submit_report(rt, body=user(), files=[VIEWED, VIEWED])
     a = assess_now(rt, rid)
     assert a.quality == 1.0 and a.missing == []
     assert a.disposition == "referral"
@@ -113,7 +81,7 @@ def test_complete_report_is_a_referral_with_full_quality(rt: Runtime) -> None:
 
 
 def test_missing_items_are_named_and_make_it_informational(rt: Runtime) -> None:
-    rid = make_report(rt)  # no reported user, no IP, no files
+    rid = submit_report(rt)  # no reported user, no IP, no files
     a = assess_now(rt, rid)
     missing = [m["item"] for m in a.missing]
     assert missing == ["reported_user", "location", "content", "ip_event_times"]
@@ -125,7 +93,7 @@ def test_missing_items_are_named_and_make_it_informational(rt: Runtime) -> None:
 
 
 def test_unviewed_file_lowers_quality(rt: Runtime) -> None:
-    rid = make_report(rt, body=user(), files=[VIEWED, "<fileViewedByEsp>false</fileViewedByEsp>"])
+    rid = submit_report(rt, body=user(), files=[VIEWED, "<fileViewedByEsp>false</fileViewedByEsp>"])
     a = assess_now(rt, rid)
     assert [m["item"] for m in a.missing] == ["files_viewed"]
     assert a.quality == pytest.approx(9 / 10)
@@ -133,7 +101,7 @@ def test_unviewed_file_lowers_quality(rt: Runtime) -> None:
 
 def test_platform_escalation_is_priority_1_and_escalated(rt: Runtime) -> None:
     summary = "<escalateToHighPriority>Child is in danger now</escalateToHighPriority>"
-    rid = make_report(rt, summary=summary, body=user(), files=[VIEWED])
+    rid = submit_report(rt, summary=summary, body=user(), files=[VIEWED])
     a = assess_now(rt, rid)
     assert a.priority == 1 and a.escalate is True
     assert a.priority_reasons[0]["rule"] == "platform_escalation"
@@ -142,7 +110,7 @@ def test_platform_escalation_is_priority_1_and_escalated(rt: Runtime) -> None:
 
 def test_enticement_with_a_minor_is_priority_1(rt: Runtime) -> None:
     victim = "<victim><victimPerson><firstName>Vic</firstName><age>13</age></victimPerson></victim>"
-    rid = make_report(rt, incident_type=ENTICEMENT, body=user() + victim)
+    rid = submit_report(rt, incident_type=ENTICEMENT, body=user() + victim)
     a = assess_now(rt, rid)
     assert a.priority == 1 and a.escalate
     assert rules_of(a) == ["enticement_sextortion_minor"]
@@ -150,7 +118,7 @@ def test_enticement_with_a_minor_is_priority_1(rt: Runtime) -> None:
 
 def test_enticement_without_a_minor_named_earns_points_only(rt: Runtime) -> None:
     adult = "<victim><victimPerson><firstName>Ad</firstName><age>30</age></victimPerson></victim>"
-    rid = make_report(rt, incident_type=ENTICEMENT, body=user() + adult)
+    rid = submit_report(rt, incident_type=ENTICEMENT, body=user() + adult)
     a = assess_now(rt, rid)
     assert rules_of(a) == ["enticement_sextortion", "default"]
     assert a.priority == 3  # 2 points < 3; a known location would make it 2
@@ -167,7 +135,7 @@ def test_sextortion_with_minor_by_date_of_birth(rt: Runtime) -> None:
     summary = "<reportAnnotations><sextortion/></reportAnnotations>"
     victim = ("<victim><victimPerson><firstName>V</firstName><dateOfBirth>2012-02-01</dateOfBirth>"
               "</victimPerson></victim>")
-    rid = make_report(rt, summary=summary, body=user() + victim)
+    rid = submit_report(rt, summary=summary, body=user() + victim)
     assert assess_now(rt, rid).priority == 1
 
 
@@ -187,7 +155,7 @@ def _bank_match(rt: Runtime, rid: int) -> None:
 
 def test_new_material_needs_the_matches_stage(rt: Runtime) -> None:
     loc = "<estimatedLocation><countryCode>PH</countryCode></estimatedLocation>"
-    rid = make_report(rt, body=user(extra=loc), files=[VIEWED])
+    rid = submit_report(rt, body=user(extra=loc), files=[VIEWED])
     a = assess_now(rt, rid)
     assert rules_of(a) == ["location_known", "default"] and a.priority == 3  # matching unknown: no claim
     assert "unknown: infant_new_material" not in a.priority_reasons[-1]["text"]
@@ -201,8 +169,8 @@ def test_new_material_needs_the_matches_stage(rt: Runtime) -> None:
 
 
 def test_content_seen_in_an_earlier_report_is_not_new(rt: Runtime) -> None:
-    first = make_report(rt, body=user(), files=[VIEWED])
-    second = make_report(rt, body=user(), files=[VIEWED])
+    first = submit_report(rt, body=user(), files=[VIEWED])
+    second = submit_report(rt, body=user(), files=[VIEWED])
     mark_done(rt, first, "matches")
     mark_done(rt, second, "matches")
     with transaction(rt.sessions) as s:
@@ -218,7 +186,7 @@ def test_content_seen_in_an_earlier_report_is_not_new(rt: Runtime) -> None:
 
 def test_infant_flag_on_new_material_is_priority_1(rt: Runtime) -> None:
     infant = VIEWED + "<fileAnnotations><infant/></fileAnnotations>"
-    rid = make_report(rt, body=user(), files=[infant])
+    rid = submit_report(rt, body=user(), files=[infant])
     a = assess_now(rt, rid)
     assert rules_of(a) == ["infant", "default"] and a.priority == 3
     mark_done(rt, rid, "matches")
@@ -227,7 +195,7 @@ def test_infant_flag_on_new_material_is_priority_1(rt: Runtime) -> None:
 
 
 def test_unresolved_jurisdiction_means_no_location(rt: Runtime) -> None:
-    rid = make_report(rt, body=user(), files=[VIEWED])
+    rid = submit_report(rt, body=user(), files=[VIEWED])
     mark_done(rt, rid, "jurisdiction")
     with transaction(rt.sessions) as s:
         s.add(Jurisdiction(report_id=rid, country=None, us_state=None, source=None, confidence=0.0,
@@ -239,20 +207,20 @@ def test_unresolved_jurisdiction_means_no_location(rt: Runtime) -> None:
 
 def test_viral_meme_files_are_informational(rt: Runtime) -> None:
     meme = VIEWED + "<fileAnnotations><potentialMeme/><viral/></fileAnnotations>"
-    rid = make_report(rt, body=user(), files=[meme, meme])
+    rid = submit_report(rt, body=user(), files=[meme, meme])
     a = assess_now(rt, rid)
     assert a.disposition == "informational" and [r["rule"] for r in a.disposition_reasons] == ["viral_meme"]
-    rid2 = make_report(rt, body=user(), files=[meme, VIEWED])
+    rid2 = submit_report(rt, body=user(), files=[meme, VIEWED])
     assert assess_now(rt, rid2).disposition == "referral"
 
 
 def test_repeat_offender_from_prior_reports_and_links(rt: Runtime) -> None:
-    rid = make_report(rt, body=user(extra="<priorCTReports>123456</priorCTReports>"))
+    rid = submit_report(rt, body=user(extra="<priorCTReports>123456</priorCTReports>"))
     a = assess_now(rt, rid)
     assert rules_of(a) == ["repeat_offender", "default"] and "1 cited" in a.priority_reasons[0]["text"]
 
-    first = make_report(rt, body=user(8))
-    second = make_report(rt, body=user(8))
+    first = submit_report(rt, body=user(8))
+    second = submit_report(rt, body=user(8))
     mark_done(rt, first, "links")
     mark_done(rt, second, "links")
     with transaction(rt.sessions) as s:
@@ -264,7 +232,7 @@ def test_repeat_offender_from_prior_reports_and_links(rt: Runtime) -> None:
 
 
 def test_rerun_replaces_the_assessment(rt: Runtime) -> None:
-    rid = make_report(rt, body=user(), files=[VIEWED])
+    rid = submit_report(rt, body=user(), files=[VIEWED])
     a1 = assess_now(rt, rid)
     a2 = assess_now(rt, rid)
     with rt.sessions() as s:

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from test_identifiers import make_report, person, report_doc, run
+from helpers import person, report_doc, run, store_report
 from tipline.cli import main
 from tipline.config import Settings
 from tipline.pipeline.core import StageContext, get_stage, run_stage
@@ -69,7 +69,7 @@ def plant(rt: Runtime, seed: int = 7) -> tuple[dict[int, str], dict[int, int]]:
     truth: dict[int, str] = {}
     incidents: dict[int, int] = {}
     for t, doc, files, n in specs:
-        rid = make_report(rt, doc, files=files)
+        rid = store_report(rt, doc, files=files)
         truth[rid], incidents[rid] = t, n
     return truth, incidents
 
@@ -122,15 +122,15 @@ def test_rerun_is_idempotent_and_keys_are_stable(runtime: Runtime) -> None:
 
 
 def test_a_bridging_report_merges_two_incidents_into_the_lower_key(runtime: Runtime) -> None:
-    a1 = make_report(runtime, report_doc([person("alpha", service="kik")]))
-    a2 = make_report(runtime, report_doc([person("alpha", service="kik")]))
-    b1 = make_report(runtime, report_doc([person("beta", service="kik")]))
-    b2 = make_report(runtime, report_doc([person("beta", service="kik")]))
+    a1 = store_report(runtime, report_doc([person("alpha", service="kik")]))
+    a2 = store_report(runtime, report_doc([person("alpha", service="kik")]))
+    b1 = store_report(runtime, report_doc([person("beta", service="kik")]))
+    b2 = store_report(runtime, report_doc([person("beta", service="kik")]))
     run(runtime, STAGES, [a1, a2, b1, b2])
     with runtime.sessions() as s:
         assert {k for _, k in current_assignments(s).values()} == {f"offender:{a1}", f"offender:{b1}"}
     # One report names both accounts (the same person behind both).
-    bridge = make_report(runtime, report_doc([person("alpha", service="kik"), person("beta", service="kik")]))
+    bridge = store_report(runtime, report_doc([person("alpha", service="kik"), person("beta", service="kik")]))
     run(runtime, STAGES, [bridge])
     with runtime.sessions() as s:
         now = current_assignments(s)
@@ -142,7 +142,7 @@ def test_a_bridging_report_merges_two_incidents_into_the_lower_key(runtime: Runt
 
 def test_preview_is_a_dry_run_showing_what_would_change(settings: Settings, runtime: Runtime,
                                                           tmp_path: Path) -> None:
-    v = [make_report(runtime, report_doc([person(f"v{i}")]), files=["meme"]) for i in range(3)]
+    v = [store_report(runtime, report_doc([person(f"v{i}")]), files=["meme"]) for i in range(3)]
     run(runtime, STAGES, v)
     stricter = tmp_path / "strict.toml"
     stricter.write_text(
@@ -228,7 +228,7 @@ def test_incremental_bundling_agrees_with_the_full_plan(runtime: Runtime, monkey
 
     monkeypatch.setattr(bundle_mod, "add_report", counting_add)
     rules = load_bundling()
-    ids = [make_report(runtime, report_doc([person(f"u{i}")], batched=(i % 9 == 0))) for i in range(40)]
+    ids = [store_report(runtime, report_doc([person(f"u{i}")], batched=(i % 9 == 0))) for i in range(40)]
     ctx = StageContext(runtime)
     stage = get_stage("bundles")
     for seed in range(12):
@@ -313,7 +313,7 @@ def test_a_report_already_grouped_brings_in_a_lower_lone_report(runtime: Runtime
     """Report R was pulled into {C, R} by C's content link; lone report A (lowest id) then gains
     a link from R: A joins, the key becomes A's, and R's reason names A — as the full plan says."""
     rules = load_bundling()
-    a, c, r = (make_report(runtime, report_doc([person(f"p{i}")])) for i in range(3))
+    a, c, r = (store_report(runtime, report_doc([person(f"p{i}")])) for i in range(3))
 
     from tipline.pipeline.stages.bundle import INCREMENTAL
 
@@ -335,7 +335,7 @@ def test_a_report_leaving_an_incident_that_would_split_it_is_replanned(runtime: 
     R's offender incident. Without B, {A, D} and {C, E} are not connected (though A and C each
     still have a neighbour to name): they must end up as two incidents, as the full plan says."""
     rules = load_bundling()
-    a, b, c, d, e, r = (make_report(runtime, report_doc([person(f"q{i}")])) for i in range(6))
+    a, b, c, d, e, r = (store_report(runtime, report_doc([person(f"q{i}")])) for i in range(6))
     arrivals = ((a, []), (b, [(a, b, "content")]), (c, [(b, c, "content")]), (d, [(a, d, "content")]),
                 (e, [(c, e, "content")]), (r, [(b, r, "account")]))
     for rid, links in arrivals:
@@ -358,7 +358,7 @@ def _leave_case(runtime: Runtime, tag: str, n: int,
     from tipline.pipeline.stages.bundle import FALLBACKS, INCREMENTAL
 
     rules = load_bundling()
-    ids = [make_report(runtime, report_doc([person(f"{tag}{i}")])) for i in range(n)]
+    ids = [store_report(runtime, report_doc([person(f"{tag}{i}")])) for i in range(n)]
     splits, fallbacks = INCREMENTAL["split"], sum(FALLBACKS.values())
     for rid, links in arrivals(ids):
         _arrive(runtime, rid, links)
@@ -432,7 +432,7 @@ def test_a_grouped_report_linking_another_incident_merges_into_the_lower_key(run
     from tipline.pipeline.stages.bundle import INCREMENTAL
 
     merged_before = INCREMENTAL["extend, merged"]
-    a, b, c, r = (make_report(runtime, report_doc([person(f"m{i}")])) for i in range(4))
+    a, b, c, r = (store_report(runtime, report_doc([person(f"m{i}")])) for i in range(4))
     for rid, links in ((a, []), (b, [(a, b, "content")]), (c, [(c, r, "content")]), (r, [(r, b, "content")])):
         _arrive(runtime, rid, links)
     with runtime.sessions() as s:
@@ -449,7 +449,7 @@ def test_a_link_reworded_by_the_other_side_updates_reasons_not_membership(runtim
     """C linked to R (not yet processed) with C's wording; R's own links stage rewrites the same
     link with its wording: no re-plan, and the reasons use the new wording, as the full plan does."""
     rules = load_bundling()
-    c, r = (make_report(runtime, report_doc([person(f"w{i}")])) for i in range(2))
+    c, r = (store_report(runtime, report_doc([person(f"w{i}")])) for i in range(2))
     ctx = StageContext(runtime)
     stage = get_stage("bundles")
     from tipline.pipeline.stages.bundle import FALLBACKS

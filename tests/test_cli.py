@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from samples import report_xml
+from helpers import ManualClock, report_xml
 from tipline.cli import main
 from tipline.config import Settings
 from tipline.runtime import Runtime
@@ -44,6 +43,8 @@ def test_esp_lifecycle_and_reports(settings: Settings) -> None:
     assert "acme" in run(settings, "esp", "list")
 
     rt = Runtime.open(settings)
+    clock = ManualClock()
+    rt.auth.clock = clock
     with TestClient(create_app(runtime=rt)) as client:
         r = client.post("/ispws/submit", content=report_xml(), auth=("acme", "pw-long-enough"))
         rid = int(r.text.split("<reportId>")[1].split("<")[0])
@@ -62,7 +63,7 @@ def test_esp_lifecycle_and_reports(settings: Settings) -> None:
 
     out = run(settings, "esp", "disable", "Acme Social")
     assert "disabled" in out
-    time.sleep(settings.auth_recheck_seconds + 0.1)  # the documented delay for another process
+    clock.advance(settings.auth_recheck_seconds + 0.1)  # the documented delay for another process
     with TestClient(create_app(runtime=rt)) as client:
         assert client.get("/ispws/status", auth=("acme", "pw-long-enough")).status_code == 401
     rt.close()

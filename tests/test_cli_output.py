@@ -8,7 +8,7 @@ import json
 from click.testing import CliRunner
 from sqlalchemy import update
 
-from test_identifiers import make_report, person, report_doc, run
+from helpers import person, report_doc, run, store_report
 from tipline.cli import main
 from tipline.commands.output import cut, table
 from tipline.config import Settings
@@ -40,7 +40,7 @@ def test_table_aligns_columns_under_a_header() -> None:
 
 def test_report_show_cuts_a_9_mb_screen_name_in_text_not_in_json(settings: Settings, runtime: Runtime) -> None:
     screen = "s" * NINE_MB
-    rid = make_report(runtime, report_doc([person("user-1", screen=screen)]))
+    rid = store_report(runtime, report_doc([person("user-1", screen=screen)]))
     text = cli(settings, "report", "show", str(rid))
     assert f"screenName: {'s' * 200}… (9,437,184 characters)" in text
     assert len(text) < 20_000  # not megabytes on the terminal
@@ -65,7 +65,7 @@ def test_agency_list_has_a_header_and_honest_empty_answers(settings: Settings, r
 
 
 def test_bundles_preview_prints_tables(settings: Settings, runtime: Runtime, tmp_path: object) -> None:
-    v = [make_report(runtime, report_doc([person(f"v{i}")]), files=["meme"]) for i in range(3)]
+    v = [store_report(runtime, report_doc([person(f"v{i}")]), files=["meme"]) for i in range(3)]
     run(runtime, ["identifiers", "links", "bundles"], v)
     out = cli(settings, "bundles", "preview")
     assert "{" not in out and "}" not in out  # no Python dictionaries

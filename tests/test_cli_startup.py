@@ -16,7 +16,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from samples import report_xml
+from helpers import report_xml
 from tipline.cli import main
 from tipline.config import Settings
 from tipline.cybertip.xml import parse_report

@@ -6,6 +6,7 @@ import random
 
 from sqlalchemy import select, update
 
+from helpers import ManualClock
 from tipline.intake.credentials import Authenticator, add_esp, new_token
 from tipline.runtime import Runtime
 from tipline.store.db import transaction
@@ -68,16 +69,17 @@ def test_bearer_tokens(runtime: Runtime) -> None:
 
 
 def test_recent_principal_expires_after_recheck(runtime: Runtime) -> None:
-    import time
-
     add_esp(runtime, "R", "r-user", "r-password-1")
-    auth = Authenticator(runtime.sessions, cache_seconds=3600, recheck_seconds=1.0)
+    clock = ManualClock()
+    auth = Authenticator(runtime.sessions, cache_seconds=3600, recheck_seconds=1.0, clock=clock)
     assert auth.recent_basic("r-user", "r-password-1") is None  # never seen: ask the database
     assert auth.basic("r-user", "r-password-1") is not None
     assert auth.recent_basic("r-user", "r-password-1") is not None
     assert auth.recent_basic("r-user", "wrong") is None  # only the exact credential
     with transaction(runtime.sessions) as s:
         s.execute(update(Reporter).where(Reporter.name == "R").values(enabled=False))
-    time.sleep(1.05)
+    clock.advance(0.95)
+    assert auth.recent_basic("r-user", "r-password-1") is not None  # still within recheck_seconds
+    clock.advance(0.1)
     assert auth.recent_basic("r-user", "r-password-1") is None
     assert auth.basic("r-user", "r-password-1") is None

@@ -71,3 +71,19 @@ def test_every_json_api_path_documented() -> None:
     for path, methods in schema["paths"].items():
         for method in methods:
             assert f"{method.upper()} {path}" in api, f"{method.upper()} {path} missing from docs/api.md"
+
+
+def test_architecture_names_every_package() -> None:
+    # A package (or top-level module) missing from the map is a room a newcomer cannot find.
+    page = read("architecture.md")
+    src = Path(__file__).resolve().parents[1] / "src" / "tipline"
+    names = [f"{p.name}/" for p in src.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))]
+    names += [p.name for p in src.glob("*.py") if p.name != "__init__.py"]
+    missing = [n for n in sorted(names) if f"`{n}`" not in page and f"{n}`" not in page]
+    assert not missing, f"docs/architecture.md does not name {missing}"
+
+
+def test_every_page_is_in_the_readme_index() -> None:
+    readme = (DOCS.parent / "README.md").read_text()
+    missing = [p.name for p in sorted(DOCS.glob("*.md")) if f"](docs/{p.name})" not in readme]
+    assert not missing, f"README.md's documentation list lacks {missing}"

@@ -20,7 +20,7 @@ import httpx
 from lxml import etree
 from sqlalchemy import select
 
-from samples import file_details_xml, report_xml
+from helpers import file_details_xml, report_xml
 from tipline.config import Settings
 from tipline.intake.credentials import add_esp
 from tipline.runtime import Runtime
@@ -124,12 +124,12 @@ def test_sigkill_loses_nothing_acknowledged(settings: Settings, tmp_path: Path) 
     rt = Runtime.open(settings)
     try:
         for rid, state in acked.reports.items():
-            view = rt.intake.view(rid)
+            view = rt.intake.view_unchecked(rid)
             assert view is not None, f"acknowledged report {rid} lost"
             if state == "finished":
                 assert view.state == "finished", (rid, view.state)
         for fid, (_rid, md5) in acked.files.items():
-            assert hashlib.md5(rt.intake.read_file(fid)).hexdigest() == md5, fid
+            assert hashlib.md5(rt.intake.read_file_unchecked(fid)).hexdigest() == md5, fid
         # Nothing half-written: every report has its submit document, every file its blob,
         # every blob row its ciphertext, and every ciphertext authenticates.
         with rt.sessions() as s:

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from lxml import etree
 from sqlalchemy import func, select, update
 
-from samples import report_xml
+from helpers import report_xml
 from tipline.runtime import Runtime
 from tipline.store.db import transaction
 from tipline.store.tables import Blob, Document, File, Report
@@ -30,7 +30,7 @@ def _upload(client: TestClient, rid: int, data: bytes) -> str:
 
 def _shift(rt: Runtime, rid: int, hours_ago_opened: float, hours_ago_changed: float) -> None:
     """Move a report's clock back, keeping the expiry rule consistent with the new times."""
-    view = rt.intake.view(rid)
+    view = rt.intake.view_unchecked(rid)
     assert view is not None
     opened = view.opened_at - timedelta(hours=hours_ago_opened)
     changed = view.opened_at - timedelta(hours=hours_ago_changed)
@@ -42,12 +42,12 @@ def _shift(rt: Runtime, rid: int, hours_ago_opened: float, hours_ago_changed: fl
 
 def test_expiry_rule(client: TestClient, runtime: Runtime) -> None:
     rid = _submit(client)
-    view = runtime.intake.view(rid)
+    view = runtime.intake.view_unchecked(rid)
     assert view is not None and view.expires_at == view.opened_at + timedelta(hours=24)
     # A change 23.5 h after opening pushes expiry to change + 1 h, past the 24 h mark.
     _shift(runtime, rid, hours_ago_opened=23.5, hours_ago_changed=23.5)
     _upload(client, rid, b"late change")
-    view = runtime.intake.view(rid)
+    view = runtime.intake.view_unchecked(rid)
     assert view is not None and view.expires_at is not None
     assert view.expires_at - view.last_change_at == timedelta(hours=1)
     assert view.expires_at > view.opened_at + timedelta(hours=24)
@@ -78,9 +78,10 @@ def test_expired_reports_are_purged_with_files(client: TestClient, runtime: Runt
         assert s.execute(select(func.count()).select_from(Blob)).scalar_one() == 2
     blobs_after = {p for p in runtime.blobs.root.rglob("*") if p.is_file()}
     assert len(blobs_before - blobs_after) == 1  # only the content no other report holds
-    assert runtime.intake.view(fresh).files[0].size == len(b"shared content" * big)  # type: ignore[union-attr]
-    assert runtime.intake.read_file(runtime.intake.view(fresh).files[0].id) == b"shared content" * big  # type: ignore[union-attr]
-    assert runtime.intake.view(finished).state == "finished"  # type: ignore[union-attr]
+    assert runtime.intake.view_unchecked(fresh).files[0].size == len(b"shared content" * big)  # type: ignore[union-attr]
+    fresh_file = runtime.intake.view_unchecked(fresh).files[0].id  # type: ignore[union-attr]
+    assert runtime.intake.read_file_unchecked(fresh_file) == b"shared content" * big
+    assert runtime.intake.view_unchecked(finished).state == "finished"  # type: ignore[union-attr]
     # Ids of purged reports are never reused.
     assert _submit(client) > finished
     assert runtime.intake.purge_expired() == 0

@@ -26,7 +26,7 @@ from schemathesis.specs.openapi.checks import (
 from sqlalchemy import func, select
 
 from conftest import ESP_PASS, ESP_USER
-from samples import report_xml
+from helpers import report_xml
 from tipline.cybertip.xml import parse_report
 from tipline.runtime import Runtime
 from tipline.standin import standin_image

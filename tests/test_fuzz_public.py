@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import html
 
-from test_fuzz_ispws import FIELD, counts
+from helpers import FIELD, counts
 from tipline.runtime import Runtime
 from tipline.standin import standin_image
 

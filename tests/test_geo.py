@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from test_identifiers import make_report, person, report_doc, run
+from helpers import person, report_doc, run, store_report
 from tipline.pipeline.directory import load_routing
 from tipline.pipeline.geo import ATTRIBUTION, GeoIp, GeoIpUnavailable, us_state_code
 from tipline.pipeline.stages.locate import resolve
@@ -110,13 +110,13 @@ def test_proxy_addresses_never_decide_and_nothing_is_unknown_as_a_guess() -> Non
 
 
 def test_location_and_jurisdiction_stages(runtime: Runtime) -> None:
-    both = make_report(runtime, report_doc(
+    both = store_report(runtime, report_doc(
         [person("a", ip="8.8.8.8", estimate={"countryCode": "US", "region": "Texas", "verified": False},
                 address={"city": "Boston", "state": "MA"})]),
         files=["f"], file_details=[{"reportId": 1, "fileId": "x",
                                     "ipCaptureEvent": {"ipAddress": "9.9.9.9", "eventName": "Upload"}}])
-    private = make_report(runtime, report_doc([person("b", ip="10.1.1.1")]))
-    nothing = make_report(runtime, report_doc([person("c")]))
+    private = store_report(runtime, report_doc([person("b", ip="10.1.1.1")]))
+    nothing = store_report(runtime, report_doc([person("c")]))
     run(runtime, ["location", "jurisdiction"], [both, private, nothing])
     run(runtime, ["location", "jurisdiction"], [both])  # idempotent
     with runtime.sessions() as s:

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from tipline.model.report import Report as ReportModel
-from tipline.pipeline.core import StageContext, get_stage, run_stage
+from helpers import NOW, person, report_doc, run, store_report
 from tipline.pipeline.identifiers import (
     load_rules,
     normalise_device,
@@ -24,99 +20,9 @@ from tipline.pipeline.identifiers import (
 from tipline.pipeline.stages.identify import compute_links
 from tipline.runtime import Runtime
 from tipline.store.db import transaction
-from tipline.store.tables import Blob, File, FileMatch, Identifier, Reporter, ReportIdentifier, ReportLink
-from tipline.store.tables import Report as ReportRow
+from tipline.store.tables import File, FileMatch, Identifier, ReportIdentifier, ReportLink
 
 RULES = load_rules()
-NOW = datetime(2024, 3, 5, 12, 0, tzinfo=UTC)
-_seq = itertools.count(1)
-
-
-# --- helpers shared by the other pipeline tests of this area ------------------------------------
-
-
-def report_doc(persons: list[dict[str, Any]] | None = None, *, batched: bool = False,
-               when: str = "2024-03-05T10:00:00Z", **extra: Any) -> dict[str, Any]:
-    """A minimal valid report tree with the given reported persons."""
-    doc: dict[str, Any] = {
-        "incidentSummary": {"incidentType": "Child Pornography (possession, manufacture, and distribution)",
-                            "incidentDateTime": when},
-        "reporter": {"reportingPerson": {"firstName": "Trust", "lastName": "Safety",
-                                         "email": [{"value": "ts@platform.example"}]}},
-        "personOrUserReported": persons or [],
-        **extra,
-    }
-    if batched:
-        doc["batchedReport"] = {"reason": "VIRAL_POTENTIAL_MEME"}
-    return doc
-
-
-def make_report(rt: Runtime, doc: dict[str, Any], *, reporter: str = "Acme Social",
-                files: list[str] | None = None, file_details: list[dict[str, Any] | None] | None = None,
-                state: str = "finished") -> int:
-    """Store a finished report (and files with the given content keys) directly, as intake would."""
-    model = ReportModel.model_validate(doc)
-    with transaction(rt.sessions) as s:
-        rep = s.execute(select(Reporter).where(Reporter.name == reporter)).scalar_one_or_none()
-        if rep is None:
-            rep = Reporter(name=reporter, kind="esp", enabled=True, created_at=NOW)
-            s.add(rep)
-            s.flush()
-        row = ReportRow(reporter_id=rep.id, source="api", state=state, opened_at=NOW, last_change_at=NOW,
-                        finished_at=NOW if state == "finished" else None, incident_type=model.incident_type,
-                        incident_at=model.incident_datetime, batched=model.batchedReport is not None,
-                        document=model.model_dump(mode="json", exclude_defaults=True), normalisations=[])
-        s.add(row)
-        s.flush()
-        for i, key in enumerate(files or [], start=1):
-            sha = hashlib.sha256(key.encode()).hexdigest()
-            if s.get(Blob, sha) is None:
-                s.add(Blob(sha256=sha, size=1, stored_name=None, created_at=NOW))
-                s.flush()
-            det = (file_details or [None] * len(files or []))[i - 1]
-            s.add(File(id=f"a{next(_seq):031x}", report_id=row.id, seq=i, size=1,
-                       md5=hashlib.md5(key.encode()).hexdigest(), sha1=hashlib.sha1(key.encode()).hexdigest(),
-                       sha256=sha, uploaded_at=NOW, details=det))
-        return int(row.id)
-
-
-def run(rt: Runtime, names: list[str], report_ids: list[int], ctx: StageContext | None = None) -> StageContext:
-    """Run the named stages, in the order given, for each report."""
-    ctx = ctx or StageContext(rt)
-    for name in names:
-        for rid in report_ids:
-            run_stage(ctx, get_stage(name), rid)
-    return ctx
-
-
-def person(account: str | None = None, *, service: str | None = None, screen: str | None = None,
-           email: str | None = None, ip: str | None = None, ip_at: str = "2024-03-05T09:00:00Z",
-           proxy: bool | None = None, device: tuple[str, str] | None = None,
-           estimate: dict[str, Any] | None = None, address: dict[str, Any] | None = None) -> dict[str, Any]:
-    p: dict[str, Any] = {}
-    if account:
-        p["espIdentifier"] = account
-    if service:
-        p["espService"] = service
-    if screen:
-        p["screenName"] = screen
-    pp: dict[str, Any] = {}
-    if email:
-        pp["email"] = [{"value": email}]
-    if address:
-        pp["address"] = [address]
-    if pp:
-        p["personOrUserReportedPerson"] = pp
-    if ip:
-        ev: dict[str, Any] = {"ipAddress": ip, "eventName": "Login", "dateTime": ip_at}
-        if proxy is not None:
-            ev["possibleProxy"] = proxy
-        p["ipCaptureEvent"] = [ev]
-    if device:
-        p["deviceId"] = [{"idType": device[0], "idValue": device[1]}]
-    if estimate:
-        p["estimatedLocation"] = estimate
-    return p
 
 
 # --- normalisers ----------------------------------------------------------------------------------
@@ -201,7 +107,7 @@ def test_identifiers_stage_writes_roles_and_is_idempotent(runtime: Runtime) -> N
         victim=[{"victimPerson": {"email": [{"value": "kid@example.org"}]}, "screenName": "kid1",
                  "espService": "Instagram"}],
     )
-    rid = make_report(runtime, doc, files=["f1"], file_details=[
+    rid = store_report(runtime, doc, files=["f1"], file_details=[
         {"reportId": 1, "fileId": "x", "ipCaptureEvent": {"ipAddress": "8.8.4.4", "eventName": "Upload"}}])
     run(runtime, ["identifiers"], [rid])
     first = _identifiers(runtime, rid)
@@ -227,12 +133,12 @@ def _links(rt: Runtime) -> set[tuple[int, int, str]]:
 
 
 def test_links_by_account_email_device_and_content(runtime: Runtime) -> None:
-    a = make_report(runtime, report_doc([person("u1", service="Snapchat", email="x@example.com")]), files=["same"])
-    b = make_report(runtime, report_doc([person("u1", service="snapchat")]))  # same account, other spelling
-    c = make_report(runtime, report_doc([person(email="x@EXAMPLE.com")]))  # same e-mail (domain case)
-    d = make_report(runtime, report_doc([person(device=("imei", "352099001761481"))]), files=["same"])
-    e = make_report(runtime, report_doc([person(device=("IMEI", "35-209900-176148-1"))]))
-    f = make_report(runtime, report_doc([person("u1", service="TikTok")]))  # same id, other service: no link
+    a = store_report(runtime, report_doc([person("u1", service="Snapchat", email="x@example.com")]), files=["same"])
+    b = store_report(runtime, report_doc([person("u1", service="snapchat")]))  # same account, other spelling
+    c = store_report(runtime, report_doc([person(email="x@EXAMPLE.com")]))  # same e-mail (domain case)
+    d = store_report(runtime, report_doc([person(device=("imei", "352099001761481"))]), files=["same"])
+    e = store_report(runtime, report_doc([person(device=("IMEI", "35-209900-176148-1"))]))
+    f = store_report(runtime, report_doc([person("u1", service="TikTok")]))  # same id, other service: no link
     ids = [a, b, c, d, e, f]
     run(runtime, ["identifiers", "links"], ids)
     links = _links(runtime)
@@ -247,13 +153,13 @@ def test_links_by_account_email_device_and_content(runtime: Runtime) -> None:
 
 
 def test_ip_links_only_public_non_proxy_within_window(runtime: Runtime) -> None:
-    r1 = make_report(runtime, report_doc([person(ip="8.8.8.8", ip_at="2024-03-05T09:00:00Z")]))
-    r2 = make_report(runtime, report_doc([person(ip="8.8.8.8", ip_at="2024-03-05T20:00:00Z")]))  # 11 h later
-    r3 = make_report(runtime, report_doc([person(ip="8.8.8.8", ip_at="2024-03-09T09:00:00Z")]))  # 4 days later
-    p1 = make_report(runtime, report_doc([person(ip="1.1.1.1", proxy=True)]))
-    p2 = make_report(runtime, report_doc([person(ip="1.1.1.1")]))
-    c1 = make_report(runtime, report_doc([person(ip="100.64.0.9")]))
-    c2 = make_report(runtime, report_doc([person(ip="100.64.0.9")]))
+    r1 = store_report(runtime, report_doc([person(ip="8.8.8.8", ip_at="2024-03-05T09:00:00Z")]))
+    r2 = store_report(runtime, report_doc([person(ip="8.8.8.8", ip_at="2024-03-05T20:00:00Z")]))  # 11 h later
+    r3 = store_report(runtime, report_doc([person(ip="8.8.8.8", ip_at="2024-03-09T09:00:00Z")]))  # 4 days later
+    p1 = store_report(runtime, report_doc([person(ip="1.1.1.1", proxy=True)]))
+    p2 = store_report(runtime, report_doc([person(ip="1.1.1.1")]))
+    c1 = store_report(runtime, report_doc([person(ip="100.64.0.9")]))
+    c2 = store_report(runtime, report_doc([person(ip="100.64.0.9")]))
     ids = [r1, r2, r3, p1, p2, c1, c2]
     run(runtime, ["identifiers", "links"], ids)
     links = _links(runtime)
@@ -266,8 +172,8 @@ def test_ip_links_only_public_non_proxy_within_window(runtime: Runtime) -> None:
 
 
 def test_links_use_file_matches_of_the_matches_stage(runtime: Runtime) -> None:
-    a = make_report(runtime, report_doc([person("p")]), files=["img-a"])
-    b = make_report(runtime, report_doc([person("q")]), files=["img-b"])
+    a = store_report(runtime, report_doc([person("p")]), files=["img-a"])
+    b = store_report(runtime, report_doc([person("q")]), files=["img-b"])
     with transaction(runtime.sessions) as s:
         fa = s.execute(select(File.id).where(File.report_id == a)).scalar_one()
         fb = s.execute(select(File.id).where(File.report_id == b)).scalar_one()
@@ -282,7 +188,7 @@ def test_links_use_file_matches_of_the_matches_stage(runtime: Runtime) -> None:
 
 def test_many_sharers_link_through_anchors_not_all_pairs(runtime: Runtime) -> None:
     cap = RULES.max_links_per_key
-    ids = [make_report(runtime, report_doc([person(f"x{i}")]), files=["viral"]) for i in range(cap + 6)]
+    ids = [store_report(runtime, report_doc([person(f"x{i}")]), files=["viral"]) for i in range(cap + 6)]
     run(runtime, ["identifiers", "links"], ids)
     links = _links(runtime)
     n = len(ids)
@@ -298,8 +204,8 @@ def test_many_sharers_link_through_anchors_not_all_pairs(runtime: Runtime) -> No
 
 @pytest.mark.parametrize("state", ["open"])
 def test_unfinished_reports_are_never_linked(runtime: Runtime, state: str) -> None:
-    a = make_report(runtime, report_doc([person("same")]))
-    b = make_report(runtime, report_doc([person("same")]), state=state)
+    a = store_report(runtime, report_doc([person("same")]))
+    b = store_report(runtime, report_doc([person("same")]), state=state)
     run(runtime, ["identifiers"], [a, b])
     run(runtime, ["links"], [a])
     assert _links(runtime) == set()

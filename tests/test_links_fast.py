@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from test_identifiers import NOW, make_report, person, report_doc, run
+from helpers import NOW, person, report_doc, run, store_report
 from tipline.pipeline.core import StageContext
 from tipline.pipeline.identifiers import load_rules
 from tipline.pipeline.stages.identify import (
@@ -37,14 +37,14 @@ def _scenario(rt: Runtime) -> list[int]:
 
     def add(persons: list[dict[str, Any]], **kw: Any) -> int:
         extra = {k: kw.pop(k) for k in ("intendedRecipient", "victim", "internetDetails") if k in kw}
-        rid = make_report(rt, report_doc(persons, **extra), **kw)
+        rid = store_report(rt, report_doc(persons, **extra), **kw)
         ids.append(rid)
         return rid
 
     # An account shared by more reports than the cap (anchors), and by one unfinished report.
     for i in range(CAP + 4):
         add([person("popular", service="Instagram", email=f"own{i}@example.org")])
-    make_report(rt, report_doc([person("popular", service="Instagram")]), state="open")
+    store_report(rt, report_doc([person("popular", service="Instagram")]), state="open")
     # E-mails and devices, a few each; a placeholder device never links.
     for _ in range(3):
         add([person(email="Shared.Person@Example.com", device=("IMEI", "35-209900-176148-1"))])
@@ -140,7 +140,7 @@ def test_ip_capture_times_read_from_json_equal_a_full_parse(runtime: Runtime) ->
 
 def test_ip_cache_keyed_by_finish_time_never_serves_another_report(runtime: Runtime) -> None:
     """A cached entry is used only for the same report id AND finished_at (ids can be reused on SQLite)."""
-    rid = make_report(runtime, report_doc([person("k", ip="8.8.8.8", ip_at=_at(5, 9))]))
+    rid = store_report(runtime, report_doc([person("k", ip="8.8.8.8", ip_at=_at(5, 9))]))
     cache = IpTimesCache()
     with runtime.sessions() as s:
         fin = s.execute(select(ReportRow.finished_at).where(ReportRow.id == rid)).scalar_one()
@@ -156,7 +156,7 @@ def test_ip_cache_keyed_by_finish_time_never_serves_another_report(runtime: Runt
 
 
 def test_links_stage_keeps_its_ip_cache_in_the_context(runtime: Runtime) -> None:
-    ids = [make_report(runtime, report_doc([person(f"s{i}", ip="8.8.8.8")])) for i in range(3)]
+    ids = [store_report(runtime, report_doc([person(f"s{i}", ip="8.8.8.8")])) for i in range(3)]
     ctx = StageContext(runtime)
     run(runtime, ["identifiers", "links"], ids, ctx)
     cache = ctx.services["links-ip-times"]

@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient
 from lxml import etree
 from prometheus_client.parser import text_string_to_metric_families
 
-from samples import report_xml
+from helpers import report_xml
 from tipline.cli import do_init
 from tipline.config import Settings
 from tipline.pipeline import core

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from test_assess import VIEWED, make_report, user
+from helpers import VIEWED, submit_report, user
 from tipline.cli import main
 from tipline.pipeline import core
 from tipline.pipeline.core import StageContext, StageDef
@@ -81,8 +81,8 @@ def test_stages_lists_in_order_with_docs(rt: Runtime) -> None:
 
 
 def test_run_rerun_and_stats(rt: Runtime, registry: dict[str, StageDef]) -> None:
-    a = make_report(rt, body=user(), files=[VIEWED])
-    make_report(rt)  # informational: nothing an investigator needs
+    a = submit_report(rt, body=user(), files=[VIEWED])
+    submit_report(rt)  # informational: nothing an investigator needs
     stats = json.loads(cli(rt, "stats", "pipeline", "--json"))
     assert stats["finishedReports"] == 2
     assert stats["notYetAssessed"] == 2 and stats["assessed"] == 0
@@ -118,7 +118,7 @@ def test_run_rerun_and_stats(rt: Runtime, registry: dict[str, StageDef]) -> None
 
 
 def test_worker_once_drains_the_embedded_queue(rt: Runtime) -> None:
-    rid = make_report(rt, body=user())
+    rid = submit_report(rt, body=user())
     cli(rt, "pipeline", "worker", "--queue", "inprocess", "--once")
     with rt.sessions() as s:
         assert set(s.execute(select(PipelineRun.stage).where(PipelineRun.report_id == rid)).scalars()) == {
@@ -144,8 +144,8 @@ def test_worker_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
 
 
 def test_quality_per_platform(rt: Runtime) -> None:
-    make_report(rt, body=user(), files=[VIEWED])
-    make_report(rt, reporter="Globex Chat")
+    submit_report(rt, body=user(), files=[VIEWED])
+    submit_report(rt, reporter="Globex Chat")
     rows = platform_quality(rt, by="month")
     assert {r["platform"] for r in rows} == {"Acme Social", "Globex Chat"}
     # Nothing assessed yet: the mean is unknown, not zero.
@@ -162,8 +162,8 @@ def test_quality_per_platform(rt: Runtime) -> None:
 
 
 def test_enrichment_view_shape_and_text(rt: Runtime) -> None:
-    rid = make_report(rt, body=user(), files=[VIEWED])
-    other = make_report(rt, body=user(), files=[VIEWED])
+    rid = submit_report(rt, body=user(), files=[VIEWED])
+    other = submit_report(rt, body=user(), files=[VIEWED])
     view = enrichment_view(rt, rid)
     assert view["assessed"] is False and view["priority"] is None and view["jurisdiction"] is None
     assert [s["status"] for s in view["stages"]] == ["pending", "pending"]

@@ -18,18 +18,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from tipline.intake.public_form import INCIDENT_CHOICES, sniff
+from tipline.intake.receipts import format_receipt_code, new_receipt_code, normalise_receipt_code, receipt_hash
 from tipline.runtime import Runtime
 from tipline.standin import standin_image, standin_of_size
 from tipline.store.tables import Base, Blob, Document, File, Report
 from tipline.web import public
-from tipline.web.public import (
-    INCIDENT_CHOICES,
-    format_receipt_code,
-    new_receipt_code,
-    normalise_receipt_code,
-    receipt_hash,
-    sniff,
-)
 
 CODE_RE = re.compile(r'<p class="receipt-code" id="receipt-code">(TPL(?:-[0-9A-Z]{4}){4})</p>')
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
@@ -167,14 +161,14 @@ def test_valid_anonymous_report_is_filed_with_files(client: TestClient, runtime:
     assert [f["mediaType"] for f in body["files"]] == [
         "image/png", "image/jpeg", "text/plain; charset=utf-8", "application/pdf"]
 
-    view = runtime.intake.view(rep.id)
+    view = runtime.intake.view_unchecked(rep.id)
     assert view is not None
     assert [f.file_name for f in view.files] == ["screenshot.png", "photo.jpg", "chat.txt", "scan"]
     for f, data in zip(view.files, [png, jpeg, text, PDF], strict=True):
         assert f.sha256 == hashlib.sha256(data).hexdigest()
         assert f.md5 == hashlib.md5(data).hexdigest()
         assert f.size == len(data)
-        assert runtime.intake.read_file(f.id) == data
+        assert runtime.intake.read_file_unchecked(f.id) == data
     # On disk only ciphertext: no stored blob contains the plaintext.
     for p in Path(runtime.settings.blob_dir).rglob("*"):
         if p.is_file():
@@ -339,7 +333,7 @@ def test_disguised_or_unsupported_file_is_refused(
 def test_type_comes_from_content_not_from_the_browser(client: TestClient, runtime: Runtime) -> None:
     files: Files = [("files", ("IMG_0001", standin_image(9, fmt="GIF"), "application/x-evil"))]
     receipt_code(post(client, valid(), files))
-    view = runtime.intake.view(only_report(runtime).id)
+    view = runtime.intake.view_unchecked(only_report(runtime).id)
     assert view is not None and view.files[0].media_type == "image/gif"
 
 

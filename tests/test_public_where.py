@@ -14,6 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from tipline.intake.places import country_choices, emergency_numbers, parse_emergency, single_zone, time_zones
+from tipline.intake.public_form import validate_report_form
 from tipline.model.report import Address
 from tipline.model.report import Report as ReportModel
 from tipline.pipeline.core import StageContext, run_report
@@ -21,8 +23,6 @@ from tipline.pipeline.directory import LOCATION_CLASSES, LOCATION_CONFIDENCE, lo
 from tipline.pipeline.stages.locate import Loc, locate, resolve
 from tipline.runtime import Runtime
 from tipline.store.tables import Document, Jurisdiction, Location, Report
-from tipline.web.places import country_choices, emergency_numbers, parse_emergency, single_zone, time_zones
-from tipline.web.public import validate_report_form
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 

@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from test_assess import make_report
+from helpers import submit_report
 from tipline.pipeline import core
 from tipline.pipeline.core import StageContext, StageDef, pending_reports
 from tipline.pipeline.queue import (
@@ -135,7 +135,7 @@ def test_plan_runs_what_is_missing_and_what_reads_it(qstages: object) -> None:
 
 
 def test_pending_query_agrees_with_reference(rt: Runtime) -> None:
-    ids = [make_report(rt, body="") for _ in range(7)]
+    ids = [submit_report(rt, body="") for _ in range(7)]
     now = datetime.now(UTC)
     rows = {
         ids[0]: [("first", "1", None), ("slow", "1", None), ("last", "1", None)],  # complete
@@ -152,7 +152,7 @@ def test_pending_query_agrees_with_reference(rt: Runtime) -> None:
     # An open report is never pending.
     with rt.sessions() as s:
         acme = s.execute(select(Report.reporter_id).where(Report.id == ids[0])).scalar_one()
-    from samples import report_xml
+    from helpers import report_xml
     from tipline.cybertip.xml import parse_report
 
     open_id, _ = rt.intake.open_report(acme, parse_report(report_xml()), source="ispws", body=report_xml(),
@@ -171,7 +171,7 @@ def test_pending_query_agrees_with_reference(rt: Runtime) -> None:
 
 
 def test_run_pending_and_rerun(rt: Runtime, qstages: object) -> None:
-    rid = make_report(rt)
+    rid = submit_report(rt)
     ctx = StageContext(rt)
     assert run_pending(ctx, rid) == ["first", "slow", "last"]
     assert run_pending(ctx, rid) == []
@@ -199,7 +199,7 @@ def test_finish_hook_enqueues_and_workers_enrich(rt: Runtime, qstages: object) -
     inst = install(rt, kind="inprocess")
     try:
         assert inst.workers_started and inst.queue.kind == "inprocess"
-        rids = [make_report(rt) for _ in range(5)]
+        rids = [submit_report(rt) for _ in range(5)]
         q = inst.queue
         assert isinstance(q, InProcessQueue)
         assert q.join(timeout=30)
@@ -213,7 +213,7 @@ def test_finish_hook_enqueues_and_workers_enrich(rt: Runtime, qstages: object) -
 
 
 def test_enqueue_twice_runs_once(rt: Runtime, qstages: object) -> None:
-    rid = make_report(rt)
+    rid = submit_report(rt)
     q = InProcessQueue(rt, concurrency=2)
     q.enqueue(rid)
     q.enqueue(rid)
@@ -222,7 +222,7 @@ def test_enqueue_twice_runs_once(rt: Runtime, qstages: object) -> None:
 
 
 def test_failed_stage_is_recorded_and_retried(rt: Runtime, qstages: object, monkeypatch: pytest.MonkeyPatch) -> None:
-    rid = make_report(rt)
+    rid = submit_report(rt)
     boom = {"on": True}
 
     def slow(ctx: StageContext, session: object, report_id: int) -> None:
@@ -264,7 +264,7 @@ def test_inprocess_worker_killed_mid_job_loses_nothing(rt: Runtime, qstages: obj
     block = tmp_path / "block"
     block.write_text("")
     monkeypatch.setenv("TIPLINE_TEST_BLOCK", str(block))
-    rid = make_report(rt)  # finished; no worker running, so nothing enqueued in memory
+    rid = submit_report(rt)  # finished; no worker running, so nothing enqueued in memory
     proc = _spawn_worker(tmp_path, rt, "inprocess")
     _wait_for(Path(str(block) + ".entered"), proc)
     proc.send_signal(signal.SIGKILL)
@@ -294,7 +294,7 @@ def test_procrastinate_enqueue_and_work(pg_rt: Runtime, qstages: object) -> None
         assert not inst.workers_started
         q = inst.queue
         assert isinstance(q, ProcrastinateQueue)
-        rids = [make_report(rt) for _ in range(3)]
+        rids = [submit_report(rt) for _ in range(3)]
         q.enqueue(rids[0])  # already waiting: the queueing lock makes this a no-op
         q.flush()  # enqueue hands off to a background deferrer; wait for it here
         assert q.job_counts() == {"todo": 3}
@@ -331,7 +331,7 @@ def test_procrastinate_worker_killed_mid_job_loses_nothing(pg_rt: Runtime, qstag
     block.write_text("")
     monkeypatch.setenv("TIPLINE_TEST_BLOCK", str(block))
     q = ProcrastinateQueue(rt, concurrency=1, heartbeat_interval=0.3, stalled_after=1.5)
-    rid = make_report(rt)
+    rid = submit_report(rt)
     q.enqueue(rid)
     q.flush()
     proc = _spawn_worker(tmp_path, rt, "procrastinate")
@@ -350,7 +350,7 @@ def test_procrastinate_worker_killed_mid_job_loses_nothing(pg_rt: Runtime, qstag
 def test_a_group_commits_once_and_a_failing_report_rolls_back_alone(rt: Runtime, qstages: object) -> None:
     """run_reports puts several reports in one transaction; a stage that fails after writing
     leaves none of its writes, stops only its own report, and the group still commits."""
-    ids = [make_report(rt) for _ in range(5)]
+    ids = [submit_report(rt) for _ in range(5)]
     bad = ids[2]
 
     def slow(ctx: StageContext, session: Session, report_id: int) -> None:
@@ -377,10 +377,10 @@ def test_a_group_commits_once_and_a_failing_report_rolls_back_alone(rt: Runtime,
 
 def test_grouped_and_stepwise_runs_leave_the_same_ledger(rt: Runtime, qstages: object) -> None:
     """The grouped runner and the plain one-commit-per-stage reference agree."""
-    a = [make_report(rt) for _ in range(3)]
+    a = [submit_report(rt) for _ in range(3)]
     ctx = StageContext(rt)
     core.run_reports(ctx, {rid: None for rid in a}, max_seconds=0.0)  # a group per report
-    b = [make_report(rt) for _ in range(3)]
+    b = [submit_report(rt) for _ in range(3)]
     for rid in b:
         core.run_report_stepwise(ctx, rid)
     assert [ledger(rt, r) for r in a] == [ledger(rt, r) for r in b] == [{"first": None, "slow": None, "last": None}] * 3

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from samples import report_xml
+from helpers import report_xml
 from tipline.runtime import Runtime
 from tipline.standin import standin_image
 from tipline.web.app import create_app
@@ -84,7 +84,7 @@ def test_curl_upload_of_any_file_name(live_server: str, runtime: Runtime, tmp_pa
     out = _curl("-u", auth, "-F", f"id={rid}", "-F", f"file=@{image};type=image/png", f"{live_server}/upload")
     assert "<responseCode>0</responseCode>" in out, out
     assert f"<hash>{hashlib.md5(image.read_bytes()).hexdigest()}</hash>" in out
-    view = runtime.intake.view(rid)
+    view = runtime.intake.view_unchecked(rid)
     assert view is not None and [f.file_name for f in view.files] == [name]
 
     # The JSON API, same client: 201 and the name kept, never a 503.
@@ -98,7 +98,7 @@ def test_curl_upload_of_any_file_name(live_server: str, runtime: Runtime, tmp_pa
                 f"{api}/reports/{api_rid}/files")
     body, status = out.rsplit("\n", 1)
     assert status == "201", body
-    view = runtime.intake.view(api_rid)
+    view = runtime.intake.view_unchecked(api_rid)
     assert view is not None and [f.file_name for f in view.files] == [name]
 
 
@@ -134,13 +134,13 @@ def test_cybertipline_tools_full_cycle(live_server: str, runtime: Runtime, tmp_p
     assert out["retractCode"] == 0 and out["retractAgainCode"] == 5101
     assert "401" in out["badAuth"]
 
-    view = runtime.intake.view(int(out["reportId"]))
+    view = runtime.intake.view_unchecked(int(out["reportId"]))
     assert view is not None and view.state == "finished"
     assert view.incident_type == "Online Enticement of Children for Sexual Acts"
     assert view.normalisations, "the spelling fix must be recorded"
     assert view.escalation == "Adult is arranging to meet a child this weekend"
     assert view.files[0].details is not None
     assert view.files[0].details.get("industryClassification") == "B2"
-    assert runtime.intake.read_file(out["fileId"]) == image.read_bytes()
-    retracted = runtime.intake.view(int(out["retracted"]))
+    assert runtime.intake.read_file_unchecked(out["fileId"]) == image.read_bytes()
+    retracted = runtime.intake.view_unchecked(int(out["retracted"]))
     assert retracted is not None and retracted.state == "retracted"

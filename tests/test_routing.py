@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from test_identifiers import make_report, person, report_doc, run
+from helpers import person, report_doc, run, store_report
 from tipline.cli import main
 from tipline.config import Settings
 from tipline.model.report import COUNTRIES
@@ -88,12 +88,12 @@ def _referrals(rt: Runtime) -> dict[int, set[str]]:
 
 
 def test_route_stage_sends_every_state_to_its_task_force(runtime: Runtime) -> None:
-    by_state = {st: make_report(runtime, report_doc([person(f"u{st}", estimate={
+    by_state = {st: store_report(runtime, report_doc([person(f"u{st}", estimate={
         "countryCode": "US", "region": st, "verified": True})])) for st in sorted(US_STATES)}
-    no_state = make_report(runtime, report_doc([person("x", estimate={"countryCode": "US", "verified": True})]))
-    no_loc = make_report(runtime, report_doc([person("y", ip="10.9.9.9")]))
-    foreign = make_report(runtime, report_doc([person("z", ip="130.149.7.201")]))  # TU Berlin
-    la_ip = make_report(runtime, report_doc([person("w", ip="128.32.0.1")]))  # Berkeley: Silicon Valley area
+    no_state = store_report(runtime, report_doc([person("x", estimate={"countryCode": "US", "verified": True})]))
+    no_loc = store_report(runtime, report_doc([person("y", ip="10.9.9.9")]))
+    foreign = store_report(runtime, report_doc([person("z", ip="130.149.7.201")]))  # TU Berlin
+    la_ip = store_report(runtime, report_doc([person("w", ip="128.32.0.1")]))  # Berkeley: Silicon Valley area
     ids = [*by_state.values(), no_state, no_loc, foreign, la_ip]
     run(runtime, STAGES, ids)
     refs = _referrals(runtime)
@@ -112,7 +112,7 @@ def test_route_stage_sends_every_state_to_its_task_force(runtime: Runtime) -> No
 
 
 def test_escalation_recorded_and_rerun_keeps_acknowledgements(runtime: Runtime) -> None:
-    rid = make_report(runtime, report_doc([person("e", estimate={"countryCode": "US", "region": "OH",
+    rid = store_report(runtime, report_doc([person("e", estimate={"countryCode": "US", "region": "OH",
                                                                   "verified": True})]))
     run(runtime, STAGES, [rid])
     with transaction(runtime.sessions) as s:
@@ -160,12 +160,12 @@ def test_agency_cli(settings: Settings, runtime: Runtime, tmp_path: object) -> N
 
 def test_cached_directory_routes_like_the_reference_and_sees_imports(runtime: Runtime) -> None:
     rules = load_routing()
-    ids = [make_report(runtime, report_doc([person(f"c{st}", estimate={"countryCode": "US", "region": st,
+    ids = [store_report(runtime, report_doc([person(f"c{st}", estimate={"countryCode": "US", "region": st,
                                                                        "verified": True})]))
            for st in ("CA", "NY", "TX", "OH")]
-    foreign = make_report(runtime, report_doc([person("z", ip="130.149.7.201")]))  # TU Berlin
-    la_ip = make_report(runtime, report_doc([person("w", ip="128.32.0.1")]))  # Berkeley
-    ids += [foreign, la_ip, make_report(runtime, report_doc([person("y", ip="10.9.9.9")]))]
+    foreign = store_report(runtime, report_doc([person("z", ip="130.149.7.201")]))  # TU Berlin
+    la_ip = store_report(runtime, report_doc([person("w", ip="128.32.0.1")]))  # Berkeley
+    ids += [foreign, la_ip, store_report(runtime, report_doc([person("y", ip="10.9.9.9")]))]
     ctx = run(runtime, STAGES, ids)
 
     def decisions(s: Session, directory: Directory | None) -> dict[int, list[tuple[str, str, str]]]:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from samples import INCIDENT, report_xml
+from helpers import INCIDENT, report_xml
 from tipline.cybertip.xml import parse_file_details, parse_report
 from tipline.pipeline.stages import assess as A
 

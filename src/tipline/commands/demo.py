@@ -34,7 +34,7 @@ def command(c: Ctx, host: str, port: int, no_serve: bool, sim_scale: float) -> N
     for line in do_init(c.settings):
         click.echo(line)
     with c.opened() as rt:
-        first_time = not rt.intake.list_reports(limit=1)
+        first_time = not rt.intake.list_reports_unchecked(limit=1)
         username, password = demo_credentials(rt)
         load_demo(rt)
     if first_time and sim_scale > 0:
@@ -44,7 +44,7 @@ def command(c: Ctx, host: str, port: int, no_serve: bool, sim_scale: float) -> N
         if first_time and sim_scale > 0:
             click.echo("enriching every report (hashes, matches, links, bundles, location, triage, routing) ...")
             run_pipeline(rt)
-        created = len(rt.intake.list_reports(limit=100_000))
+        created = len(rt.intake.list_reports_unchecked(limit=100_000))
     base = f"http://{host}:{port}"
     click.echo("")
     click.echo("=" * 72)

@@ -19,6 +19,7 @@ import hmac
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -91,9 +92,12 @@ class Authenticator:
     """Checks Basic credentials and bearer tokens against the database."""
 
     def __init__(
-        self, sessions: sessionmaker[Session], cache_seconds: int = 300, recheck_seconds: float = 2.0
+        self, sessions: sessionmaker[Session], cache_seconds: int = 300, recheck_seconds: float = 2.0,
+        *, clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._sessions = sessions
+        # Where the memos read the time; tests move a manual clock instead of sleeping.
+        self.clock = clock
         self._ttl = cache_seconds
         self._recheck = recheck_seconds
         self._pepper = secrets.token_bytes(32)  # per process: the cache never leaves memory
@@ -116,7 +120,7 @@ class Authenticator:
         if self._recheck <= 0:
             return None
         hit = self._recent.get((username, self._mac(password)))
-        if hit is not None and time.monotonic() - hit[1] < self._recheck:
+        if hit is not None and self.clock() - hit[1] < self._recheck:
             return hit[0]
         return None
 
@@ -148,7 +152,7 @@ class Authenticator:
         cred, rep = found
         mac = self._mac(password)
         key = (cred.id, cred.secret_hash, mac)
-        now = time.monotonic()
+        now = self.clock()
         principal = Principal(rep.id, rep.name, cred.id, username)
         if use_cache:
             with self._lock:
@@ -164,7 +168,7 @@ class Authenticator:
                     self._cache.clear()
                 self._cache[key] = now
             # Remembered from now, not from before the (slow) verification.
-            self._remember(username, mac, principal, time.monotonic())
+            self._remember(username, mac, principal, self.clock())
         return principal
 
     def _remember(self, username: str, mac: bytes, principal: Principal, now: float) -> None:
@@ -211,8 +215,21 @@ def _platform(s: Session, name: str) -> Reporter:
     return rep
 
 
+def check_username(username: str) -> None:
+    """A Basic user name must be one HTTP Basic can carry: not empty, no ``:``.
+
+    ``tipline.web.basic_auth`` reads an empty user name as no credentials, and splits at the
+    first ``:``; a name either way could be stored but never used.
+    """
+    if not username:
+        raise CredentialError("the username must not be empty")
+    if ":" in username:
+        raise CredentialError("the username must not contain ':' (HTTP Basic cannot carry it)")
+
+
 def add_esp(rt: Runtime, name: str, username: str, password: str) -> int:
     """Register platform ``name`` (when new) with a Basic credential; returns the reporter id."""
+    check_username(username)
     check_password(password)
     now = utcnow()
     with transaction(rt.sessions) as s:

@@ -1,11 +1,13 @@
 """Intake use cases: open, upload, fileinfo, finish, retract — shared by every protocol.
 
 Every method is one database transaction; it returns only after the commit, so whatever
-the caller acknowledges is durable. Errors are ``CybertipError`` with the ISPWS code; the
-JSON API and the web form translate them into their own protocols.
+the caller acknowledges is durable. Errors are :class:`~tipline.intake.errors.IntakeError`
+(a reason, a message, a field); each adapter maps them onto its own protocol's codes.
 
-Another reporter's report is answered exactly like a missing one (5001), so ids cannot be
-probed.
+Another reporter's report is refused exactly like a missing one (``REPORT_NOT_FOUND``), so ids
+cannot be probed. Reads and writes that skip that owner check say so in their name
+(``view_unchecked``, ...): their callers (operators, the CLI, the receipt-code holder) have
+established the right to the report some other way.
 """
 
 from __future__ import annotations
@@ -25,15 +27,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tipline.config import Settings
-from tipline.cybertip.codes import CybertipError, ResponseCode
 from tipline.cybertip.xml import Parsed, finish_rule_violations
+from tipline.intake.errors import IntakeError, Reason
 from tipline.model.report import FileDetails
 from tipline.model.report import Report as ReportModel
-from tipline.store.blobs import BlobStore, StoredBlob
+from tipline.store.blobs import BlobStore, BlobWriter, StoredBlob
 from tipline.store.db import cross_report_lock, transaction
 from tipline.store.tables import Blob, Document, File, PipelineRun, Report, Reporter
 
-R = ResponseCode
 log = logging.getLogger("tipline.intake")
 
 #: Enrichment stages that read the parsed report (``reports.document``). An addendum that
@@ -160,15 +161,15 @@ class Intake:
         )
 
     def _owned(self, s: Session, reporter_id: int, report_id: int, *, lock: bool) -> Report:
-        """The caller's report, or 5001 — also for another reporter's or an expired one."""
+        """The caller's report, or REPORT_NOT_FOUND — also for another reporter's or an expired one."""
         q = select(Report).where(Report.id == report_id, Report.reporter_id == reporter_id)
         if lock:
             q = q.with_for_update()
         rep = s.execute(q).scalar_one_or_none()
         if rep is None or rep.state == "expired":
-            raise CybertipError(R.REPORT_NOT_FOUND)
+            raise IntakeError(Reason.REPORT_NOT_FOUND, field="reportId")
         if rep.state == "open" and rep.expires_at is not None and rep.expires_at <= utcnow():
-            raise CybertipError(R.REPORT_NOT_FOUND, "the unfinished report has expired")
+            raise IntakeError(Reason.REPORT_NOT_FOUND, "the unfinished report has expired", field="reportId")
         return rep
 
     def _touch(self, s: Session, reporter_id: int, report_id: int, now: datetime, *, add_file: bool = False) -> int:
@@ -195,15 +196,15 @@ class Intake:
         if count is None:
             rep = self._owned(s, reporter_id, report_id, lock=True)
             self._require_open(rep)
-            raise CybertipError(R.UPDATE_FAILED, "the report changed state concurrently")
+            raise IntakeError(Reason.CHANGED_CONCURRENTLY, "the report changed state concurrently")
         return int(count)
 
     @staticmethod
     def _require_open(rep: Report) -> None:
         if rep.state == "retracted":
-            raise CybertipError(R.REPORT_RETRACTED)
+            raise IntakeError(Reason.REPORT_RETRACTED, field="reportId")
         if rep.state == "finished":
-            raise CybertipError(R.REPORT_FINISHED)
+            raise IntakeError(Reason.REPORT_FINISHED, field="reportId")
 
     @staticmethod
     def _document(
@@ -274,11 +275,46 @@ class Intake:
                 select(Document.sha256).where(Document.report_id == row.id).order_by(Document.id)
             ).scalar()
         if first is not None and first != body_sha:
-            raise CybertipError(
-                R.INVALID_REQUEST,
+            raise IntakeError(
+                Reason.IDEMPOTENCY_KEY_REUSED,
                 f"idempotency key {key!r} was already used for a different request body",
+                field="Idempotency-Key",
             )
         return int(row.id)
+
+    def upload(
+        self,
+        reporter_id: int,
+        report_id: int,
+        writer: BlobWriter,
+        *,
+        file_name: str | None,
+        media_type: str | None,
+    ) -> tuple[StoredBlob, str]:
+        """Store a streamed upload as a file of the caller's open report: (its blob, fileId).
+
+        The one order every protocol needs: the blob is committed (durable, fsynced) before
+        the row that points at it, so an acknowledged file is never a row without content; a
+        refused attach deletes the ciphertext again (``attach_file``). Blocking: adapters call
+        it in one worker-thread hop.
+        """
+        stored = writer.commit()
+        return stored, self.attach_file(reporter_id, report_id, stored, file_name=file_name,
+                                        media_type=media_type)
+
+    def require_open(self, reporter_id: int, report_id: int) -> None:
+        """Refuse unless ``report_id`` is the caller's open report (no lock, no change).
+
+        A cheap early check, e.g. before a file is streamed, so that a wrong id costs no
+        storage; the use case that changes the report checks again under its row lock.
+        """
+        view = self.view(report_id, reporter_id)
+        if view is None:
+            raise IntakeError(Reason.REPORT_NOT_FOUND, field="reportId")
+        if view.state == "retracted":
+            raise IntakeError(Reason.REPORT_RETRACTED, field="reportId")
+        if view.state == "finished":
+            raise IntakeError(Reason.REPORT_FINISHED, field="reportId")
 
     def attach_file(
         self,
@@ -326,7 +362,7 @@ class Intake:
             file_name_held = row[0] if row is not None and (row[0] is not None or row[1]) else blob.stored_name
             if file_name_held is not None and not self.blobs.exists(file_name_held):
                 # A purge removed identical content between our write and this commit.
-                raise CybertipError(R.UPLOAD_FAILED, "storage changed during upload; retry")
+                raise IntakeError(Reason.STORAGE_CHANGED, "storage changed during upload; retry")
             fid = new_file_id()
             s.execute(insert(File).values(
                 id=fid, report_id=report_id, seq=seq, file_name=clean_file_name(file_name),
@@ -354,7 +390,7 @@ class Intake:
                 ).returning(File.id)
             ).scalar_one_or_none()
             if found is None:
-                raise CybertipError(R.FILE_NOT_FOUND)
+                raise IntakeError(Reason.FILE_NOT_FOUND, field="fileId")
             self._document(s, report_id, "fileinfo", body, content_type, now, file_id=file_id)
             return report_id, file_id
 
@@ -383,7 +419,7 @@ class Intake:
             if won is None:
                 rep = self._owned(s, reporter_id, report_id, lock=True)
                 self._require_open(rep)
-                raise CybertipError(R.UPDATE_FAILED, "the report changed state concurrently")
+                raise IntakeError(Reason.CHANGED_CONCURRENTLY, "the report changed state concurrently")
             files = s.execute(
                 select(File.id, File.details).where(File.report_id == report_id).order_by(File.seq)
             ).all()
@@ -394,7 +430,7 @@ class Intake:
                         problems.append(f"file {fid}: {p}")
             if problems:
                 # Raising rolls the state change back: the report stays open for corrections.
-                raise CybertipError(R.VALIDATION_FAILED, "; ".join(problems))
+                raise IntakeError(Reason.RULES_VIOLATED, "; ".join(problems))
             return [fid for fid, _ in files]
 
     def retract(self, reporter_id: int, report_id: int) -> None:
@@ -410,13 +446,16 @@ class Intake:
             if won is None:
                 rep = self._owned(s, reporter_id, report_id, lock=True)
                 self._require_open(rep)
-                raise CybertipError(R.UPDATE_FAILED, "the report changed state concurrently")
+                raise IntakeError(Reason.CHANGED_CONCURRENTLY, "the report changed state concurrently")
 
-    def add_document(
+    def add_document_unchecked(
         self, report_id: int, kind: str, body: bytes, content_type: str | None, *,
         revise: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
         """Keep an addendum (e.g. a public reporter's later information) with the report.
+
+        Unchecked: no owner is compared; the caller has shown its right to the report (the
+        public form: the receipt code, ``report_id_for_receipt``).
 
         ``revise`` turns the stored parsed report into the report as it now stands (the
         addendum merged in); it runs under the report's row lock, so two addenda never lose
@@ -448,8 +487,11 @@ class Intake:
             except Exception:
                 log.exception("enqueue after an addendum failed for report %s", report_id)
 
-    def addenda(self, report_id: int) -> list[dict[str, Any]]:
-        """The report's addenda, oldest first: when each came and what it said (JSON-ready)."""
+    def addenda_unchecked(self, report_id: int) -> list[dict[str, Any]]:
+        """The report's addenda, oldest first: when each came and what it said (JSON-ready).
+
+        Unchecked: any report's, for operators and the CLI.
+        """
         with self.sessions() as s:
             rows = s.execute(
                 select(Document.received_at, Document.body, Document.content_type)
@@ -476,8 +518,15 @@ class Intake:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def view(self, report_id: int, reporter_id: int | None = None) -> ReportView | None:
-        """A report with its files; ``reporter_id`` scopes it to one reporter (None: operator)."""
+    def view(self, report_id: int, reporter_id: int) -> ReportView | None:
+        """The caller's report with its files; None when it is not theirs, or expired."""
+        return self._view(report_id, reporter_id)
+
+    def view_unchecked(self, report_id: int) -> ReportView | None:
+        """Any report with its files, expired tombstones included (operators, the CLI)."""
+        return self._view(report_id, None)
+
+    def _view(self, report_id: int, reporter_id: int | None) -> ReportView | None:
         with self.sessions() as s:
             q = select(Report, Reporter.name).join(Reporter).where(Report.id == report_id)
             if reporter_id is not None:
@@ -506,14 +555,26 @@ class Intake:
             )
 
     def list_reports(
-        self, reporter_id: int | None = None, *, limit: int = 100, state: str | None = None,
+        self, reporter_id: int, *, limit: int = 100, state: str | None = None,
         before_id: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Reports newest first (by id, which never changes); ``before_id`` pages on.
+        """The caller's reports newest first (by id, which never changes); ``before_id`` pages on.
 
         Keyset paging: a page starts below the last id of the previous one, so a walk sees
         every report that existed when it began exactly once, however many arrive meanwhile.
+        Expired reports are not the caller's any more and are left out.
         """
+        return self._list(reporter_id, limit=limit, state=state, before_id=before_id)
+
+    def list_reports_unchecked(
+        self, *, limit: int = 100, state: str | None = None, before_id: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Every reporter's reports, as ``list_reports`` pages them (operators, the CLI)."""
+        return self._list(None, limit=limit, state=state, before_id=before_id)
+
+    def _list(
+        self, reporter_id: int | None, *, limit: int, state: str | None, before_id: int | None,
+    ) -> list[dict[str, Any]]:
         with self.sessions() as s:
             q = (
                 select(Report.id, Reporter.name, Report.source, Report.state, Report.opened_at,
@@ -571,7 +632,8 @@ class Intake:
         except IntegrityError:
             return self.public_reporter_id(name)
 
-    def read_file(self, file_id: str) -> bytes:
+    def read_file_unchecked(self, file_id: str) -> bytes:
+        """A file's content by fileId, whoever reported it; KeyError when it is not held."""
         with self.sessions() as s:
             f = s.get(File, file_id)
             if f is None:

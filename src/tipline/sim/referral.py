@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from tipline.intake.public_form import validate_report_form
 from tipline.model.report import FileDetails
 from tipline.model.report import Report as ReportModel
 from tipline.pipeline.stages.assess import Inputs, Result, Rules, assess_inputs, load_rules
@@ -32,7 +33,6 @@ from tipline.sim.calibration import YearTargets
 from tipline.sim.generate import SimReport
 from tipline.sim.measure import Check
 from tipline.sim.write import file_details
-from tipline.web.public import validate_report_form
 
 
 def stored_model(r: SimReport, now: datetime | None = None) -> ReportModel:

@@ -37,6 +37,8 @@ from sqlalchemy import Table, insert, select, update
 from tipline.cybertip.codes import CybertipError, ResponseCode
 from tipline.cybertip.xml import file_details_to_xml, report_to_xml
 from tipline.intake.credentials import hash_password
+from tipline.intake.public_form import validate_report_form, web_document
+from tipline.intake.receipts import new_receipt_code, receipt_hash
 from tipline.intake.service import clean_file_name, new_file_id
 from tipline.model.report import FileDetails
 from tipline.runtime import Runtime
@@ -46,7 +48,6 @@ from tipline.sim.population import slug
 from tipline.store.blobs import StoredBlob
 from tipline.store.db import transaction
 from tipline.store.tables import Blob, Credential, Document, File, Report, Reporter
-from tipline.web.public import new_receipt_code, receipt_hash, validate_report_form, web_document
 
 XML_TYPE = "text/xml; charset=utf-8"
 _RECEIPT = re.compile(r"TPL-[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}")

@@ -8,62 +8,29 @@ assessments, referrals, outcomes, audit) get tables of their own that point at
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
-    MetaData,
     String,
     Text,
-    TypeDecorator,
     UniqueConstraint,
 )
-from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-# Deterministic constraint names so Alembic migrations are identical on SQLite and PostgreSQL.
-NAMING = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Timestamps stored in UTC and always returned timezone-aware (SQLite drops the zone)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-# SQLite only autoincrements INTEGER PRIMARY KEY; BigInteger elsewhere.
-ReportId = BigInteger().with_variant(Integer(), "sqlite")
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+# Re-exported (the redundant aliases say so): other table modules, migrations and tests import
+# them from here.
+from tipline.store.base import NAMING as NAMING
+from tipline.store.base import Base as Base
+from tipline.store.base import ReportId as ReportId
+from tipline.store.base import UTCDateTime as UTCDateTime
 
 
 class Reporter(Base):
@@ -396,3 +363,8 @@ class Assessment(Base):
     escalate: Mapped[bool] = mapped_column(Boolean, default=False)
     rules_version: Mapped[str] = mapped_column(String(40))
     assessed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# Referrals point at users (who holds one); the people tables must be known whenever these
+# are, or the first flush fails to resolve that foreign key. Imported last: it needs Base.
+from tipline.store import tables_people as _tables_people  # noqa: E402,F401

@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tipline.store.tables import Base, UTCDateTime
+from tipline.store.base import Base, UTCDateTime
 
 AuditId = BigInteger().with_variant(Integer(), "sqlite")
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 from starlette.concurrency import run_in_threadpool
 
-from tipline.cybertip.codes import CybertipError, ResponseCode
+from tipline.intake.errors import IntakeError, Reason
 from tipline.intake.operators import OPERATOR_TOKEN_PREFIX, Operator, verify_operator_token
 from tipline.runtime import Runtime
 from tipline.web.api_v1 import PREFIX, ProblemRoute, ReportIdPath, ReportRead, _problems, _unauthorized
@@ -57,11 +57,11 @@ def operator_report(rt: Runtime, report_id: int) -> dict[str, Any] | None:
     """The operator's view of one report, or None when there is no such report."""
     from tipline.pipeline.view import enrichment_view
 
-    view = rt.intake.view(report_id)
+    view = rt.intake.view_unchecked(report_id)
     if view is None:
         return None
     data = view.as_json()
-    data["addenda"] = rt.intake.addenda(report_id)
+    data["addenda"] = rt.intake.addenda_unchecked(report_id)
     data["enrichment"] = enrichment_view(rt, report_id)
     return data
 
@@ -102,7 +102,7 @@ def router(rt: Runtime) -> APIRouter:
     async def read_report(op: Op, report_id: ReportIdPath) -> Response:
         data = await run_in_threadpool(operator_report, rt, report_id)
         if data is None:
-            raise CybertipError(ResponseCode.REPORT_NOT_FOUND)
+            raise IntakeError(Reason.REPORT_NOT_FOUND, field="reportId")
         log.info("operator token %s (%s) read report %d", op.token_id, op.label, report_id)
         return JSONResponse(data)
 

@@ -12,8 +12,6 @@ with the request id, and the detail goes to the log.
 
 # No ``from __future__ import annotations``: FastAPI reads the route signatures at runtime,
 # and the ``Caller`` dependency they name is local to ``router()``.
-import base64
-import binascii
 import json
 import logging
 import re
@@ -44,9 +42,11 @@ from tipline.cybertip.xml import (
     report_to_xml,
 )
 from tipline.intake.credentials import TOKEN_PREFIX, Principal
+from tipline.intake.errors import IntakeError, Reason
 from tipline.model.report import FileDetails, Int64, Report
 from tipline.runtime import Runtime
-from tipline.store.blobs import BlobTooLarge, BlobWriter
+from tipline.store.blobs import BlobTooLarge, BlobWriter, StoredBlob
+from tipline.web.basic_auth import parse_basic
 from tipline.web.forms import BadForm, BodyTooLarge, SingleFileUpload, read_capped, stream_form
 from tipline.web.routing import allowed_methods
 
@@ -386,10 +386,36 @@ def _slug(code: ResponseCode) -> str:
 
 
 def problem_for(err: CybertipError, *, errors: list[dict[str, Any]] | None = None) -> ApiProblem:
-    """The problem document for an intake error, keeping its ISPWS code."""
+    """The problem document for a format error (the XML reader's), keeping its ISPWS code."""
     status = STATUS_FOR_CODE.get(err.code, 503)
     return ApiProblem(status, _slug(err.code), DESCRIPTIONS[err.code], err.detail or None,
                       code=err.code, errors=errors)
+
+
+def _as_code(code: ResponseCode) -> tuple[int, str, str, ResponseCode]:
+    return STATUS_FOR_CODE[code], _slug(code), DESCRIPTIONS[code], code
+
+
+#: (HTTP status, problem slug, title, ISPWS code) for each reason an intake use case refuses.
+#: The code is the one ISPWS answers with, so a platform sees one number on both protocols.
+PROBLEM_FOR_REASON: dict[Reason, tuple[int, str, str, ResponseCode]] = {
+    Reason.REPORT_NOT_FOUND: _as_code(R.REPORT_NOT_FOUND),
+    Reason.FILE_NOT_FOUND: _as_code(R.FILE_NOT_FOUND),
+    Reason.REPORT_RETRACTED: _as_code(R.REPORT_RETRACTED),
+    Reason.REPORT_FINISHED: _as_code(R.REPORT_FINISHED),
+    Reason.CHANGED_CONCURRENTLY: _as_code(R.UPDATE_FAILED),
+    Reason.STORAGE_CHANGED: _as_code(R.UPLOAD_FAILED),
+    Reason.RULES_VIOLATED: _as_code(R.VALIDATION_FAILED),
+    # Not a malformed request but a conflict with the first one that used the key.
+    Reason.IDEMPOTENCY_KEY_REUSED: (409, "idempotency-key-reused", "Idempotency key reused",
+                                    R.INVALID_REQUEST),
+}
+
+
+def intake_problem(err: IntakeError) -> ApiProblem:
+    """The problem document for an intake refusal (``PROBLEM_FOR_REASON``)."""
+    status, slug, title, code = PROBLEM_FOR_REASON[err.reason]
+    return ApiProblem(status, slug, title, err.message or None, code=code)
 
 
 def json_path(loc: Sequence[int | str]) -> str:
@@ -510,6 +536,8 @@ class ProblemRoute(APIRoute):
             except CybertipError as err:
                 errors = _errors_from_detail(err.detail, "body")
                 return problem_for(err, errors=errors).response(request)
+            except IntakeError as err:
+                return intake_problem(err).response(request)
             except RequestValidationError as exc:
                 return request_validation_problem(exc).response(request)
             except StarletteHTTPException as exc:
@@ -532,24 +560,16 @@ def _unauthorized(detail: str) -> ApiProblem:
                       detail, code=R.AUTHENTICATION_REQUIRED)
 
 
-def _basic(value: str) -> tuple[str, str] | None:
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    user, sep, password = decoded.partition(":")
-    return (user, password) if sep and user else None
-
-
 def authenticator(rt: Runtime) -> Callable[[Request], Awaitable[Principal]]:
     """A dependency resolving the calling platform from Basic or Bearer credentials."""
 
     async def principal(request: Request) -> Principal:
-        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        header = request.headers.get("authorization", "")
+        scheme, _, value = header.partition(" ")
         scheme = scheme.lower()
         found: Principal | None = None
         if scheme == "basic":
-            creds = _basic(value)
+            creds = parse_basic(header)
             if creds is not None:
                 found = await run_in_threadpool(rt.auth.basic, *creds)
         elif scheme == "bearer":
@@ -699,17 +719,6 @@ def router(rt: Runtime) -> APIRouter:
     limits = rt.settings
     Caller = Annotated[Principal, Depends(authenticator(rt))]
 
-    async def require_open(p: Principal, report_id: int) -> None:
-        # Checked before streaming a file so that a wrong id costs no storage; the intake
-        # checks again, under a lock, when the file is attached.
-        view = await run_in_threadpool(rt.intake.view, report_id, p.reporter_id)
-        if view is None:
-            raise CybertipError(R.REPORT_NOT_FOUND)
-        if view.state == "retracted":
-            raise CybertipError(R.REPORT_RETRACTED)
-        if view.state == "finished":
-            raise CybertipError(R.REPORT_FINISHED)
-
     @api.post(
         "/reports",
         status_code=201,
@@ -742,18 +751,11 @@ def router(rt: Runtime) -> APIRouter:
         except BodyTooLarge as exc:
             raise _too_large(exc) from None
         parsed = await run_in_threadpool(validate_report, body)
-        try:
-            report_id, created = await run_in_threadpool(
-                rt.intake.open_report, caller.reporter_id, parsed, source="api", body=body,
-                content_type=request.headers.get("content-type"), document_kind="json",
-                idempotency_key=idempotency_key,
-            )
-        except CybertipError as err:
-            # The only request error open_report raises: a key reused for another body.
-            if err.code == R.INVALID_REQUEST and idempotency_key is not None:
-                raise ApiProblem(409, "idempotency-key-reused", "Idempotency key reused",
-                                 err.detail, code=R.INVALID_REQUEST) from None
-            raise
+        report_id, created = await run_in_threadpool(
+            rt.intake.open_report, caller.reporter_id, parsed, source="api", body=body,
+            content_type=request.headers.get("content-type"), document_kind="json",
+            idempotency_key=idempotency_key,
+        )
         headers = {"Location": f"{PREFIX}/reports/{report_id}"}
         if not created:
             headers["Idempotent-Replayed"] = "true"
@@ -795,7 +797,7 @@ def router(rt: Runtime) -> APIRouter:
     async def get_report(caller: Caller, report_id: ReportIdPath) -> Response:
         view = await run_in_threadpool(rt.intake.view, report_id, caller.reporter_id)
         if view is None:
-            raise CybertipError(R.REPORT_NOT_FOUND)
+            raise IntakeError(Reason.REPORT_NOT_FOUND, field="reportId")
         return JSONResponse(view.as_json())
 
     @api.post(
@@ -824,7 +826,9 @@ def router(rt: Runtime) -> APIRouter:
         },
     )
     async def upload_file(request: Request, caller: Caller, report_id: ReportIdPath) -> Response:
-        await require_open(caller, report_id)
+        # Checked before streaming a file so that a wrong id costs no storage; the intake
+        # checks again, under a lock, when the file is attached.
+        await run_in_threadpool(rt.intake.require_open, caller.reporter_id, report_id)
         upload = SingleFileUpload(rt.blobs, limits.max_upload_bytes)
 
         try:
@@ -849,9 +853,9 @@ def router(rt: Runtime) -> APIRouter:
                 await run_in_threadpool(validate_file_details, details_body, report_id, None,
                                         location="fileDetails")
             w: BlobWriter = upload.writer
-            stored = await run_in_threadpool(w.commit)
-            file_id = await run_in_threadpool(
-                rt.intake.attach_file, caller.reporter_id, report_id, stored,
+            stored: StoredBlob
+            stored, file_id = await run_in_threadpool(
+                rt.intake.upload, caller.reporter_id, report_id, w,
                 file_name=parts[0].filename, media_type=parts[0].content_type,
             )
         finally:
@@ -866,9 +870,9 @@ def router(rt: Runtime) -> APIRouter:
                                                  file_id, location="fileDetails")
                 await run_in_threadpool(rt.intake.file_info, caller.reporter_id, parsed,
                                         body=details_body, content_type="application/json")
-            except (ApiProblem, CybertipError) as exc:
+            except (ApiProblem, IntakeError) as exc:
                 # The file is stored; say which one so the details can be sent again with PUT.
-                problem = exc if isinstance(exc, ApiProblem) else problem_for(exc)
+                problem = exc if isinstance(exc, ApiProblem) else intake_problem(exc)
                 problem.extra["fileId"] = file_id
                 raise problem from None
             result["fileDetails"] = parsed.value.model_dump(mode="json", exclude_defaults=True)
@@ -969,10 +973,6 @@ def install(app: FastAPI, rt: Runtime) -> None:
     """Mount the JSON API on ``app`` and make every /api/v1 error a problem document."""
     app.include_router(router(rt))
     _install_openapi(app)
-    # Operators' read route (a separate module: its own credentials and schema).
-    from tipline.web import api_operator
-
-    api_operator.install(app, rt)
 
     # Routing errors (unknown path, wrong method) never reach a route; reformat those for
     # /api/v1 only and hand everything else to whatever handled it before.

@@ -124,12 +124,17 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
 
 def _include_optional(app: FastAPI, rt: Runtime) -> None:
     """Routers for the JSON API and the public pages."""
-    from tipline.web import answers, api_v1, public, signin
+    from tipline.web import answers, api_operator, api_stats, api_v1, public, signin, transparency
 
     api_v1.install(app, rt)
+    # Operators' read route: its own module (credentials, schema) built on api_v1's problems,
+    # installed here so that api_v1 does not import it back.
+    api_operator.install(app, rt)
     public.install(app, rt)
     answers.install(app, rt)
     signin.install(app, rt)
+    transparency.install(app, rt)
+    api_stats.install(app, rt)
     from tipline.web import audit_pages
 
     audit_pages.install(app, rt)

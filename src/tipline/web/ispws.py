@@ -8,8 +8,6 @@ non-empty responseDescription, reportId echoed on errors, and ``/finish`` always
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -24,8 +22,10 @@ from tipline.cybertip import xml as cxml
 from tipline.cybertip.codes import DESCRIPTIONS, CybertipError, ResponseCode
 from tipline.cybertip.responses import CONTENT_TYPE, report_done_response, report_response
 from tipline.intake.credentials import Principal
+from tipline.intake.errors import IntakeError, Reason
 from tipline.runtime import Runtime
-from tipline.store.blobs import BlobTooLarge, BlobWriter, StoredBlob
+from tipline.store.blobs import BlobTooLarge, BlobWriter
+from tipline.web.basic_auth import parse_basic
 from tipline.web.forms import BadForm, BodyTooLarge, SingleFileUpload, read_capped, stream_form
 from tipline.web.routing import allowed_methods
 
@@ -36,6 +36,24 @@ _REPORT_ID_IN_XML = re.compile(rb"<reportId>\s*([0-9]{1,18})\s*</reportId>")
 PREFIX = "/ispws"
 # The calls, also answered at the root for integrations configured with a bare host.
 CALLS = ("status", "submit", "upload", "fileinfo", "finish", "retract")
+
+#: The response code for each reason an intake use case refuses (CYBERTIPLINE_API.md's
+#: state machine: 5001/5002 unknown, 5101/5102 wrong state, 4100 rules).
+CODE_FOR_REASON: dict[Reason, ResponseCode] = {
+    Reason.REPORT_NOT_FOUND: R.REPORT_NOT_FOUND,
+    Reason.FILE_NOT_FOUND: R.FILE_NOT_FOUND,
+    Reason.REPORT_RETRACTED: R.REPORT_RETRACTED,
+    Reason.REPORT_FINISHED: R.REPORT_FINISHED,
+    Reason.CHANGED_CONCURRENTLY: R.UPDATE_FAILED,
+    Reason.STORAGE_CHANGED: R.UPLOAD_FAILED,
+    Reason.RULES_VIOLATED: R.VALIDATION_FAILED,
+    Reason.IDEMPOTENCY_KEY_REUSED: R.INVALID_REQUEST,
+}
+
+
+def cybertip_error(err: IntakeError) -> CybertipError:
+    """The ISPWS answer to an intake refusal: its code, the message as the detail."""
+    return CybertipError(CODE_FOR_REASON[err.reason], err.message)
 
 
 def xml_response(body: bytes, status: int = 200) -> Response:
@@ -49,21 +67,8 @@ def unauthorized() -> Response:
     return resp
 
 
-def basic_credentials(request: Request) -> tuple[str, str] | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic" or not value:
-        return None
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    user, sep, password = decoded.partition(":")
-    return (user, password) if sep else None
-
-
 async def authenticate(rt: Runtime, request: Request) -> Principal | None:
-    creds = basic_credentials(request)
+    creds = parse_basic(request.headers.get("authorization", ""))
     if creds is None:
         return None
     # Fast path on the event loop: no thread hop, no database, for a credential just accepted.
@@ -99,6 +104,8 @@ def router(rt: Runtime) -> APIRouter:
             return await handler(principal)
         except CybertipError as err:
             return on_error(err)
+        except IntakeError as err:
+            return on_error(cybertip_error(err))
         except Exception:
             # Never a 500 or a trace on the wire: the client gets a code, the log the detail.
             log.exception("ISPWS %s failed (request %s)", request.url.path,
@@ -163,15 +170,10 @@ def router(rt: Runtime) -> APIRouter:
                 if upload.writer is None:
                     raise CybertipError(R.MALFORMED_FILE, "no file part named 'file' in the upload")
                 w: BlobWriter = upload.writer
-                part = parts[0]
-
-                def work() -> tuple[StoredBlob, str]:
-                    stored = w.commit()  # durable (fsynced) before the row that points at it
-                    return stored, rt.intake.attach_file(
-                        p.reporter_id, report_id, stored, file_name=part.filename,
-                        media_type=part.content_type)
-
-                stored, file_id = await run_in_threadpool(work)
+                # One thread hop: the blob is committed, then the file row written.
+                stored, file_id = await run_in_threadpool(
+                    rt.intake.upload, p.reporter_id, report_id, w, file_name=parts[0].filename,
+                    media_type=parts[0].content_type)
                 return xml_response(report_response(
                     R.SUCCESS, report_id=report_id, file_id=file_id, md5=stored.md5))
             finally:
