@@ -81,6 +81,11 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("GET", "/report"): Open(), ("POST", "/report"): Open(),
     ("GET", "/report/receipt"): Open(), ("POST", "/report/receipt"): Open(),
     ("GET", "/answer"): Open(), ("GET", "/api/v1/answer"): Open(), ("GET", "/api/v1/stats/published"): Open(),
+    # Statistics from the records: aggregates only, for everyone (tipline.stats).
+    ("GET", "/api/v1/stats/outcomes"): Open(), ("GET", "/api/v1/stats/transparency/{year}"): Open(),
+    ("GET", "/transparency/{year}"): Open(), ("GET", "/transparency/{year}.pdf"): Open(),
+    ("GET", "/transparency/{year}/charts/{name}"): Open(), ("GET", "/transparency/{year}/datapackage.json"): Open(),
+    ("GET", "/transparency/{year}/{table}.csv"): Open(),
     # Operators: their own endpoints and credentials.
     ("GET", "/healthz"): Open(), ("GET", "/readyz"): Open(), ("GET", "/metrics"): Open(),
     ("GET", "/api/v1/operator/reports/{reportId}"): Open(),

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 @click.group("user")
 def command() -> None:
-    """Manage the accounts of people who sign in, and their API tokens."""
+    """Accounts of people who sign in, and their tokens."""
 
 
 def cli_actor() -> str:
