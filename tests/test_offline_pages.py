@@ -495,6 +495,20 @@ def test_inbox_pages(guarded: tuple[Page, Guard], server: Server) -> None:
         page.goto(server.url + path)
         page.wait_for_load_state("networkidle")
         assert page.title().strip(), path
+
+def test_audit_page(guarded: tuple[Page, Guard], server: Server) -> None:
+    """The auditor's trail (its path end to end, with axe: tests/test_audit_browser.py)."""
+    from people_helpers import make_user
+
+    page, guard = guarded
+    aud = make_user(server.rt, "offline-auditor", "auditor", password="offline pass 2")
+    page.goto(server.url + "/login?next=/audit")
+    page.get_by_label("Username").fill("offline-auditor")
+    page.get_by_label("Password").fill("offline pass 2")
+    page.get_by_label("One-time code").fill(aud.code())
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Audit trail")
+    expect(page.locator("table.audit-rows")).to_contain_text("sign_in")
     guard.assert_clean()
 
 

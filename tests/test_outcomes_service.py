@@ -132,12 +132,12 @@ def test_a_foreign_referral_is_not_found_exactly_like_a_missing_one(runtime: Run
 
 def test_roles_that_may_not_record(runtime: Runtime, world: World) -> None:
     refused(runtime, Forbidden, world.analyst, world.refs_a[0], ARREST)
-    refused(runtime, Forbidden, world.platform, world.refs_a[0], ARREST)
+    refused(runtime, NotFound, world.platform, world.refs_a[0], ARREST)  # sees no referral: missing
     rec(runtime, world.officer_a, world.refs_a[0], ARREST)
     with runtime.sessions() as s:
         # Analysts read every referral's timeline; platform staff none.
         assert [v.code for v in list_outcomes(s, world.analyst, world.refs_a[0])] == ["ARREST"]
-        with pytest.raises(Forbidden):
+        with pytest.raises(NotFound):
             list_outcomes(s, world.platform, world.refs_a[0])
     officer_without_agency = Principal(world.officer_a.user_id, "officer-a", "officer", agency_id=None)
     refused(runtime, NotFound, officer_without_agency, world.refs_a[0], ARREST)

@@ -56,7 +56,21 @@ def command(c: Ctx, host: str, port: int, no_serve: bool, sim_scale: float) -> N
     click.echo(f"  try            : curl -u {username}:{password} {base}/ispws/status")
     click.echo(f"  JSON API docs  : {base}/api/v1/docs")
     click.echo(f"  public form    : {base}/report")
+    _people(c, base)
     click.echo("=" * 72)
     sys.stdout.flush()
     if not no_serve:
         serve_http(c.settings, host, port, workers=1)
+
+
+def _people(c: Ctx, base: str) -> None:
+    """Print how to sign in as the demo account of every role (made or refreshed now)."""
+    from tipline.people.demo import demo_people
+
+    with c.opened() as rt:
+        people = demo_people(rt)
+    click.echo(f"  sign in        : {base}/login   (one-time code: any authenticator app with the")
+    click.echo("                   secret below, or `oathtool --totp -b SECRET`; platform staff need none)")
+    for p in people:
+        of = f" ({p.of})" if p.of else ""
+        click.echo(f"    {p.username:<16} {p.password:<18} {p.totp_secret or '-'}{of}")

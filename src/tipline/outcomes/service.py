@@ -287,10 +287,14 @@ def _referral(session: Session, principal: Principal | None, referral_id: int, *
     """
     if principal is not None:
         role = ROLES.get(principal.role)
-        needed = (Capability.REFERRAL_ACT,) if write else (Capability.REFERRAL_READ_OWN, Capability.REPORT_READ)
-        if role is None or not any(may(principal.role, c) for c in needed):
-            verb = "record outcomes" if write else "read outcomes"
-            raise Forbidden(None, f"the role {principal.role!r} may not {verb}")
+        readers = (Capability.REFERRAL_READ_OWN, Capability.REPORT_READ)
+        if role is None or not any(may(principal.role, c) for c in readers):
+            # A role that cannot see referrals at all is answered as if it did not exist
+            # (DESIGN.md: out-of-scope objects answer 404, never 403) ...
+            raise _not_found(referral_id)
+        if write and not may(principal.role, Capability.REFERRAL_ACT):
+            # ... one that sees it (an analyst) is told it may not record.
+            raise Forbidden(None, f"the role {principal.role!r} may not record outcomes")
         if role.scope == Scope.AGENCY:
             if principal.agency_id is None:
                 raise _not_found(referral_id)

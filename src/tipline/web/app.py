@@ -143,6 +143,9 @@ def _include_optional(app: FastAPI, rt: Runtime) -> None:
     from tipline.web import platform_page
 
     platform_page.install(app, rt)
+    from tipline.web import audit_pages
+
+    audit_pages.install(app, rt)
 
 
 def app_factory() -> Any:
