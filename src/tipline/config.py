@@ -80,6 +80,8 @@ class Settings:
     #: 1: mark session cookies ``Secure`` even on plain HTTP (behind a TLS proxy that does
     #: not forward the scheme); otherwise they are ``Secure`` whenever the request is HTTPS.
     secure_cookies: int = 0
+    #: Minutes an analyst's claim on a report lasts before it is released by itself.
+    claim_minutes: int = 30
 
     @classmethod
     def from_env(cls, data_dir: str | os.PathLike[str] | None = None, **overrides: object) -> Settings:

@@ -130,6 +130,9 @@ def _include_optional(app: FastAPI, rt: Runtime) -> None:
     public.install(app, rt)
     answers.install(app, rt)
     signin.install(app, rt)
+    from tipline.web import console
+
+    console.install(app, rt)
 
 
 def app_factory() -> Any:
