@@ -190,6 +190,8 @@ def test_files_the_platform_did_not_view_are_never_shown(runtime: Runtime, store
             assert client.get(f"/console/files/{f.id}/{kind}").status_code == 404
         assert post(client, f"/console/files/{f.id}/unblur", {},
                     f"/console/reports/{store.gated}").status_code == 404  # type: ignore[attr-defined]
+        assert post(client, f"/console/files/{f.id}/label", {"classification": "A1"},
+                    f"/console/reports/{store.gated}").status_code == 404  # type: ignore[attr-defined]
     assert "fileViewedByEsp is false" in page.text and "fileViewedByEsp is not given" in page.text
     assert "United States v. Wilson" in page.text
     assert f"/console/files/{viewed.id}/thumb.jpg" in page.text

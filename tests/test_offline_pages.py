@@ -418,6 +418,27 @@ def test_signed_in_pages(guarded: tuple[Page, Guard], server: Server) -> None:
     guard.assert_clean()
 
 
+def test_console_pages(guarded: tuple[Page, Guard], server: Server) -> None:
+    """The analyst console (queue, a report with blurred thumbnails, workload) in Chromium."""
+    from people_helpers import make_user
+    from test_console_data import build
+
+    page, guard = guarded
+    st = build(server.rt)
+    sup = make_user(server.rt, "offline-sup", "supervisor", password="offline pass 2")
+    page.goto(server.url + "/console")
+    page.get_by_label("Username").fill(sup.username)
+    page.get_by_label("Password").fill(sup.password)
+    page.get_by_label("One-time code").fill(sup.code())
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Queue")
+    for path in (f"/console/reports/{st.shared}", "/console/workload"):
+        page.goto(server.url + path)
+        page.wait_for_load_state("networkidle")
+        assert page.title().strip(), path
+    guard.assert_clean()
+
+
 def test_every_template_was_rendered(server: Server, request: pytest.FixtureRequest) -> None:
     # Runs last (file order): a template that no test above reached is a page nobody checked.
     here = request.node.module
