@@ -51,7 +51,8 @@ def store_report(rt: Runtime, doc: dict[str, Any], files: list[tuple[bytes, bool
             s.add(rep)
             s.flush()
         row = Report(reporter_id=rep.id, source="api", state="finished", opened_at=at, last_change_at=at,
-                     finished_at=at, incident_type=model.incident_type, escalation=model.escalation, incident_at=model.incident_datetime,
+                     finished_at=at, incident_type=model.incident_type, escalation=model.escalation,
+                     incident_at=model.incident_datetime,
                      batched=False, document=model.model_dump(mode="json", exclude_defaults=True),
                      normalisations=[], file_count=len(files))
         s.add(row)

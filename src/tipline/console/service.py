@@ -539,7 +539,7 @@ def report_view(s: Session, principal: Principal, report_id: int, *, now: dateti
                       f"of an entry of hash bank {bank}" + (f" ({label})" if label else "")
             else:
                 why = (f"{'exact' if m.distance == 0 else 'near'} duplicate ({m.hash_type.upper()}, distance "
-                       f"{m.distance}) of file {other} in report {other_report.get(other)}")
+                       f"{m.distance}) of file {other} in report {other_report.get(other or '')}")
             matches[mine].append({"kind": m.kind, "hashType": m.hash_type, "distance": m.distance, "bank": bank,
                                   "label": label, "otherReportId": other_report.get(other) if other else None,
                                   "reason": why})
@@ -563,7 +563,7 @@ def report_view(s: Session, principal: Principal, report_id: int, *, now: dateti
             preview=_preview_reason(f, sig, held.get(f.sha256, False)) if shown else None,
             platform_classification=f.industry_classification, relevance=f.file_relevance,
             details=f.details, matches=matches.get(f.id, []), label=labels.get(f.id),
-            label_by=labellers.get(labels[f.id].user_id) if f.id in labels else None,
+            label_by=labellers.get(labels[f.id].user_id or 0) if f.id in labels else None,
             copies=int(copy_counts.get(f.sha256, 1)) - 1))
 
     links = []

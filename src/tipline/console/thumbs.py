@@ -36,9 +36,9 @@ def _read(chunks: Iterable[bytes]) -> bytes:
 
 def _open(data: bytes, side: int) -> Image.Image:
     try:
-        img = Image.open(io.BytesIO(data))
-        img.draft("RGB", (side * 2, side * 2))  # JPEG: decode at a reduced scale, cheaply
-        img = ImageOps.exif_transpose(img)
+        raw = Image.open(io.BytesIO(data))
+        raw.draft("RGB", (side * 2, side * 2))  # JPEG: decode at a reduced scale, cheaply
+        img = ImageOps.exif_transpose(raw)
         img.thumbnail((side, side))
         return img
     except Exception as exc:  # truncated, unsupported, decompression bomb
