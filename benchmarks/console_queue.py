@@ -96,13 +96,15 @@ def people_work(rt: Any, ids: list[int], seed: int = 2) -> Any:
 
     rng = random.Random(seed)
     users = [make_user(rt, f"bench-{i}", "analyst") for i in range(20)]
+    # A supervisor may override a report someone else holds.
+    sup = make_user(rt, "bench-supervisor", "supervisor")
     with transaction(rt.sessions) as s:
         for u in users:
             p = Principal(u.user_id, u.username, "analyst")
             for rid in rng.sample(ids, 5):
                 with contextlib.suppress(svc.Refused):  # two analysts drew the same report
                     svc.claim(s, p, rid, minutes=600)
-        p0 = Principal(users[0].user_id, users[0].username, "analyst")
+        p0 = Principal(sup.user_id, sup.username, "supervisor")
         for rid in rng.sample(ids, max(1, len(ids) // 100)):
             svc.set_priority(s, p0, rid, rng.choice((1, 2, 3)), "bench override", now=datetime.now(UTC)
                              - timedelta(seconds=1))

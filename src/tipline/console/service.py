@@ -17,6 +17,8 @@ missing file, and the report view carries only their hashes and matches.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -171,6 +173,8 @@ class QueuePage:
     page: int
     per_page: int
     facets: dict[str, list[FacetValue]] = field(default_factory=dict)
+    #: When the counts (and ``total``) were taken (they are reused for a few seconds).
+    counted_at: datetime | None = None
 
     @property
     def pages(self) -> int:
@@ -188,33 +192,50 @@ def _latest_override_ids() -> Any:
             .group_by(ao.report_id).subquery("lo"))
 
 
-def _queue_base(principal: Principal, now: datetime) -> Any:
-    """One row per assessed, finished report with its effective values (a subquery)."""
+def _queue_base(principal: Principal, now: datetime, *, for_counts: bool = False,
+                overridden: bool = False) -> Any:
+    """One row per assessed, finished report with its effective values (a subquery).
+
+    ``for_counts``: the hash-bank flag from one derived table of banked reports (the GROUP BY
+    reads every row anyway); otherwise a probe per row, so that a page walk that stops after
+    fifty rows makes fifty probes. ``overridden``: only the reports whose priority an
+    analyst changed (driven from the few overrides, not from every assessment)."""
     lo = _latest_override_ids()
     op, od, oe, oc = (aliased(AssessmentOverride, name=n) for n in ("op", "od", "oe", "oc"))
-    bank = exists(select(literal(1)).select_from(File).join(FileMatch, FileMatch.file_id == File.id)
-                  .where(File.report_id == Report.id, FileMatch.kind == "bank"))
+    # The reports with a hash-bank match, as one derived table (few rows) rather than a
+    # correlated probe per queue row.
+    banked = (select(File.report_id.label("report_id")).join(FileMatch, FileMatch.file_id == File.id)
+              .where(FileMatch.kind == "bank").group_by(File.report_id).subquery("banked"))
+    # The probe goes report -> its files -> their matches; ``kind || ''`` keeps a planner
+    # without statistics from walking every bank match instead.
+    probe = exists(select(literal(1)).select_from(File).join(FileMatch, FileMatch.file_id == File.id)
+                   .where(File.report_id == Report.id, (FileMatch.kind + "") == "bank"))
     q = (select(
-        Report.id.label("report_id"), Report.finished_at.label("received_at"),
+        Assessment.report_id.label("report_id"), Report.finished_at.label("received_at"),
         Report.incident_type.label("incident_type"), Report.reporter_id.label("platform"),
         func.coalesce(op.priority, Assessment.priority).label("priority"),
-        Assessment.priority.label("pipeline_priority"),
+        Assessment.priority.label("pipeline_priority"), lo.c.p.label("priority_override"),
         func.coalesce(od.disposition, Assessment.disposition).label("disposition"),
         Assessment.disposition.label("pipeline_disposition"),
         func.coalesce(oe.escalate, Assessment.escalate).label("escalated"),
         func.coalesce(oc.closed, false()).label("closed"),
         Jurisdiction.country.label("country"), Jurisdiction.us_state.label("state"),
-        bank.label("bank_match"),
+        (banked.c.report_id.is_not(None) if for_counts else probe).label("bank_match"),
         Claim.user_id.label("holder_id"), Claim.expires_at.label("claim_expires_at"))
         .select_from(Assessment)
         .join(Report, Report.id == Assessment.report_id)
-        .outerjoin(lo, lo.c.report_id == Assessment.report_id)
+        .join(lo, and_(lo.c.report_id == Assessment.report_id, lo.c.p.is_not(None)) if overridden
+              else lo.c.report_id == Assessment.report_id, isouter=not overridden)
         .outerjoin(op, op.id == lo.c.p).outerjoin(od, od.id == lo.c.d)
         .outerjoin(oe, oe.id == lo.c.e).outerjoin(oc, oc.id == lo.c.c)
         .outerjoin(Jurisdiction, Jurisdiction.report_id == Assessment.report_id)
         # An expired claim is no claim: released by time without anyone writing.
         .outerjoin(Claim, and_(Claim.report_id == Assessment.report_id, Claim.expires_at > now))
-        .where(Report.state == "finished"))
+        # Not on the state index: the walk must go along the assessments' (priority, id) index,
+        # and nearly every assessed report is finished anyway.
+        .where((Report.state + "") == "finished"))
+    if for_counts:
+        q = q.outerjoin(banked, banked.c.report_id == Assessment.report_id)
     return q.subquery("q")
 
 
@@ -252,7 +273,7 @@ def queue(s: Session, principal: Principal, f: QueueFilter | None = None, *, pag
     """The queue: priority 1 first, then oldest first (report ids are given out in order of
     receipt), one page of it, with the count of every filter value.
 
-    Two queries: the page (ORDER BY … LIMIT/OFFSET), and one GROUP BY over every facet's
+    The page (two ORDER BY … LIMIT queries, merged), and one GROUP BY over every facet's
     column from which each facet's counts are summed here, each with the *other* filters
     applied (so choosing priority 1 still shows how many priority 2 reports there are).
     """
@@ -260,63 +281,108 @@ def queue(s: Session, principal: Principal, f: QueueFilter | None = None, *, pag
     f = f or QueueFilter()
     now = _now(now)
     page = max(1, page)
-    q = _queue_base(principal, now)
-    conds = _where(q, f, principal)
-    rows_q = (select(q, Reporter.name.label("platform_name"), User.username.label("holder"))
-              .join(Reporter, Reporter.id == q.c.platform)
-              .outerjoin(User, User.id == q.c.holder_id)
-              .where(*conds).order_by(q.c.priority, q.c.report_id)
-              .limit(per_page).offset((page - 1) * per_page))
+    # The page in two parts merged here, so that neither sorts every open report: the reports
+    # whose priority nobody changed, walked in (pipeline priority, id) order on an index and
+    # stopped after the page; and the few whose priority an analyst changed.
+    want = page * per_page
+
+    def part(overridden: bool) -> list[Any]:
+        b = _queue_base(principal, now, overridden=overridden)
+        key = b.c.priority if overridden else b.c.pipeline_priority
+        done = _where(b, f, principal)
+        if not overridden:
+            done.append(b.c.priority_override.is_(None))
+        return list(s.execute(
+            select(b, Reporter.name.label("platform_name"), User.username.label("holder"))
+            .join(Reporter, Reporter.id == b.c.platform).outerjoin(User, User.id == b.c.holder_id)
+            .where(*done).order_by(key, b.c.report_id).limit(want)))
+
+    merged = sorted(part(False) + part(True), key=lambda r: (r.priority, r.report_id))
+    found = merged[(page - 1) * per_page:want]
     rows = [QueueRow(report_id=r.report_id, received_at=r.received_at, priority=r.priority,
                      pipeline_priority=r.pipeline_priority, disposition=r.disposition,
                      pipeline_disposition=r.pipeline_disposition, escalated=bool(r.escalated),
                      closed=bool(r.closed), incident_type=r.incident_type, platform=r.platform_name,
                      country=r.country, state=r.state, bank_match=bool(r.bank_match), holder=r.holder,
                      holder_id=r.holder_id, claim_expires_at=r.claim_expires_at)
-            for r in s.execute(rows_q)]
-    facets, total = _facets(s, principal, q, f)
-    return QueuePage(rows, total, page, per_page, facets)
+            for r in found]
+    facets, total, counted_at = _facets(s, principal, f, now)
+    return QueuePage(rows, total, page, per_page, facets, counted_at)
 
 
 def _claim_key(holder_id: int | None, principal: Principal) -> str:
     return "unclaimed" if holder_id is None else "mine" if holder_id == principal.user_id else "other"
 
 
-def _facets(s: Session, principal: Principal, q: Any, f: QueueFilter) -> tuple[dict[str, list[FacetValue]], int]:
-    holder = case((q.c.holder_id.is_(None), literal("unclaimed")),
-                  (q.c.holder_id == principal.user_id, literal("mine")), else_=literal("other"))
-    status_only = _where(q, QueueFilter(status=f.status), principal)
-    cols = [q.c.priority, q.c.disposition, q.c.escalated, q.c.bank_match, holder.label("claim"),
+#: How long the queue's counts are reused: the GROUP BY behind them reads every open report,
+#: the page's rows (an ORDER BY … LIMIT) are always read fresh. A write through this
+#: process's console drops them at once; the pipeline's new assessments show within this time.
+COUNTS_TTL_SECONDS = 10.0
+_counts_lock = threading.Lock()
+_counts: dict[tuple[str, str], tuple[float, datetime, list[tuple[dict[str, Any], int]]]] = {}
+
+
+def counts_changed() -> None:
+    """Forget the cached counts (after any console write)."""
+    with _counts_lock:
+        _counts.clear()
+
+
+def _combos(s: Session, principal: Principal, status: str, now: datetime
+            ) -> tuple[datetime, list[tuple[dict[str, Any], int]]]:
+    """Report counts per combination of every facet's value (holder as a user id, so the
+    result is the same for every analyst), cached per database and status."""
+    key = (str(s.get_bind().engine.url), status)
+    with _counts_lock:
+        hit = _counts.get(key)
+    if hit is not None and time.monotonic() - hit[0] < COUNTS_TTL_SECONDS:
+        return hit[1], hit[2]
+    q = _queue_base(principal, now, for_counts=True)
+    status_only = _where(q, QueueFilter(status=status), principal)
+    cols = [q.c.priority, q.c.disposition, q.c.escalated, q.c.bank_match, q.c.holder_id,
             q.c.incident_type, q.c.platform, q.c.country, q.c.state]
     grouped = s.execute(select(*cols, func.count().label("n")).where(*status_only).group_by(*cols)).all()
-    combos: list[tuple[dict[str, Any], int]] = []
-    for g in grouped:
-        combos.append(({"priority": g[0], "disposition": g[1], "escalated": bool(g[2]), "bank_match": bool(g[3]),
-                        "claim": g[4], "incident_type": g[5], "platform": g[6], "country": g[7] or "",
-                        "state": g[8]}, int(g.n)))
+    combos = [({"priority": g[0], "disposition": g[1], "escalated": bool(g[2]), "bank_match": bool(g[3]),
+                "holder_id": g[4], "incident_type": g[5], "platform": g[6], "country": g[7] or "",
+                "state": g[8]}, int(g.n)) for g in grouped]
+    at = datetime.now(UTC)
+    with _counts_lock:
+        _counts[key] = (time.monotonic(), at, combos)
+    return at, combos
 
-    def matches(values: dict[str, Any], flt: QueueFilter, skip: str | None) -> bool:
-        for k in FACETS:
-            if k == skip:
-                continue
-            want = getattr(flt, k)
-            if want is None:
-                continue
-            if k == "claim":
-                if values["claim"] != want:
-                    return False
-            elif values[k] != want:
-                return False
-        return True
 
-    total = sum(n for v, n in combos if matches(v, f, None))
+def _facets(s: Session, principal: Principal, f: QueueFilter, now: datetime
+            ) -> tuple[dict[str, list[FacetValue]], int, datetime]:
+    at, cached = _combos(s, principal, f.status, now)
+    # One pass: a combination that fails no filter counts for the total and every facet; one
+    # that fails exactly one filter counts only for that facet's values (each facet's counts
+    # are taken with the *other* filters applied).
+    wanted = [(k, getattr(f, k)) for k in FACETS if getattr(f, k) is not None]
+    total = 0
+    tallies: dict[str, Counter[Any]] = {k: Counter() for k in FACETS}
+    me = principal.user_id
+    for v, n in cached:
+        holder = v["holder_id"]
+        claim = "unclaimed" if holder is None else "mine" if holder == me else "other"
+        failed = None
+        for k, want in wanted:
+            if (claim if k == "claim" else v[k]) != want:
+                if failed is not None:
+                    failed = "-"  # two or more: counts nowhere
+                    break
+                failed = k
+        if failed == "-":
+            continue
+        if failed is None:
+            total += n
+            for k in FACETS:
+                tallies[k][claim if k == "claim" else v[k]] += n
+        else:
+            tallies[failed][claim if failed == "claim" else v[failed]] += n
     names = dict(s.execute(select(Reporter.id, Reporter.name)).all())
     out: dict[str, list[FacetValue]] = {}
     for facet in FACETS:
-        counts: Counter[Any] = Counter()
-        for v, n in combos:
-            if matches(v, f, facet):
-                counts[v[facet]] += n
+        counts = tallies[facet]
         chosen = getattr(f, facet)
         values: list[FacetValue] = []
         if facet == "claim":
@@ -338,7 +404,7 @@ def _facets(s: Session, principal: Principal, q: Any, f: QueueFilter) -> tuple[d
                 value = "unknown" if facet == "country" and k == "" else str(k)
                 values.append(FacetValue(value, label, counts.get(k, 0), chosen is not None and chosen == k))
         out[facet] = values
-    return out, total
+    return out, total, at
 
 
 # --- claims ------------------------------------------------------------------------------
@@ -379,6 +445,7 @@ def claim(s: Session, principal: Principal, report_id: int, *, minutes: int,
         s.flush()
     else:
         row.user_id, row.claimed_at, row.expires_at = principal.user_id, now, expires
+    counts_changed()
     return ClaimState(principal.user_id, principal.username, expires)
 
 
@@ -395,6 +462,7 @@ def release(s: Session, principal: Principal, report_id: int, now: datetime | No
                       "only they or a supervisor can release it.")
     s.delete(row)
     s.flush()
+    counts_changed()
 
 
 def reassign(s: Session, principal: Principal, report_id: int, username: str, *, minutes: int,
@@ -413,6 +481,7 @@ def reassign(s: Session, principal: Principal, report_id: int, username: str, *,
         s.flush()
     else:
         row.user_id, row.claimed_at, row.expires_at = target.id, now, expires
+    counts_changed()
     return ClaimState(target.id, target.username, expires)
 
 
@@ -530,10 +599,16 @@ def report_view(s: Session, principal: Principal, report_id: int, *, now: dateti
         others = {m.other_file_id if m.file_id in matches else m.file_id for m, _, _ in found} - {None}
         other_report = dict(s.execute(select(File.id, File.report_id).where(File.id.in_(others))).all()) \
             if others else {}
+        seen: set[tuple[Any, ...]] = set()
         for m, label, bank in found:
             mine, other = (m.file_id, m.other_file_id) if m.file_id in matches else (m.other_file_id, m.file_id)
             if mine not in matches:
                 continue
+            # A pair may be stored under both of its files: show it once.
+            key = (mine, m.kind, m.hash_type, m.distance, m.bank_entry_id, other)
+            if key in seen:
+                continue
+            seen.add(key)
             if m.kind == "bank":
                 why = f"{m.hash_type.upper()} {'equal' if m.distance == 0 else f'within {m.distance} bits'} " \
                       f"of an entry of hash bank {bank}" + (f" ({label})" if label else "")
@@ -734,6 +809,7 @@ def _override(s: Session, principal: Principal, report_id: int, reason: str, now
     row = AssessmentOverride(report_id=report_id, user_id=principal.user_id, reason=reason, at=now, **values)
     s.add(row)
     s.flush()
+    counts_changed()
     return row
 
 

@@ -152,7 +152,10 @@ def router(rt: Runtime) -> APIRouter:
     def write(fn: Callable[[Session], T]) -> Callable[[], T]:
         def go() -> T:
             with transaction(rt.sessions) as s:
-                return fn(s)
+                result = fn(s)
+            # Once committed: the queue's cached counts may be stale now.
+            svc.counts_changed()
+            return result
         return go
 
     def back(report_id: int, notice: str | None = None, anchor: str = "", **extra: Any) -> RedirectResponse:
