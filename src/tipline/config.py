@@ -23,6 +23,16 @@ def _int(name: str, default: int) -> int:
         raise SystemExit(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise SystemExit(f"{name} must be a number, got {raw!r}") from exc
+
+
 @dataclass(frozen=True)
 class Settings:
     """Runtime configuration of a tipline instance."""
@@ -82,6 +92,9 @@ class Settings:
     secure_cookies: int = 0
     #: Minutes an analyst's claim on a report lasts before it is released by itself.
     claim_minutes: int = 30
+    #: Outcome statistics withhold the point estimate (the bounds are the answer) when the
+    #: share of referrals whose feedback settles the question is below this (0..1).
+    outcome_coverage_threshold: float = 0.5
 
     @classmethod
     def from_env(cls, data_dir: str | os.PathLike[str] | None = None, **overrides: object) -> Settings:
@@ -99,6 +112,8 @@ class Settings:
         for f in fields(cls):
             if f.type == "int" or f.type is int:
                 values[f.name] = _int(f"TIPLINE_{f.name.upper()}", f.default)  # type: ignore[arg-type]
+            elif f.type == "float" or f.type is float:
+                values[f.name] = _float(f"TIPLINE_{f.name.upper()}", f.default)  # type: ignore[arg-type]
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 

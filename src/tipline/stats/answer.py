@@ -83,8 +83,10 @@ class Citations:
         self._by_key: dict[tuple[str, str], int] = {}
 
     def add(self, name: str, value: int | float | None, path: str, query: dict[str, str],
-            source: str | None = None) -> str:
-        link = f"{self.base}{path}?{urlencode(query)}"
+            source: str | None = None, pointer: str | None = None) -> str:
+        """Cite a figure; ``pointer`` (a JSON pointer such as ``/total/withArrest``) names where in
+        the linked document the figure is, as the link's fragment."""
+        link = f"{self.base}{path}?{urlencode(query)}" + (f"#{pointer}" if pointer else "")
         key = (name, link)
         if key not in self._by_key:
             self.items.append(Cited(len(self.items) + 1, name, value, link, source))
@@ -94,6 +96,26 @@ class Citations:
     def published(self, fig: Figure, name: str) -> str:
         src = f"{fig.source.title} — {fig.source.url}"
         return self.add(name, fig.value, PUBLISHED_API, fig.query(), src)
+
+
+#: The numbered sections every answer has, in this order, whatever its source.
+SECTION_TITLES = ("What the records show", "How much of the picture feedback covers",
+                  "What the figure can and cannot say", "The bounds and the estimate", "Method")
+
+
+def assemble(q: Question, source: str, cites: Citations, *, summary: str, shows: list[str], coverage: list[str],
+             can_say: list[str], bounds: list[str], method: list[str], bottom: str,
+             warnings: list[str]) -> Answer:
+    """An answer in the fact-check shape: the five sections of SECTION_TITLES, in order (both
+    sources build their answers through this, so their shape cannot drift apart)."""
+    bodies = (shows, coverage, can_say, bounds, method)
+    sections = [Section(t, list(b)) for t, b in zip(SECTION_TITLES, bodies, strict=True)]
+    return Answer(q.text, q.canonical(), source, describe(q), summary, sections, bottom, cites.items, warnings)
+
+
+def read_as(q: Question) -> str:
+    """The method section's sentence saying how the grammar read the question."""
+    return "The question was read as: " + ", ".join(f"{k} = {v}" for k, v in describe(q).items() if v) + "."
 
 
 def fmt(n: int | float | None, approximate: bool = False) -> str:
@@ -194,24 +216,18 @@ def from_published(q: Question, record: PublishedRecord | None = None, base_url:
     summary_parts.append("No rate can be stated.")
     summary = " ".join(summary_parts)
 
-    sections = [
-        Section("What the records show", lines),
-        Section("How much of the picture feedback covers", [
-            f"None that is published: {feedback.note} {fb_ref}. Coverage is unknown — not zero — so the "
-            f"share of {pop} that {measure_phrase} cannot be read from it."]),
-        Section("What the figure can and cannot say", ctx_lines or [
-            "No other published figure bears on the question."]),
-        Section("The bounds and the estimate", [
-            "With no outcome on record, the assumption-free bounds are the whole answer:", *bound_lines,
-            "An estimate would need outcomes for at least part of them and an assumption about the rest "
-            "(for instance, that those without feedback resemble those with it); none is published, so no "
-            "estimate is given."]),
-        Section("Method", [
-            f"Source: the published record shipped with tipline (data/published.toml, version {rec.version}, "
-            "and NCMEC's transparency tables as transcribed by the open-data project diaphanous).",
-            "The question was read as: " + ", ".join(f"{k} = {v}" for k, v in describe(q).items() if v) + ".",
-            f"Each numbered figure links to {PUBLISHED_API}, which returns it with its source."]),
-    ]
+    coverage = [
+        f"None that is published: {feedback.note} {fb_ref}. Coverage is unknown — not zero — so the "
+        f"share of {pop} that {measure_phrase} cannot be read from it."]
+    bounds_text = [
+        "With no outcome on record, the assumption-free bounds are the whole answer:", *bound_lines,
+        "An estimate would need outcomes for at least part of them and an assumption about the rest "
+        "(for instance, that those without feedback resemble those with it); none is published, so no "
+        "estimate is given."]
+    method = [
+        f"Source: the published record shipped with tipline (data/published.toml, version {rec.version}, "
+        "and NCMEC's transparency tables as transcribed by the open-data project diaphanous).",
+        read_as(q), f"Each numbered figure links to {PUBLISHED_API}, which returns it with its source."]
     supported = []
     for y, f in counts.items():
         supported.append(f"{fmt(f.value, f.approximate)} {pop}{where} in {y}" if f.published
@@ -220,7 +236,9 @@ def from_published(q: Question, record: PublishedRecord | None = None, base_url:
     bottom = (f"The published record supports only this: {'; '.join(supported)}; no outcome on record. "
               f"How many {pop} {measure_phrase} is not known"
               + (f": {hi_text}" if hi_text else "") + ", and no rate can be stated.")
-    return Answer(q.text, q.canonical(), "published", describe(q), summary, sections, bottom, cites.items, warnings)
+    return assemble(q, "published", cites, summary=summary, shows=lines, coverage=coverage,
+                    can_say=ctx_lines or ["No other published figure bears on the question."], bounds=bounds_text,
+                    method=method, bottom=bottom, warnings=warnings)
 
 
 def _published_count(q: Question, rec: PublishedRecord, cites: Citations, counts: dict[int, Figure],
@@ -240,22 +258,18 @@ def _published_count(q: Question, rec: PublishedRecord, cites: Citations, counts
                    + " ".join(refs[y] for y in missing) + "."
                    + ("" if len(missing) == len(counts) else " " + " ".join(
                        f"For {y}: {fmt(f.value, f.approximate)} {refs[y]}." for y, f in counts.items() if f.published)))
-    sections = [
-        Section("What the records show", lines),
-        Section("How much of the picture feedback covers",
-                ["Not applicable: the question counts reports, not what came of them."]),
-        Section("What the figure can and cannot say", [
-            "A count of reports is not a count of incidents or of children: one incident can be reported "
-            "many times (since 2024 NCMEC also counts bundled reports apart), and published counts are "
-            "revised."]),
-        Section("The bounds and the estimate", ["The published count is the answer; no estimate is involved."]),
-        Section("Method", [
-            f"Source: the published record shipped with tipline (data/published.toml, version {rec.version}).",
-            "The question was read as: " + ", ".join(f"{k} = {v}" for k, v in describe(q).items() if v) + "."]),
-    ]
     bottom = (f"{fmt(total, approx)} {pop}{where} in {q.period.label}, as published." if total is not None
               else f"The published record has no count of {pop}{where} for {_years(missing)}.")
-    return Answer(q.text, q.canonical(), "published", describe(q), summary, sections, bottom, cites.items, warnings)
+    return assemble(
+        q, "published", cites, summary=summary, shows=lines,
+        coverage=["Not applicable: the question counts reports, not what came of them."],
+        can_say=["A count of reports is not a count of incidents or of children: one incident can be reported "
+                 "many times (since 2024 NCMEC also counts bundled reports apart), and published counts are "
+                 "revised."],
+        bounds=["The published count is the answer; no estimate is involved."],
+        method=[f"Source: the published record shipped with tipline (data/published.toml, version {rec.version}).",
+                read_as(q)],
+        bottom=bottom, warnings=warnings)
 
 
 def _measure_phrase(q: Question) -> str:

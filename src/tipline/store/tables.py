@@ -396,3 +396,8 @@ class Assessment(Base):
     escalate: Mapped[bool] = mapped_column(Boolean, default=False)
     rules_version: Mapped[str] = mapped_column(String(40))
     assessed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# Referrals point at users (who holds one); the people tables must be known whenever these
+# are, or the first flush fails to resolve that foreign key. Imported last: it needs Base.
+from tipline.store import tables_people as _tables_people  # noqa: E402,F401

@@ -20,7 +20,7 @@ from tipline.runtime import Runtime
 from tipline.web.api_v1 import PREFIX, PROBLEM_BASE, PROBLEM_MEDIA_TYPE, ProblemRoute, _problems
 from tipline.web.render import render
 
-Source = Literal["published"]
+Source = Literal["records", "published"]
 #: The longest question accepted; the grammar's questions are one sentence.
 MAX_QUESTION = 500
 
@@ -69,16 +69,30 @@ _CANNOT_ANSWER = {
 }
 
 
-def _answer(rt: Runtime, text: str, source: str, base: str) -> Any:
-    """The Answer, or the Unanswerable result."""
+def _answer(rt: Runtime, text: str, source: str | None, base: str) -> Any:
+    """The Answer, or the Unanswerable result. Without a source: tipline's records when the
+    store holds referrals, else NCMEC's published record — and the answer says which."""
     from tipline.stats.answer import from_published
+    from tipline.stats.answer_records import from_records, has_records
     from tipline.stats.question import QuestionError, parse
 
     try:
         question = parse(text, platforms=_platforms(rt), agencies=_agencies(rt))
     except QuestionError as err:
         return err.result
-    return from_published(question, base_url=base)
+    n = has_records(rt.sessions) if source is None else 0
+    chosen = source or ("records" if n else "published")
+    if chosen == "published":
+        answer = from_published(question, base_url=base)
+        if source is None:
+            answer.warnings.insert(0, "Answered from NCMEC's published record: this instance holds no referrals.")
+        return answer
+    answer = from_records(question, rt.sessions, coverage_threshold=rt.settings.outcome_coverage_threshold,
+                          base_url=base)
+    if source is None:
+        answer.warnings.insert(0, f"Answered from tipline's records ({n:,} referrals on record); "
+                                  "source=published answers from NCMEC's published figures.")
+    return answer
 
 
 def _platforms(rt: Runtime) -> list[str]:
@@ -110,7 +124,9 @@ def router(rt: Runtime) -> APIRouter:
              response_model=AnswerOut, responses={**_problems(400), 422: _CANNOT_ANSWER})
     async def answer_api(request: Request,
                          q: Annotated[str, Query(min_length=1, max_length=MAX_QUESTION)],
-                         source: Annotated[Source, Query()] = "published") -> JSONResponse:
+                         source: Annotated[Source | None, Query(
+                             description="records (tipline's own) or published (NCMEC's); default: records "
+                                         "when the store holds referrals")] = None) -> JSONResponse:
         from tipline.stats.question import Unanswerable
 
         result = await run_in_threadpool(_answer, rt, q, source, "")
@@ -168,18 +184,19 @@ def install(app: FastAPI, rt: Runtime) -> None:
     app.include_router(router(rt))
 
     @app.get("/answer", include_in_schema=False)
-    async def answer_page(request: Request, q: str = "", source: str = "published") -> HTMLResponse:
+    async def answer_page(request: Request, q: str = "", source: str = "") -> HTMLResponse:
         from tipline.stats.answer import EXAMPLES_FOR_PAGE, to_html_fragment
         from tipline.stats.question import Unanswerable
 
         q = q.strip()[:MAX_QUESTION]
         if not q:
             return render(request, "answer.html", q="", answer=None, unanswerable=None,
-                          examples=EXAMPLES_FOR_PAGE)
+                          examples=EXAMPLES_FOR_PAGE, source=source)
         root = str(request.scope.get("root_path", "")).rstrip("/")
-        result = await run_in_threadpool(_answer, rt, q, "published", root)
+        chosen = source if source in ("records", "published") else None
+        result = await run_in_threadpool(_answer, rt, q, chosen, root)
         if isinstance(result, Unanswerable):
             return render(request, "answer.html", status=422, q=q, answer=None, unanswerable=result,
-                          examples=EXAMPLES_FOR_PAGE)
+                          examples=EXAMPLES_FOR_PAGE, source=chosen)
         return render(request, "answer.html", q=q, answer=Markup(to_html_fragment(result)),  # noqa: S704
-                      unanswerable=None, examples=EXAMPLES_FOR_PAGE)
+                      unanswerable=None, examples=EXAMPLES_FOR_PAGE, source=chosen)

@@ -124,7 +124,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
 
 def _include_optional(app: FastAPI, rt: Runtime) -> None:
     """Routers for the JSON API and the public pages."""
-    from tipline.web import answers, api_v1, public, signin
+    from tipline.web import answers, api_stats, api_v1, public, signin, transparency
 
     api_v1.install(app, rt)
     public.install(app, rt)
@@ -133,6 +133,8 @@ def _include_optional(app: FastAPI, rt: Runtime) -> None:
     from tipline.web import console
 
     console.install(app, rt)
+    transparency.install(app, rt)
+    api_stats.install(app, rt)
 
 
 def app_factory() -> Any:
