@@ -142,6 +142,17 @@ MATRIX: dict[tuple[str, str], Rule] = {
         "/api/v1/referrals/{referralId}/acknowledge", "/api/v1/referrals/{referralId}/assign",
         "/api/v1/referrals/{referralId}/legal-process", "/api/v1/referrals/{referralId}/outcomes",
         "/api/v1/referrals/{referralId}/transfer")},
+    # The analyst console: the queue for analysts and supervisors; an object route asked for
+    # report, file or incident 1, which do not exist, answers 404 to everyone signed in.
+    ("GET", "/console"): Needs(Capability.REPORT_READ),
+    ("GET", "/console/workload"): Needs(Capability.QUEUE_SUPERVISE),
+    **{("GET", p): Needs(Capability.REPORT_READ, ok=404) for p in (
+        "/console/reports/{report_id}", "/console/files/{file_id}/thumb.jpg", "/console/files/{file_id}/clear.jpg")},
+    **{("POST", p): Needs(Capability.REPORT_TRIAGE, ok=404) for p in (
+        "/console/reports/{report_id}/claim", "/console/reports/{report_id}/release",
+        "/console/reports/{report_id}/decide", "/console/incidents/{incident_id}/decide",
+        "/console/files/{file_id}/label", "/console/files/{file_id}/unblur")},
+    ("POST", "/console/reports/{report_id}/reassign"): Needs(Capability.QUEUE_SUPERVISE, ok=404),
     # The platform's view of its own reports.
     ("GET", "/platform"): Needs(Capability.PLATFORM_READ_OWN),
     ("GET", "/platform/export.csv"): Needs(Capability.PLATFORM_READ_OWN),
@@ -151,7 +162,7 @@ MATRIX: dict[tuple[str, str], Rule] = {
 #: Unsafe routes a signed-in browser sends with its CSRF token (so what is tested is access,
 #: not the token); without a session there is no token, and the answer is 403.
 CSRF_ROUTES = {("POST", "/logout"), ("POST", "/audit/verify"),
-               *((m, p) for (m, p) in MATRIX if m == "POST" and p.startswith("/le/"))}
+               *((m, p) for (m, p) in MATRIX if m == "POST" and p.startswith(("/le/", "/console/")))}
 
 
 def _routes(app: object) -> set[tuple[str, str]]:

@@ -509,6 +509,26 @@ def test_audit_page(guarded: tuple[Page, Guard], server: Server) -> None:
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Audit trail")
     expect(page.locator("table.audit-rows")).to_contain_text("sign_in")
+
+
+def test_console_pages(guarded: tuple[Page, Guard], server: Server) -> None:
+    """The analyst console (queue, a report with blurred thumbnails, workload) in Chromium."""
+    from people_helpers import make_user
+    from test_console_data import build
+
+    page, guard = guarded
+    st = build(server.rt)
+    sup = make_user(server.rt, "offline-sup", "supervisor", password="offline pass 2")
+    page.goto(server.url + "/console")
+    page.get_by_label("Username").fill(sup.username)
+    page.get_by_label("Password").fill(sup.password)
+    page.get_by_label("One-time code").fill(sup.code())
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Queue")
+    for path in (f"/console/reports/{st.shared}", "/console/workload"):
+        page.goto(server.url + path)
+        page.wait_for_load_state("networkidle")
+        assert page.title().strip(), path
     guard.assert_clean()
 
 

@@ -106,6 +106,8 @@ class Settings:
     #: SMTP sign-in, when the server wants one (both empty: none).
     smtp_username: str = ""
     smtp_password: str = ""
+    #: Minutes an analyst's claim on a report lasts before it is released by itself.
+    claim_minutes: int = 30
     #: Outcome statistics withhold the point estimate (the bounds are the answer) when the
     #: share of referrals whose feedback settles the question is below this (0..1).
     outcome_coverage_threshold: float = 0.5

@@ -138,6 +138,9 @@ def _include_optional(app: FastAPI, rt: Runtime) -> None:
 
     inbox.install(app, rt)
     api_referrals.install(app, rt)
+    from tipline.web import console
+
+    console.install(app, rt)
     transparency.install(app, rt)
     api_stats.install(app, rt)
     from tipline.web import platform_page
