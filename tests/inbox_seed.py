@@ -99,11 +99,12 @@ def seed(rt: Runtime, now: datetime | None = None, prefix: str = "") -> Inbox:
             s.add(Assessment(report_id=rid, quality=0.8, missing=["ip capture event"], disposition="referral",
                              disposition_reasons=["content"], priority=prio, priority_reasons=[f"p{prio} rule"],
                              escalate=prio == 1, rules_version="test", assessed_at=now))
-        inc = Incident(rule="account", key=f"acct:suspect1:{main}", created_at=now, updated_at=now)
+        inc = Incident(rule="account", key=f"acct:suspect1:{main}", lowest_report_id=min(main, related),
+                       created_at=now, updated_at=now)
         s.add(inc)
         s.flush()
-        s.add_all([IncidentReport(incident_id=inc.id, report_id=main, reason="same account"),
-                   IncidentReport(incident_id=inc.id, report_id=related, reason="same account")])
+        s.add_all([IncidentReport(incident_id=inc.id, report_id=main, reason="same account", rule="account"),
+                   IncidentReport(incident_id=inc.id, report_id=related, reason="same account", rule="account")])
         ref = Referral(report_id=main, agency_id=agencies[HOME], rule="us-state-icac", reason="state TX",
                        made_available_at=now - timedelta(hours=3), escalated=True,
                        escalated_at=now - timedelta(hours=3))

@@ -126,6 +126,9 @@ MATRIX: dict[tuple[str, str], Rule] = {
     # below asks real referrals of one agency as the other).
     ("GET", "/le"): Needs(Capability.REFERRAL_READ_OWN), ("GET", "/le/export.csv"): Needs(Capability.REFERRAL_READ_OWN),
     ("GET", "/api/v1/referrals"): Needs(Capability.REFERRAL_READ_OWN),
+    # The officer's CSV upload of outcomes (sent without a file here: 400 "choose a file").
+    ("GET", "/le/outcomes/import"): Needs(Capability.REFERRAL_ACT),
+    ("POST", "/le/outcomes/import"): Needs(Capability.REFERRAL_ACT, ok=400),
     **{("GET", p): Needs(Capability.REFERRAL_READ_OWN, ok=404) for p in (
         "/le/referrals/{referral_id}", "/le/referrals/{referral_id}/export",
         "/le/referrals/{referral_id}/files/{file_id}", "/le/referrals/{referral_id}/files/{file_id}/preview",

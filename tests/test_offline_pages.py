@@ -495,6 +495,20 @@ def test_inbox_pages(guarded: tuple[Page, Guard], server: Server) -> None:
         page.goto(server.url + path)
         page.wait_for_load_state("networkidle")
         assert page.title().strip(), path
+    # The CSV upload of outcomes: a file with a bad row is refused whole, line by line.
+    from datetime import UTC, datetime
+
+    page.goto(server.url + "/le")
+    page.get_by_role("link", name="Import outcomes from a CSV file").click()
+    today = datetime.now(UTC).date().isoformat()
+    page.get_by_label("CSV file").set_input_files(files=[{
+        "name": "outcomes.csv", "mimeType": "text/csv",
+        "buffer": f"referralId,code,occurredOn\n{box.referral},ARREST,{today}\n".encode()}])
+    guard.expected_status[server.url + "/le/outcomes/import"] = 422
+    page.get_by_role("button", name="Import").click()
+    expect(page.get_by_role("alert")).to_contain_text("line 2")
+    shot(page, "le-import.png")
+    guard.assert_clean()
 
 def test_audit_page(guarded: tuple[Page, Guard], server: Server) -> None:
     """The auditor's trail (its path end to end, with axe: tests/test_audit_browser.py)."""

@@ -71,6 +71,7 @@ def _people(c: Ctx, base: str) -> None:
         people = demo_people(rt)
     click.echo(f"  sign in        : {base}/login   (one-time code: any authenticator app with the")
     click.echo("                   secret below, or `oathtool --totp -b SECRET`; platform staff need none)")
+    click.echo(f"    {'USERNAME':<16} {'PASSWORD':<18} TOTP SECRET (AGENCY OR PLATFORM)")
     for p in people:
         of = f" ({p.of})" if p.of else ""
         click.echo(f"    {p.username:<16} {p.password:<18} {p.totp_secret or '-'}{of}")

@@ -17,6 +17,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 
+from tipline.kinds.roles import Capability, may
 from tipline.people.principal import Principal
 from tipline.referrals import export as exports
 from tipline.referrals import service as svc
@@ -124,6 +125,45 @@ def router(rt: Runtime) -> APIRouter:
         return staff_page(request, "le/inbox.html", scope_name=box.agency_code, box=box, now=now, page=page,
                           pages=pages, filters=f, query=_filter_query(request),
                           since=request.query_params.get("since", ""))
+
+    @api.get("/le/outcomes/import")
+    async def import_form(request: Request, principal: Me) -> Response:
+        if not may(principal.role, Capability.REFERRAL_ACT) or principal.agency_id is None:
+            return _not_found(request)
+        return staff_page(request, "le/import.html", result=None, errors=[], more=0, file_name=None)
+
+    @api.post("/le/outcomes/import", dependencies=[Depends(require_csrf)])
+    async def import_file(request: Request, principal: Me) -> Response:
+        """A CSV file of outcomes for the officer's own agency: all or nothing (docs/outcomes.md)."""
+        from starlette.datastructures import UploadFile
+
+        from tipline.outcomes.csv_import import ImportFailed, import_outcomes
+
+        if not may(principal.role, Capability.REFERRAL_ACT) or principal.agency_id is None:
+            return _not_found(request)
+        limit = rt.settings.max_document_bytes
+        form = await request.form(max_part_size=limit + 1)
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile) or not upload.filename:
+            return staff_page(request, "le/import.html", status=400, result=None, more=0, file_name=None,
+                              errors=["Choose a CSV file to import."])
+        data = await upload.read(limit + 1)
+        if len(data) > limit:
+            return staff_page(request, "le/import.html", status=413, result=None, more=0, file_name=None,
+                              errors=[f"The file is over {limit:,} bytes; split it and import each part."])
+        name = upload.filename
+
+        def run() -> Any:
+            with transaction(rt.sessions) as s:
+                return import_outcomes(s, principal, data, file_name=name[:255], via="csv", max_bytes=limit,
+                                       address=client_address(request), request_id=request_id(request))
+
+        try:
+            result = await anyio.to_thread.run_sync(run)
+        except ImportFailed as exc:
+            return staff_page(request, "le/import.html", status=422, result=None,
+                              errors=[str(e) for e in exc.errors], more=exc.more, file_name=name)
+        return staff_page(request, "le/import.html", result=result, errors=[], more=0, file_name=name)
 
     @api.get("/le/export.csv")
     async def inbox_export(request: Request, principal: Me) -> Response:
