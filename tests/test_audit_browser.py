@@ -10,11 +10,10 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from browsers import require_chromium
+from browsers import axe_violations, require_chromium
 from people_helpers import make_user
 from test_offline_pages import Guard, Server, server, shot  # noqa: F401  (the module's server fixture)
 from tipline.people import audit
@@ -26,20 +25,6 @@ pytestmark = pytest.mark.browser
 require_chromium()
 
 from playwright.sync_api import Browser, Page, expect  # noqa: E402
-
-AXE = Path(__file__).resolve().parent / "vendor" / "axe-core" / "axe.min.js"
-
-
-def axe_violations(page: Page) -> list[dict[str, Any]]:
-    """Serious and critical axe-core violations on the page as it is now.
-
-    Injected through the DevTools protocol (``evaluate``), not a script tag: the staff pages'
-    CSP refuses inline scripts, as it should."""
-    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
-        page.evaluate(AXE.read_text(encoding="utf-8"))
-    result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
-    return [{"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]][:5]}
-            for v in result["violations"] if v["impact"] in ("serious", "critical")]
 
 
 @pytest.fixture

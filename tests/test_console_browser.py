@@ -11,12 +11,10 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from browsers import SHOTS, require_chromium
+from browsers import SHOTS, axe_violations, require_chromium
 from people_helpers import TestUser, make_user
 from test_console_data import Store, build
 from tipline.config import Settings
@@ -28,8 +26,6 @@ pytestmark = pytest.mark.browser
 require_chromium()
 
 from playwright.sync_api import Browser, Page, expect  # noqa: E402
-
-AXE = Path(__file__).resolve().parent / "vendor" / "axe-core" / "axe.min.js"
 
 
 @dataclass
@@ -80,12 +76,7 @@ def shot(page: Page, name: str) -> None:
 
 def axe(page: Page) -> None:
     """No serious or critical accessibility violation (axe-core, WCAG 2 A/AA rules)."""
-    # Evaluated through the DevTools protocol: the page's CSP (no inline script) stays on.
-    page.evaluate(AXE.read_text(encoding="utf-8"))
-    result: dict[str, Any] = page.evaluate(
-        "() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']})")
-    bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"]
-           if v["impact"] in ("serious", "critical")]
+    bad = axe_violations(page, ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"])
     assert not bad, bad
 
 

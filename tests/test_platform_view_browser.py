@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from browsers import SHOTS, require_chromium
+from browsers import SHOTS, axe_violations, require_chromium
 from test_platform_view import NOV, SEP, doc, enrich, store
 from tipline.config import Settings
 from tipline.intake.credentials import add_esp
@@ -29,8 +29,6 @@ pytestmark = pytest.mark.browser
 require_chromium()
 
 from playwright.sync_api import Browser, Page, expect  # noqa: E402
-
-AXE = Path(__file__).resolve().parent / "vendor" / "axe-core" / "axe.min.js"
 
 
 @dataclass
@@ -86,15 +84,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         srv.should_exit = True
         thread.join(10)
         rt.close()
-
-
-def axe_violations(page: Page) -> list[dict[str, Any]]:
-    """axe-core's serious and critical violations on the page. Evaluated over the DevTools
-    protocol, which the page's CSP (scripts from this origin only) does not govern."""
-    page.evaluate(AXE.read_text(encoding="utf-8") + "\n;undefined")
-    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-    return [{"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]][:5]}
-            for v in result["violations"] if v["impact"] in ("serious", "critical")]
 
 
 def shot(page: Page, name: str) -> None:
