@@ -676,30 +676,36 @@ def pdf(report: Transparency) -> bytes:
         doc.add_font("DejaVu", "", font)
         doc.add_font("DejaVu", "B", font.replace("DejaVuSans.ttf", "DejaVuSans-Bold.ttf"))
         family = "DejaVu"
+
+    def t(text: str) -> str:
+        # The built-in Helvetica holds Latin-1 only (no DejaVu font on this machine): an em
+        # dash becomes a hyphen rather than an error.
+        return text if family == "DejaVu" else text.replace("—", "-").encode("latin-1", "replace").decode("latin-1")
+
     doc.add_page()
     doc.set_font(family, "B", 16)
-    doc.cell(0, 10, f"tipline transparency report {report.year}", new_x="LMARGIN", new_y="NEXT")
+    doc.cell(0, 10, t(f"tipline transparency report {report.year}"), new_x="LMARGIN", new_y="NEXT")
     doc.set_font(family, "", 9)
     doc.multi_cell(0, 5, new_x="LMARGIN", new_y="NEXT",
-                   text=f"Snapshot {report.snapshot} · software {report.software_version} · outcome codes "
-                        f"{report.codes_version} · generated {report.generated_at}")
-    for t in report.tables:
+                   text=t(f"Snapshot {report.snapshot} · software {report.software_version} · outcome codes "
+                          f"{report.codes_version} · generated {report.generated_at}"))
+    for table in report.tables:
         doc.ln(3)
         doc.set_font(family, "B", 11)
-        doc.multi_cell(0, 6, t.title, new_x="LMARGIN", new_y="NEXT")
+        doc.multi_cell(0, 6, t(table.title), new_x="LMARGIN", new_y="NEXT")
         doc.set_font(family, "", 8)
-        doc.multi_cell(0, 4, t.query, new_x="LMARGIN", new_y="NEXT")
+        doc.multi_cell(0, 4, t(table.query), new_x="LMARGIN", new_y="NEXT")
         doc.set_font(family, "", 7)
         # The first column holds names (countries, platforms, incident types): give it room.
-        n = len(t.columns)
+        n = len(table.columns)
         widths = (3, *([2] * (n - 1))) if n > 1 else (1,)
         with doc.table(text_align="LEFT", first_row_as_headings=True, col_widths=widths,
                        padding=1) as tab:
-            tab.row([c.title for c in t.columns])
-            for r in t.rows:
-                tab.row([fmt_cell(v, c) for v, c in zip(r, t.columns, strict=True)])
-        for note in t.notes:
-            doc.multi_cell(0, 4, note, new_x="LMARGIN", new_y="NEXT")
+            tab.row([t(c.title) for c in table.columns])
+            for r in table.rows:
+                tab.row([t(fmt_cell(v, c)) for v, c in zip(r, table.columns, strict=True)])
+        for note in table.notes:
+            doc.multi_cell(0, 4, t(note), new_x="LMARGIN", new_y="NEXT")
     return bytes(doc.output())
 
 
