@@ -13,7 +13,7 @@ from helpers import person, report_doc, run, store_report
 from tipline.kinds.locations import CONFIDENCE, ip_class
 from tipline.pipeline.directory import load_routing
 from tipline.pipeline.geo import ATTRIBUTION, GeoIp, GeoIpUnavailable, us_state_code
-from tipline.pipeline.stages.locate import resolve
+from tipline.pipeline.stages.jurisdiction import resolve
 from tipline.runtime import Runtime
 from tipline.store.tables import Jurisdiction, Location
 

@@ -17,7 +17,7 @@ from tipline.pipeline.identifiers import (
     normalise_phone,
     normalise_service,
 )
-from tipline.pipeline.stages.identify import compute_links
+from tipline.pipeline.stages.links import compute_links
 from tipline.runtime import Runtime
 from tipline.store.db import transaction
 from tipline.store.tables import File, FileMatch, Identifier, ReportIdentifier, ReportLink

@@ -10,14 +10,8 @@ from sqlalchemy import select, update
 from helpers import NOW, person, report_doc, run, store_report
 from tipline.pipeline.core import StageContext
 from tipline.pipeline.identifiers import load_rules
-from tipline.pipeline.stages.identify import (
-    IpTimesCache,
-    compute_links,
-    compute_links_reference,
-    extract,
-    ip_capture_times,
-    load_report,
-)
+from tipline.pipeline.stages.identifiers import extract, load_report
+from tipline.pipeline.stages.links import IpTimesCache, compute_links, compute_links_reference, ip_capture_times
 from tipline.runtime import Runtime
 from tipline.store.db import transaction
 from tipline.store.tables import File, FileMatch, ReportLink

@@ -20,7 +20,8 @@ from tipline.model.report import Address
 from tipline.model.report import Report as ReportModel
 from tipline.pipeline.core import StageContext, run_report
 from tipline.pipeline.directory import LOCATION_CLASSES, LOCATION_CONFIDENCE, load_routing
-from tipline.pipeline.stages.locate import Loc, locate, resolve
+from tipline.pipeline.stages.jurisdiction import resolve
+from tipline.pipeline.stages.location import Loc, locate
 from tipline.runtime import Runtime
 from tipline.store.tables import Document, Jurisdiction, Location, Report
 

@@ -31,7 +31,7 @@ from tipline.config import Settings
 from tipline.model.report import Report as ReportModel
 from tipline.pipeline.core import StageContext, get_stage, run_stage
 from tipline.pipeline.directory import DirectoryCache, load_routing, route
-from tipline.pipeline.stages.identify import IpTimesCache, compute_links, compute_links_reference
+from tipline.pipeline.stages.links import IpTimesCache, compute_links, compute_links_reference
 from tipline.pipeline.stages.route import city_for, reference_directory
 from tipline.runtime import Runtime
 from tipline.store.db import transaction

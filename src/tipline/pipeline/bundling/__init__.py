@@ -9,6 +9,6 @@ routing.md). The modules, in the order one reads them:
 - ``incremental`` — one report's incident updated from its new links alone (``leave``: a
   report moving out of its incident; ``stored``: the reads they share).
 
-The ``bundles`` stage (``tipline.pipeline.stages.bundle``) tries ``incremental`` and falls
+The ``bundles`` stage (``tipline.pipeline.stages.bundles``) tries ``incremental`` and falls
 back to ``search``; tests/test_bundles.py checks both equal ``reference``.
 """

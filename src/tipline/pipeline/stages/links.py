@@ -1,12 +1,10 @@
-"""Stages ``identifiers`` and ``links``: normalised identifiers of a report, and the reports it shares them with.
+"""Stage ``links``: the reports a report shares content or identifiers with.
 
-``identifiers`` reads the stored report tree and its files' details and writes one
-``ReportIdentifier`` per (identifier, role) with the path it was found at. ``links`` then
-writes ``ReportLink`` rows between this report and every other finished report that shares
+It writes ``ReportLink`` rows between this report and every other finished report that shares
 content (same SHA-256, or a ``FileMatch`` of kind ``duplicate`` from the ``matches`` stage),
 a reported account, e-mail, phone, device, or — only within a time window and with a low
-weight — a public, non-proxy IP address. The rules are data (``data/identifiers.toml``) and
-are explained in docs/routing.md.
+weight — a public, non-proxy IP address, from the identifiers the ``identifiers`` stage
+stored. The rules are data (``data/identifiers.toml``) and are explained in docs/routing.md.
 """
 
 from __future__ import annotations
@@ -14,250 +12,37 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, and_, bindparam, delete, func, or_, select, union_all, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import ColumnElement, Integer, bindparam, delete, func, or_, select, union_all
 from sqlalchemy.orm import Session
 
-from tipline.kinds.hashes import CRYPTO_NAMES
-from tipline.model.report import DeviceId, Email, IpCaptureEvent, Phone
-from tipline.model.report import Report as ReportModel
+from tipline.model.report import IpCaptureEvent
 from tipline.pipeline.core import StageContext, cross_report_lock, stage
 from tipline.pipeline.identifiers import (
     Rules,
-    handle_from_profile_url,
     load_rules,
-    normalise_account_id,
-    normalise_device,
-    normalise_email,
-    normalise_handle,
     normalise_ip,
-    normalise_phone,
-    normalise_profile_url,
-    normalise_service,
 )
 from tipline.pipeline.linkchanges import diff_links, record_link_change
+from tipline.pipeline.stages.identifiers import (
+    CRYPTO_HASHES,
+    aware_utc,
+    dialect_insert,
+    extract,
+    load_report,
+)
 from tipline.store.tables import (
     File,
     FileMatch,
     Identifier,
     PipelineRun,
     Report,
-    Reporter,
     ReportIdentifier,
     ReportLink,
 )
-
-CRYPTO_HASHES = frozenset(CRYPTO_NAMES)
-
-
-@dataclass(frozen=True)
-class Found:
-    """One identifier occurrence in a report."""
-
-    kind: str  # account | email | phone | ip | device
-    scope: str
-    value: str
-    shared: bool
-    role: str
-    source: str
-    at: datetime | None = None  # capture time, for IPs
-
-
-def _aware(dt: datetime | None) -> datetime | None:
-    if dt is None:
-        return None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-
-
-class _Collector:
-    def __init__(self, rules: Rules, default_service: str) -> None:
-        self.rules = rules
-        self.default_service = default_service
-        self.out: list[Found] = []
-
-    def add(self, kind: str, scope: str, value: str | None, role: str, source: str, *,
-            shared: bool = False, at: datetime | None = None) -> None:
-        if value is None or not value or len(value) > 512 or len(scope) > 100:
-            return
-        self.out.append(Found(kind, scope, value, shared, role, source[:255], _aware(at)))
-
-    def account(self, obj: Any, role: str, path: str) -> None:
-        service = normalise_service(getattr(obj, "espService", None), self.rules) or self.default_service
-        ident = normalise_account_id(getattr(obj, "espIdentifier", None), service, self.rules)
-        self.add("account", service, f"id:{ident}" if ident else None, role, f"{path}.espIdentifier")
-        handle = normalise_handle(getattr(obj, "screenName", None), service, self.rules)
-        self.add("account", service, f"handle:{handle}" if handle else None, role, f"{path}.screenName")
-        for i, url in enumerate(getattr(obj, "profileUrl", []) or []):
-            h = handle_from_profile_url(url, service, self.rules)
-            if h:
-                self.add("account", service, f"handle:{h}", role, f"{path}.profileUrl[{i}]")
-            else:
-                u = normalise_profile_url(url)
-                self.add("account", service, f"url:{u}" if u else None, role, f"{path}.profileUrl[{i}]")
-
-    def emails(self, emails: Iterable[Email], role: str, path: str) -> None:
-        for i, e in enumerate(emails):
-            self.add("email", "", normalise_email(e.value, self.rules), role, f"{path}[{i}]")
-
-    def phones(self, phones: Iterable[Phone], role: str, path: str) -> None:
-        for i, p in enumerate(phones):
-            n = normalise_phone(p.value, p.countryCallingCode)
-            if n is not None:
-                self.add("phone", "e164" if n.e164 else "national", n.value, role, f"{path}[{i}]")
-
-    def ips(self, events: Iterable[IpCaptureEvent], role: str, path: str) -> None:
-        for i, ev in enumerate(events):
-            n = normalise_ip(ev.ipAddress, ev.possibleProxy)
-            if n is not None:
-                self.add("ip", "", n.value, role, f"{path}[{i}]", shared=n.shared, at=ev.dateTime)
-
-    def devices(self, devices: Iterable[DeviceId], role: str, path: str) -> None:
-        for i, d in enumerate(devices):
-            n = normalise_device(d.idType, d.idValue, self.rules)
-            if n is not None:
-                self.add("device", n.scope, n.value, role, f"{path}[{i}]", shared=n.placeholder)
-
-    def person(self, person: Any, role: str, path: str) -> None:
-        if person is None:
-            return
-        self.emails(person.email, role, f"{path}.email")
-        self.phones(person.phone, role, f"{path}.phone")
-
-    def party(self, obj: Any, role: str, path: str, person_attr: str) -> None:
-        self.account(obj, role, path)
-        self.person(getattr(obj, person_attr, None), role, f"{path}.{person_attr}")
-        self.ips(obj.ipCaptureEvent, role, f"{path}.ipCaptureEvent")
-        self.devices(obj.deviceId, role, f"{path}.deviceId")
-        for j, acc in enumerate(getattr(obj, "associatedAccount", []) or []):
-            apath = f"{path}.associatedAccount[{j}]"
-            # An associated account may be a parent's or a business's: recorded, not linked on.
-            self.account(acc, "associated", apath)
-            self.emails(acc.email, "associated", f"{apath}.email")
-            self.phones(acc.phone, "associated", f"{apath}.phone")
-            self.ips(acc.ipCaptureEvent, "associated", f"{apath}.ipCaptureEvent")
-            self.devices(acc.deviceId, "associated", f"{apath}.deviceId")
-
-
-def extract(report: ReportModel, files: Sequence[tuple[int, dict[str, Any] | None]], default_service: str,
-            rules: Rules) -> list[Found]:
-    """Every identifier of a report tree and its files' details, with role and source path.
-
-    ``default_service`` is the scope of accounts whose ``espService`` is missing: the
-    reporting platform itself for ESP reports, ``unspecified`` for public ones.
-    """
-    c = _Collector(rules, default_service)
-    for i, p in enumerate(report.personOrUserReported):
-        c.party(p, "reported", f"personOrUserReported[{i}]", "personOrUserReportedPerson")
-    for i, r in enumerate(report.intendedRecipient):
-        c.party(r, "recipient", f"intendedRecipient[{i}]", "intendedRecipientPerson")
-    for i, v in enumerate(report.victim):
-        c.party(v, "victim", f"victim[{i}]", "victimPerson")
-    c.person(report.reporter.reportingPerson, "reporter", "reporter.reportingPerson")
-    for i, det in enumerate(report.internetDetails):
-        path = f"internetDetails[{i}]"
-        if det.emailIncident is not None:
-            c.emails(det.emailIncident.emailAddress, "incident", f"{path}.emailIncident.emailAddress")
-        if det.newsgroupIncident is not None:
-            c.emails(det.newsgroupIncident.emailAddress, "incident", f"{path}.newsgroupIncident.emailAddress")
-        if det.cellPhoneIncident is not None and det.cellPhoneIncident.phoneNumber is not None:
-            c.phones([det.cellPhoneIncident.phoneNumber], "incident", f"{path}.cellPhoneIncident.phoneNumber")
-        if det.peer2peerIncident is not None:
-            # The peer's address in a P2P incident is the reported party's.
-            c.ips(det.peer2peerIncident.ipCaptureEvent, "reported", f"{path}.peer2peerIncident.ipCaptureEvent")
-    for seq, details in files:
-        if not details:
-            continue
-        path = f"file[{seq}]"
-        ev = details.get("ipCaptureEvent")
-        if ev:
-            c.ips([IpCaptureEvent.model_validate(ev)], "reported", f"{path}.ipCaptureEvent")
-        devs = details.get("deviceId") or []
-        c.devices([DeviceId.model_validate(d) for d in devs], "reported", f"{path}.deviceId")
-    return c.out
-
-
-FileDetailsList = list[tuple[int, dict[str, Any] | None]]
-
-
-def load_report(session: Session, report_id: int) -> tuple[ReportModel | None, FileDetailsList, str]:
-    """The parsed report (None once purged), its files' (seq, details) and its default service."""
-    row = session.execute(
-        select(Report.document, Report.source, Reporter.name, Reporter.kind)
-        .join(Reporter, Reporter.id == Report.reporter_id).where(Report.id == report_id)
-    ).one_or_none()
-    if row is None or row.document is None:
-        return None, [], "unspecified"
-    files = [(int(seq), det) for seq, det in session.execute(
-        select(File.seq, File.details).where(File.report_id == report_id).order_by(File.seq))]
-    rules = load_rules()
-    default = (normalise_service(row.name, rules) or "unspecified") if row.kind == "esp" else "unspecified"
-    return ReportModel.model_validate(row.document), files, default
-
-
-def _insert(session: Session, table: Any) -> Any:
-    """An INSERT for the session's dialect that supports ON CONFLICT."""
-    name = session.get_bind().dialect.name
-    if name == "postgresql":
-        return postgresql.insert(table)
-    if name == "sqlite":
-        return sqlite.insert(table)
-    raise RuntimeError(f"unsupported database dialect {name}")
-
-
-def identifier_ids(session: Session, keys: Iterable[tuple[str, str, str, bool]]) -> dict[tuple[str, str, str], int]:
-    """Get or create Identifier rows for (kind, scope, value, shared); safe under concurrency.
-
-    ``shared`` only ever goes from False to True: once any report shows an address behind a
-    proxy, it is not used to link reports again.
-    """
-    wanted: dict[tuple[str, str, str], bool] = {}
-    for kind, scope, value, shared in keys:
-        wanted[(kind, scope, value)] = wanted.get((kind, scope, value), False) or shared
-    if not wanted:
-        return {}
-    rows = [{"kind": k, "scope": s, "value": v, "shared": sh} for (k, s, v), sh in sorted(wanted.items())]
-    session.execute(_insert(session, Identifier).values(rows).on_conflict_do_nothing(
-        index_elements=["kind", "scope", "value"]))
-    out: dict[tuple[str, str, str], int] = {}
-    keys_list = sorted(wanted)
-    for i in range(0, len(keys_list), 300):
-        chunk = keys_list[i:i + 300]
-        conds = [and_(Identifier.kind == k, Identifier.scope == s, Identifier.value == v) for k, s, v in chunk]
-        for ident in session.execute(select(Identifier).where(or_(*conds))).scalars():
-            out[(ident.kind, ident.scope, ident.value)] = ident.id
-            if wanted[(ident.kind, ident.scope, ident.value)] and not ident.shared:
-                session.execute(update(Identifier).where(Identifier.id == ident.id).values(shared=True))
-    return out
-
-
-@stage("identifiers", version="1")
-def identifiers_stage(ctx: StageContext, session: Session, report_id: int) -> None:
-    """Normalise the report's accounts, e-mails, phones, IPs and device ids into Identifier rows."""
-    cross_report_lock(session)  # reads the document an addendum may change (see intake.add_document)
-    rules = load_rules()
-    session.execute(delete(ReportIdentifier).where(ReportIdentifier.report_id == report_id))
-    report, files, default_service = load_report(session, report_id)
-    if report is None:
-        return
-    found = extract(report, files, default_service, rules)
-    ids = identifier_ids(session, ((f.kind, f.scope, f.value, f.shared) for f in found))
-    rows: dict[tuple[int, str], str] = {}
-    for f in found:
-        key = (ids[(f.kind, f.scope, f.value)], f.role)
-        rows.setdefault(key, f.source)  # the first place it was found
-    if rows:
-        session.execute(_insert(session, ReportIdentifier).values([
-            {"report_id": report_id, "identifier_id": iid, "role": role, "source": src}
-            for (iid, role), src in sorted(rows.items())
-        ]))
-
-
-# --- links --------------------------------------------------------------------------------
 
 
 def ip_times(session: Session, report_id: int, ip: str) -> list[datetime | None]:
@@ -439,7 +224,7 @@ def ip_capture_times(document: dict[str, Any], files: Iterable[dict[str, Any] | 
             n = normalise_ip(ev.ipAddress, ev.possibleProxy)
             if n is None or not n.value or len(n.value) > 512:
                 continue
-            out.setdefault(n.value, []).append(_aware(ev.dateTime))
+            out.setdefault(n.value, []).append(aware_utc(ev.dateTime))
 
     for key in _PARTIES:
         for party in document.get(key) or ():
@@ -667,7 +452,7 @@ def links_stage(ctx: StageContext, session: Session, report_id: int) -> None:
          "detail": detail, "weight": weight}
         for (other, reason), (weight, detail) in sorted(links.items())
     ]
-    ins = _insert(session, ReportLink)
+    ins = dialect_insert(session, ReportLink)
     # The other report's own run may have written the same pair concurrently: same content.
     # Rows as parameters (executemany), not .values(rows): one cached statement instead of
     # compiling a new many-row INSERT for every report (it cost more than computing the links).

@@ -1,12 +1,10 @@
-"""Stages ``location`` and ``jurisdiction``: where a report's reported user is, and whose case it is.
+"""Stage ``location``: where a report's reported user is.
 
-``location`` writes one ``Location`` row per source: each IP capture event of the reported
-user (geolocated offline), each platform ``estimatedLocation``, and each address the report
-gives for the reported person or the incident; for a report from the public web form also
-where the reporter says the child and they themselves are. ``jurisdiction`` picks one by the precedence
-in ``data/routing.toml`` and resolves country and, in the US, state — or leaves them unknown
-(NULL). Nothing is guessed: no default country, no state from a city name.
-See docs/routing.md for the confidences and the precedence.
+It writes one ``Location`` row per source: each IP capture event of the reported user
+(geolocated offline), each platform ``estimatedLocation``, and each address the report gives
+for the reported person or the incident; for a report from the public web form also where
+the reporter says the child and they themselves are. Nothing is guessed: no default country,
+no state from a city name. See docs/routing.md for the confidences.
 """
 
 from __future__ import annotations
@@ -18,14 +16,13 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from tipline.kinds.locations import CONFIDENCE, LOCATION_CLASSES, ip_class
+from tipline.kinds.locations import CONFIDENCE, ip_class
 from tipline.model.report import Address, EstimatedLocation, IpCaptureEvent
 from tipline.model.report import Report as ReportModel
 from tipline.pipeline.core import StageContext, cross_report_lock, stage
-from tipline.pipeline.directory import load_routing
 from tipline.pipeline.geo import GeoIp, clean_city, us_state_code
 from tipline.pipeline.identifiers import normalise_ip
-from tipline.store.tables import File, Jurisdiction, Location, Report
+from tipline.store.tables import File, Location, Report
 
 #: The report source whose victim and reporter addresses are location sources of their own:
 #: a member of the public telling where the child, the person responsible and they are.
@@ -55,7 +52,7 @@ def _to_second(dt: datetime | None) -> datetime | None:
     return dt.replace(microsecond=0)
 
 
-def _ts(dt: datetime | None) -> str:
+def iso_second(dt: datetime | None) -> str:
     return "none" if dt is None else dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -86,7 +83,7 @@ def _ip_loc(geo: GeoIp, ev: IpCaptureEvent, path: str) -> Loc:
     at = _to_second(ev.dateTime)
     ip = n.value if n else ev.ipAddress[:60]
     flags = ",".join(f for f in (n.flags if n else ("invalid",)) if f != "proxy") or "none"
-    detail = (f"ip={ip} event={event} at={_ts(at)} "
+    detail = (f"ip={ip} event={event} at={iso_second(at)} "
               f"proxy={'yes' if proxy else 'no'} flags={flags} path={path}")
     cls = ip_class(event, proxy)
     loc = Loc("ip", detail[:255], None, None, None, None, None, 0.0, cls, ip=ip[:64], event=event,
@@ -104,7 +101,7 @@ def _estimate_loc(est: EstimatedLocation, path: str) -> Loc:
     verified = bool(est.verified)
     country = _country(est.countryCode)
     at = _to_second(est.timestamp)
-    detail = f"verified={'yes' if verified else 'no'} at={_ts(at)} path={path}"
+    detail = f"verified={'yes' if verified else 'no'} at={iso_second(at)} path={path}"
     cls = "esp_estimate_verified" if verified else "esp_estimate_unverified"
     city = clean_city(est.city)
     return Loc("esp_estimate", detail[:255], country, _region(country, est.region),
@@ -190,89 +187,3 @@ def location_stage(ctx: StageContext, session: Session, report_id: int) -> None:
                              region=loc.region, city=loc.city, latitude=loc.latitude, longitude=loc.longitude,
                              confidence=loc.confidence, location_class=loc.location_class, ip=loc.ip,
                              event=loc.event, event_at=loc.event_at, proxy=loc.proxy, verified=loc.verified))
-
-
-# --- jurisdiction -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Resolved:
-    country: str | None
-    us_state: str | None
-    source: str | None
-    confidence: float
-    reason: str
-
-
-def _describe(row: Any) -> str:
-    where = ", ".join(x for x in (row.city, row.region, row.country) if x)
-    if row.source == "ip":
-        return f"IP {row.ip or '?'} ({row.event or '?'} at {_ts(row.event_at)}) in {where}"
-    if row.source == "esp_estimate":
-        return f"{'verified' if row.verified else 'unverified'} platform estimate {where}"
-    public = LOCATION_CLASSES.get(row.source)
-    if public is not None and public.whose is not None:
-        return f"{public.whose} location given on the public form ({where})"
-    return f"address given in the report ({where})"
-
-
-def resolve(rows: list[Any], precedence: list[str]) -> Resolved:
-    """Pick country and US state from Location rows by precedence (a pure function).
-
-    Within a class, the most recent event wins (IP capture time, estimate timestamp), then
-    the higher confidence, then the lower row id. The state comes from the chosen source when
-    it has one, else from the next source in precedence that agrees the country is the US.
-    """
-    rank = {c: i for i, c in enumerate(precedence)}
-    usable = [r for r in rows if r.country and r.location_class in rank]
-
-    def key(r: Any) -> tuple[int, int, float, float, int]:
-        # Most recent first; a source that gives no time comes after every timed one.
-        timed = r.event_at is not None
-        return (rank[r.location_class], 0 if timed else 1, -r.event_at.timestamp() if timed else 0.0,
-                -float(r.confidence), int(r.id))
-
-    usable.sort(key=key)
-    if not usable:
-        ignored = [r for r in rows if r.country]
-        why = "no usable location source"
-        if ignored:
-            why += "; ignored: " + "; ".join(f"{_describe(r)} [{r.location_class}]"
-                                             for r in ignored[:5])
-        elif rows:
-            why += f"; {len(rows)} source(s) could not be placed (private, CGNAT, documentation or unknown IPs)"
-        return Resolved(None, None, None, 0.0, why)
-    best = usable[0]
-    cls = best.location_class
-    parts = [f"country {best.country} from {_describe(best)} [{cls}]"]
-    state: str | None = None
-    conf = float(best.confidence)
-    if best.country == "US":
-        if best.region and us_state_code(best.region):
-            state = us_state_code(best.region)
-            parts.append(f"state {state} from the same source")
-        else:
-            for r in usable[1:]:
-                if r.country == "US" and r.region and us_state_code(r.region):
-                    state = us_state_code(r.region)
-                    conf = min(conf, float(r.confidence))
-                    parts.append(f"state {state} from {_describe(r)} [{r.location_class}]")
-                    break
-            else:
-                parts.append("state unknown")
-    disagree = sorted({r.country for r in usable if r.country != best.country})
-    if disagree:
-        parts.append(f"other sources say {', '.join(disagree)}")
-    return Resolved(best.country, state, cls, conf, "; ".join(parts))
-
-
-@stage("jurisdiction", version="2", after=("location",))  # 2: ip_upload in the precedence
-def jurisdiction_stage(ctx: StageContext, session: Session, report_id: int) -> None:
-    """Resolve country and US state from the report's Location rows by the stated precedence, or unknown."""
-    precedence = ctx.service("routing_rules", load_routing).precedence
-    rows = session.execute(
-        select(Location).where(Location.report_id == report_id).order_by(Location.id)).scalars().all()
-    res = resolve(list(rows), list(precedence))
-    session.execute(delete(Jurisdiction).where(Jurisdiction.report_id == report_id))
-    session.add(Jurisdiction(report_id=report_id, country=res.country, us_state=res.us_state, source=res.source,
-                             confidence=res.confidence, reason=res.reason, resolved_at=datetime.now(UTC)))
