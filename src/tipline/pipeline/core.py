@@ -49,6 +49,12 @@ class Outcome(StrEnum):
 
 
 StageFunc = Callable[["StageContext", Session, int], "Outcome | None"]
+#: The same stage over a group of reports: ``(ctx, session, report_ids) -> {report id: outcome}``,
+#: with a bounded number of statements per group rather than per report. It must write exactly
+#: what ``StageFunc`` run on each report in turn would write (a test compares them); if it
+#: raises, the runner runs that group's reports through ``StageFunc`` one by one, so a report
+#: that fails, fails alone.
+GroupFunc = Callable[["StageContext", Session, "list[int]"], "dict[int, Outcome]"]
 
 
 @dataclass(frozen=True)
@@ -58,18 +64,22 @@ class StageDef:
     func: StageFunc
     after: tuple[str, ...]
     doc: str
+    #: The set-based form of ``func``, if the stage has one (see ``GroupFunc``).
+    group: GroupFunc | None = None
 
 
 _STAGES: dict[str, StageDef] = {}
 
 
-def stage(name: str, *, version: str = "1", after: Iterable[str] = ()) -> Callable[[StageFunc], StageFunc]:
-    """Register a stage. ``after`` names stages whose output this one reads."""
+def stage(name: str, *, version: str = "1", after: Iterable[str] = (),
+          group: GroupFunc | None = None) -> Callable[[StageFunc], StageFunc]:
+    """Register a stage. ``after`` names stages whose output this one reads; ``group`` is its
+    set-based form over many reports, if it has one."""
 
     def register(func: StageFunc) -> StageFunc:
         if name in _STAGES and _STAGES[name].func is not func:
             raise ValueError(f"stage {name!r} registered twice")
-        _STAGES[name] = StageDef(name, version, func, tuple(after), (func.__doc__ or "").strip())
+        _STAGES[name] = StageDef(name, version, func, tuple(after), (func.__doc__ or "").strip(), group)
         return func
 
     return register
