@@ -11,6 +11,8 @@ import pytest
 from tipline.kinds.agencies import KIND_NAMES
 from tipline.kinds.hashes import CRYPTO_NAMES, HASH_NAMES, HASH_TYPES
 from tipline.kinds.locations import CLASS_NAMES, CONFIDENCE, ip_class
+from tipline.kinds.queues import QUEUE_NAMES, QueueKind, resolve
+from tipline.kinds.reports import REPORTER_STATES, STATE_NAMES, ReporterStateName
 from tipline.pipeline import banks
 from tipline.pipeline.directory import KINDS, LOCATION_CLASSES, LOCATION_CONFIDENCE, load_routing
 
@@ -27,7 +29,8 @@ def _literal_lists(text: str, names: tuple[str, ...]) -> list[str]:
 
 
 @pytest.mark.parametrize(("kind", "names"), [("agency kinds", KIND_NAMES), ("location classes", CLASS_NAMES),
-                                             ("hash types", HASH_NAMES)])
+                                             ("hash types", HASH_NAMES), ("report states", STATE_NAMES),
+                                             ("queue kinds", QUEUE_NAMES)])
 def test_each_kind_is_listed_in_its_registry_only(kind: str, names: tuple[str, ...]) -> None:
     found: dict[str, list[str]] = {}
     for p in sorted(SRC.rglob("*.py")):
@@ -57,3 +60,36 @@ def test_bank_imports_read_the_hash_registry() -> None:
     assert banks.CRYPTO_TYPES == CRYPTO_NAMES == ("md5", "sha1", "sha256")
     # ThreatExchange's names for the same hashes.
     assert {banks._TE_TYPES[a] for a in ("photo_md5", "video_md5", "hash_pdq")} == {"md5", "pdq"}
+
+
+def test_report_states_compared_in_the_code_are_states() -> None:
+    """A state written as a literal beside ``.state`` must be one of the registry's: a typo
+    ("finshed") would silently match nothing."""
+    bad: dict[str, list[str]] = {}
+    pattern = re.compile(r"""Report\.state\s*(?:==|!=)\s*["']([a-z_]+)["']|state=["']([a-z_]+)["']""")
+    for p in sorted(SRC.rglob("*.py")):
+        for m in pattern.finditer(p.read_text("utf-8")):
+            value = m.group(1) or m.group(2)
+            if value not in STATE_NAMES:
+                bad.setdefault(str(p.relative_to(SRC)), []).append(value)
+    assert bad == {}, f"report states not in tipline.kinds.reports: {bad}"
+
+
+def test_the_api_publishes_the_reporter_states() -> None:
+    from typing import get_args
+
+    assert set(get_args(ReporterStateName)) == set(REPORTER_STATES)
+
+
+@pytest.mark.parametrize(("kind", "dialect", "want"), [
+    (None, "sqlite", QueueKind.INPROCESS), ("auto", "postgresql", QueueKind.PROCRASTINATE),
+    ("INPROCESS", "postgresql", QueueKind.INPROCESS), ("procrastinate", "postgresql", QueueKind.PROCRASTINATE)])
+def test_queue_kinds_resolve(kind: str | None, dialect: str, want: QueueKind) -> None:
+    assert resolve(kind, dialect) is want
+
+
+@pytest.mark.parametrize(("kind", "dialect", "says"), [("huey", "sqlite", "not available"),
+                                                       ("procrastinate", "sqlite", "needs a PostgreSQL")])
+def test_queue_kinds_refuse_with_a_reason(kind: str, dialect: str, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        resolve(kind, dialect)

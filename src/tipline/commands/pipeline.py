@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from tipline.commands.context import Ctx, pass_ctx
+from tipline.kinds.queues import QUEUE_NAMES
 
 if TYPE_CHECKING:
     from tipline.pipeline.core import StageContext
@@ -164,7 +165,7 @@ def rerun_cmd(c: Ctx, stage_names: tuple[str, ...], since: datetime | None, repo
 
 
 @command.command("worker")
-@click.option("--queue", "kind", type=click.Choice(["auto", "inprocess", "procrastinate"]), default=None,
+@click.option("--queue", "kind", type=click.Choice(QUEUE_NAMES), default=None,
               help="Queue to serve (default TIPLINE_QUEUE).")
 @click.option("--concurrency", type=click.IntRange(min=1), default=None,
               help="Jobs at once (default TIPLINE_PIPELINE_CONCURRENCY).")

@@ -12,7 +12,7 @@ from tipline.commands.context import Ctx, pass_ctx
 from tipline.commands.output import cut, table
 
 #: Report states, as stored (``open → finished | retracted | expired``).
-STATES = ["open", "finished", "retracted", "expired"]
+from tipline.kinds.reports import STATE_NAMES as STATES
 
 
 @click.group("report")

@@ -329,17 +329,12 @@ class JobQueue(Protocol):
 
 def queue_kind(rt: Runtime, kind: str | None = None) -> str:
     """Resolve ``auto`` (the setting's default) to the concrete queue for this database."""
-    kind = (kind or rt.settings.queue or "auto").lower()
-    if kind == "auto":
-        return "procrastinate" if rt.engine.dialect.name == "postgresql" else "inprocess"
-    if kind not in ("inprocess", "procrastinate"):
-        raise SystemExit(
-            f"TIPLINE_QUEUE={kind!r} is not available: use auto, inprocess or procrastinate "
-            "(see docs/pipeline.md for why the embedded queue is in-process rather than huey)"
-        )
-    if kind == "procrastinate" and rt.engine.dialect.name != "postgresql":
-        raise SystemExit("TIPLINE_QUEUE=procrastinate needs a PostgreSQL TIPLINE_DATABASE_URL")
-    return kind
+    from tipline.kinds.queues import resolve
+
+    try:
+        return resolve(kind or rt.settings.queue, rt.engine.dialect.name).value
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def open_queue(rt: Runtime, kind: str | None = None, *, concurrency: int | None = None,

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, func, select, text
 from sqlalchemy.orm import Session
 
+from tipline.kinds.reports import REPORTER_STATES
 from tipline.kinds.roles import Capability, may
 from tipline.people.principal import Principal
 from tipline.pipeline.stages.assess import load_rules
@@ -29,7 +30,7 @@ from tipline.platform_view.items import ItemGuide, guide
 from tipline.store.tables import Assessment, File, Report, Reporter
 
 #: States a platform sees (an expired report was never filed and is gone, as on the API).
-STATES: tuple[str, ...] = ("open", "finished", "retracted")
+STATES: tuple[str, ...] = REPORTER_STATES
 PAGE_SIZE = 50
 #: The longest window the gaps table covers, in months.
 MAX_MONTHS = 60

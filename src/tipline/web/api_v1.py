@@ -43,6 +43,7 @@ from tipline.cybertip.xml import (
 )
 from tipline.intake.credentials import TOKEN_PREFIX, Principal
 from tipline.intake.errors import IntakeError, Reason
+from tipline.kinds.reports import ReporterStateName
 from tipline.model.report import FileDetails, Int64, Report
 from tipline.runtime import Runtime
 from tipline.store.blobs import BlobTooLarge, BlobWriter, StoredBlob
@@ -188,7 +189,7 @@ class ReportRead(_Out):
     reportId: int
     reporter: str
     source: str
-    state: Literal["open", "finished", "retracted"]
+    state: ReporterStateName
     openedAt: str
     lastChangeAt: str
     expiresAt: str | None
@@ -207,7 +208,7 @@ class ReportSummary(_Out):
     reportId: int
     reporter: str
     source: str
-    state: Literal["open", "finished", "retracted"]
+    state: ReporterStateName
     openedAt: str
     finishedAt: str | None
     incidentType: str | None
@@ -782,7 +783,7 @@ def router(rt: Runtime) -> APIRouter:
         request: Request,
         caller: Caller,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Reports per page.")] = 100,
-        state: Annotated[Literal["open", "finished", "retracted"] | None, Query()] = None,
+        state: Annotated[ReporterStateName | None, Query()] = None,
         cursor: Annotated[str | None, Query(
             max_length=64, pattern=CURSOR_PATTERN,
             description="`nextCursor` of the previous page; leave out for the first.")] = None,
