@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, aliased
 
 from tipline.kinds.roles import Capability, may
 from tipline.people.principal import Principal
+from tipline.pipeline.media import frame_decoder_available
 from tipline.store.tables import (
     Agency,
     Assessment,
@@ -566,9 +567,11 @@ def _preview_reason(f: File, sig: FileSignal | None, held: bool) -> str | None:
         return "No picture: the bytes of this file are not held (the platform sent its hashes only)."
     kind = sig.media_kind if sig else None
     if kind == "video":
+        if frame_decoder_available():
+            return None  # a representative frame is decoded for its picture (tipline.web.thumbs)
         n = len(sig.video_frames or []) if sig else 0
         return (f"No frame available: this video's {n} representative frames are kept as vPDQ hashes, "
-                "not as pictures, and this installation has no video decoder to render one.")
+                "not as pictures, and this installation has no video decoder (PyAV) to render one.")
     if kind not in (None, "image") or (f.media_type and not f.media_type.startswith("image/")):
         return "No picture: this file is not an image."
     return None
@@ -713,6 +716,7 @@ def effective(s: Session, report_id: int) -> Effective:
 class HeldFile:
     file_id: str
     report_id: int
+    sha256: str
     stored_name: str | None
     inline: bytes | None
 
@@ -728,7 +732,7 @@ def file_content(s: Session, principal: Principal, file_id: str) -> HeldFile:
     blob = s.get(Blob, f.sha256)
     if blob is None or (blob.stored_name is None and blob.data is None):
         raise NotFound()
-    return HeldFile(f.id, f.report_id, blob.stored_name, blob.data)
+    return HeldFile(f.id, f.report_id, f.sha256, blob.stored_name, blob.data)
 
 
 # --- labels ------------------------------------------------------------------------------
