@@ -28,9 +28,9 @@ from tipline.people.principal import Principal
 from tipline.runtime import Runtime
 from tipline.store.db import transaction
 from tipline.store.tables_people import AuditEvent
+from tipline.web import thumbs
 from tipline.web.auth import current_principal, require_csrf
 from tipline.web.render import COMMON_HEADERS
-from tipline.web import thumbs
 from tipline.web.signin import audit, staff_page
 
 T = TypeVar("T")

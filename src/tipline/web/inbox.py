@@ -23,10 +23,10 @@ from tipline.referrals import export as exports
 from tipline.referrals import service as svc
 from tipline.runtime import Runtime
 from tipline.store.db import transaction
+from tipline.web import thumbs
 from tipline.web.auth import current_principal, require_csrf
 from tipline.web.render import render
 from tipline.web.signin import client_address, request_id, staff_page
-from tipline.web import thumbs
 
 T = TypeVar("T")
 Me = Annotated[Principal, Depends(current_principal)]
