@@ -456,6 +456,54 @@ def test_console_pages(guarded: tuple[Page, Guard], server: Server) -> None:
     guard.assert_clean()
 
 
+def test_settings_and_accounts_pages(guarded: tuple[Page, Guard], server: Server) -> None:
+    """The supervisors' settings and the administrator's accounts pages, offline (their paths
+    end to end, with axe: tests/test_supervise_browser.py)."""
+    from sqlalchemy import select
+
+    from people_helpers import TestUser, make_user
+    from tipline.pipeline.banks import import_bank
+    from tipline.pipeline.stages.route import ensure_directory
+    from tipline.store.db import transaction
+    from tipline.store.tables import HashBank
+
+    page, guard = guarded
+    with transaction(server.rt.sessions) as s:
+        ensure_directory(s)
+        import_bank(s, "offline-bank", "hash_type,value,label\nmd5," + "e" * 32 + ",offline\n")
+        bank = s.execute(select(HashBank.id).where(HashBank.name == "offline-bank")).scalar_one()
+
+    def sign_in(user: TestUser, start: str) -> None:
+        page.goto(server.url + start)
+        page.get_by_label("Username").fill(user.username)
+        page.get_by_label("Password").fill(user.password)
+        page.get_by_label("One-time code").fill(user.code())
+        page.get_by_role("button", name="Sign in").click()
+
+    sign_in(make_user(server.rt, "offline-sup2", "supervisor", password="offline pass 3"), "/supervise/banks")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Hash banks")
+    for path in (f"/supervise/banks/{bank}", "/supervise/routing", "/supervise/agencies"):
+        page.goto(server.url + path)
+        assert page.title().strip(), path
+    # A refused change shows its message on the page it came from.
+    page.goto(server.url + f"/supervise/banks/{bank}")
+    page.locator("#e-reason").fill(" ")
+    guard.expected_status[server.url + f"/supervise/banks/{bank}/enabled"] = 409
+    page.get_by_role("button", name="Disable bank offline-bank").click()
+    expect(page.locator(".error-summary")).to_contain_text("Give a reason")
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(make_user(server.rt, "offline-admin", "admin", password="offline pass 4"), "/admin/users")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Accounts")
+    page.get_by_label("Username (no spaces)").fill("offline-new")
+    page.get_by_label("Role").select_option("auditor")
+    page.locator("#u-reason").fill("offline test")
+    page.get_by_role("button", name="Add account").click()
+    expect(page.locator("dl.secret")).to_contain_text("otpauth://")
+    page.get_by_role("link", name="Go to account offline-new").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Account offline-new")
+    guard.assert_clean()
+
+
 def test_every_template_was_rendered(server: Server, request: pytest.FixtureRequest) -> None:
     # Runs last (file order): a template that no test above reached is a page nobody checked.
     here = request.node.module
