@@ -41,8 +41,8 @@ def sign_in(page: Page, url: str, user: TestUser, start: str) -> None:
     page.get_by_role("button", name="Sign in").click()
 
 
-def test_supervisor_manages_banks_and_reads_routing_and_directory(guarded: tuple[Page, Guard], server: Server,
-                                                                  tmp_path: Path) -> None:
+def test_supervisor_manages_banks_and_reads_routing_and_directory(  # noqa: F811
+        guarded: tuple[Page, Guard], server: Server, tmp_path: Path) -> None:  # noqa: F811
     page, guard = guarded
     with transaction(server.rt.sessions) as s:
         ensure_directory(s)
@@ -92,7 +92,8 @@ def test_supervisor_manages_banks_and_reads_routing_and_directory(guarded: tuple
     guard.assert_clean()
 
 
-def test_admin_adds_an_officer_issues_a_token_and_disables(guarded: tuple[Page, Guard], server: Server) -> None:
+def test_admin_adds_an_officer_issues_a_token_and_disables(  # noqa: F811
+        guarded: tuple[Page, Guard], server: Server) -> None:  # noqa: F811
     page, guard = guarded
     with transaction(server.rt.sessions) as s:
         ensure_directory(s)
