@@ -151,3 +151,21 @@ def browser() -> Iterator[Any]:
             yield b
         finally:
             b.close()
+
+
+@pytest.fixture
+def guarded(browser: Any, server: Any) -> Iterator[tuple[Any, Any]]:
+    """A fresh page of ``browser`` whose requests to any host but the module's ``server``
+    are blocked and recorded, with console and request errors recorded
+    (:class:`browsers.Guard`); tests end with ``guard.assert_clean()``."""
+    from browsers import Guard
+
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    guard = Guard(server.url)
+    guard.install(ctx)
+    page = ctx.new_page()
+    guard.watch(page)
+    try:
+        yield page, guard
+    finally:
+        ctx.close()

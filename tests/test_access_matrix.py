@@ -156,6 +156,22 @@ MATRIX: dict[tuple[str, str], Rule] = {
         "/console/reports/{report_id}/decide", "/console/incidents/{incident_id}/decide",
         "/console/files/{file_id}/label", "/console/files/{file_id}/unblur")},
     ("POST", "/console/reports/{report_id}/reassign"): Needs(Capability.QUEUE_SUPERVISE, ok=404),
+    # Supervisors' settings: hash banks, routing rules, the agency directory. Bank 1 does not
+    # exist (404); an import sent without a file answers 400 "choose a file".
+    **{("GET", p): Needs(Capability.CONFIG_MANAGE) for p in (
+        "/supervise/banks", "/supervise/routing", "/supervise/agencies")},
+    ("GET", "/supervise/banks/{bank_id}"): Needs(Capability.CONFIG_MANAGE, ok=404),
+    ("POST", "/supervise/banks/{bank_id}/enabled"): Needs(Capability.CONFIG_MANAGE, ok=404),
+    ("POST", "/supervise/banks/import"): Needs(Capability.CONFIG_MANAGE, ok=400),
+    ("POST", "/supervise/agencies/import"): Needs(Capability.CONFIG_MANAGE, ok=400),
+    # Administrators' accounts pages. Account 1 exists (the matrix's first user); a change
+    # sent without a reason is refused (409), an add without one too (400).
+    ("GET", "/admin/users"): Needs(Capability.ACCOUNTS_MANAGE),
+    ("POST", "/admin/users"): Needs(Capability.ACCOUNTS_MANAGE, ok=400),
+    ("GET", "/admin/users/{user_id}"): Needs(Capability.ACCOUNTS_MANAGE),
+    **{("POST", p): Needs(Capability.ACCOUNTS_MANAGE, ok=409) for p in (
+        "/admin/users/{user_id}/disable", "/admin/users/{user_id}/enable", "/admin/users/{user_id}/reset-totp",
+        "/admin/users/{user_id}/tokens", "/admin/users/{user_id}/tokens/{token_id}/revoke")},
     # The platform's view of its own reports.
     ("GET", "/platform"): Needs(Capability.PLATFORM_READ_OWN),
     ("GET", "/platform/export.csv"): Needs(Capability.PLATFORM_READ_OWN),
@@ -165,7 +181,8 @@ MATRIX: dict[tuple[str, str], Rule] = {
 #: Unsafe routes a signed-in browser sends with its CSRF token (so what is tested is access,
 #: not the token); without a session there is no token, and the answer is 403.
 CSRF_ROUTES = {("POST", "/logout"), ("POST", "/audit/verify"),
-               *((m, p) for (m, p) in MATRIX if m == "POST" and p.startswith(("/le/", "/console/")))}
+               *((m, p) for (m, p) in MATRIX if m == "POST" and p.startswith(("/le/", "/console/", "/supervise/",
+                                                                               "/admin/")))}
 
 
 def _routes(app: object) -> set[tuple[str, str]]:

@@ -7,15 +7,14 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from browsers import axe_violations, require_chromium
+from browsers import Guard, axe_violations, require_chromium, shot
 from people_helpers import make_user
-from test_offline_pages import Guard, Server, server, shot  # noqa: F401  (the module's server fixture)
+from test_offline_pages import Server, server  # noqa: F401  (the module's server fixture)
 from tipline.people import audit
 from tipline.people.principal import Principal
 from tipline.store.db import transaction
@@ -24,20 +23,7 @@ pytestmark = pytest.mark.browser
 
 require_chromium()
 
-from playwright.sync_api import Browser, Page, expect  # noqa: E402
-
-
-@pytest.fixture
-def guarded(browser: Browser, server: Server) -> Iterator[tuple[Page, Guard]]:  # noqa: F811
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-    guard = Guard(server.url)
-    guard.install(ctx)
-    page = ctx.new_page()
-    guard.watch(page)
-    try:
-        yield page, guard
-    finally:
-        ctx.close()
+from playwright.sync_api import Page, expect  # noqa: E402
 
 
 def test_auditor_filters_verifies_and_exports(guarded: tuple[Page, Guard], server: Server) -> None:  # noqa: F811

@@ -245,7 +245,10 @@ def test_thumbnail_blurred_grey_and_unblur_audited(runtime: Runtime, store: Stor
         assert other.get(clear).status_code == 404
 
 
-def test_video_without_stored_frames_says_so(runtime: Runtime, store: Store, client: TestClient) -> None:
+def test_video_without_a_decoder_says_so(runtime: Runtime, store: Store, client: TestClient,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without PyAV no frame can be decoded (with it: tests/test_thumbs.py).
+    monkeypatch.setattr(svc, "frame_decoder_available", lambda: False)
     from tipline.store.tables import FileSignal
 
     with transaction(runtime.sessions) as s:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from browsers import SHOTS, axe_violations, require_chromium
+from browsers import axe_violations, require_chromium, shot
 from people_helpers import TestUser, make_user
 from test_console_data import Store, build
 from tipline.config import Settings
@@ -67,11 +67,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         srv.should_exit = True
         thread.join(10)
         rt.close()
-
-
-def shot(page: Page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / name), full_page=True)
 
 
 def axe(page: Page) -> None:

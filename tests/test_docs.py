@@ -87,3 +87,36 @@ def test_every_page_is_in_the_readme_index() -> None:
     readme = (DOCS.parent / "README.md").read_text()
     missing = [p.name for p in sorted(DOCS.glob("*.md")) if f"](docs/{p.name})" not in readme]
     assert not missing, f"README.md's documentation list lacks {missing}"
+
+
+#: Staff page prefixes and the guide that must name every route under them.
+PAGE_GUIDES = {"/supervise/": "analyst.md", "/admin/": "admin.md"}
+
+
+def test_every_settings_and_accounts_route_is_documented() -> None:
+    # The routes come from the app itself: a new page under these prefixes fails here until
+    # its guide names it (as "METHOD /path/{param}").
+    import tempfile
+
+    from fastapi.routing import iter_route_contexts
+
+    from tipline.config import Settings
+    from tipline.runtime import Runtime
+    from tipline.store.setup import do_init
+    from tipline.web.app import create_app
+
+    with tempfile.TemporaryDirectory() as d:
+        settings = Settings.from_env(d)
+        do_init(settings)
+        rt = Runtime.open(settings)
+        routes = [(m, str(ctx.path_format)) for ctx in iter_route_contexts(create_app(runtime=rt).routes)
+                  for m in (ctx.methods or ()) if m != "HEAD"]
+        rt.close()
+    checked = 0
+    for prefix, guide in PAGE_GUIDES.items():
+        text = read(guide)
+        for method, path in routes:
+            if path.startswith(prefix):
+                checked += 1
+                assert f"{method} {path}" in text, f"{method} {path} is not named in docs/{guide}"
+    assert checked >= 10, "the settings and accounts routes were not found"

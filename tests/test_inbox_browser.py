@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from browsers import axe_violations, require_chromium
+from browsers import Guard, axe_violations, require_chromium, shot
 from inbox_seed import seed
-from test_offline_pages import Guard, Server, server, shot  # noqa: F401  (the module's server fixture)
+from test_offline_pages import Server, server  # noqa: F401  (the module's server fixture)
 from tipline.store.tables import Referral
 from tipline.store.tables_people import AuditEvent, LegalProcess
 
@@ -24,20 +23,7 @@ pytestmark = pytest.mark.browser
 
 require_chromium()
 
-from playwright.sync_api import Browser, Page, expect  # noqa: E402
-
-
-@pytest.fixture
-def guarded(browser: Browser, server: Server) -> Iterator[tuple[Page, Guard]]:  # noqa: F811
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-    guard = Guard(server.url)
-    guard.install(ctx)
-    page = ctx.new_page()
-    guard.watch(page)
-    try:
-        yield page, guard
-    finally:
-        ctx.close()
+from playwright.sync_api import Page, expect  # noqa: E402
 
 
 def test_officer_main_path(guarded: tuple[Page, Guard], server: Server) -> None:  # noqa: F811

@@ -21,10 +21,9 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import jinja2
@@ -33,7 +32,7 @@ from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from starlette.routing import Route
 
-from browsers import SHOTS, require_chromium
+from browsers import Guard, require_chromium, shot  # noqa: F401  (re-exported for the other browser tests)
 from tipline.cli import do_init
 from tipline.config import Settings
 from tipline.runtime import Runtime
@@ -48,7 +47,7 @@ SAMPLE_PARAMS = {"year": "2023"}
 
 require_chromium()
 
-from playwright.sync_api import Browser, BrowserContext, Page, Request, expect  # noqa: E402
+from playwright.sync_api import Page, expect  # noqa: E402
 
 
 @dataclass
@@ -104,95 +103,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         rt.close()
         mp.undo()
 
-
-
-@dataclass
-class Guard:
-    """Blocks and records every request to another host; records console and request errors."""
-
-    origin: str
-    outside: list[str] = field(default_factory=list)
-    console_errors: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    #: The status each navigation may answer with (error pages answer 4xx by design).
-    expected_status: dict[str, int] = field(default_factory=dict)
-
-    def is_ours(self, url: str) -> bool:
-        parts = urlsplit(url)
-        if parts.scheme in ("data", "blob", "about"):
-            return True  # no network: inline data the page itself holds
-        return f"{parts.scheme}://{parts.netloc}" == self.origin
-
-    def install(self, context: BrowserContext) -> None:
-        def route(r: Any) -> None:
-            if self.is_ours(r.request.url):
-                r.continue_()
-            else:
-                if r.request.url not in self.outside:
-                    self.outside.append(r.request.url)
-                r.abort("blockedbyclient")
-
-        context.route("**/*", route)
-        # Requests that do not pass the router (a web socket) are caught here.
-        context.on("request", self._on_request)
-
-    def _on_request(self, request: Request) -> None:
-        if not self.is_ours(request.url) and request.url not in self.outside:
-            self.outside.append(request.url)
-
-    def watch(self, page: Page) -> None:
-        page.on("console", lambda m: self._on_console(m.type, m.text, m.location.get("url", "")))
-        page.on("pageerror", lambda e: self.console_errors.append(f"uncaught: {e}"))
-        page.on("websocket", lambda ws: self.outside.append(ws.url))
-        page.on("requestfailed", self._on_failed)
-        page.on("response", self._on_response)
-
-    def _on_failed(self, request: Request) -> None:
-        # ERR_ABORTED is the browser cancelling a request because the page navigated away
-        # (a favicon still loading when a link is followed): not a fault of the server, whose
-        # faults show as an HTTP error status (_on_response) or a refused connection.
-        if self.is_ours(request.url) and request.failure != "net::ERR_ABORTED":
-            self.failed.append(f"{request.url}: {request.failure}")
-
-    def _on_console(self, kind: str, text: str, where: str) -> None:
-        if kind != "error":
-            return
-        # Chromium logs a navigation that answers 4xx as "Failed to load resource"; an error
-        # page answering its expected status is not a fault.
-        m = re.search(r"status of (\d{3})", text)
-        if m and where in self.expected_status and int(m.group(1)) == self.expected_status[where]:
-            return
-        self.console_errors.append(f"{where}: {text}")
-
-    def _on_response(self, response: Any) -> None:
-        if not self.is_ours(response.url) or response.status < 400:
-            return
-        if self.expected_status.get(response.url) == response.status:
-            return
-        self.failed.append(f"{response.url}: HTTP {response.status}")
-
-    def assert_clean(self) -> None:
-        assert self.outside == [], f"requests to other hosts: {self.outside}"
-        assert self.console_errors == [], f"console errors: {self.console_errors}"
-        assert self.failed == [], f"failed requests to the server: {self.failed}"
-
-
-@pytest.fixture
-def guarded(browser: Browser, server: Server) -> Iterator[tuple[Page, Guard]]:
-    ctx = browser.new_context(viewport={"width": 1100, "height": 1000})
-    guard = Guard(server.url)
-    guard.install(ctx)
-    page = ctx.new_page()
-    guard.watch(page)
-    try:
-        yield page, guard
-    finally:
-        ctx.close()
-
-
-def shot(page: Page, name: str, *, full_page: bool = True) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / name), full_page=full_page)
 
 
 def html_pages(server: Server) -> list[str]:
@@ -543,6 +453,54 @@ def test_console_pages(guarded: tuple[Page, Guard], server: Server) -> None:
         page.goto(server.url + path)
         page.wait_for_load_state("networkidle")
         assert page.title().strip(), path
+    guard.assert_clean()
+
+
+def test_settings_and_accounts_pages(guarded: tuple[Page, Guard], server: Server) -> None:
+    """The supervisors' settings and the administrator's accounts pages, offline (their paths
+    end to end, with axe: tests/test_supervise_browser.py)."""
+    from sqlalchemy import select
+
+    from people_helpers import TestUser, make_user
+    from tipline.pipeline.banks import import_bank
+    from tipline.pipeline.stages.route import ensure_directory
+    from tipline.store.db import transaction
+    from tipline.store.tables import HashBank
+
+    page, guard = guarded
+    with transaction(server.rt.sessions) as s:
+        ensure_directory(s)
+        import_bank(s, "offline-bank", "hash_type,value,label\nmd5," + "e" * 32 + ",offline\n")
+        bank = s.execute(select(HashBank.id).where(HashBank.name == "offline-bank")).scalar_one()
+
+    def sign_in(user: TestUser, start: str) -> None:
+        page.goto(server.url + start)
+        page.get_by_label("Username").fill(user.username)
+        page.get_by_label("Password").fill(user.password)
+        page.get_by_label("One-time code").fill(user.code())
+        page.get_by_role("button", name="Sign in").click()
+
+    sign_in(make_user(server.rt, "offline-sup2", "supervisor", password="offline pass 3"), "/supervise/banks")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Hash banks")
+    for path in (f"/supervise/banks/{bank}", "/supervise/routing", "/supervise/agencies"):
+        page.goto(server.url + path)
+        assert page.title().strip(), path
+    # A refused change shows its message on the page it came from.
+    page.goto(server.url + f"/supervise/banks/{bank}")
+    page.locator("#e-reason").fill(" ")
+    guard.expected_status[server.url + f"/supervise/banks/{bank}/enabled"] = 409
+    page.get_by_role("button", name="Disable bank offline-bank").click()
+    expect(page.locator(".error-summary")).to_contain_text("Give a reason")
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(make_user(server.rt, "offline-admin", "admin", password="offline pass 4"), "/admin/users")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Accounts")
+    page.get_by_label("Username (no spaces)").fill("offline-new")
+    page.get_by_label("Role").select_option("auditor")
+    page.locator("#u-reason").fill("offline test")
+    page.get_by_role("button", name="Add account").click()
+    expect(page.locator("dl.secret")).to_contain_text("otpauth://")
+    page.get_by_role("link", name="Go to account offline-new").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Account offline-new")
     guard.assert_clean()
 
 

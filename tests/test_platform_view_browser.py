@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from browsers import SHOTS, axe_violations, require_chromium
+from browsers import axe_violations, require_chromium, shot
 from test_platform_view import NOV, SEP, doc, enrich, store
 from tipline.config import Settings
 from tipline.intake.credentials import add_esp
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.browser
 
 require_chromium()
 
-from playwright.sync_api import Browser, Page, expect  # noqa: E402
+from playwright.sync_api import Browser, expect  # noqa: E402
 
 
 @dataclass
@@ -84,11 +84,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         srv.should_exit = True
         thread.join(10)
         rt.close()
-
-
-def shot(page: Page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / name), full_page=True)
 
 
 def test_platform_user_signs_in_sees_reports_and_gaps_opens_one_and_exports(

@@ -29,6 +29,11 @@ def agency_import(c: Ctx, file: str | None) -> None:
     Without FILE: the bundled directory. Agencies missing from FILE are deactivated, never
     deleted (referrals point at them).
     """
+    from pathlib import Path
+
+    from tipline.commands.user import cli_actor
+    from tipline.console.settings import DIRECTORY_OBJECT, directory_detail
+    from tipline.people.audit import record
     from tipline.pipeline.directory import AGENCIES_FILE, DirectoryError, import_agencies, read_agency_file
     from tipline.store.db import transaction
 
@@ -36,8 +41,13 @@ def agency_import(c: Ctx, file: str | None) -> None:
         rows = read_agency_file(file)
     except DirectoryError as exc:
         raise click.ClickException(str(exc)) from exc
+    source = Path(file) if file else AGENCIES_FILE
     with c.opened() as rt, transaction(rt.sessions) as s:
         res = import_agencies(s, rows)
+        # The directory's provenance: which file (name and SHA-256), by whom, what it changed.
+        record(s, action="directory.import", actor_name=cli_actor(), object_kind=DIRECTORY_OBJECT,
+               detail=directory_detail(res, rows=len(rows), source=source.name, data=source.read_bytes(),
+                                       reason=None))
     click.echo(f"imported {len(rows)} agencies from {file or AGENCIES_FILE}: {len(res.added)} added, "
                f"{len(res.updated)} updated, {res.unchanged} unchanged, {len(res.deactivated)} deactivated")
     for code in res.deactivated:

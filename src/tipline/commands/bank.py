@@ -37,13 +37,23 @@ def command() -> None:
 def bank_import(c: Ctx, file: Path, bank_name: str, fmt: str, pdq_threshold: int | None,
                 description: str | None) -> None:
     """Import FILE into a bank. All or nothing; re-importing the same file changes nothing."""
+    from sqlalchemy import select
+
+    from tipline.commands.user import cli_actor
+    from tipline.console.settings import BANK_OBJECT, import_detail
+    from tipline.people.audit import record
     from tipline.pipeline.banks import BankImportError, import_bank
     from tipline.store.db import transaction
+    from tipline.store.tables import HashBank
 
     rt = c.runtime()
     try:
         with transaction(rt.sessions) as s:
             res = import_bank(s, bank_name, file, fmt=fmt, description=description, pdq_threshold=pdq_threshold)
+            # The bank's provenance: which file (name and SHA-256), by whom, what it changed.
+            bank_id = s.execute(select(HashBank.id).where(HashBank.name == bank_name)).scalar_one()
+            record(s, action="bank.import", actor_name=cli_actor(), object_kind=BANK_OBJECT, object_id=bank_id,
+                   detail=import_detail(res, source=file.name, data=file.read_bytes(), fmt=fmt, reason=None))
     except BankImportError as exc:
         for err in exc.errors[:50]:
             click.echo(f"{file}: {err}", err=True)
@@ -81,13 +91,22 @@ def bank_list(c: Ctx, as_json: bool) -> None:
 
 
 def _toggle(c: Ctx, name: str, enabled: bool) -> None:
+    from sqlalchemy import select
+
+    from tipline.commands.user import cli_actor
+    from tipline.console.settings import BANK_OBJECT
+    from tipline.people.audit import record
     from tipline.pipeline.banks import set_enabled
     from tipline.store.db import transaction
+    from tipline.store.tables import HashBank
 
     rt = c.runtime()
     try:
         with transaction(rt.sessions) as s:
             set_enabled(s, name, enabled)
+            bank_id = s.execute(select(HashBank.id).where(HashBank.name == name)).scalar_one()
+            record(s, action="bank.enable" if enabled else "bank.disable", actor_name=cli_actor(),
+                   object_kind=BANK_OBJECT, object_id=bank_id, detail={"bank": name, "enabled": enabled})
     except KeyError:
         raise click.ClickException(f"no bank named {name!r}") from None
     finally:

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, aliased
 
 from tipline.kinds.roles import Capability, may
 from tipline.people.principal import Principal
+from tipline.pipeline.media import frame_decoder_available
 from tipline.store.tables import (
     Agency,
     Assessment,
@@ -566,9 +567,11 @@ def _preview_reason(f: File, sig: FileSignal | None, held: bool) -> str | None:
         return "No picture: the bytes of this file are not held (the platform sent its hashes only)."
     kind = sig.media_kind if sig else None
     if kind == "video":
+        if frame_decoder_available():
+            return None  # a representative frame is decoded for its picture (tipline.web.thumbs)
         n = len(sig.video_frames or []) if sig else 0
         return (f"No frame available: this video's {n} representative frames are kept as vPDQ hashes, "
-                "not as pictures, and this installation has no video decoder to render one.")
+                "not as pictures, and this installation has no video decoder (PyAV) to render one.")
     if kind not in (None, "image") or (f.media_type and not f.media_type.startswith("image/")):
         return "No picture: this file is not an image."
     return None
@@ -713,6 +716,7 @@ def effective(s: Session, report_id: int) -> Effective:
 class HeldFile:
     file_id: str
     report_id: int
+    sha256: str
     stored_name: str | None
     inline: bytes | None
 
@@ -728,7 +732,7 @@ def file_content(s: Session, principal: Principal, file_id: str) -> HeldFile:
     blob = s.get(Blob, f.sha256)
     if blob is None or (blob.stored_name is None and blob.data is None):
         raise NotFound()
-    return HeldFile(f.id, f.report_id, blob.stored_name, blob.data)
+    return HeldFile(f.id, f.report_id, f.sha256, blob.stored_name, blob.data)
 
 
 # --- labels ------------------------------------------------------------------------------
@@ -813,41 +817,46 @@ def _override(s: Session, principal: Principal, report_id: int, reason: str, now
     return row
 
 
-def set_priority(s: Session, principal: Principal, report_id: int, priority: int, reason: str | None,
-                 now: datetime | None = None) -> Decision:
+def _deciding(s: Session, principal: Principal, report_id: int, now: datetime | None) -> datetime:
+    """What every decision on a report checks first: the capability, that the report is in
+    the queue, and that nobody else holds it; the time the decision is made."""
     _require(principal, Capability.REPORT_TRIAGE)
     _report(s, report_id)
-    now = _now(now)
-    _check_holder(s, principal, report_id, now)
-    if priority not in PRIORITIES:
-        raise Refused("Priority is 1, 2 or 3.")
+    when = _now(now)
+    _check_holder(s, principal, report_id, when)
+    return when
+
+
+def _set_value(s: Session, principal: Principal, report_id: int, field: str, value: Any, reason: str | None,
+               now: datetime | None, *, allowed: tuple[Any, ...], refusal: str) -> Decision:
+    """A new version of one effective value (priority or disposition), kept beside the pipeline's."""
+    when = _deciding(s, principal, report_id, now)
+    if value not in allowed:
+        raise Refused(refusal)
     why = _reason(reason)
-    before = effective(s, report_id).priority
-    o = _override(s, principal, report_id, why, now, priority=priority)
-    return Decision("priority", report_id, {"from": before, "to": priority, "reason": why, "override": o.id})
+    before = getattr(effective(s, report_id), field)
+    o = _override(s, principal, report_id, why, when, **{field: value})
+    return Decision(field, report_id, {"from": before, "to": value, "reason": why, "override": o.id})
+
+
+def set_priority(s: Session, principal: Principal, report_id: int, priority: int, reason: str | None,
+                 now: datetime | None = None) -> Decision:
+    """Change the report's priority with a reason (a new version; the pipeline's stays)."""
+    return _set_value(s, principal, report_id, "priority", priority, reason, now, allowed=PRIORITIES,
+                      refusal="Priority is 1, 2 or 3.")
 
 
 def set_disposition(s: Session, principal: Principal, report_id: int, disposition: str, reason: str | None,
                     now: datetime | None = None) -> Decision:
-    _require(principal, Capability.REPORT_TRIAGE)
-    _report(s, report_id)
-    now = _now(now)
-    _check_holder(s, principal, report_id, now)
-    if disposition not in DISPOSITIONS:
-        raise Refused("Disposition is referral or informational.")
-    why = _reason(reason)
-    before = effective(s, report_id).disposition
-    o = _override(s, principal, report_id, why, now, disposition=disposition)
-    return Decision("disposition", report_id, {"from": before, "to": disposition, "reason": why, "override": o.id})
+    """Change the report's disposition with a reason (a new version; the pipeline's stays)."""
+    return _set_value(s, principal, report_id, "disposition", disposition, reason, now, allowed=DISPOSITIONS,
+                      refusal="Disposition is referral or informational.")
 
 
 def escalate(s: Session, principal: Principal, report_id: int, reason: str | None,
              now: datetime | None = None) -> Decision:
     """Mark the report escalated, and every referral of it with it (the agencies see it first)."""
-    _require(principal, Capability.REPORT_TRIAGE)
-    _report(s, report_id)
-    now = _now(now)
-    _check_holder(s, principal, report_id, now)
+    now = _deciding(s, principal, report_id, now)
     why = _reason(reason)
     o = _override(s, principal, report_id, why, now, escalate=True)
     refs = list(s.scalars(select(Referral).where(Referral.report_id == report_id, Referral.escalated == false())))
@@ -858,10 +867,8 @@ def escalate(s: Session, principal: Principal, report_id: int, reason: str | Non
 
 def close_informational(s: Session, principal: Principal, report_id: int, reason: str | None,
                         now: datetime | None = None) -> Decision:
-    _require(principal, Capability.REPORT_TRIAGE)
-    _report(s, report_id)
-    now = _now(now)
-    _check_holder(s, principal, report_id, now)
+    """Close the report as informational, with a reason; its claim ends."""
+    now = _deciding(s, principal, report_id, now)
     why = _reason(reason)
     o = _override(s, principal, report_id, why, now, disposition="informational", closed=True)
     # Closing ends the analyst's hold on it.
@@ -874,10 +881,7 @@ def close_informational(s: Session, principal: Principal, report_id: int, reason
 def route_manually(s: Session, principal: Principal, report_id: int, agency_code: str, reason: str | None,
                    now: datetime | None = None) -> Decision:
     """Make the report available to another agency by hand: a referral with rule "manual"."""
-    _require(principal, Capability.REPORT_TRIAGE)
-    _report(s, report_id)
-    now = _now(now)
-    _check_holder(s, principal, report_id, now)
+    now = _deciding(s, principal, report_id, now)
     why = _reason(reason)
     agency = s.execute(select(Agency).where(Agency.code == agency_code.strip())).scalar_one_or_none()
     if agency is None or not agency.active:

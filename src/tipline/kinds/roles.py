@@ -78,7 +78,7 @@ ROLES: dict[str, Role] = {r.name: r for r in (
          _caps(_C.PLATFORM_READ_OWN), "/platform"),
     Role("auditor", "Auditor", Scope.ALL, True, _caps(_C.AUDIT_READ), "/audit"),
     # No report content by default (DESIGN.md).
-    Role("admin", "Administrator", Scope.ALL, True, _caps(_C.ACCOUNTS_MANAGE), "/account"),
+    Role("admin", "Administrator", Scope.ALL, True, _caps(_C.ACCOUNTS_MANAGE), "/admin/users"),
 )}
 
 ROLE_NAMES: tuple[str, ...] = tuple(ROLES)

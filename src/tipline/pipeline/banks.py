@@ -184,8 +184,10 @@ class ImportResult:
 
 
 def import_bank(session: Session, name: str, path_or_text: Path | str, *, fmt: str = "csv",
-                description: str | None = None, pdq_threshold: int | None = None) -> ImportResult:
-    """Import a bank file into bank ``name`` (created when new). All or nothing; idempotent."""
+                description: str | None = None, pdq_threshold: int | None = None,
+                source: str = "") -> ImportResult:
+    """Import a bank file into bank ``name`` (created when new). All or nothing; idempotent.
+    ``source``: the file's name when text is given (the hma layouts read the type from it)."""
     if fmt not in FORMATS:
         raise BankImportError([f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}"])
     if pdq_threshold is not None and not 0 <= pdq_threshold <= MAX_PDQ_THRESHOLD:
@@ -193,7 +195,7 @@ def import_bank(session: Session, name: str, path_or_text: Path | str, *, fmt: s
     if isinstance(path_or_text, Path):
         text, source = path_or_text.read_text(encoding="utf-8-sig"), path_or_text.name
     else:
-        text, source = path_or_text, ""
+        text = path_or_text
     parsed = FORMATS[fmt](text, source)
     if parsed.errors:
         raise BankImportError(parsed.errors)

@@ -152,6 +152,16 @@ class VideoSignal:
     error: str | None = None
 
 
+def frame_decoder_available() -> bool:
+    """PyAV (the 'video' extra) is importable: a video's representative frame can be decoded
+    for its picture (tipline.web.thumbs)."""
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def vpdq_available() -> bool:
     try:
         import vpdq  # noqa: F401

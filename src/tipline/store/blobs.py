@@ -156,9 +156,10 @@ class BlobWriter:
         if self._mem is not None and self.size > self._inline_limit:
             self._spill()
 
-    def commit(self) -> StoredBlob:
+    def commit(self, name: str | None = None) -> StoredBlob:
         """Seal the blob. A file-held blob is fsynced and in place when this returns; an
-        inline blob is durable once the caller commits the row that carries it."""
+        inline blob is durable once the caller commits the row that carries it. ``name``:
+        file it under this stored name instead of the one its plaintext's SHA-256 gives."""
         final_seg = self._aead.encrypt(_nonce(self._counter, True), bytes(self._buf), None)
         self._buf.clear()
         self._done = True
@@ -173,7 +174,7 @@ class BlobWriter:
         self._fh.flush()
         os.fsync(self._fh.fileno())
         self._fh.close()
-        name = self._store.stored_name(sha256)
+        name = name or self._store.stored_name(sha256)
         final = self._store.path_for(name)
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.exists():
@@ -234,6 +235,13 @@ class BlobStore:
         with self.writer(limit if limit is not None else len(data)) as w:
             w.write(data)
             return w.commit()
+
+    def put_as(self, stored_name: str, data: bytes) -> StoredBlob:
+        """Keep ``data`` encrypted under ``stored_name``, always as a file (derived data, such
+        as a video's representative frame, that no database row points at)."""
+        with BlobWriter(self, len(data), 0) as w:
+            w.write(data)
+            return w.commit(stored_name)
 
     def open_held(self, stored_name: str | None, inline: bytes | None) -> Iterator[bytes]:
         """Plaintext of a blob held either as a file or inline in its database row."""

@@ -149,6 +149,10 @@ def _include_optional(app: FastAPI, rt: Runtime) -> None:
     from tipline.web import audit_pages
 
     audit_pages.install(app, rt)
+    from tipline.web import admin_pages, supervise
+
+    supervise.install(app, rt)
+    admin_pages.install(app, rt)
 
 
 def app_factory() -> Any:

@@ -23,12 +23,12 @@ from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 
 from tipline.console import service as svc
-from tipline.console import thumbs
 from tipline.kinds.roles import Capability, may
 from tipline.people.principal import Principal
 from tipline.runtime import Runtime
 from tipline.store.db import transaction
 from tipline.store.tables_people import AuditEvent
+from tipline.web import thumbs
 from tipline.web.auth import current_principal, require_csrf
 from tipline.web.render import COMMON_HEADERS
 from tipline.web.signin import audit, staff_page
@@ -139,6 +139,7 @@ def _parse_filter(request: Request) -> tuple[svc.QueueFilter, list[str]]:
 
 def router(rt: Runtime) -> APIRouter:
     api = APIRouter(include_in_schema=False)
+    pictures = thumbs.Pictures(rt.blobs)
 
     async def run(fn: Callable[[], T]) -> T:
         return await anyio.to_thread.run_sync(fn)
@@ -402,7 +403,7 @@ def router(rt: Runtime) -> APIRouter:
         def go() -> bytes:
             with rt.sessions() as s:
                 held = svc.file_content(s, principal, fid)
-            return thumbs.blurred_thumbnail(rt.blobs.open_held(held.stored_name, held.inline))
+            return pictures.blurred(held.sha256, rt.blobs.open_held(held.stored_name, held.inline))
 
         try:
             return _image(await run(go))
@@ -427,7 +428,7 @@ def router(rt: Runtime) -> APIRouter:
                     raise svc.NotFound()
                 audit(request, s, "file.view", "file", fid, {"report": held.report_id, "rendering": "clear"},
                       principal=principal)
-            return thumbs.clear_rendering(rt.blobs.open_held(held.stored_name, held.inline))
+            return pictures.clear(held.sha256, rt.blobs.open_held(held.stored_name, held.inline))
 
         try:
             return _image(await run(go))

@@ -23,11 +23,10 @@ from tipline.referrals import export as exports
 from tipline.referrals import service as svc
 from tipline.runtime import Runtime
 from tipline.store.db import transaction
+from tipline.web import thumbs
 from tipline.web.auth import current_principal, require_csrf
 from tipline.web.render import render
 from tipline.web.signin import client_address, request_id, staff_page
-from tipline.web.thumbs import MEDIA_TYPE as THUMB_TYPE
-from tipline.web.thumbs import thumbnail
 
 T = TypeVar("T")
 Me = Annotated[Principal, Depends(current_principal)]
@@ -37,6 +36,9 @@ PAGE_SIZE = 50
 EXPORT_LIMIT = 100_000
 #: The longest value a form field may carry before the form is refused.
 MAX_FIELD = 4000
+#: The inbox's pictures: a small blurred thumbnail in the file table, a larger clear preview.
+INBOX_THUMB_SIDE = 160
+INBOX_PREVIEW_SIDE = 640
 DONE = {"acknowledged": "Acknowledged.", "assigned": "Assigned.", "transferred": "Transferred.",
         "legal-process": "Legal process recorded: files the platform did not view are now open to your agency.",
         "already": "This referral was acknowledged already.", "outcome": "Outcome recorded."}
@@ -100,6 +102,7 @@ def outcome_form_context() -> dict[str, Any] | None:
 
 def router(rt: Runtime) -> APIRouter:
     api = APIRouter(include_in_schema=False)
+    pictures = thumbs.Pictures(rt.blobs)
 
     async def read(fn: Callable[[Any], T]) -> T:
         def run() -> T:
@@ -228,11 +231,16 @@ def router(rt: Runtime) -> APIRouter:
                 return Response(content.data, media_type="application/octet-stream", headers={
                     "Content-Disposition": f"attachment; filename*=UTF-8''{urllib.parse.quote(name)}",
                     "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
-            img = await anyio.to_thread.run_sync(
-                lambda: thumbnail(content.data, blurred=kind == "thumb", side=160 if kind == "thumb" else 640))
-            if img is None:
+            def picture() -> bytes:
+                if kind == "thumb":
+                    return pictures.blurred(content.sha256, content.data, side=INBOX_THUMB_SIDE)
+                return pictures.clear(content.sha256, content.data, side=INBOX_PREVIEW_SIDE)
+
+            try:
+                img = await anyio.to_thread.run_sync(picture)
+            except thumbs.NoPicture:
                 return _not_found(request)
-            return Response(img, media_type=THUMB_TYPE, headers={"Cache-Control": "no-store"})
+            return Response(img, media_type=thumbs.MEDIA_TYPE, headers={"Cache-Control": "no-store"})
         return handler
 
     api.add_api_route("/le/referrals/{referral_id}/files/{file_id}", file_route("download"), methods=["GET"])

@@ -155,6 +155,10 @@ class NavItem:
 NAV: tuple[NavItem, ...] = (
     NavItem("/console", "Queue", Capability.REPORT_READ),
     NavItem("/console/workload", "Workload", Capability.QUEUE_SUPERVISE),
+    NavItem("/supervise/banks", "Hash banks", Capability.CONFIG_MANAGE),
+    NavItem("/supervise/routing", "Routing", Capability.CONFIG_MANAGE),
+    NavItem("/supervise/agencies", "Agencies", Capability.CONFIG_MANAGE),
+    NavItem("/admin/users", "Accounts", Capability.ACCOUNTS_MANAGE),
     NavItem("/le", "Inbox", Capability.REFERRAL_READ_OWN),
     NavItem("/platform", "Our reports", Capability.PLATFORM_READ_OWN),
     NavItem("/audit", "Audit trail", Capability.AUDIT_READ),
@@ -165,8 +169,12 @@ NAV: tuple[NavItem, ...] = (
 def nav_for(principal: Principal | None, current: str) -> list[dict[str, Any]]:
     if principal is None:
         return []
-    return [{"path": n.path, "label": n.label, "current": current == n.path}
-            for n in NAV if may(principal.role, n.capability)]
+    mine = [n for n in NAV if may(principal.role, n.capability)]
+    # A page below a menu item (one bank, one account) marks that item; of nested items
+    # (/console and /console/workload) only the longest that matches.
+    under = [n.path for n in mine if current == n.path or current.startswith(n.path + "/")]
+    here = max(under, key=len) if under else None
+    return [{"path": n.path, "label": n.label, "current": n.path == here} for n in mine]
 
 
 def staff_page(request: Request, template: str, *, status: int = 200, scope_name: str | None = None,
