@@ -10,10 +10,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from click.testing import CliRunner
 from sqlalchemy import delete, event, select
 from sqlalchemy.orm import Session
 
 from helpers import person, report_doc, store_report
+from tipline.cli import main
+from tipline.config import Settings
 from tipline.pipeline.bundling.bulk import plan_reports, rebuild_all
 from tipline.pipeline.bundling.reference import current_assignments, plan_all
 from tipline.pipeline.bundling.rules import BundlingRules, load_bundling
@@ -436,3 +439,26 @@ def test_statements_per_group_do_not_grow_with_the_group(runtime: Runtime) -> No
     small, large = _fresh_group(runtime, ids[:50], 1), _fresh_group(runtime, ids, 1)
     assert large <= small + 6, (small, large)
     assert large < 50, large  # far below one per report
+
+
+def test_rerun_all_rebuilds_the_bundles_from_the_links(settings: Settings, runtime: Runtime) -> None:
+    """`tipline pipeline rerun --stage bundles --all`: incidents wiped behind the stage's back
+    come back from the links in one pass; --all with another stage or --report is refused."""
+    ids = [store_report(runtime, report_doc([person(f"c{i}")])) for i in range(6)]
+    with transaction(runtime.sessions) as s:
+        for a, b in ((ids[0], ids[1]), (ids[1], ids[2]), (ids[4], ids[5])):
+            s.add(ReportLink(report_a=a, report_b=b, reason="content", weight=1.0, detail="same file"))
+    env = {"TIPLINE_DATA_DIR": str(settings.data_dir), "TIPLINE_DATABASE_URL": settings.database_url}
+    res = CliRunner().invoke(main, ["pipeline", "rerun", "--stage", "bundles", "--all"], env=env,
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "3 incident(s) created" in res.output and "6 membership(s) written" in res.output, res.output
+    with runtime.sessions() as s:
+        assert {k for _, k in current_assignments(s).values()} == {
+            f"viral:{ids[0]}", f"single:{ids[3]}", f"viral:{ids[4]}"}
+        assert_reference(s, load_bundling(), "cli")
+    res = CliRunner().invoke(main, ["pipeline", "rerun", "--stage", "bundles", "--all"], env=env)
+    assert res.exit_code == 0 and "0 incident(s) created, 0 updated, 0 removed" in res.output, res.output
+    for args in (["--stage", "links", "--all"], ["--all"], ["--stage", "bundles", "--all", "--report", str(ids[0])]):
+        res = CliRunner().invoke(main, ["pipeline", "rerun", *args], env=env)
+        assert res.exit_code != 0 and "--all" in res.output, (args, res.output)
