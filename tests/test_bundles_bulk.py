@@ -356,8 +356,9 @@ def test_rebuild_of_the_whole_store_equals_the_incremental_result(runtime: Runti
             m.incident_id = incs[0].id if incs[0].id != big.id else incs[1].id
         s.add(Incident(rule="viral", key="viral:999999", lowest_report_id=999999, created_at=incs[0].created_at,
                        updated_at=incs[0].created_at))
-    with transaction(runtime.sessions) as s:
+    with statements(runtime) as sql, transaction(runtime.sessions) as s:
         assert rebuild_bundles(s).changed
+    assert writes_to_bundles(sql)  # the helper sees writes when there are some
     with runtime.sessions() as s:
         assert snapshot(s) == incremental
     with statements(runtime) as sql, transaction(runtime.sessions) as s:

@@ -21,7 +21,7 @@ SQL statements per group, and that both ended with the same rows, equal to the r
 (``plan_all``). Then the whole-store rebuild (``rerun --stage bundles --all``) from no
 incidents, and over the already-bundled store (nothing to write).
 
-    .venv/bin/python benchmarks/pipeline/bench_bundles.py [--reports 5000] [--group 200]
+    .venv/bin/python benchmarks/pipeline/bench_bundles.py [--reports 2000] [--group 200]
         [--seed 1] [--backends sqlite,postgresql]
 
 Prints a table and writes benchmarks/results/bundles-<timestamp>.json.
@@ -259,7 +259,7 @@ def bench_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--reports", type=int, default=5000)
+    ap.add_argument("--reports", type=int, default=2000)
     ap.add_argument("--group", type=int, default=200)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--backends", default="sqlite,postgresql")

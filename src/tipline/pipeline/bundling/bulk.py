@@ -316,6 +316,7 @@ def bundle_group(session: Session, rules: BundlingRules, report_ids: Iterable[in
                  now: datetime | None = None) -> tuple[Affected, Written]:
     """Bring the incidents of ``report_ids`` (and of every report their groups touch) up to date
     from the stored links, with a bounded number of statements for the whole group."""
+    session.flush()  # the writes below go around the ORM: pending ORM changes go first
     forget_link_changes(session)  # incidents change under what the links stage recorded
     seeds = set(report_ids)
     affected, plan = plan_affected(session, rules, seeds)
@@ -352,6 +353,7 @@ def load_all(session: Session, rules: BundlingRules) -> Affected:
 def rebuild_all(session: Session, rules: BundlingRules, now: datetime | None = None) -> tuple[Affected, Written]:
     """Every incident computed from all stored links in one pass, and the store made equal to it
     (only differences written). Incidents of no finished report are removed."""
+    session.flush()
     forget_link_changes(session)
     affected = load_all(session, rules)
     plan = plan_reports(rules, affected.finished, affected.links.values())
