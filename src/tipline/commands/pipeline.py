@@ -135,9 +135,11 @@ def run_pipeline(rt: Runtime, *, since: datetime | None = None, only: list[str] 
 @click.option("--no-downstream", is_flag=True, help="Only the stages named, not the stages that read them.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=None,
               help="Reports processed at once (default TIPLINE_PIPELINE_CONCURRENCY).")
+@click.option("--all", "whole_store", is_flag=True,
+              help="With --stage bundles: rebuild every incident from the stored links in one pass.")
 @pass_ctx
 def rerun_cmd(c: Ctx, stage_names: tuple[str, ...], since: datetime | None, report_ids: tuple[int, ...],
-              no_downstream: bool, concurrency: int | None) -> None:
+              no_downstream: bool, concurrency: int | None, whole_store: bool) -> None:
     """Force stages to run again for finished reports.
 
     For instance after importing a hash bank or changing the triage rules.
@@ -145,6 +147,9 @@ def rerun_cmd(c: Ctx, stage_names: tuple[str, ...], since: datetime | None, repo
     from tipline.pipeline.queue import finished_report_ids, rerun
 
     names = _check_stages(stage_names)
+    if whole_store:
+        _rebuild_bundles(c, names, since, report_ids)
+        return
     rt = c.runtime()
     try:
         ids = finished_report_ids(rt, since=_since(since), report_ids=report_ids or None)
@@ -162,6 +167,24 @@ def rerun_cmd(c: Ctx, stage_names: tuple[str, ...], since: datetime | None, repo
         rt.close()
     if failed:
         raise click.exceptions.Exit(1)
+
+
+def _rebuild_bundles(c: Ctx, names: list[str] | None, since: datetime | None, report_ids: tuple[int, ...]) -> None:
+    """``rerun --stage bundles --all``: the whole store's incidents in one pass (docs/pipeline.md)."""
+    if names != ["bundles"]:
+        raise click.BadParameter("--all rebuilds the bundles stage only: use it with --stage bundles",
+                                 param_hint="--all")
+    if since is not None or report_ids:
+        raise click.BadParameter("--all covers every finished report: drop --since and --report", param_hint="--all")
+    from tipline.pipeline.stages.bundles import rebuild_bundles
+    from tipline.store.db import transaction
+
+    started = time.monotonic()
+    with c.opened() as rt, transaction(rt.sessions, background=True) as s:
+        w = rebuild_bundles(s)
+    click.echo(f"bundles rebuilt in {time.monotonic() - started:.1f} s: {w.incidents_created} incident(s) created, "
+               f"{w.incidents_updated} updated, {w.incidents_removed} removed; {w.members_written} membership(s) "
+               f"written, {w.members_removed} removed")
 
 
 @command.command("worker")

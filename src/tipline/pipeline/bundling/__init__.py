@@ -7,8 +7,11 @@ routing.md). The modules, in the order one reads them:
 - ``reference`` — the whole partition at once by union-find: the answer the others must give;
 - ``search`` — one report's group re-planned by a search over its links, rows made to agree;
 - ``incremental`` — one report's incident updated from its new links alone (``leave``: a
-  report moving out of its incident; ``stored``: the reads they share).
+  report moving out of its incident; ``stored``: the reads they share);
+- ``bulk`` — a group of reports at once (union-find over the components they touch, only
+  changed rows written), and the whole store rebuilt in one pass.
 
 The ``bundles`` stage (``tipline.pipeline.stages.bundles``) tries ``incremental`` and falls
-back to ``search``; tests/test_bundles.py checks both equal ``reference``.
+back to ``search``; tests/test_bundles.py checks both equal ``reference``. Its group form uses
+``bulk``; tests/test_bundles_bulk.py checks it writes what the per-report stage writes.
 """
