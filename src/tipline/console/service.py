@@ -23,7 +23,7 @@ import itertools
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -326,9 +326,10 @@ def _page_rows(s: Session, principal: Principal, f: QueueFilter, now: datetime, 
 
 
 def _page_rows_plain(s: Session, principal: Principal, f: QueueFilter, now: datetime, page: int,
-                     per_page: int) -> list[QueueRow]:
-    """The reference for :func:`_page_rows`: one query that sorts every matching report."""
-    b = _queue_base(principal, now)
+                     per_page: int, only: Any = None) -> list[QueueRow]:
+    """The reference for :func:`_page_rows`: one query that sorts every matching report
+    (``only``: among these report ids; then it is also the driven read of a narrow filter)."""
+    b = _queue_base(principal, now, only=only)
     return [_row(r) for r in s.execute(
         select(b, Reporter.name.label("platform_name"), User.username.label("holder"))
         .join(Reporter, Reporter.id == b.c.platform).outerjoin(User, User.id == b.c.holder_id)
@@ -349,9 +350,53 @@ def queue(s: Session, principal: Principal, f: QueueFilter | None = None, *, pag
     f = f or QueueFilter()
     now = _now(now)
     page = max(1, page)
-    rows = _page_rows(s, principal, f, now, page, per_page)
-    facets, total, counted_at = _facets(s, principal, f, now)
+    counted_at, combos = _combos(s, principal, now)
+    driver = _driver(f, principal, combos)
+    rows = (_page_rows(s, principal, f, now, page, per_page) if driver is None
+            else _page_rows_plain(s, principal, f, now, page, per_page, only=driver))
+    facets, total = _facets(s, principal, f, combos)
     return QueuePage(rows, total, page, per_page, facets, counted_at)
+
+
+#: A filter that leaves at most this many reports (as counted) is read by sorting just them,
+#: found from the index of its narrowest value, rather than by walking the queue's order
+#: until a page is full (which for a rare value reads nearly every open report).
+DRIVE_LIMIT = 20_000
+
+
+def _driver(f: QueueFilter, principal: Principal, combos: dict[Combo, int]) -> Any:
+    """The report ids of the filter's narrowest indexed value, if few enough (else None).
+
+    Each candidate set holds every report the value can match (its size is estimated from
+    the counts); the page query still applies every filter to them."""
+    ao = AssessmentOverride
+    options: list[tuple[Callable[[Combo], bool], Any]] = []
+    if f.country:  # "" (unknown) is also "no row": nothing to drive from
+        where = [Jurisdiction.country == f.country, *([Jurisdiction.us_state == f.state] if f.state else [])]
+        options.append((lambda c: c.country == f.country and (f.state is None or c.state == f.state),
+                        select(Jurisdiction.report_id).where(*where)))
+    elif f.state is not None:
+        options.append((lambda c: c.state == f.state,
+                        select(Jurisdiction.report_id).where(Jurisdiction.us_state == f.state)))
+    if f.incident_type is not None:
+        options.append((lambda c: c.incident_type == f.incident_type,
+                        select(Report.id).where(Report.incident_type == f.incident_type)))
+    if f.platform is not None:
+        options.append((lambda c: c.platform == f.platform, select(Report.id).where(Report.reporter_id == f.platform)))
+    if f.claim == "mine":
+        options.append((lambda c: c.holder_id == principal.user_id,
+                        select(Claim.report_id).where(Claim.user_id == principal.user_id)))
+    if f.escalated:
+        options.append((lambda c: c.escalated, select(Assessment.report_id).where(Assessment.escalate.is_(True))
+                        .union(select(ao.report_id).where(ao.escalate.is_not(None)))))
+    if f.status == "closed":
+        options.append((lambda c: c.closed, select(ao.report_id).where(ao.closed.is_not(None))))
+    best: tuple[int, Any] | None = None
+    for matches, ids in options:
+        n = sum(k for c, k in combos.items() if matches(c))
+        if n <= DRIVE_LIMIT and (best is None or n < best[0]):
+            best = (n, ids)
+    return None if best is None else best[1]
 
 
 def _claim_key(holder_id: int | None, principal: Principal) -> str:
@@ -412,6 +457,7 @@ def drop_counts() -> None:
     """Forget every snapshot: the next page recounts while it waits (tests, benchmarks)."""
     with _counts_lock:
         _counts.clear()
+        _touched_cache.clear()
 
 
 def _pipeline_combos_query() -> Any:
@@ -471,12 +517,41 @@ def _pipeline_combos(s: Session) -> _Snapshot:
     return _recount(engine, key)
 
 
-def _touched(s: Session, principal: Principal, now: datetime) -> list[Any]:
-    """Every report people touched (an override, or a claim row even if expired), with its
-    pipeline values and its values in effect now (few rows: read on every page)."""
-    ids = select(AssessmentOverride.report_id).union(select(Claim.report_id))
+_touched_cache: dict[str, tuple[tuple[Any, ...], datetime | None, list[tuple[Combo, Combo]]]] = {}
+
+
+def _touched(s: Session, principal: Principal, now: datetime, snapshot: float) -> list[tuple[Combo, Combo]]:
+    """Every report people touched (an override, or a claim row even if expired): its
+    pipeline combination and the one in effect now.
+
+    Re-read whenever the overrides or claims changed, in any process (a fingerprint of the
+    two small tables, two aggregate reads), when a claim among them has expired since, and
+    with every new pipeline snapshot (whose combinations the moves start from)."""
+    ao = AssessmentOverride
+    mark = (snapshot, *s.execute(select(func.count(), func.max(ao.id))).one(),
+            *s.execute(select(func.count(), func.max(Claim.claimed_at), func.sum(Claim.user_id),
+                              func.sum(Claim.report_id), func.max(Claim.expires_at))).one())
+    key = str(s.get_bind().engine.url)
+    with _counts_lock:
+        hit = _touched_cache.get(key)
+    if hit is not None and hit[0] == mark and (hit[1] is None or now < hit[1]):
+        return hit[2]
+    ids = select(ao.report_id).union(select(Claim.report_id))
     q = _queue_base(principal, now, only=ids)
-    return list(s.execute(select(q)))
+    moves: list[tuple[Combo, Combo]] = []
+    expiry: datetime | None = None
+    for r in s.execute(select(q)):
+        rest = (bool(r.bank_match), r.incident_type, int(r.platform), r.country or "", r.state)
+        was = Combo(int(r.pipeline_priority), r.pipeline_disposition, bool(r.pipeline_escalated),
+                    rest[0], None, *rest[1:], False)
+        is_ = Combo(int(r.priority), r.disposition, bool(r.escalated), rest[0], r.holder_id, *rest[1:],
+                    bool(r.closed))
+        moves.append((was, is_))
+        if r.claim_expires_at is not None:
+            expiry = r.claim_expires_at if expiry is None else min(expiry, r.claim_expires_at)
+    with _counts_lock:
+        _touched_cache[key] = (mark, expiry, moves)
+    return moves
 
 
 def _combos(s: Session, principal: Principal, now: datetime) -> tuple[datetime, dict[Combo, int]]:
@@ -485,12 +560,8 @@ def _combos(s: Session, principal: Principal, now: datetime) -> tuple[datetime, 
     combination to the one in effect now. The reference is :func:`_combos_plain`."""
     snap = _pipeline_combos(s)
     combos = dict(snap.combos)
-    for r in _touched(s, principal, now):
-        rest = (bool(r.bank_match), r.holder_id, r.incident_type, int(r.platform), r.country or "", r.state)
-        was = Combo(int(r.pipeline_priority), r.pipeline_disposition, bool(r.pipeline_escalated),
-                    rest[0], None, *rest[2:], False)
+    for was, is_ in _touched(s, principal, now, snap.taken):
         combos[was] = combos.get(was, 0) - 1
-        is_ = Combo(int(r.priority), r.disposition, bool(r.escalated), rest[0], *rest[1:], bool(r.closed))
         combos[is_] = combos.get(is_, 0) + 1
     # A report the pipeline assessed after the snapshot and people touched since is not in the
     # snapshot yet: its move would go below zero until the next recount. Drop those.
@@ -509,9 +580,8 @@ def _combos_plain(s: Session, principal: Principal, now: datetime) -> dict[Combo
     return out
 
 
-def _facets(s: Session, principal: Principal, f: QueueFilter, now: datetime
-            ) -> tuple[dict[str, list[FacetValue]], int, datetime]:
-    at, combos = _combos(s, principal, now)
+def _facets(s: Session, principal: Principal, f: QueueFilter, combos: dict[Combo, int]
+            ) -> tuple[dict[str, list[FacetValue]], int]:
     # One pass: a combination that fails no filter counts for the total and every facet; one
     # that fails exactly one filter counts only for that facet's values (each facet's counts
     # are taken with the *other* filters applied).
@@ -565,7 +635,7 @@ def _facets(s: Session, principal: Principal, f: QueueFilter, now: datetime
                 value = "unknown" if facet == "country" and k == "" else str(k)
                 values.append(FacetValue(value, label, counts.get(k, 0), chosen is not None and chosen == k))
         out[facet] = values
-    return out, total, at
+    return out, total
 
 
 # --- claims ------------------------------------------------------------------------------
