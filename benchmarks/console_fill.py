@@ -26,7 +26,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-
 from sqlalchemy import Connection, Engine, insert, inspect, text
 
 # The caller puts the tipline tree to fill with (and tests/, for people_helpers) on sys.path:

@@ -154,10 +154,10 @@ def child_measure(args: argparse.Namespace) -> None:
     from urllib.parse import urlencode
 
     import pyotp
+    from console_fill import _marker
     from fastapi.testclient import TestClient
     from sqlalchemy import select
 
-    from console_fill import _marker
     from people_helpers import TestUser, sign_in
     from tipline.config import Settings
     from tipline.console import service as svc

@@ -67,7 +67,8 @@ def fill(rt: Runtime, rng: random.Random, n: int = 160) -> tuple[Principal, Prin
         for _ in range(n):
             state = "open" if rng.random() < 0.05 else "finished"
             rep = Report(reporter_id=rng.choice(platforms), source="api", state=state, opened_at=now,
-                         last_change_at=now, finished_at=now if state == "finished" else None, incident_type=rng.choice(TYPES),
+                         last_change_at=now, finished_at=now if state == "finished" else None,
+                         incident_type=rng.choice(TYPES),
                          batched=False, document={}, normalisations=[], file_count=0)
             s.add(rep)
             s.flush()
