@@ -185,7 +185,10 @@ def child_measure(args: argparse.Namespace) -> None:
     with TestClient(create_app(runtime=rt)) as client:
         # Two sign-ins in one 30 s step would reuse a code: wait for the next one if needed.
         sign_in(client, user, code=pyotp.TOTP(user.totp_secret or "").now())
+        only = [v for v in args.views.split(",") if v]
         for name, q0 in VIEWS:
+            if only and name not in only:
+                continue
             q = {k: (str(names[v[1:]]) if v.startswith("@") else v) for k, v in q0.items()}
             f, ignored = _parse_filter(Req(q))  # type: ignore[arg-type]
             assert not ignored, (name, ignored)
@@ -204,13 +207,18 @@ def child_measure(args: argparse.Namespace) -> None:
                     resp = client.get(path)
                     res["http"].append((time.perf_counter() - t) * 1000)
                     assert resp.status_code == 200, resp.text[:300]
-                if args.cold:
-                    for _ in range(max(1, args.runs // 2)):
-                        svc.counts_changed()
+                if args.cold and name == "default" and label == "p1":
+                    # Only here: a cold count reads every report (seconds), the same for every view.
+                    for _ in range(2):
+                        getattr(svc, "drop_counts", svc.counts_changed)()
                         t = time.perf_counter()
                         with rt.sessions() as s:
                             svc.queue(s, me, f, page=page)
                         res["cold"].append((time.perf_counter() - t) * 1000)
+                print(f"    {Path(args.src).parent.name}: {name} | {label}: service median "
+                      f"{statistics.median(res['service']):.0f} ms, "
+                      f"http median {statistics.median(res['http']):.0f} ms",
+                      file=sys.stderr, flush=True)
                 out[f"{name} | {label}"] = {**res, "total": got.total, "page": page, "rows": len(got.rows),
                                             "first_ids": [r.report_id for r in got.rows[:3]]}
     rt.close()
@@ -230,6 +238,11 @@ def main() -> None:
     ap.add_argument("--pg-port", type=int, default=5499)
     ap.add_argument("--cold", action="store_true", help="also time the service call with the counts dropped")
     ap.add_argument("--compare", default="", help="another source tree to measure beside this one")
+    ap.add_argument("--before-runs", type=int, default=0, help="calls per view per round for the --compare tree")
+    ap.add_argument("--before-views", default="", help="comma-separated view names the --compare tree is timed on")
+    ap.add_argument("--views", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--before-rounds", type=int, default=0,
+                    help="measure the --compare tree only in the first N rounds (it may be slow)")
     ap.add_argument("--child-fill", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--child-measure", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--src", default=str(ROOT / "src"), help=argparse.SUPPRESS)
@@ -255,9 +268,13 @@ def main() -> None:
     meta: dict[str, dict[str, Any]] = {tag: {} for tag, _ in trees}
     for r in range(args.rounds):
         for tag, src in trees:
-            outf = CACHE / f"round-{tag}.json"
+            if tag == "before" and args.before_rounds and r >= args.before_rounds:
+                continue
+            outf = CACHE / f"round-{tag}-{'pg' if args.pg else 'sqlite'}.json"
             subprocess.run([sys.executable, __file__, "--child-measure", "--src", str(src), "--data",
-                            stores[tag][0], "--url", stores[tag][1], "--runs", str(args.runs), "--out", str(outf),
+                            stores[tag][0], "--url", stores[tag][1], "--out", str(outf), "--runs",
+                            str(args.before_runs if tag == "before" and args.before_runs else args.runs),
+                            "--views", args.before_views if tag == "before" else "",
                             *(["--cold"] if args.cold else [])], check=True)
             for view, res in json.loads(outf.read_text()).items():
                 acc = samples[tag].setdefault(view, {"service": [], "http": [], "cold": []})
@@ -270,22 +287,25 @@ def main() -> None:
                                "rounds": args.rounds, "views": {}}
     head = f"{'view':34s} {'page':>5s} {'matching':>8s}"
     for tag, _ in trees:
-        head += f" | {tag}: svc p50/p95   http p50/p95" + ("   cold p50/p95" if args.cold else "")
+        head += f" | {tag}: svc p50/p95   http p50/p95"
     print(f"\n{backend}, {args.reports:,} reports, {args.rounds} rounds × {args.runs} calls per view\n{head}")
     for view in samples[trees[-1][0]]:
         m = meta[trees[-1][0]][view]
         line = f"{view:34s} {m['page']:5d} {m['total']:8d}"
         summary["views"][view] = {"page": m["page"], "total": m["total"]}
         for tag, _ in trees:
+            if view not in samples[tag]:
+                line += " | (not timed)" + " " * 29
+                continue
             acc = samples[tag][view]
             st = {k: {"p50": round(statistics.median(v), 1), "p95": round(pct(v, 0.95), 1)}
                   for k, v in acc.items() if v}
             summary["views"][view][tag] = st
             line += (f" | {st['service']['p50']:7.1f} {st['service']['p95']:7.1f}  "
                      f"{st['http']['p50']:7.1f} {st['http']['p95']:7.1f}")
-            if args.cold:
-                line += f"  {st['cold']['p50']:7.1f} {st['cold']['p95']:7.1f}"
-        if args.compare:
+            if "cold" in st:
+                line += f"  cold {st['cold']['p50']:7.1f} {st['cold']['p95']:7.1f}"
+        if args.compare and view in meta["before"]:
             mb = meta["before"][view]
             # The same rows on both schemas: the two trees must show the same page.
             if (mb["total"], mb["first_ids"]) != (m["total"], m["first_ids"]):
