@@ -215,8 +215,11 @@ def _queue_base(principal: Principal, now: datetime, *, for_counts: bool = False
     probe = exists(select(literal(1)).select_from(File).join(FileMatch, FileMatch.file_id == File.id)
                    .where(File.report_id == Report.id, (FileMatch.kind + "") == "bank"))
     q = (select(
+        # ``|| ''`` on the filtered text columns: a walk must not leave the (priority, id) order
+        # for their indexes (0012) when the value is common; a narrow one is read from them
+        # by _driver instead. NULL stays NULL.
         Assessment.report_id.label("report_id"), Report.finished_at.label("received_at"),
-        Report.incident_type.label("incident_type"), Report.reporter_id.label("platform"),
+        (Report.incident_type + "").label("incident_type"), Report.reporter_id.label("platform"),
         func.coalesce(op.priority, Assessment.priority).label("priority"),
         Assessment.priority.label("pipeline_priority"), lo.c.p.label("priority_override"),
         func.coalesce(od.disposition, Assessment.disposition).label("disposition"),
@@ -224,7 +227,7 @@ def _queue_base(principal: Principal, now: datetime, *, for_counts: bool = False
         func.coalesce(oe.escalate, Assessment.escalate).label("escalated"),
         Assessment.escalate.label("pipeline_escalated"),
         func.coalesce(oc.closed, false()).label("closed"),
-        Jurisdiction.country.label("country"), Jurisdiction.us_state.label("state"),
+        (Jurisdiction.country + "").label("country"), (Jurisdiction.us_state + "").label("state"),
         (banked.c.report_id.is_not(None) if for_counts else probe).label("bank_match"),
         Claim.user_id.label("holder_id"), Claim.expires_at.label("claim_expires_at"))
         .select_from(Assessment)
