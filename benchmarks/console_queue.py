@@ -1,122 +1,62 @@
-"""How fast is the analyst console's queue on a large store?
+"""How fast is the analyst console's queue page on a store the size of a simulated year?
 
-Loads a simulated 2023 year (``tipline simulate --year 2023 --scale S --via direct --files
-hashes``, the same records intake writes) into a fresh data dir, gives every report the rows
-the queue reads from enrichment — an assessment (priority, disposition, escalation), a
-jurisdiction, hash-bank matches for some files — plus analysts' claims and overrides, then
-times:
+The store is a *synthetic fill of the queue's tables* (``benchmarks/console_fill.py``:
+362,104 reports by default, the size of a scale-0.01 2023 year, in the simulator's
+calibrated proportions), not an enriched simulated year; it is built once and cached.
 
-- **query**: ``tipline.console.service.queue`` (the page's rows and every filter's counts) in
-  one session, for several filters;
-- **page**: ``GET /console?…`` through the whole app (session cookie resolved by the sign-in
-  middleware, the template rendered), signed in as an analyst with a real TOTP code.
+For every view — the default queue and one filter of each kind, on page 1 and on a deep
+page (the middle of that view) — it times, in rounds:
 
-Enrichment rows are written in bulk here rather than by the pipeline (enriching 362k reports
-takes hours on this machine; ``benchmarks/pipeline`` measures that): priorities drawn in the
-proportions the assess rules give the simulated year (about 2 % priority 1, 25 % priority 2),
-countries and US states from the simulated IP/location mix. The queue's SQL does not depend on
-how the rows were made.
+- **service**: ``tipline.console.service.queue`` (the page's rows and every filter's counts)
+  in one session;
+- **http**: ``GET /console?…`` through the whole app (session cookie resolved by the
+  sign-in middleware, the template rendered), signed in as an analyst with a real TOTP code;
+- **cold**: the service call after the cached counts were dropped (what the first page
+  after a restart costs).
 
-    .venv/bin/python benchmarks/console_queue.py --scale 0.001 [--runs 40] [--pg-url URL]
+``--compare SRC`` measures another source tree (e.g. main before this change, unpacked with
+``git archive``) on a copy of the same rows at that tree's own schema, in the same run,
+alternating round by round so that the machine's load falls on both alike.
+
+    .venv/bin/python benchmarks/console_queue.py [--pg] [--runs 5] [--rounds 4] [--compare DIR]
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import random
+import os
+import shutil
 import statistics
+import subprocess
 import sys
-import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "tests"))
+CACHE = ROOT / "benchmarks" / ".cache"
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
-STATES = ["TX", "CA", "FL", "NY", "OH", "PA", "IL", "GA", "NC", "MI", "WA", "AZ"]
-COUNTRIES = ["US"] * 12 + ["IN", "PH", "BD", "PK", "ID", "MX", "BR", "DE", "GB", None, None]
-
-
-def enrich_synthetically(rt: Any, seed: int = 1) -> int:
-    from sqlalchemy import insert, select
-
-    from tipline.store.db import transaction
-    from tipline.store.tables import Assessment, BankEntry, File, FileMatch, HashBank, Jurisdiction, Report
-
-    rng = random.Random(seed)
-    now = datetime.now(UTC)
-    with rt.sessions() as s:
-        ids = list(s.scalars(select(Report.id).where(Report.state == "finished").order_by(Report.id)))
-        files = list(s.execute(select(File.id, File.report_id)))
-    batch = 5000
-    for start in range(0, len(ids), batch):
-        chunk = ids[start:start + batch]
-        assessments, juris = [], []
-        for rid in chunk:
-            x = rng.random()
-            p = 1 if x < 0.02 else 2 if x < 0.27 else 3
-            assessments.append({
-                "report_id": rid, "quality": round(rng.random(), 2), "missing": [],
-                "disposition": "informational" if rng.random() < 0.12 else "referral",
-                "disposition_reasons": [{"text": "synthetic"}], "priority": p,
-                "priority_reasons": [{"text": "synthetic"}], "escalate": p == 1, "rules_version": "bench",
-                "assessed_at": now})
-            c = rng.choice(COUNTRIES)
-            juris.append({"report_id": rid, "country": c, "us_state": rng.choice(STATES) if c == "US" else None,
-                          "source": "ip", "confidence": 0.8, "reason": "synthetic", "resolved_at": now})
-        with transaction(rt.sessions) as s:
-            s.execute(insert(Assessment), assessments)
-            s.execute(insert(Jurisdiction), juris)
-    with transaction(rt.sessions) as s:
-        bank = HashBank(name="bench", description=None, enabled=True, pdq_threshold=31, created_at=now)
-        s.add(bank)
-        s.flush()
-        entry = BankEntry(bank_id=bank.id, hash_type="md5", value="0" * 32, label="bench", added_at=now)
-        s.add(entry)
-        s.flush()
-        matched = [f for f in files if rng.random() < 0.05]
-        for start in range(0, len(matched), batch):
-            s.execute(insert(FileMatch), [{"file_id": fid, "kind": "bank", "hash_type": "md5", "distance": 0,
-                                           "bank_entry_id": entry.id, "other_file_id": None, "created_at": now}
-                                          for fid, _ in matched[start:start + batch]])
-    return len(ids)
-
-
-def people_work(rt: Any, ids: list[int], seed: int = 2) -> Any:
-    """20 analysts holding 5 reports each, and 1 % of reports overridden."""
-    from people_helpers import make_user
-    from tipline.console import service as svc
-    from tipline.people.principal import Principal
-    from tipline.store.db import transaction
-
-    rng = random.Random(seed)
-    users = [make_user(rt, f"bench-{i}", "analyst") for i in range(20)]
-    # A supervisor may override a report someone else holds.
-    sup = make_user(rt, "bench-supervisor", "supervisor")
-    with transaction(rt.sessions) as s:
-        for u in users:
-            p = Principal(u.user_id, u.username, "analyst")
-            for rid in rng.sample(ids, 5):
-                with contextlib.suppress(svc.Refused):  # two analysts drew the same report
-                    svc.claim(s, p, rid, minutes=600)
-        p0 = Principal(sup.user_id, sup.username, "supervisor")
-        for rid in rng.sample(ids, max(1, len(ids) // 100)):
-            svc.set_priority(s, p0, rid, rng.choice((1, 2, 3)), "bench override", now=datetime.now(UTC)
-                             - timedelta(seconds=1))
-    return users[0]
-
-
-FILTERS: list[tuple[str, dict[str, Any]]] = [
-    ("all open", {}),
-    ("priority 1", {"priority": 1}),
-    ("US, TX, unclaimed", {"country": "US", "state": "TX", "claim": "unclaimed"}),
-    ("bank match, referral", {"bank_match": True, "disposition": "referral"}),
+#: (name, query string of the filter) — one view of every filter kind.
+VIEWS: list[tuple[str, dict[str, str]]] = [
+    ("default", {}),
+    ("priority 1", {"priority": "1"}),
+    ("priority 3", {"priority": "3"}),
+    ("informational", {"disposition": "informational"}),
+    ("escalated", {"escalated": "yes"}),
+    ("bank match", {"bank_match": "yes"}),
+    ("unclaimed", {"claim": "unclaimed"}),
     ("mine", {"claim": "mine"}),
+    ("incident: enticement", {"incident_type": "Online Enticement of Children for Sexual Acts"}),
+    ("platform: small", {"platform": "@Small platform 07"}),
+    ("country IN", {"country": "IN"}),
+    ("country DE", {"country": "DE"}),
+    ("country unknown", {"country": "unknown"}),
+    ("US, TX, unclaimed", {"country": "US", "state": "TX", "claim": "unclaimed"}),
+    ("bank match, referral, P2", {"bank_match": "yes", "disposition": "referral", "priority": "2"}),
+    ("closed", {"status": "closed"}),
 ]
 
 
@@ -125,84 +65,258 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--scale", type=float, default=0.001)
-    ap.add_argument("--runs", type=int, default=40)
-    ap.add_argument("--pg-url", default="", help="an empty PostgreSQL database (default: SQLite)")
-    ap.add_argument("--data-dir", default="")
-    args = ap.parse_args()
+# --- stores ------------------------------------------------------------------------------
 
-    import click
+
+def pg_cluster(directory: Path, port: int) -> str:
+    """Start (or find running) a local cluster kept in ``directory``; its URL prefix."""
+    def run(*a: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(["runuser", "-u", "postgres", "--", *a], capture_output=True)
+
+    if not (directory / "data" / "PG_VERSION").exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        shutil.chown(directory, "postgres")
+        os.chmod(directory, 0o700)
+        run(str(PG_BIN / "initdb"), "-D", f"{directory}/data", "-A", "trust", "-U", "postgres", "--no-sync",
+            "-E", "UTF8").check_returncode()
+    if run(str(PG_BIN / "pg_ctl"), "-D", f"{directory}/data", "status").returncode != 0:
+        run(str(PG_BIN / "pg_ctl"), "-D", f"{directory}/data", "-w", "-l", f"{directory}/log", "-o",
+            f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync=off -c shared_buffers=256MB",
+            "start").check_returncode()
+    return f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+
+
+def _pg_exec(prefix: str, sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(prefix.replace("postgresql+psycopg", "postgresql") + "/postgres", autocommit=True) as c:
+        c.execute(sql)
+
+
+def _pg_has(prefix: str, name: str) -> bool:
+    import psycopg
+
+    with psycopg.connect(prefix.replace("postgresql+psycopg", "postgresql") + "/postgres", autocommit=True) as c:
+        return c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+
+
+def prepare(src: Path, tag: str, args: argparse.Namespace, base: tuple[str, str] | None) -> tuple[str, str]:
+    """A store (data dir, database URL) for the tree ``src``: filled here, or copied from
+    ``base`` and migrated by ``src`` (so each tree runs at its own schema)."""
+    key = f"console-{args.reports}-s{args.seed}-{tag}"
+    data = CACHE / key / "data"
+    url = ""
+    if args.pg:
+        prefix = pg_cluster(CACHE / "pg", args.pg_port)
+        name = key.replace("-", "_")
+        url = f"{prefix}/{name}"
+        if not _pg_has(prefix, name):
+            if base is not None:
+                _pg_exec(prefix, f'CREATE DATABASE "{name}" TEMPLATE "{base[1].rsplit("/", 1)[1]}"')
+            else:
+                _pg_exec(prefix, f'CREATE DATABASE "{name}"')
+    elif base is not None and not data.exists():
+        shutil.copytree(Path(base[0]), data)
+    # Migrate (and fill, when no marker says it is done) in a child of that tree.
+    subprocess.run([sys.executable, __file__, "--child-fill", "--src", str(src), "--data", str(data), "--url", url,
+                    "--reports", str(args.reports), "--seed", str(args.seed)], check=True)
+    return str(data), url
+
+
+# --- the measurement (in a child process that imports one tree) --------------------------
+
+
+def child_fill(args: argparse.Namespace) -> None:
+    sys.path[:0] = [args.src, str(ROOT / "tests"), str(ROOT / "benchmarks")]
+    from console_fill import fill
+
+    from tipline.config import Settings
+    from tipline.runtime import Runtime
+    from tipline.store.setup import do_init
+
+    settings = Settings.from_env(Path(args.data), database_url=args.url)
+    do_init(settings)
+    rt = Runtime.open(settings)
+    got = fill(rt.engine, rt.sessions, args.reports, args.seed)
+    if rt.engine.dialect.name == "postgresql":
+        from sqlalchemy import text
+
+        with rt.engine.begin() as c:
+            c.execute(text("SELECT setval(pg_get_serial_sequence('reports', 'id'), (SELECT max(id) FROM reports))"))
+            c.execute(text("ANALYZE"))
+    rt.close()
+    print(f"  store {'reused' if got.reused else 'filled'}: {got.finished:,} finished of {got.reports:,} reports"
+          f" (fill {got.fill_seconds} s)", file=sys.stderr)
+
+
+def child_measure(args: argparse.Namespace) -> None:
+    sys.path[:0] = [args.src, str(ROOT / "tests"), str(ROOT / "benchmarks")]
+    from urllib.parse import urlencode
+
+    import pyotp
+    from console_fill import _marker
     from fastapi.testclient import TestClient
+    from sqlalchemy import select
 
-    from people_helpers import sign_in
-    from tipline.commands.simulate import simulate_year
+    from people_helpers import TestUser, sign_in
     from tipline.config import Settings
     from tipline.console import service as svc
     from tipline.people.principal import Principal
     from tipline.runtime import Runtime
-    from tipline.store.setup import do_init
+    from tipline.store.tables import Reporter
     from tipline.web.app import create_app
+    from tipline.web.console import _parse_filter
 
-    data = Path(args.data_dir or tempfile.mkdtemp(prefix="console-bench-")) / "data"
-    settings = Settings.from_env(data, database_url=args.pg_url)
-    do_init(settings)
-    t0 = time.monotonic()
-    click.echo = lambda *a, **k: None  # type: ignore[assignment]  # the simulator's progress lines
-    simulate_year(settings, 2023, args.scale, via="direct", files_mode="hashes")
-    load_s = time.monotonic() - t0
+    settings = Settings.from_env(Path(args.data), database_url=args.url)
     rt = Runtime.open(settings)
-    n = enrich_synthetically(rt)
-    from sqlalchemy import select
-
-    from tipline.store.tables import Report
-
-    with rt.sessions() as s:
-        ids = list(s.scalars(select(Report.id).where(Report.state == "finished")))
-    user = people_work(rt, ids)
+    found = _marker(rt.engine)
+    assert found is not None
+    a = found["analyst"]
+    user = TestUser(a["username"], "analyst", a["password"], a["user_id"], a["totp_secret"])
     me = Principal(user.user_id, user.username, "analyst")
-    backend = rt.engine.dialect.name
-    if backend == "postgresql":
-        with rt.engine.connect() as c:
-            from sqlalchemy import text
+    with rt.sessions() as s:
+        names = dict(s.execute(select(Reporter.name, Reporter.id)).all())
+    out: dict[str, Any] = {}
 
-            c.execute(text("ANALYZE"))
-            c.commit()
-    results: dict[str, Any] = {"backend": backend, "scale": args.scale, "reports": n,
-                               "load_seconds": round(load_s, 1), "runs": args.runs, "query": {}, "page": {}}
-    from urllib.parse import urlencode
+    class Req:  # what _parse_filter reads of a request: its query parameters
+        def __init__(self, q: dict[str, str]) -> None:
+            self.query_params = q
 
     with TestClient(create_app(runtime=rt)) as client:
-        sign_in(client, user)
-        for name, kw in FILTERS:
-            f = svc.QueueFilter(**kw)
-            times = []
-            for _ in range(args.runs):
-                start = time.perf_counter()
-                with rt.sessions() as s:
-                    page = svc.queue(s, me, f)
-                times.append((time.perf_counter() - start) * 1000)
-            results["query"][name] = {"p50_ms": round(statistics.median(times), 1),
-                                      "p95_ms": round(pct(times, 0.95), 1), "total": page.total}
-            q = {k: ("yes" if v is True else "no" if v is False else v) for k, v in kw.items()}
-            path = "/console" + ("?" + urlencode(q) if q else "")
-            ptimes = []
-            for _ in range(args.runs):
-                start = time.perf_counter()
-                resp = client.get(path)
-                ptimes.append((time.perf_counter() - start) * 1000)
-                assert resp.status_code == 200, resp.text[:300]
-            results["page"][name] = {"p50_ms": round(statistics.median(ptimes), 1),
-                                     "p95_ms": round(pct(ptimes, 0.95), 1)}
-            print(f"{backend} {n:,} reports  {name:24s} query p50 {results['query'][name]['p50_ms']:7.1f} ms "
-                  f"p95 {results['query'][name]['p95_ms']:7.1f} ms | page p50 {results['page'][name]['p50_ms']:7.1f}"
-                  f" ms p95 {results['page'][name]['p95_ms']:7.1f} ms  ({page.total:,} match)", flush=True)
+        # Two sign-ins in one 30 s step would reuse a code: wait for the next one if needed.
+        sign_in(client, user, code=pyotp.TOTP(user.totp_secret or "").now())
+        only = [v for v in args.views.split(",") if v]
+        for name, q0 in VIEWS:
+            if only and name not in only:
+                continue
+            q = {k: (str(names[v[1:]]) if v.startswith("@") else v) for k, v in q0.items()}
+            f, ignored = _parse_filter(Req(q))  # type: ignore[arg-type]
+            assert not ignored, (name, ignored)
+            with rt.sessions() as s:
+                first = svc.queue(s, me, f)
+            deep = max(1, first.pages // 2)
+            for label, page in (("p1", 1), ("deep", deep)):
+                res: dict[str, list[float]] = {"service": [], "http": [], "cold": []}
+                for _ in range(args.runs):
+                    t = time.perf_counter()
+                    with rt.sessions() as s:
+                        got = svc.queue(s, me, f, page=page)
+                    res["service"].append((time.perf_counter() - t) * 1000)
+                    path = "/console?" + urlencode({**q, "page": str(page)})
+                    t = time.perf_counter()
+                    resp = client.get(path)
+                    res["http"].append((time.perf_counter() - t) * 1000)
+                    assert resp.status_code == 200, resp.text[:300]
+                if args.cold and name == "default" and label == "p1":
+                    # Only here: a cold count reads every report (seconds), the same for every view.
+                    for _ in range(2):
+                        getattr(svc, "drop_counts", svc.counts_changed)()
+                        t = time.perf_counter()
+                        with rt.sessions() as s:
+                            svc.queue(s, me, f, page=page)
+                        res["cold"].append((time.perf_counter() - t) * 1000)
+                print(f"    {Path(args.src).parent.name}: {name} | {label}: service median "
+                      f"{statistics.median(res['service']):.0f} ms, "
+                      f"http median {statistics.median(res['http']):.0f} ms",
+                      file=sys.stderr, flush=True)
+                out[f"{name} | {label}"] = {**res, "total": got.total, "page": page, "rows": len(got.rows),
+                                            "first_ids": [r.report_id for r in got.rows[:3]]}
     rt.close()
+    Path(args.out).write_text(json.dumps(out))
+
+
+# --- the parent: prepare stores, alternate rounds, summarise ------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reports", type=int, default=362_104)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--runs", type=int, default=5, help="timed calls per view per round")
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--pg", action="store_true", help="PostgreSQL (a local cluster in benchmarks/.cache/pg)")
+    ap.add_argument("--pg-port", type=int, default=5499)
+    ap.add_argument("--cold", action="store_true", help="also time the service call with the counts dropped")
+    ap.add_argument("--compare", default="", help="another source tree to measure beside this one")
+    ap.add_argument("--before-runs", type=int, default=0, help="calls per view per round for the --compare tree")
+    ap.add_argument("--before-views", default="", help="comma-separated view names the --compare tree is timed on")
+    ap.add_argument("--views", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--before-rounds", type=int, default=0,
+                    help="measure the --compare tree only in the first N rounds (it may be slow)")
+    ap.add_argument("--child-fill", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--child-measure", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--src", default=str(ROOT / "src"), help=argparse.SUPPRESS)
+    ap.add_argument("--data", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--url", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--out", default="", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child_fill:
+        return child_fill(args)
+    if args.child_measure:
+        return child_measure(args)
+
+    trees: list[tuple[str, Path]] = []
+    if args.compare:
+        trees.append(("before", Path(args.compare).resolve()))
+    trees.append(("after", ROOT / "src"))
+    stores: dict[str, tuple[str, str]] = {}
+    base: tuple[str, str] | None = None
+    for tag, src in trees:
+        stores[tag] = prepare(src, tag if args.compare or tag != "after" else "after", args, base)
+        base = base or stores[tag]
+    samples: dict[str, dict[str, dict[str, list[float]]]] = {tag: {} for tag, _ in trees}
+    meta: dict[str, dict[str, Any]] = {tag: {} for tag, _ in trees}
+    for r in range(args.rounds):
+        for tag, src in trees:
+            if tag == "before" and args.before_rounds and r >= args.before_rounds:
+                continue
+            outf = CACHE / f"round-{tag}-{'pg' if args.pg else 'sqlite'}.json"
+            subprocess.run([sys.executable, __file__, "--child-measure", "--src", str(src), "--data",
+                            stores[tag][0], "--url", stores[tag][1], "--out", str(outf), "--runs",
+                            str(args.before_runs if tag == "before" and args.before_runs else args.runs),
+                            "--views", args.before_views if tag == "before" else "",
+                            *(["--cold"] if args.cold else [])], check=True)
+            for view, res in json.loads(outf.read_text()).items():
+                acc = samples[tag].setdefault(view, {"service": [], "http": [], "cold": []})
+                for k in acc:
+                    acc[k] += res[k]
+                meta[tag][view] = {k: res[k] for k in ("total", "page", "rows", "first_ids")}
+        print(f"  round {r + 1} of {args.rounds} done", file=sys.stderr, flush=True)
+    backend = "postgresql" if args.pg else "sqlite"
+    summary: dict[str, Any] = {"backend": backend, "reports": args.reports, "runs": args.runs,
+                               "rounds": args.rounds, "views": {}}
+    head = f"{'view':34s} {'page':>5s} {'matching':>8s}"
+    for tag, _ in trees:
+        head += f" | {tag}: svc p50/p95   http p50/p95"
+    print(f"\n{backend}, {args.reports:,} reports, {args.rounds} rounds × {args.runs} calls per view\n{head}")
+    for view in samples[trees[-1][0]]:
+        m = meta[trees[-1][0]][view]
+        line = f"{view:34s} {m['page']:5d} {m['total']:8d}"
+        summary["views"][view] = {"page": m["page"], "total": m["total"]}
+        for tag, _ in trees:
+            if view not in samples[tag]:
+                line += " | (not timed)" + " " * 29
+                continue
+            acc = samples[tag][view]
+            st = {k: {"p50": round(statistics.median(v), 1), "p95": round(pct(v, 0.95), 1)}
+                  for k, v in acc.items() if v}
+            summary["views"][view][tag] = st
+            line += (f" | {st['service']['p50']:7.1f} {st['service']['p95']:7.1f}  "
+                     f"{st['http']['p50']:7.1f} {st['http']['p95']:7.1f}")
+            if "cold" in st:
+                line += f"  cold {st['cold']['p50']:7.1f} {st['cold']['p95']:7.1f}"
+        if args.compare and view in meta["before"]:
+            mb = meta["before"][view]
+            # The same rows on both schemas: the two trees must show the same page.
+            if (mb["total"], mb["first_ids"]) != (m["total"], m["first_ids"]):
+                line += f"  DIFFERS from before: {mb['total']} {mb['first_ids']} vs {m['total']} {m['first_ids']}"
+        print(line)
+    allp95 = [summary["views"][v][trees[-1][0]]["http"]["p95"] for v in summary["views"]]
+    print(f"\n{trees[-1][0]}: worst http p95 {max(allp95):.1f} ms over {len(allp95)} views")
     out = ROOT / "benchmarks" / "results"
     out.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    (out / f"console-queue-{backend}-{stamp}.json").write_text(json.dumps(results, indent=2))
+    (out / f"console-queue-{backend}-{stamp}.json").write_text(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

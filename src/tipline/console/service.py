@@ -17,13 +17,16 @@ missing file, and the report view carries only their hashes and matches.
 
 from __future__ import annotations
 
+import bisect
+import heapq
+import itertools
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, case, exists, false, func, literal, or_, select
 from sqlalchemy.orm import Session, aliased
@@ -194,13 +197,16 @@ def _latest_override_ids() -> Any:
 
 
 def _queue_base(principal: Principal, now: datetime, *, for_counts: bool = False,
-                overridden: bool = False) -> Any:
+                overridden: bool = False, only: Any = None, pg: bool = False) -> Any:
     """One row per assessed, finished report with its effective values (a subquery).
 
     ``for_counts``: the hash-bank flag from one derived table of banked reports (the GROUP BY
     reads every row anyway); otherwise a probe per row, so that a page walk that stops after
     fifty rows makes fifty probes. ``overridden``: only the reports whose priority an
-    analyst changed (driven from the few overrides, not from every assessment)."""
+    analyst changed (driven from the few overrides, not from every assessment). ``only``: a
+    selectable of report ids the rows are restricted to (the reports people touched).
+    ``pg``: PostgreSQL, whose planner has statistics: no ``|| ''`` on the state (it takes the
+    expression for 0.5 % of rows, and then sorts all 360k instead of walking the index)."""
     lo = _latest_override_ids()
     op, od, oe, oc = (aliased(AssessmentOverride, name=n) for n in ("op", "od", "oe", "oc"))
     # The reports with a hash-bank match, as one derived table (few rows) rather than a
@@ -212,15 +218,19 @@ def _queue_base(principal: Principal, now: datetime, *, for_counts: bool = False
     probe = exists(select(literal(1)).select_from(File).join(FileMatch, FileMatch.file_id == File.id)
                    .where(File.report_id == Report.id, (FileMatch.kind + "") == "bank"))
     q = (select(
+        # ``|| ''`` on the filtered text columns: a walk must not leave the (priority, id) order
+        # for their indexes (0012) when the value is common; a narrow one is read from them
+        # by _driver instead. NULL stays NULL.
         Assessment.report_id.label("report_id"), Report.finished_at.label("received_at"),
-        Report.incident_type.label("incident_type"), Report.reporter_id.label("platform"),
+        (Report.incident_type + "").label("incident_type"), Report.reporter_id.label("platform"),
         func.coalesce(op.priority, Assessment.priority).label("priority"),
         Assessment.priority.label("pipeline_priority"), lo.c.p.label("priority_override"),
         func.coalesce(od.disposition, Assessment.disposition).label("disposition"),
         Assessment.disposition.label("pipeline_disposition"),
         func.coalesce(oe.escalate, Assessment.escalate).label("escalated"),
+        Assessment.escalate.label("pipeline_escalated"),
         func.coalesce(oc.closed, false()).label("closed"),
-        Jurisdiction.country.label("country"), Jurisdiction.us_state.label("state"),
+        (Jurisdiction.country + "").label("country"), (Jurisdiction.us_state + "").label("state"),
         (banked.c.report_id.is_not(None) if for_counts else probe).label("bank_match"),
         Claim.user_id.label("holder_id"), Claim.expires_at.label("claim_expires_at"))
         .select_from(Assessment)
@@ -234,9 +244,11 @@ def _queue_base(principal: Principal, now: datetime, *, for_counts: bool = False
         .outerjoin(Claim, and_(Claim.report_id == Assessment.report_id, Claim.expires_at > now))
         # Not on the state index: the walk must go along the assessments' (priority, id) index,
         # and nearly every assessed report is finished anyway.
-        .where((Report.state + "") == "finished"))
+        .where((Report.state if pg else Report.state + "") == "finished"))
     if for_counts:
         q = q.outerjoin(banked, banked.c.report_id == Assessment.report_id)
+    if only is not None:
+        q = q.where(Assessment.report_id.in_(only))
     return q.subquery("q")
 
 
@@ -269,92 +281,320 @@ def _where(q: Any, f: QueueFilter, principal: Principal) -> list[Any]:
     return conds
 
 
+def _row(r: Any) -> QueueRow:
+    return QueueRow(report_id=r.report_id, received_at=r.received_at, priority=r.priority,
+                    pipeline_priority=r.pipeline_priority, disposition=r.disposition,
+                    pipeline_disposition=r.pipeline_disposition, escalated=bool(r.escalated),
+                    closed=bool(r.closed), incident_type=r.incident_type, platform=r.platform_name,
+                    country=r.country, state=r.state, bank_match=bool(r.bank_match), holder=r.holder,
+                    holder_id=r.holder_id, claim_expires_at=r.claim_expires_at)
+
+
+def _page_rows(s: Session, principal: Principal, f: QueueFilter, now: datetime, page: int,
+               per_page: int) -> list[QueueRow]:
+    """One page of the queue in (priority, report id) order, from two ordered walks merged.
+
+    The reports whose priority nobody changed are walked in (pipeline priority, id) order on
+    an index, the few re-prioritised ones from the overrides. A deep page skips with OFFSET
+    in the database instead of fetching every earlier row: the row at merged position
+    ``start`` is at most ``len(over)`` places before ``start`` in the first walk, so the
+    walk starts there and the merge is exact (the reference is :func:`_page_rows_plain`)."""
+    start = (page - 1) * per_page
+
+    pg = s.get_bind().dialect.name == "postgresql"
+
+    def part(overridden: bool, offset: int, limit: int) -> list[Any]:
+        b = _queue_base(principal, now, overridden=overridden, pg=pg)
+        key = b.c.priority if overridden else b.c.pipeline_priority
+        done = _where(b, f, principal)
+        if not overridden and pg:
+            # An anti-join, which PostgreSQL estimates well; "lo.p IS NULL" after the outer
+            # join it takes for a handful of rows and plans a sort of everything.
+            ao = AssessmentOverride
+            done.append(~exists(select(literal(1)).where(ao.report_id == b.c.report_id, ao.priority.is_not(None))))
+        elif not overridden:
+            done.append(b.c.priority_override.is_(None))
+        return list(s.execute(
+            select(b, Reporter.name.label("platform_name"), User.username.label("holder"))
+            .join(Reporter, Reporter.id == b.c.platform).outerjoin(User, User.id == b.c.holder_id)
+            .where(*done).order_by(key, b.c.report_id).offset(offset).limit(limit)))
+
+    def key(r: Any) -> tuple[int, int]:
+        return (int(r.priority), int(r.report_id))
+
+    over = part(True, 0, start + per_page)
+    # ``over`` is complete unless it filled its limit, and then the page lies within its
+    # reach of the start: walk the first part from the beginning.
+    lo = max(0, start - len(over))
+    plain = part(False, lo, per_page + start - lo)
+    if lo == 0:
+        found = list(heapq.merge(plain, over, key=key))[start:start + per_page]
+    elif not plain:
+        found = []  # fewer than ``lo`` rows in the first walk: the page is past the end
+    else:
+        j = bisect.bisect_left([key(r) for r in over], key(plain[0]))
+        skip = start - (lo + j)  # merged position of plain[0] is lo + j <= start
+        found = list(itertools.islice(heapq.merge(plain, over[j:], key=key), skip, skip + per_page))
+    return [_row(r) for r in found]
+
+
+def _page_rows_plain(s: Session, principal: Principal, f: QueueFilter, now: datetime, page: int,
+                     per_page: int, only: Any = None) -> list[QueueRow]:
+    """The reference for :func:`_page_rows`: one query that sorts every matching report
+    (``only``: among these report ids; then it is also the driven read of a narrow filter)."""
+    b = _queue_base(principal, now, only=only, pg=s.get_bind().dialect.name == "postgresql")
+    return [_row(r) for r in s.execute(
+        select(b, Reporter.name.label("platform_name"), User.username.label("holder"))
+        .join(Reporter, Reporter.id == b.c.platform).outerjoin(User, User.id == b.c.holder_id)
+        .where(*_where(b, f, principal)).order_by(b.c.priority, b.c.report_id)
+        .offset((page - 1) * per_page).limit(per_page))]
+
+
 def queue(s: Session, principal: Principal, f: QueueFilter | None = None, *, page: int = 1,
           per_page: int = PER_PAGE, now: datetime | None = None) -> QueuePage:
     """The queue: priority 1 first, then oldest first (report ids are given out in order of
     receipt), one page of it, with the count of every filter value.
 
-    The page (two ORDER BY … LIMIT queries, merged), and one GROUP BY over every facet's
-    column from which each facet's counts are summed here, each with the *other* filters
-    applied (so choosing priority 1 still shows how many priority 2 reports there are).
+    The page is read fresh (:func:`_page_rows`). The counts are every combination of facet
+    values (:func:`_combos`) summed here, each facet with the *other* filters applied (so
+    choosing priority 1 still shows how many priority 2 reports there are).
     """
     _require(principal, Capability.REPORT_READ)
     f = f or QueueFilter()
     now = _now(now)
     page = max(1, page)
-    # The page in two parts merged here, so that neither sorts every open report: the reports
-    # whose priority nobody changed, walked in (pipeline priority, id) order on an index and
-    # stopped after the page; and the few whose priority an analyst changed.
-    want = page * per_page
-
-    def part(overridden: bool) -> list[Any]:
-        b = _queue_base(principal, now, overridden=overridden)
-        key = b.c.priority if overridden else b.c.pipeline_priority
-        done = _where(b, f, principal)
-        if not overridden:
-            done.append(b.c.priority_override.is_(None))
-        return list(s.execute(
-            select(b, Reporter.name.label("platform_name"), User.username.label("holder"))
-            .join(Reporter, Reporter.id == b.c.platform).outerjoin(User, User.id == b.c.holder_id)
-            .where(*done).order_by(key, b.c.report_id).limit(want)))
-
-    merged = sorted(part(False) + part(True), key=lambda r: (r.priority, r.report_id))
-    found = merged[(page - 1) * per_page:want]
-    rows = [QueueRow(report_id=r.report_id, received_at=r.received_at, priority=r.priority,
-                     pipeline_priority=r.pipeline_priority, disposition=r.disposition,
-                     pipeline_disposition=r.pipeline_disposition, escalated=bool(r.escalated),
-                     closed=bool(r.closed), incident_type=r.incident_type, platform=r.platform_name,
-                     country=r.country, state=r.state, bank_match=bool(r.bank_match), holder=r.holder,
-                     holder_id=r.holder_id, claim_expires_at=r.claim_expires_at)
-            for r in found]
-    facets, total, counted_at = _facets(s, principal, f, now)
+    counted_at, combos = _combos(s, principal, now)
+    driver = _driver(f, principal, combos)
+    rows = (_page_rows(s, principal, f, now, page, per_page) if driver is None
+            else _page_rows_plain(s, principal, f, now, page, per_page, only=driver))
+    facets, total = _facets(s, principal, f, combos)
     return QueuePage(rows, total, page, per_page, facets, counted_at)
+
+
+#: A filter that leaves at most this many reports (as counted) is read by sorting just them,
+#: found from the index of its narrowest value, rather than by walking the queue's order
+#: until a page is full (which for a rare value reads nearly every open report).
+DRIVE_LIMIT = 20_000
+
+
+def _driver(f: QueueFilter, principal: Principal, combos: dict[Combo, int]) -> Any:
+    """The report ids of the filter's narrowest indexed value, if few enough (else None).
+
+    Each candidate set holds every report the value can match (its size is estimated from
+    the counts); the page query still applies every filter to them."""
+    ao = AssessmentOverride
+    options: list[tuple[Callable[[Combo], bool], Any]] = []
+    if f.country:  # "" (unknown) is also "no row": nothing to drive from
+        where = [Jurisdiction.country == f.country, *([Jurisdiction.us_state == f.state] if f.state else [])]
+        options.append((lambda c: c.country == f.country and (f.state is None or c.state == f.state),
+                        select(Jurisdiction.report_id).where(*where)))
+    elif f.state is not None:
+        options.append((lambda c: c.state == f.state,
+                        select(Jurisdiction.report_id).where(Jurisdiction.us_state == f.state)))
+    if f.incident_type is not None:
+        options.append((lambda c: c.incident_type == f.incident_type,
+                        select(Report.id).where(Report.incident_type == f.incident_type)))
+    if f.platform is not None:
+        options.append((lambda c: c.platform == f.platform, select(Report.id).where(Report.reporter_id == f.platform)))
+    if f.claim == "mine":
+        options.append((lambda c: c.holder_id == principal.user_id,
+                        select(Claim.report_id).where(Claim.user_id == principal.user_id)))
+    if f.escalated:
+        options.append((lambda c: c.escalated, select(Assessment.report_id).where(Assessment.escalate.is_(True))
+                        .union(select(ao.report_id).where(ao.escalate.is_not(None)))))
+    if f.status == "closed":
+        options.append((lambda c: c.closed, select(ao.report_id).where(ao.closed.is_not(None))))
+    best: tuple[int, Any] | None = None
+    for matches, ids in options:
+        n = sum(k for c, k in combos.items() if matches(c))
+        if n <= DRIVE_LIMIT and (best is None or n < best[0]):
+            best = (n, ids)
+    return None if best is None else best[1]
 
 
 def _claim_key(holder_id: int | None, principal: Principal) -> str:
     return "unclaimed" if holder_id is None else "mine" if holder_id == principal.user_id else "other"
 
 
-#: How long the queue's counts are reused: the GROUP BY behind them reads every open report,
-#: the page's rows (an ORDER BY … LIMIT) are always read fresh. A write through this
-#: process's console drops them at once; the pipeline's new assessments show within this time.
+# --- the counts --------------------------------------------------------------------------
+
+
+class Combo(NamedTuple):
+    """One combination of every facet's value (holder as a user id: the same for everyone)."""
+
+    priority: int
+    disposition: str
+    escalated: bool
+    bank_match: bool
+    holder_id: int | None
+    incident_type: str | None
+    platform: int
+    country: str  # "" for unknown
+    state: str | None
+    closed: bool
+
+
+#: How old the pipeline's part of the counts may be before a page asks for a new one. The new
+#: one is taken in the background while pages go on with the old (its GROUP BY reads every
+#: assessed report: seconds at 362k on SQLite), and never more often than ``COUNTS_DUTY``
+#: allows. What people did (claims, overrides, closes) is read fresh on every page.
 COUNTS_TTL_SECONDS = 10.0
+#: The most of one core the background recount may take: it waits 1/duty times its own
+#: duration before the next (a 2 s recount on a loaded box runs at most every 20 s).
+COUNTS_DUTY = 0.1
+
+
+@dataclass
+class _Snapshot:
+    taken: float  # time.monotonic() when the recount ended
+    took: float  # its duration in seconds
+    at: datetime  # wall clock, shown on the page
+    combos: dict[Combo, int]
+    stale: bool = False  # a console write asked for a recount on the next page
+
+
 _counts_lock = threading.Lock()
-_counts: dict[tuple[str, str], tuple[float, datetime, list[tuple[dict[str, Any], int]]]] = {}
+_counts: dict[str, _Snapshot] = {}
+_recounting: set[str] = set()
 
 
 def counts_changed() -> None:
-    """Forget the cached counts (after any console write)."""
+    """After a console write: the next page starts a recount of the pipeline's part (in the
+    background). The people's part needs nothing: it is read fresh on every page."""
+    with _counts_lock:
+        for snap in _counts.values():
+            snap.stale = True
+
+
+def drop_counts() -> None:
+    """Forget every snapshot: the next page recounts while it waits (tests, benchmarks)."""
     with _counts_lock:
         _counts.clear()
+        _touched_cache.clear()
 
 
-def _combos(s: Session, principal: Principal, status: str, now: datetime
-            ) -> tuple[datetime, list[tuple[dict[str, Any], int]]]:
-    """Report counts per combination of every facet's value (holder as a user id, so the
-    result is the same for every analyst), cached per database and status."""
-    key = (str(s.get_bind().engine.url), status)
+def _pipeline_combos_query() -> Any:
+    """The pipeline's values of every assessed, finished report, grouped: what the queue
+    would count if nobody had claimed or overridden anything."""
+    banked = (select(File.report_id.label("report_id")).join(FileMatch, FileMatch.file_id == File.id)
+              .where(FileMatch.kind == "bank").group_by(File.report_id).subquery("banked"))
+    cols = [Assessment.priority, Assessment.disposition, Assessment.escalate,
+            banked.c.report_id.is_not(None).label("bank_match"), Report.incident_type, Report.reporter_id,
+            Jurisdiction.country, Jurisdiction.us_state]
+    return (select(*cols, func.count().label("n")).select_from(Assessment)
+            .join(Report, Report.id == Assessment.report_id)
+            .outerjoin(Jurisdiction, Jurisdiction.report_id == Assessment.report_id)
+            .outerjoin(banked, banked.c.report_id == Assessment.report_id)
+            .where(Report.state == "finished").group_by(*cols))
+
+
+def _recount(engine: Any, key: str) -> _Snapshot:
+    t0 = time.monotonic()
+    combos: dict[Combo, int] = {}
+    with Session(bind=engine) as s:
+        for g in s.execute(_pipeline_combos_query()):
+            c = Combo(int(g[0]), g[1], bool(g[2]), bool(g[3]), None, g[4], int(g[5]), g[6] or "", g[7], False)
+            # NULL and "" country fall on one combination: sum them, never keep just one.
+            combos[c] = combos.get(c, 0) + int(g.n)
+    snap = _Snapshot(time.monotonic(), time.monotonic() - t0, datetime.now(UTC), combos)
     with _counts_lock:
-        hit = _counts.get(key)
-    if hit is not None and time.monotonic() - hit[0] < COUNTS_TTL_SECONDS:
-        return hit[1], hit[2]
+        _counts[key] = snap
+    return snap
+
+
+def _recount_in_background(engine: Any, key: str) -> None:
+    try:
+        _recount(engine, key)
+    except Exception:  # noqa: BLE001 - the database went away (shutdown, a test's teardown): keep the old one
+        pass
+    finally:
+        with _counts_lock:
+            _recounting.discard(key)
+
+
+def _pipeline_combos(s: Session) -> _Snapshot:
+    """The pipeline's part of the counts, per database: taken while the first page waits,
+    then renewed in the background."""
+    engine = s.get_bind().engine
+    key = str(engine.url)
+    with _counts_lock:
+        snap = _counts.get(key)
+        if snap is not None:
+            age = time.monotonic() - snap.taken
+            due = (snap.stale or age >= COUNTS_TTL_SECONDS) and age >= snap.took / COUNTS_DUTY - snap.took
+            if due and key not in _recounting:
+                _recounting.add(key)
+                threading.Thread(target=_recount_in_background, args=(engine, key), daemon=True,
+                                 name="queue-recount").start()
+            return snap
+    return _recount(engine, key)
+
+
+_touched_cache: dict[str, tuple[tuple[Any, ...], datetime | None, list[tuple[Combo, Combo]]]] = {}
+
+
+def _touched(s: Session, principal: Principal, now: datetime, snapshot: float) -> list[tuple[Combo, Combo]]:
+    """Every report people touched (an override, or a claim row even if expired): its
+    pipeline combination and the one in effect now.
+
+    Re-read whenever the overrides or claims changed, in any process (a fingerprint of the
+    two small tables, two aggregate reads), when a claim among them has expired since, and
+    with every new pipeline snapshot (whose combinations the moves start from)."""
+    ao = AssessmentOverride
+    mark = (snapshot, *s.execute(select(func.count(), func.max(ao.id))).one(),
+            *s.execute(select(func.count(), func.max(Claim.claimed_at), func.sum(Claim.user_id),
+                              func.sum(Claim.report_id), func.max(Claim.expires_at))).one())
+    key = str(s.get_bind().engine.url)
+    with _counts_lock:
+        hit = _touched_cache.get(key)
+    if hit is not None and hit[0] == mark and (hit[1] is None or now < hit[1]):
+        return hit[2]
+    ids = select(ao.report_id).union(select(Claim.report_id))
+    q = _queue_base(principal, now, only=ids, pg=s.get_bind().dialect.name == "postgresql")
+    moves: list[tuple[Combo, Combo]] = []
+    expiry: datetime | None = None
+    for r in s.execute(select(q)):
+        rest = (bool(r.bank_match), r.incident_type, int(r.platform), r.country or "", r.state)
+        was = Combo(int(r.pipeline_priority), r.pipeline_disposition, bool(r.pipeline_escalated),
+                    rest[0], None, *rest[1:], False)
+        is_ = Combo(int(r.priority), r.disposition, bool(r.escalated), rest[0], r.holder_id, *rest[1:],
+                    bool(r.closed))
+        moves.append((was, is_))
+        if r.claim_expires_at is not None:
+            expiry = r.claim_expires_at if expiry is None else min(expiry, r.claim_expires_at)
+    with _counts_lock:
+        _touched_cache[key] = (mark, expiry, moves)
+    return moves
+
+
+def _combos(s: Session, principal: Principal, now: datetime) -> tuple[datetime, dict[Combo, int]]:
+    """Report counts per combination of every facet's value and the closed flag: the
+    pipeline's snapshot, with each report people touched moved from its pipeline
+    combination to the one in effect now. The reference is :func:`_combos_plain`."""
+    snap = _pipeline_combos(s)
+    combos = dict(snap.combos)
+    for was, is_ in _touched(s, principal, now, snap.taken):
+        combos[was] = combos.get(was, 0) - 1
+        combos[is_] = combos.get(is_, 0) + 1
+    # A report the pipeline assessed after the snapshot and people touched since is not in the
+    # snapshot yet: its move would go below zero until the next recount. Drop those.
+    return snap.at, {c: n for c, n in combos.items() if n > 0}
+
+
+def _combos_plain(s: Session, principal: Principal, now: datetime) -> dict[Combo, int]:
+    """The reference for :func:`_combos`: one GROUP BY over every report's values in effect."""
     q = _queue_base(principal, now, for_counts=True)
-    status_only = _where(q, QueueFilter(status=status), principal)
     cols = [q.c.priority, q.c.disposition, q.c.escalated, q.c.bank_match, q.c.holder_id,
-            q.c.incident_type, q.c.platform, q.c.country, q.c.state]
-    grouped = s.execute(select(*cols, func.count().label("n")).where(*status_only).group_by(*cols)).all()
-    combos = [({"priority": g[0], "disposition": g[1], "escalated": bool(g[2]), "bank_match": bool(g[3]),
-                "holder_id": g[4], "incident_type": g[5], "platform": g[6], "country": g[7] or "",
-                "state": g[8]}, int(g.n)) for g in grouped]
-    at = datetime.now(UTC)
-    with _counts_lock:
-        _counts[key] = (time.monotonic(), at, combos)
-    return at, combos
+            q.c.incident_type, q.c.platform, q.c.country, q.c.state, q.c.closed]
+    out: dict[Combo, int] = {}
+    for g in s.execute(select(*cols, func.count().label("n")).group_by(*cols)):
+        c = Combo(int(g[0]), g[1], bool(g[2]), bool(g[3]), g[4], g[5], int(g[6]), g[7] or "", g[8], bool(g[9]))
+        out[c] = out.get(c, 0) + int(g.n)
+    return out
 
 
-def _facets(s: Session, principal: Principal, f: QueueFilter, now: datetime
-            ) -> tuple[dict[str, list[FacetValue]], int, datetime]:
-    at, cached = _combos(s, principal, f.status, now)
+def _facets(s: Session, principal: Principal, f: QueueFilter, combos: dict[Combo, int]
+            ) -> tuple[dict[str, list[FacetValue]], int]:
     # One pass: a combination that fails no filter counts for the total and every facet; one
     # that fails exactly one filter counts only for that facet's values (each facet's counts
     # are taken with the *other* filters applied).
@@ -362,12 +602,14 @@ def _facets(s: Session, principal: Principal, f: QueueFilter, now: datetime
     total = 0
     tallies: dict[str, Counter[Any]] = {k: Counter() for k in FACETS}
     me = principal.user_id
-    for v, n in cached:
-        holder = v["holder_id"]
+    for v, n in combos.items():
+        if f.status == "open" and v.closed or f.status == "closed" and not v.closed:
+            continue
+        holder = v.holder_id
         claim = "unclaimed" if holder is None else "mine" if holder == me else "other"
         failed = None
         for k, want in wanted:
-            if (claim if k == "claim" else v[k]) != want:
+            if (claim if k == "claim" else getattr(v, k)) != want:
                 if failed is not None:
                     failed = "-"  # two or more: counts nowhere
                     break
@@ -377,9 +619,10 @@ def _facets(s: Session, principal: Principal, f: QueueFilter, now: datetime
         if failed is None:
             total += n
             for k in FACETS:
-                tallies[k][claim if k == "claim" else v[k]] += n
+                tallies[k][claim if k == "claim" else getattr(v, k)] += n
         else:
-            tallies[failed][claim if failed == "claim" else v[failed]] += n
+            tallies[failed][claim if failed == "claim" else getattr(v, failed)] += n
+
     names = dict(s.execute(select(Reporter.id, Reporter.name)).all())
     out: dict[str, list[FacetValue]] = {}
     for facet in FACETS:
@@ -405,7 +648,7 @@ def _facets(s: Session, principal: Principal, f: QueueFilter, now: datetime
                 value = "unknown" if facet == "country" and k == "" else str(k)
                 values.append(FacetValue(value, label, counts.get(k, 0), chosen is not None and chosen == k))
         out[facet] = values
-    return out, total, at
+    return out, total
 
 
 # --- claims ------------------------------------------------------------------------------
