@@ -28,6 +28,7 @@ from typing import Any, cast
 from pydantic import ValidationError
 from sqlalchemy import Table, insert, select, text
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from tipline.config import Settings
@@ -185,7 +186,8 @@ def prepare(settings: Settings, report: BulkReport, now: datetime | None = None)
                 template = file_details_to_xml(fd)
             except ValidationError as exc:
                 raise BulkIntakeError(report.ref, IntakeError(
-                    Reason.RULES_VIOLATED, f"file {seq}: fileDetails are not valid: {exc}", field="fileDetails",
+                    Reason.RULES_VIOLATED, f"file {seq}: fileDetails are not valid: " + "; ".join(
+                        f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()), field="fileDetails",
                 )) from exc
             except CybertipError as exc:
                 raise BulkIntakeError(report.ref, IntakeError(
@@ -230,8 +232,16 @@ class BulkIntake:
                 for f in batch[i].files:
                     if f.data is not None and f.blob.sha256 not in held:
                         held[f.blob.sha256] = self.intake.blobs.put(f.data)
-            with transaction(self.intake.sessions) as s:
-                ids = self._write(s, [batch[i] for i in fresh], held)
+            try:
+                with transaction(self.intake.sessions) as s:
+                    ids = self._write(s, [batch[i] for i in fresh], held)
+            except DBAPIError as exc:
+                # The database refused a row of the batch (all of it rolled back): find whose.
+                culprit = self._culprit([batch[i] for i in fresh], held)
+                if culprit is None:
+                    raise
+                raise BulkIntakeError(culprit.ref, IntakeError(
+                    Reason.RULES_VIOLATED, f"the store refused it: {str(exc.orig).strip()}")) from exc
         except BaseException:
             # Nothing of the batch was committed: ciphertext no row holds goes again.
             for blob in held.values():
@@ -299,6 +309,26 @@ class BulkIntake:
                 del same_as[i]
         return before, same_as
 
+    def _culprit(self, batch: Sequence[PreparedReport], held: Mapping[str, StoredBlob]) -> PreparedReport | None:
+        """The first report of ``batch`` the database refuses, each tried in a savepoint; writes nothing.
+
+        Run only after a batch failed, so its cost (a statement per report) is paid only then.
+        """
+        found: PreparedReport | None = None
+        try:
+            with transaction(self.intake.sessions) as s:
+                for p in batch:
+                    try:
+                        with s.begin_nested():
+                            self._write(s, [p], held)
+                    except DBAPIError:
+                        found = p
+                        break
+                raise _Undo
+        except _Undo:
+            pass
+        return found
+
     def _file_ids(self, report_id: int) -> list[str]:
         with self.intake.sessions() as s:
             return [str(x) for x in s.execute(
@@ -329,7 +359,10 @@ class BulkIntake:
             for f in p.files:
                 blob = held.get(f.blob.sha256, f.blob)
                 known = blobs.get(blob.sha256)
-                if known is None or (known["stored_name"] is None and known["data"] is None):
+                # The first file of a content makes its row, as one upload after another does;
+                # a later one only where it brings the bytes the first did not.
+                if known is None or (known["stored_name"] is None and known["data"] is None
+                                     and (blob.stored_name is not None or blob.inline is not None)):
                     blobs[blob.sha256] = blob_row(blob, now)
                 row = {**f.row, "report_id": rid}
                 if row.get("details") is not None:
@@ -349,6 +382,10 @@ class BulkIntake:
                 s.execute(_table(File).insert(), files)
             s.execute(_table(Document).insert(), docs)
         return ids
+
+
+class _Undo(Exception):
+    """Rolls back the transaction that searched for the culprit of a failed batch."""
 
 
 def _upsert_blobs(s: Session, rows: list[dict[str, Any]], postgres: bool) -> None:
