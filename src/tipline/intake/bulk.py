@@ -425,10 +425,17 @@ def _copy(s: Session, table: Table, rows: list[dict[str, Any]], *, into: str | N
     # The session's own DBAPI connection, so the COPY is part of its transaction.
     raw = cast(Any, s.connection().connection).driver_connection
     names = ", ".join(f'"{c}"' for c in cols)
-    with raw.cursor() as cur, cur.copy(f'COPY {into or table.name} ({names}) FROM STDIN') as cp:
-        for row in rows:
-            cp.write_row([v if (pr is None or v is None) else pr(v)
-                          for v, pr in zip((row[c] for c in cols), procs, strict=True)])
+    statement = f"COPY {into or table.name} ({names}) FROM STDIN"
+    import psycopg  # only PostgreSQL gets here
+
+    try:
+        with raw.cursor() as cur, cur.copy(statement) as cp:
+            for row in rows:
+                cp.write_row([v if (pr is None or v is None) else pr(v)
+                              for v, pr in zip((row[c] for c in cols), procs, strict=True)])
+    except psycopg.Error as exc:
+        # As SQLAlchemy wraps the driver's errors on every other statement.
+        raise DBAPIError(statement, None, exc) from exc
 
 
 def _table(model: type[Any]) -> Table:
