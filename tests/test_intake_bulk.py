@@ -272,3 +272,18 @@ def test_the_placeholder_report_id_renders_what_the_real_one_renders(runtime: Ru
         for f, src in zip(p.files, reports[0].files, strict=True):
             fd = FileDetails(reportId=rid, fileId=str(f.row["id"]), **(src.details or {}))
             assert f.document(rid) == file_details_to_xml(fd)
+
+
+def test_forked_producers_store_what_one_process_stores(runtime: Runtime, second_runtime: Runtime) -> None:
+    # Blocks of 4 reports made by 3 processes in turn; the store must not tell the difference.
+    gen = small_year("images")
+    seen: dict[str, list[tuple[int, int, str]]] = {"serial": [], "forked": []}
+    for name, rt, workers in (("serial", runtime, 1), ("forked", second_runtime, 3)):
+        writer = DirectWriter(rt, register_platforms(rt, gen.platforms_used()), batch=4, key_prefix="t",
+                              workers=workers)
+        writer.write(gen, lambda r, rid, name=name: seen[name].append((r.seq, rid, r.truth["true_incident"])))
+    assert [s for s, _, _ in seen["forked"]] == list(range(len(gen)))
+    assert [(s, t) for s, _, t in seen["forked"]] == [(s, t) for s, _, t in seen["serial"]]
+    a, b = tables(runtime), tables(second_runtime)
+    for name in a:
+        assert a[name] == b[name], name

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing as mp
 import re
 import secrets
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,15 +36,16 @@ from sqlalchemy import select
 
 from tipline.cybertip.codes import CybertipError, ResponseCode
 from tipline.cybertip.xml import Parsed, file_details_to_xml, report_to_xml
-from tipline.intake.bulk import BulkFile, BulkIntake, BulkReport, FileHashes, prepare
+from tipline.intake.bulk import BulkFile, BulkIntake, BulkIntakeError, BulkReport, FileHashes, PreparedReport, prepare
 from tipline.intake.credentials import hash_password
+from tipline.intake.errors import IntakeError, Reason
 from tipline.intake.public_form import checked_report, validate_report_form, web_document
 from tipline.intake.receipts import new_receipt_code, receipt_hash
 from tipline.intake.service import clean_file_name, new_file_id
 from tipline.model.report import FileDetails
 from tipline.runtime import Runtime
 from tipline.sim.calibration import Platform
-from tipline.sim.generate import SimFile, SimReport
+from tipline.sim.generate import SimFile, SimReport, YearGenerator
 from tipline.sim.population import slug
 from tipline.store.db import transaction
 from tipline.store.tables import Blob, Credential, File, Report, Reporter
@@ -237,14 +239,25 @@ class DirectWriter:
     """
 
     def __init__(self, rt: Runtime, accounts: dict[str, Account], batch: int = 1000,
-                 key_prefix: str | None = None) -> None:
+                 key_prefix: str | None = None, workers: int = 1) -> None:
         self.rt, self.accounts, self.batch, self.key_prefix = rt, accounts, batch, key_prefix
+        self.workers = workers
         self.bulk = BulkIntake(rt.intake)
         #: Reports found already stored (idempotent replays) by the last ``write``.
         self.replayed = 0
 
     def write(self, reports: Iterable[SimReport], done: Callable[[SimReport, int], None]) -> None:
+        """File ``reports`` in batches, calling ``done`` for each once its batch has committed.
+
+        With ``workers`` > 1 and a ``YearGenerator``, that many forked processes make and
+        prepare the reports (block ``b`` of ``batch`` reports by process ``b % workers``) while
+        this one writes them in order: generating a report and rendering its XML cost several
+        times what storing it costs, and a process uses one core.
+        """
         self.replayed = 0
+        if self.workers > 1 and isinstance(reports, YearGenerator):
+            self._write_parallel(reports, done)
+            return
         buf: list[SimReport] = []
         for r in reports:
             buf.append(r)
@@ -256,10 +269,69 @@ class DirectWriter:
 
     def _flush(self, batch: list[SimReport], done: Callable[[SimReport, int], None]) -> None:
         now = utcnow()
-        prepared = [prepare(self.rt.settings, self.bulk_report(r, now), now) for r in batch]
+        self._store(batch, [prepare(self.rt.settings, self.bulk_report(r, now), now) for r in batch], done)
+
+    def _store(self, batch: list[SimReport], prepared: list[PreparedReport],
+               done: Callable[[SimReport, int], None]) -> None:
         for r, loaded in zip(batch, self.bulk.store(prepared), strict=True):
             self.replayed += not loaded.created
             done(r, loaded.report_id)
+
+    def _write_parallel(self, gen: YearGenerator, done: Callable[[SimReport, int], None]) -> None:
+        ctx = mp.get_context("fork")  # the children start from this generator's very state
+        queues = [ctx.Queue(maxsize=3) for _ in range(self.workers)]
+        procs = [ctx.Process(target=self._produce, args=(gen, k, queues[k]), daemon=True,
+                             name=f"tipline-simulate-{k}") for k in range(self.workers)]
+        for p in procs:
+            p.start()
+        try:
+            block = 0
+            while True:
+                item = queues[block % self.workers].get()
+                if item is None:  # the owner of this block has none: every block is stored
+                    break
+                if item[0] == "error":
+                    ref, reason, message, fld = item[1]
+                    raise BulkIntakeError(ref, IntakeError(Reason(reason), message, field=fld))
+                if item[0] == "crash":
+                    raise RuntimeError(f"a simulator process failed: {item[1]}")
+                self._store(item[1], item[2], done)
+                block += 1
+        finally:
+            for p in procs:
+                if p.is_alive():
+                    p.terminate()
+                p.join(timeout=30)
+
+    def _produce(self, gen: YearGenerator, k: int, out: Any) -> None:
+        """In a forked child: make and prepare blocks ``k``, ``k + workers``, ... and queue them.
+
+        Every child draws the whole year (cheap, vectorised) but materialises only its own
+        reports; each report's details come from a generator seeded by its sequence number,
+        so a report is the same whichever process makes it.
+        """
+        whole = gen._materialise
+
+        def own(**kw: Any) -> Any:
+            return whole(**kw) if (kw["seq"] // self.batch) % self.workers == k else None
+
+        setattr(gen, "_materialise", own)  # noqa: B010 - an instance override of one method
+        try:
+            buf: list[SimReport] = []
+            for r in gen:
+                if r is None:
+                    continue
+                buf.append(r)
+                if len(buf) == self.batch:
+                    self._hand_over(buf, out)
+                    buf = []
+            if buf:  # the year's last block, shorter than the others
+                self._hand_over(buf, out)
+            out.put(None)
+        except BulkIntakeError as exc:
+            out.put(("error", (exc.ref, exc.error.reason.value, exc.error.message, exc.error.field)))
+        except Exception as exc:  # the parent raises it; a child has no one else to tell
+            out.put(("crash", f"{type(exc).__name__}: {exc}"))
 
     def bulk_report(self, r: SimReport, now: datetime) -> BulkReport:
         """The simulated report as a protocol adapter would hand it to Intake."""
@@ -283,6 +355,18 @@ class DirectWriter:
             ref=f"simulated report {r.seq}", reporter_id=acct.reporter_id,
             parsed=Parsed(r.report, []), source="ispws", body=report_to_xml(r.report), content_type=XML_TYPE,
             idempotency_key=key, files=[_bulk_file(f) for f in r.files])
+
+
+    def _hand_over(self, buf: list[SimReport], out: Any) -> None:
+        now = utcnow()
+        prepared = [prepare(self.rt.settings, self.bulk_report(x, now), now) for x in buf]
+        out.put(("batch", [_lite(x) for x in buf], prepared))
+
+
+def _lite(r: SimReport) -> SimReport:
+    """What ``done`` callbacks read of a report (truth, files' facts), cheap to send between processes."""
+    files = [replace(f, content=replace(f.content, data=None), details={}) for f in r.files]
+    return replace(r, report=None, form=None, files=files)
 
 
 def _bulk_file(f: SimFile) -> BulkFile:
