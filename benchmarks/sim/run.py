@@ -1,33 +1,35 @@
 """Simulated-year throughput: loading a year in bulk (old writer vs Intake's bulk path), and each path.
 
     # loading: the same reports, old and new side by side, SQLite and PostgreSQL
-    .venv/bin/python benchmarks/sim/run.py load [--reports 20000] [--backends sqlite,postgresql]
+    .venv/bin/python benchmarks/sim/run.py load [--scale 0.0003] [--backends sqlite,postgresql] [--json F]
     # each path (generation alone, direct, ISPWS) into the embedded store
     .venv/bin/python benchmarks/sim/run.py paths [--year 2023] [--scale 0.001] [--ispws-scale 0.00005]
 
-``load`` takes the first ``--reports`` reports of the scale-0.01 2023 year (the target year's own
-mix: same platforms, files per report, public share), generates them once into memory (timed
-apart), then files them twice into fresh stores of each backend: with the writer from before
-Intake had a bulk use case (``legacy_direct.py``, the baseline) and with ``DirectWriter``
-(``tipline.intake.bulk``: COPY on PostgreSQL, executemany on SQLite). Only the writes are
-timed. PostgreSQL is a throwaway cluster with fsync on. Prints a table and, with ``--json``,
+``load`` files the 2023 year at ``--scale`` (the target year's calibration, a smaller sample)
+into fresh stores of each backend, side by side in one run: with the writer from before Intake
+had a bulk use case (``legacy_direct.py``, the baseline) and with ``DirectWriter``
+(``tipline.intake.bulk``: COPY on PostgreSQL, executemany on SQLite), once from reports
+generated beforehand (the writes alone) and once generating inside the timed run, as
+``tipline simulate`` does (also with 2 forked producer processes). PostgreSQL is a throwaway
+cluster with fsync on. The year column extrapolates each rate to the 362,104 reports of the
+scale-0.01 year. Prints a table and, with ``--json``,
 writes the figures. benchmarks/README.md ("loading") has the recorded run.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import platform
+import resource
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -87,8 +89,13 @@ def _store(tmp: Path, name: str, server: str | None) -> Settings:
     return settings
 
 
-def time_writer(settings: Settings, gen: YearGenerator, reports: list[SimReport], writer_kind: str) -> float:
-    """Seconds to file ``reports`` with one writer into ``settings``' store (writes only)."""
+def time_writer(settings: Settings, gen: YearGenerator, reports: Iterable[SimReport], variant: str,
+                workers: int) -> tuple[float, float]:
+    """(wall, CPU) seconds to file ``reports`` with one writer into ``settings``' store.
+
+    CPU counts this process and its children (the forked producers), so it says what the
+    run would take on cores nobody else uses.
+    """
     rt = Runtime.open(settings)
     try:
         accounts = register_platforms(rt, gen.platforms_used())
@@ -98,62 +105,71 @@ def time_writer(settings: Settings, gen: YearGenerator, reports: list[SimReport]
             nonlocal count
             count += 1
 
-        writer: Any = (LegacyDirectWriter(rt, accounts) if writer_kind == "legacy"
-                       else DirectWriter(rt, accounts, key_prefix="bench"))
-        t0 = time.perf_counter()
+        writer: Any = (LegacyDirectWriter(rt, accounts) if variant == "legacy"
+                       else DirectWriter(rt, accounts, key_prefix="bench", workers=workers))
+        c0, t0 = _cpu(), time.perf_counter()
         writer.write(reports, done)
-        seconds = time.perf_counter() - t0
-        assert count == len(reports)
-        return seconds
+        seconds, cpu = time.perf_counter() - t0, _cpu() - c0
+        assert count == len(gen) or not isinstance(reports, YearGenerator)
+        return seconds, cpu
     finally:
         rt.close()
 
 
+def _cpu() -> float:
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+#: (name, writer, producer processes, whether the reports are generated inside the timed run)
+VARIANTS = [("legacy, writes only", "legacy", 1, False), ("bulk, writes only", "bulk", 1, False),
+            ("legacy", "legacy", 1, True), ("bulk", "bulk", 1, True), ("bulk, 2 producers", "bulk", 2, True)]
+
+
 def load(a: argparse.Namespace) -> None:
-    gen = YearGenerator(2023, 0.01, 1, files="hashes")
+    gen = YearGenerator(2023, a.scale, 1, files="hashes")
+    n = len(gen)
     t0 = time.perf_counter()
-    reports = list(itertools.islice(gen, a.reports))
+    reports = list(gen)
     gen_s = time.perf_counter() - t0
     files = sum(len(r.files) for r in reports)
-    print(f"generated {len(reports):,} reports ({files:,} files) of the 2023 scale-0.01 year in {gen_s:.1f} s "
-          f"({len(reports) / gen_s:,.0f} reports/s)", flush=True)
+    print(f"2023 at scale {a.scale}: {n:,} reports, {files:,} files; generated in {gen_s:.1f} s "
+          f"({n / gen_s:,.0f} reports/s); load average {os.getloadavg()[0]:.1f}", flush=True)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for backend in a.backends.split(","):
             cluster = pg_cluster() if backend == "postgresql" else None
             server = cluster.__enter__() if cluster is not None else None
             try:
-                seconds: dict[str, float] = {}
-                for kind in ("legacy", "bulk"):
-                    settings = _store(Path(tmp), f"{backend}_{kind}", server)
-                    seconds[kind] = time_writer(settings, gen, reports, kind)
-                    print(f"  {backend:<10} {kind:<6} {seconds[kind]:7.1f} s  "
-                          f"{len(reports) / seconds[kind]:8.0f} reports/s", flush=True)
+                for k, (name, variant, workers, generated) in enumerate(VARIANTS):
+                    settings = _store(Path(tmp), f"{backend}_{k}", server)
+                    source: Iterable[SimReport] = YearGenerator(2023, a.scale, 1, files="hashes") if generated \
+                        else reports
+                    wall, cpu = time_writer(settings, gen, source, variant, workers)
+                    rows.append({"backend": backend, "variant": name, "reports": n, "files": files,
+                                 "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+                                 "reports_per_s": round(n / wall, 1), "load_avg": round(os.getloadavg()[0], 1),
+                                 "year_min": round(YEAR_REPORTS / (n / wall) / 60, 1)})
+                    print(f"  {backend:<10} {name:<20} {wall:7.1f} s wall {cpu:7.1f} s CPU "
+                          f"{n / wall:8.0f} reports/s", flush=True)
             finally:
                 if cluster is not None:
                     cluster.__exit__(None, None, None)
-            row = {"backend": backend, "reports": len(reports), "files": files,
-                   "legacy_s": round(seconds["legacy"], 2), "bulk_s": round(seconds["bulk"], 2),
-                   "legacy_rps": round(len(reports) / seconds["legacy"], 1),
-                   "bulk_rps": round(len(reports) / seconds["bulk"], 1),
-                   "speedup": round(seconds["legacy"] / seconds["bulk"], 2),
-                   # the year = its generation plus its writes, at the rates measured here
-                   "year_min_legacy": round(YEAR_REPORTS * (gen_s + seconds["legacy"]) / len(reports) / 60, 1),
-                   "year_min_bulk": round(YEAR_REPORTS * (gen_s + seconds["bulk"]) / len(reports) / 60, 1)}
-            rows.append(row)
-    print("\n| backend | reports | legacy s | bulk s | legacy reports/s | bulk reports/s | speed-up "
-          "| year, legacy (min) | year, bulk (min) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    base = {(r["backend"], r["variant"].replace("bulk", "legacy").replace(", 2 producers", "")): r["wall_s"]
+            for r in rows if r["variant"].startswith("legacy")}
+    print("\n| backend | what is timed | wall s | CPU s | reports/s | × legacy | 362,104-report year (min) "
+          "| load avg |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['backend']} | {r['reports']:,} | {r['legacy_s']} | {r['bulk_s']} | {r['legacy_rps']:,} "
-              f"| {r['bulk_rps']:,} | {r['speedup']}× | {r['year_min_legacy']} | {r['year_min_bulk']} |")
-    print(f"(generation: {len(reports) / gen_s:,.0f} reports/s, included in the year columns)")
+        legacy = base[(r["backend"], "legacy, writes only" if "writes only" in r["variant"] else "legacy")]
+        r["speedup"] = round(legacy / r["wall_s"], 2)
+        print(f"| {r['backend']} | {r['variant']} | {r['wall_s']} | {r['cpu_s']} | {r['reports_per_s']:,} "
+              f"| {r['speedup']} | {r['year_min']} | {r['load_avg']} |")
     if a.json:
-        load1, load5, _ = os.getloadavg()
         Path(a.json).write_text(json.dumps({
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": platform.platform(),
-            "cpus": os.cpu_count(), "loadavg_1_5": [load1, load5], "generation_s": round(gen_s, 2),
-            "rows": rows}, indent=2) + "\n")
+            "cpus": os.cpu_count(), "scale": a.scale, "generation_s": round(gen_s, 2), "rows": rows},
+            indent=2) + "\n")
 
 
 def run_path(year: int, scale: float, via: str, files: FilesMode) -> float:
@@ -194,7 +210,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="what", required=True)
     lo = sub.add_parser("load", help="old direct writer vs Intake's bulk path, same reports, both backends")
-    lo.add_argument("--reports", type=int, default=20_000)
+    lo.add_argument("--scale", type=float, default=0.0003,
+                    help="of 2023 (0.0003: 10,863 reports; the target year is 0.01)")
     lo.add_argument("--backends", default="sqlite,postgresql")
     lo.add_argument("--json", default=None, help="write the figures to this file")
     pa = sub.add_parser("paths", help="generation alone, direct and ISPWS, into the embedded store")

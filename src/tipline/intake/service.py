@@ -142,12 +142,16 @@ def file_details_values(fd: FileDetails, now: datetime) -> dict[str, Any]:
             "industry_classification": fd.industryClassification}
 
 
-def finish_problems(files: Iterable[tuple[str, dict[str, Any] | None]]) -> list[str]:
-    """The finish rules over a report's (fileId, details) pairs: empty when it may be filed."""
+def finish_problems(files: Iterable[tuple[str, dict[str, Any] | FileDetails | None]]) -> list[str]:
+    """The finish rules over a report's (fileId, details) pairs: empty when it may be filed.
+
+    Details come as stored (JSON) or, where the caller has it already, as the model.
+    """
     problems: list[str] = []
     for fid, details in files:
         if details:
-            for p in finish_rule_violations(FileDetails.model_validate(details)):
+            fd = details if isinstance(details, FileDetails) else FileDetails.model_validate(details)
+            for p in finish_rule_violations(fd):
                 problems.append(f"file {fid}: {p}")
     return problems
 
