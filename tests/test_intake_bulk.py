@@ -287,3 +287,19 @@ def test_forked_producers_store_what_one_process_stores(runtime: Runtime, second
     a, b = tables(runtime), tables(second_runtime)
     for name in a:
         assert a[name] == b[name], name
+
+
+def test_simulating_the_same_year_again_stores_nothing_twice(settings: Settings, tmp_path: Path) -> None:
+    from tipline.commands.simulate import simulate_year
+
+    first = simulate_year(settings, 2024, 3e-6, seed=3, out=tmp_path / "a", outcomes=False, workers=2)
+    rt = Runtime.open(settings)
+    try:
+        stored = counts(rt)
+        assert stored[0] == first["reports"] > 0
+        simulate_year(settings, 2024, 3e-6, seed=3, out=tmp_path / "b", outcomes=False, workers=1)
+        assert counts(rt) == stored
+    finally:
+        rt.close()
+    # Both runs' ground truth names the same stored reports.
+    assert (tmp_path / "a" / "reports.csv").read_text() == (tmp_path / "b" / "reports.csv").read_text()

@@ -80,9 +80,13 @@ def simulate_year(settings: Settings, year: int, scale: float, *, seed: int = 1,
                            DirectWriter(rt, accounts, key_prefix=f"sim-{year}-x{scale:g}-s{seed}", workers=workers))
             writer.write(gen, done)
             bar.close()
-            if getattr(writer, "replayed", 0):
-                click.echo(f"{writer.replayed:,} of the reports were already stored (an earlier run); "
+            replayed: set[int] = getattr(writer, "replayed_ids", set())
+            if replayed:
+                # Their times and outcomes came with the run that stored them: drawing them again
+                # would record every agency's feedback twice.
+                click.echo(f"{len(replayed):,} of the reports were already stored (an earlier run); "
                            "they were not stored again", err=True)
+                stored = {rid: t for rid, t in stored.items() if rid not in replayed}
             # The filing rate is the writers' own; enrichment and outcomes are reported apart.
             elapsed = time.monotonic() - started
             outcome_summary = _times_and_outcomes(rt, stored, profile, seed, year, out, outcomes)

@@ -243,8 +243,8 @@ class DirectWriter:
         self.rt, self.accounts, self.batch, self.key_prefix = rt, accounts, batch, key_prefix
         self.workers = workers
         self.bulk = BulkIntake(rt.intake)
-        #: Reports found already stored (idempotent replays) by the last ``write``.
-        self.replayed = 0
+        #: Reports found already stored (idempotent replays) by the last ``write``, by id.
+        self.replayed_ids: set[int] = set()
 
     def write(self, reports: Iterable[SimReport], done: Callable[[SimReport, int], None]) -> None:
         """File ``reports`` in batches, calling ``done`` for each once its batch has committed.
@@ -254,7 +254,7 @@ class DirectWriter:
         this one writes them in order: generating a report and rendering its XML cost several
         times what storing it costs, and a process uses one core.
         """
-        self.replayed = 0
+        self.replayed_ids = set()
         if self.workers > 1 and isinstance(reports, YearGenerator):
             self._write_parallel(reports, done)
             return
@@ -274,7 +274,8 @@ class DirectWriter:
     def _store(self, batch: list[SimReport], prepared: list[PreparedReport],
                done: Callable[[SimReport, int], None]) -> None:
         for r, loaded in zip(batch, self.bulk.store(prepared), strict=True):
-            self.replayed += not loaded.created
+            if not loaded.created:
+                self.replayed_ids.add(loaded.report_id)
             done(r, loaded.report_id)
 
     def _write_parallel(self, gen: YearGenerator, done: Callable[[SimReport, int], None]) -> None:
