@@ -285,17 +285,20 @@ class BulkIntake:
             else:
                 first_of[k] = i
         before: dict[int, int] = {}
+        by_reporter: dict[int, list[str]] = {}
+        for reporter_id, key in first_of:
+            by_reporter.setdefault(reporter_id, []).append(key)
         with self.intake.sessions() as s:
-            keys = sorted({k for k, _ in first_of.items()}, key=lambda k: k[1])
-            for chunk in _chunks(keys, 500):
-                rows = s.execute(
-                    select(Report.id, Report.reporter_id, Report.idempotency_key)
-                    .where(Report.idempotency_key.in_([k for _, k in chunk]))
-                ).all()
-                for rid, reporter_id, key in rows:
-                    at = first_of.get((int(reporter_id), str(key)))
-                    if at is not None:
-                        before[at] = int(rid)
+            # Per reporter, so the lookup is a range of uq_reports_idempotency (reporter, key),
+            # not a scan of every report: a year's load asks this once per batch.
+            for reporter_id, keys in by_reporter.items():
+                for chunk in _chunks(keys, 500):
+                    rows = s.execute(
+                        select(Report.id, Report.idempotency_key)
+                        .where(Report.reporter_id == reporter_id, Report.idempotency_key.in_(chunk))
+                    ).all()
+                    for rid, stored_key in rows:
+                        before[first_of[(reporter_id, str(stored_key))]] = int(rid)
             for i, rid in before.items():
                 first_sha = s.execute(
                     select(Document.sha256).where(Document.report_id == rid).order_by(Document.id).limit(1)
