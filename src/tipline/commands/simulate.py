@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ def _years() -> list[str]:
 def simulate_year(settings: Settings, year: int, scale: float, *, seed: int = 1, via: str = "direct",
                   files_mode: str = "hashes", out: Path | None = None, url: str | None = None,
                   generate_only: bool = False, outcomes: bool = True,
-                  outcome_profile: Path | None = None) -> dict[str, Any]:
+                  outcome_profile: Path | None = None, workers: int = 1) -> dict[str, Any]:
     """Generate the year, file it into the instance (unless ``generate_only``), write the ground
     truth to ``out``; returns the summary written beside it.
 
@@ -29,6 +30,10 @@ def simulate_year(settings: Settings, year: int, scale: float, *, seed: int = 1,
     enriched and routed, their referrals get simulated made-available times, and what the
     simulated agencies report enters the store (tipline.sim.outcomes); the truth of every
     referral goes to ``out/outcomes.csv``.
+
+    ``via="direct"`` files through Intake's bulk use case, ``workers`` processes making the
+    reports; each report carries an idempotency key of (year, scale, seed, sequence number), so
+    running again over the same store, or after a run cut short, stores nothing twice.
     """
     from tqdm import tqdm
 
@@ -46,6 +51,7 @@ def simulate_year(settings: Settings, year: int, scale: float, *, seed: int = 1,
     out = out or settings.data_dir / "sim" / f"{year}-s{seed}"
     truth = TruthWriter(out, gen.n_memes)
     tally = Tally()
+    # The progress bar is the load's progress: it moves as each batch commits.
     bar = tqdm(total=len(gen), unit="report", desc=f"simulate {year}", smoothing=0.1, mininterval=0.5)
 
     stored: dict[int, dict[str, Any]] = {}
@@ -70,9 +76,17 @@ def simulate_year(settings: Settings, year: int, scale: float, *, seed: int = 1,
         rt = Runtime.open(settings)
         try:
             accounts = register_platforms(rt, gen.platforms_used())
-            writer: Any = IspwsWriter(rt, accounts, url) if via == "ispws" else DirectWriter(rt, accounts)
+            writer: Any = (IspwsWriter(rt, accounts, url) if via == "ispws" else
+                           DirectWriter(rt, accounts, key_prefix=f"sim-{year}-x{scale:g}-s{seed}", workers=workers))
             writer.write(gen, done)
             bar.close()
+            replayed: set[int] = getattr(writer, "replayed_ids", set())
+            if replayed:
+                # Their times and outcomes came with the run that stored them: drawing them again
+                # would record every agency's feedback twice.
+                click.echo(f"{len(replayed):,} of the reports were already stored (an earlier run); "
+                           "they were not stored again", err=True)
+                stored = {rid: t for rid, t in stored.items() if rid not in replayed}
             # The filing rate is the writers' own; enrichment and outcomes are reported apart.
             elapsed = time.monotonic() - started
             outcome_summary = _times_and_outcomes(rt, stored, profile, seed, year, out, outcomes)
@@ -135,9 +149,13 @@ def _times_and_outcomes(rt: Any, stored: dict[int, dict[str, Any]], profile: Any
               help="Enrich and route the reports, then record what simulated agencies report back.")
 @click.option("--outcome-profile", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="TOML file over the default law-enforcement profile (tipline/data/sim/outcomes.toml).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="With --via direct: processes that make the reports while this one stores them "
+                   "[default: the number of CPUs].")
 @pass_ctx
 def command(c: Ctx, year: str, scale: float, seed: int, via: str, files_mode: str, out: Path | None,
-            url: str | None, generate_only: bool, outcomes: bool, outcome_profile: Path | None) -> None:
+            url: str | None, generate_only: bool, outcomes: bool, outcome_profile: Path | None,
+            workers: int | None) -> None:
     """Generate a synthetic year of reports and file it.
 
     The year is calibrated to NCMEC's published figures. Ground truth (true incidents,
@@ -146,4 +164,5 @@ def command(c: Ctx, year: str, scale: float, seed: int, via: str, files_mode: st
     CC BY 4.0.
     """
     simulate_year(c.settings, int(year), scale, seed=seed, via=via, files_mode=files_mode, out=out, url=url,
-                  generate_only=generate_only, outcomes=outcomes, outcome_profile=outcome_profile)
+                  generate_only=generate_only, outcomes=outcomes, outcome_profile=outcome_profile,
+                  workers=workers or os.cpu_count() or 1)

@@ -17,7 +17,7 @@ import json
 import logging
 import secrets
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -72,6 +72,88 @@ def clean_file_name(name: str | None) -> str | None:
     if name is None:
         return None
     return name[:255]
+
+
+# -- the rows a use case writes ------------------------------------------------------------
+# One definition of each row, shared by the one-at-a-time use cases below and the bulk load
+# (tipline.intake.bulk), so that a report stored either way is the same record.
+
+
+def expiry(settings: Settings, opened: datetime, last_change: datetime) -> datetime:
+    """When an open report expires: max(opened + open TTL, last change + idle TTL)."""
+    return max(
+        opened + timedelta(seconds=settings.open_ttl_seconds),
+        last_change + timedelta(seconds=settings.idle_ttl_seconds),
+    )
+
+
+def report_row(
+    settings: Settings, reporter_id: int, parsed: Parsed[ReportModel], *, source: str, now: datetime,
+    idempotency_key: str | None, receipt_hash: str | None,
+) -> dict[str, Any]:
+    """The ``reports`` row of a report opened at ``now``: open, no files yet."""
+    report = parsed.value
+    return {
+        "reporter_id": reporter_id, "source": source, "state": "open", "opened_at": now,
+        "last_change_at": now, "expires_at": expiry(settings, now, now),
+        "open_deadline": now + timedelta(seconds=settings.open_ttl_seconds), "file_count": 0,
+        "incident_type": report.incident_type, "incident_at": _aware(report.incident_datetime),
+        "escalation": report.escalation, "batched": report.batchedReport is not None,
+        "document": report.model_dump(mode="json", exclude_defaults=True),
+        "normalisations": list(parsed.normalisations), "idempotency_key": idempotency_key,
+        "receipt_hash": receipt_hash,
+    }
+
+
+def finished_values(now: datetime) -> dict[str, Any]:
+    """What a finish at ``now`` changes on the ``reports`` row."""
+    return {"state": "finished", "finished_at": now, "last_change_at": now, "expires_at": None}
+
+
+def document_row(
+    report_id: int, kind: str, body: bytes, content_type: str | None, now: datetime,
+    file_id: str | None = None,
+) -> dict[str, Any]:
+    """The ``documents`` row keeping a body byte for byte."""
+    return {"report_id": report_id, "file_id": file_id, "kind": kind, "content_type": content_type,
+            "received_at": now, "sha256": hashlib.sha256(body).hexdigest(), "body": body}
+
+
+def blob_row(blob: StoredBlob, now: datetime) -> dict[str, Any]:
+    """The ``blobs`` row of content seen for the first time (``stored_name`` and data None: hashes only)."""
+    return {"sha256": blob.sha256, "size": blob.size, "stored_name": blob.stored_name, "data": blob.inline,
+            "md5": blob.md5, "sha1": blob.sha1, "created_at": now}
+
+
+def file_row(
+    file_id: str, report_id: int, seq: int, blob: StoredBlob, *, file_name: str | None,
+    media_type: str | None, now: datetime,
+) -> dict[str, Any]:
+    """The ``files`` row of an upload, before any fileDetails."""
+    return {"id": file_id, "report_id": report_id, "seq": seq, "file_name": clean_file_name(file_name),
+            "media_type": (media_type or None) and media_type[:255], "size": blob.size,
+            "md5": blob.md5, "sha1": blob.sha1, "sha256": blob.sha256, "uploaded_at": now}
+
+
+def file_details_values(fd: FileDetails, now: datetime) -> dict[str, Any]:
+    """What a fileDetails document sets on its ``files`` row."""
+    return {"details": fd.model_dump(mode="json", exclude_defaults=True), "details_at": now,
+            "file_relevance": fd.fileRelevance, "viewed_by_esp": fd.fileViewedByEsp,
+            "industry_classification": fd.industryClassification}
+
+
+def finish_problems(files: Iterable[tuple[str, dict[str, Any] | FileDetails | None]]) -> list[str]:
+    """The finish rules over a report's (fileId, details) pairs: empty when it may be filed.
+
+    Details come as stored (JSON) or, where the caller has it already, as the model.
+    """
+    problems: list[str] = []
+    for fid, details in files:
+        if details:
+            fd = details if isinstance(details, FileDetails) else FileDetails.model_validate(details)
+            for p in finish_rule_violations(fd):
+                problems.append(f"file {fid}: {p}")
+    return problems
 
 
 @dataclass(frozen=True)
@@ -155,10 +237,7 @@ class Intake:
     # -- helpers ---------------------------------------------------------------------------
 
     def _expiry(self, opened: datetime, last_change: datetime) -> datetime:
-        return max(
-            opened + timedelta(seconds=self.settings.open_ttl_seconds),
-            last_change + timedelta(seconds=self.settings.idle_ttl_seconds),
-        )
+        return expiry(self.settings, opened, last_change)
 
     def _owned(self, s: Session, reporter_id: int, report_id: int, *, lock: bool) -> Report:
         """The caller's report, or REPORT_NOT_FOUND — also for another reporter's or an expired one."""
@@ -212,10 +291,7 @@ class Intake:
         now: datetime, file_id: str | None = None,
     ) -> None:
         # Core inserts on the hot paths: the ORM's unit of work costs more than the statement.
-        s.execute(insert(Document).values(
-            report_id=report_id, file_id=file_id, kind=kind, content_type=content_type,
-            received_at=now, sha256=hashlib.sha256(body).hexdigest(), body=body,
-        ))
+        s.execute(insert(Document).values(document_row(report_id, kind, body, content_type, now, file_id)))
 
     # -- use cases -------------------------------------------------------------------------
 
@@ -232,7 +308,6 @@ class Intake:
         receipt_hash: str | None = None,
     ) -> tuple[int, bool]:
         """Open a report. Returns (reportId, created); created is False on an idempotent replay."""
-        report = parsed.value
         now = utcnow()
         body_sha = hashlib.sha256(body).hexdigest()
         if idempotency_key is not None:
@@ -241,16 +316,10 @@ class Intake:
                 return existing, False
         try:
             with transaction(self.sessions) as s:
-                rid = s.execute(insert(Report).values(
-                    reporter_id=reporter_id, source=source, state="open", opened_at=now,
-                    last_change_at=now, expires_at=self._expiry(now, now),
-                    open_deadline=now + timedelta(seconds=self.settings.open_ttl_seconds), file_count=0,
-                    incident_type=report.incident_type, incident_at=_aware(report.incident_datetime),
-                    escalation=report.escalation, batched=report.batchedReport is not None,
-                    document=report.model_dump(mode="json", exclude_defaults=True),
-                    normalisations=list(parsed.normalisations), idempotency_key=idempotency_key,
-                    receipt_hash=receipt_hash,
-                ).returning(Report.id)).scalar_one()
+                rid = s.execute(insert(Report).values(report_row(
+                    self.settings, reporter_id, parsed, source=source, now=now,
+                    idempotency_key=idempotency_key, receipt_hash=receipt_hash,
+                )).returning(Report.id)).scalar_one()
                 self._document(s, rid, document_kind, body, content_type, now)
                 return int(rid), True
         except IntegrityError:
@@ -353,8 +422,7 @@ class Intake:
                 select(Blob.stored_name, Blob.data.is_not(None)).where(Blob.sha256 == blob.sha256).with_for_update()
             ).first()
             if row is None:
-                s.execute(insert(Blob).values(sha256=blob.sha256, size=blob.size, stored_name=blob.stored_name,
-                                              data=blob.inline, md5=blob.md5, sha1=blob.sha1, created_at=now))
+                s.execute(insert(Blob).values(blob_row(blob, now)))
             elif row[0] is None and not row[1]:
                 # Known by hash until now; now we hold it.
                 s.execute(update(Blob).where(Blob.sha256 == blob.sha256)
@@ -364,11 +432,8 @@ class Intake:
                 # A purge removed identical content between our write and this commit.
                 raise IntakeError(Reason.STORAGE_CHANGED, "storage changed during upload; retry")
             fid = new_file_id()
-            s.execute(insert(File).values(
-                id=fid, report_id=report_id, seq=seq, file_name=clean_file_name(file_name),
-                media_type=(media_type or None) and media_type[:255], size=blob.size,
-                md5=blob.md5, sha1=blob.sha1, sha256=blob.sha256, uploaded_at=now,
-            ))
+            s.execute(insert(File).values(file_row(fid, report_id, seq, blob, file_name=file_name,
+                                                   media_type=media_type, now=now)))
             return fid
 
     def file_info(
@@ -383,11 +448,8 @@ class Intake:
             # The report_id condition makes a file of another report, for this report, a file
             # that does not exist.
             found = s.execute(
-                update(File).where(File.id == file_id, File.report_id == report_id).values(
-                    details=fd.model_dump(mode="json", exclude_defaults=True), details_at=now,
-                    file_relevance=fd.fileRelevance, viewed_by_esp=fd.fileViewedByEsp,
-                    industry_classification=fd.industryClassification,
-                ).returning(File.id)
+                update(File).where(File.id == file_id, File.report_id == report_id)
+                .values(file_details_values(fd, now)).returning(File.id)
             ).scalar_one_or_none()
             if found is None:
                 raise IntakeError(Reason.FILE_NOT_FOUND, field="fileId")
@@ -413,7 +475,7 @@ class Intake:
                 update(Report)
                 .where(Report.id == report_id, Report.reporter_id == reporter_id, Report.state == "open",
                        Report.expires_at > now)
-                .values(state="finished", finished_at=now, last_change_at=now, expires_at=None)
+                .values(finished_values(now))
                 .returning(Report.id)
             ).scalar_one_or_none()
             if won is None:
@@ -423,11 +485,7 @@ class Intake:
             files = s.execute(
                 select(File.id, File.details).where(File.report_id == report_id).order_by(File.seq)
             ).all()
-            problems: list[str] = []
-            for fid, details in files:
-                if details:
-                    for p in finish_rule_violations(FileDetails.model_validate(details)):
-                        problems.append(f"file {fid}: {p}")
+            problems = finish_problems((fid, details) for fid, details in files)
             if problems:
                 # Raising rolls the state change back: the report stays open for corrections.
                 raise IntakeError(Reason.RULES_VIOLATED, "; ".join(problems))
