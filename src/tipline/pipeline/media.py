@@ -42,6 +42,7 @@ IMAGE_MAX_BYTES = 256 * 1024**2
 VIDEO_SECONDS_PER_HASH = 1.0
 
 PDQ_HEX = re.compile(r"^[0-9a-f]{64}$")
+_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
 
 
 def sniff(head: bytes) -> tuple[str, str | None]:
@@ -139,7 +140,10 @@ def pdq_from_image_bytes(data: bytes) -> ImageSignal:
             width, height = img.size
             rgb = image_to_rgb_array(img)
     except Exception as exc:  # truncated, unsupported (HEIF without plugin), decompression bomb
-        return ImageSignal(None, None, None, None, error=f"decode failed: {type(exc).__name__}: {exc}"[:500])
+        # Pillow names the in-memory file by its address ("<_io.BytesIO object at 0x7f...>"):
+        # dropped, so that the stored detail is the same on every run of the stage.
+        text = _OBJECT_REPR.sub("image data", str(exc))
+        return ImageSignal(None, None, None, None, error=f"decode failed: {type(exc).__name__}: {text}"[:500])
     value, quality = pdq_from_array(rgb)
     return ImageSignal(value, quality, width, height)
 
