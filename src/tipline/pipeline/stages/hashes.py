@@ -7,7 +7,7 @@ Files whose bytes are not held take the PDQ the platform supplied in fileDetails
 
 Two forms, one computation: ``hashes`` (one report) and ``hashes_group`` (a group of
 reports, a fixed number of statements however many reports and files: one query for the
-files, one streamed query for the bytes, two deletes, two multi-row inserts). Both build
+files, one streamed query for the bytes, two deletes, two or three multi-row inserts). Both build
 each file's rows with ``signal_from_media``, so they write the same rows.
 """
 
