@@ -8,6 +8,7 @@ non-empty responseDescription, reportId echoed on errors, and ``/finish`` always
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -67,12 +68,46 @@ def unauthorized() -> Response:
     return resp
 
 
-async def authenticate(rt: Runtime, request: Request) -> Principal | None:
-    creds = parse_basic(request.headers.get("authorization", ""))
-    if creds is None:
-        return None
-    # Fast path on the event loop: no thread hop, no database, for a credential just accepted.
-    return rt.auth.recent_basic(*creds) or await run_in_threadpool(rt.auth.basic, *creds)
+class Authenticate:
+    """Basic auth for ISPWS calls, with one database check in flight per credential.
+
+    The fast path runs on the event loop: no thread hop, no database, for a credential
+    accepted within ``TIPLINE_AUTH_RECHECK_SECONDS``. When that memo lapses, every request
+    of the same platform in flight at that moment would miss together (32 clients: 32
+    lookups and thread hops at once, every 2 s, in each worker); instead the first one
+    checks and the others wait for its answer. A credential is still checked against the
+    database as often as before, never less.
+    """
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        # Keyed by the credential as sent; an entry lives only while its check runs.
+        self._checking: dict[tuple[str, str], asyncio.Future[Principal | None]] = {}
+
+    async def __call__(self, request: Request) -> Principal | None:
+        creds = parse_basic(request.headers.get("authorization", ""))
+        if creds is None:
+            return None
+        hit = self.rt.auth.recent_basic(*creds)
+        if hit is not None:
+            return hit
+        running = self._checking.get(creds)
+        if running is not None:
+            # shield: a waiter whose client went away must not cancel the check for the others.
+            return await asyncio.shield(running)
+        fut: asyncio.Future[Principal | None] = asyncio.get_running_loop().create_future()
+        # Retrieved here so that a failed check nobody else waited for is not logged twice.
+        fut.add_done_callback(lambda f: None if f.cancelled() else f.exception())
+        self._checking[creds] = fut
+        try:
+            principal = await run_in_threadpool(self.rt.auth.basic, *creds)
+        except BaseException as exc:
+            fut.set_exception(exc if isinstance(exc, Exception) else RuntimeError("credential check cancelled"))
+            raise
+        finally:
+            self._checking.pop(creds, None)
+        fut.set_result(principal)
+        return principal
 
 
 def parse_report_id(raw: str | None) -> int | None:
@@ -91,13 +126,14 @@ XSD_PATH = Path(__file__).parent.parent / "cybertip" / "cyber_tipline.xsd"
 def router(rt: Runtime) -> APIRouter:
     api = APIRouter()
     limits = rt.settings
+    authenticate = Authenticate(rt)
 
     async def guarded(
         request: Request,
         handler: Callable[[Principal], Awaitable[Response]],
         on_error: Callable[[CybertipError], Response],
     ) -> Response:
-        principal = await authenticate(rt, request)
+        principal = await authenticate(request)
         if principal is None:
             return unauthorized()
         try:
