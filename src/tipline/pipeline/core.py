@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.orm import Session
 
 from tipline.runtime import Runtime
@@ -184,6 +184,20 @@ def record_run(session: Session, report_id: int, st: StageDef, error: str | None
                                            "version": st.version, "error": error}])
 
 
+def insert_rows(session: Session, model: type, rows: list[dict[str, Any]]) -> None:
+    """One executemany INSERT of ``rows`` into ``model``'s table (Core, not the ORM).
+
+    The ORM's bulk insert leaves out None values and batches rows by the keys left, so rows
+    that differ in which columns are NULL would cost one statement each; every row here
+    carries every key the first row has.
+    """
+    if not rows:
+        return
+    keys = list(rows[0])
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    session.execute(insert(table), [{k: r.get(k) for k in keys} for r in rows])
+
+
 def forget_objects(session: Session, *classes: type) -> None:
     """Drop ORM objects of these tables from the session after a group form rewrote their rows.
 
@@ -277,8 +291,8 @@ def record_runs(session: Session, st: StageDef, report_ids: list[int], error: st
         chunk = report_ids[i:i + 500]
         session.execute(delete(PipelineRun).where(PipelineRun.stage == st.name, PipelineRun.report_id.in_(chunk)))
     now = datetime.now(UTC)
-    session.execute(insert(PipelineRun), [{"report_id": rid, "stage": st.name, "done_at": now,
-                                           "version": st.version, "error": error} for rid in report_ids])
+    insert_rows(session, PipelineRun, [{"report_id": rid, "stage": st.name, "done_at": now,
+                                        "version": st.version, "error": error} for rid in report_ids])
 
 
 def _run_stage_over(ctx: StageContext, s: Session, st: StageDef, ids: list[int]

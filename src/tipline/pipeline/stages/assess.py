@@ -19,12 +19,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from tipline.model.report import FileDetails
 from tipline.model.report import Report as ReportModel
-from tipline.pipeline.core import Outcome, StageContext, cross_report_lock, forget_objects, stage
+from tipline.pipeline.core import Outcome, StageContext, cross_report_lock, forget_objects, insert_rows, stage
 from tipline.store.tables import (
     Assessment,
     File,
@@ -588,7 +588,7 @@ def assess_group(ctx: StageContext, session: Session, report_ids: list[int]) -> 
     for i in range(0, len(ids), 500):
         session.execute(delete(Assessment).where(Assessment.report_id.in_(ids[i:i + 500]))
                         .execution_options(synchronize_session=False))
-    session.execute(insert(Assessment), rows)
+    insert_rows(session, Assessment, rows)
     forget_objects(session, Assessment)
     return dict.fromkeys(ids, Outcome.DONE)
 

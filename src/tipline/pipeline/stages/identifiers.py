@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, tuple_, update
+from sqlalchemy import and_, delete, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from tipline.kinds.hashes import CRYPTO_NAMES
 from tipline.model.report import DeviceId, Email, IpCaptureEvent, Phone
 from tipline.model.report import Report as ReportModel
-from tipline.pipeline.core import Outcome, StageContext, forget_objects, stage
+from tipline.pipeline.core import Outcome, StageContext, forget_objects, insert_rows, stage
 from tipline.pipeline.identifiers import (
     Rules,
     handle_from_profile_url,
@@ -308,8 +308,7 @@ def identifiers_group(ctx: StageContext, session: Session, report_ids: list[int]
             rows.setdefault((idents[(f.kind, f.scope, f.value)], f.role), f.source)  # the first place it was found
         out_rows += [{"report_id": rid, "identifier_id": iid, "role": role, "source": src}
                      for (iid, role), src in sorted(rows.items())]
-    if out_rows:
-        session.execute(insert(ReportIdentifier), out_rows)
+    insert_rows(session, ReportIdentifier, out_rows)
     forget_objects(session, Identifier, ReportIdentifier)
     return dict.fromkeys(ids, Outcome.DONE)
 

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from tipline.kinds.locations import LOCATION_CLASSES
-from tipline.pipeline.core import Outcome, StageContext, forget_objects, stage
+from tipline.pipeline.core import Outcome, StageContext, forget_objects, insert_rows, stage
 from tipline.pipeline.directory import load_routing
 from tipline.pipeline.geo import us_state_code
 
@@ -118,8 +118,7 @@ def jurisdictions_group(ctx: StageContext, session: Session, report_ids: list[in
             res = resolve(by_report[rid], precedence)
             rows.append({"report_id": rid, "country": res.country, "us_state": res.us_state, "source": res.source,
                          "confidence": res.confidence, "reason": res.reason, "resolved_at": now})
-    if rows:
-        session.execute(insert(Jurisdiction), rows)
+    insert_rows(session, Jurisdiction, rows)
     forget_objects(session, Jurisdiction)
     return dict.fromkeys(ids, Outcome.DONE)
 

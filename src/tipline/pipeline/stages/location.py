@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from tipline.kinds.locations import CONFIDENCE, ip_class
 from tipline.model.report import Address, EstimatedLocation, IpCaptureEvent
 from tipline.model.report import Report as ReportModel
-from tipline.pipeline.core import Outcome, StageContext, stage
+from tipline.pipeline.core import Outcome, StageContext, insert_rows, stage
 from tipline.pipeline.geo import GeoIp, clean_city, us_state_code
 from tipline.pipeline.identifiers import normalise_ip
 from tipline.store.tables import File, Location, Report
@@ -205,8 +205,7 @@ def locations_group(ctx: StageContext, session: Session, report_ids: list[int]) 
                          "longitude": loc.longitude, "confidence": loc.confidence,
                          "location_class": loc.location_class, "ip": loc.ip, "event": loc.event,
                          "event_at": loc.event_at, "proxy": loc.proxy, "verified": loc.verified})
-    if rows:
-        session.execute(insert(Location), rows)
+    insert_rows(session, Location, rows)
     return dict.fromkeys(ids, Outcome.DONE)
 
 

@@ -16,10 +16,10 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
-from tipline.pipeline.core import Outcome, StageContext, forget_objects, stage
+from tipline.pipeline.core import Outcome, StageContext, forget_objects, insert_rows, stage
 from tipline.pipeline.directory import (
     Directory,
     DirectoryCache,
@@ -174,8 +174,7 @@ def routes_group(ctx: StageContext, session: Session, report_ids: list[int]) -> 
         session.execute(update(ref).where(ref.c.id == bindparam("ref_id")).values(
             rule=bindparam("rule"), reason=bindparam("reason"), escalated=bindparam("escalated"),
             escalated_at=bindparam("escalated_at")), updates)
-    if inserts:
-        session.execute(insert(ref), inserts)
+    insert_rows(session, Referral, inserts)
     forget_objects(session, Referral)
     return dict.fromkeys(ids, Outcome.DONE)
 
