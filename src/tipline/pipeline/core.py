@@ -184,6 +184,30 @@ def record_run(session: Session, report_id: int, st: StageDef, error: str | None
                                            "version": st.version, "error": error}])
 
 
+def parsed_report(session: Session, report_id: int, document: dict[str, Any]) -> Any:
+    """The stored report tree of ``report_id`` as the pydantic model, parsed once per transaction.
+
+    identifiers, location and assess each read the document; parsing it is most of what they
+    cost, and within one group's transaction it cannot change (the runner holds the group's
+    report locks, which an addendum takes too, and no stage writes documents).
+    """
+    from tipline.model.report import Report as ReportModel
+
+    tx = session.get_transaction()
+    key = id(tx) if tx is not None else None
+    cache: tuple[int | None, dict[int, Any]] | None = session.info.get(_PARSED)
+    if cache is None or cache[0] != key:
+        cache = (key, {})
+        session.info[_PARSED] = cache
+    model = cache[1].get(report_id)
+    if model is None:
+        model = cache[1][report_id] = ReportModel.model_validate(document)
+    return model
+
+
+_PARSED = "tipline.parsed_reports"
+
+
 def insert_rows(session: Session, model: type, rows: list[dict[str, Any]]) -> None:
     """One executemany INSERT of ``rows`` into ``model``'s table (Core, not the ORM).
 

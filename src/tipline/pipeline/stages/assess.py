@@ -24,7 +24,15 @@ from sqlalchemy.orm import Session, aliased
 
 from tipline.model.report import FileDetails
 from tipline.model.report import Report as ReportModel
-from tipline.pipeline.core import Outcome, StageContext, cross_report_lock, forget_objects, insert_rows, stage
+from tipline.pipeline.core import (
+    Outcome,
+    StageContext,
+    cross_report_lock,
+    forget_objects,
+    insert_rows,
+    parsed_report,
+    stage,
+)
 from tipline.store.tables import (
     Assessment,
     File,
@@ -513,7 +521,7 @@ def gather_many(session: Session, report_ids: list[int], rules: Rules) -> dict[i
             done.setdefault(int(rid), set()).add(str(name))
         for rid in chunk:
             rep = reps[rid]
-            model = ReportModel.model_validate(rep.document) if rep.document else None
+            model = parsed_report(session, rid, rep.document) if rep.document else None
             fl = files.get(rid, [])
             out[rid] = Inputs(
                 report=model, incident_at=rep.incident_at, escalation=rep.escalation,

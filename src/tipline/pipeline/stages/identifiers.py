@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from tipline.kinds.hashes import CRYPTO_NAMES
 from tipline.model.report import DeviceId, Email, IpCaptureEvent, Phone
 from tipline.model.report import Report as ReportModel
-from tipline.pipeline.core import Outcome, StageContext, forget_objects, insert_rows, stage
+from tipline.pipeline.core import Outcome, StageContext, forget_objects, insert_rows, parsed_report, stage
 from tipline.pipeline.identifiers import (
     Rules,
     handle_from_profile_url,
@@ -243,7 +243,8 @@ def load_reports(session: Session, report_ids: list[int]
                 out[int(row.id)] = (None, [], "unspecified")
                 continue
             default = (normalise_service(row.name, rules) or "unspecified") if row.kind == "esp" else "unspecified"
-            out[int(row.id)] = (ReportModel.model_validate(row.document), files.get(int(row.id), []), default)
+            out[int(row.id)] = (parsed_report(session, int(row.id), row.document), files.get(int(row.id), []),
+                                default)
     return out
 
 

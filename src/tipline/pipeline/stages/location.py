@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from tipline.kinds.locations import CONFIDENCE, ip_class
 from tipline.model.report import Address, EstimatedLocation, IpCaptureEvent
 from tipline.model.report import Report as ReportModel
-from tipline.pipeline.core import Outcome, StageContext, insert_rows, stage
+from tipline.pipeline.core import Outcome, StageContext, insert_rows, parsed_report, stage
 from tipline.pipeline.geo import GeoIp, clean_city, us_state_code
 from tipline.pipeline.identifiers import normalise_ip
 from tipline.store.tables import File, Location, Report
@@ -199,7 +199,7 @@ def locations_group(ctx: StageContext, session: Session, report_ids: list[int]) 
         document, source = docs.get(rid, (None, None))
         if document is None:
             continue
-        for loc in locate(ReportModel.model_validate(document), files.get(rid, []), geo, source):
+        for loc in locate(parsed_report(session, rid, document), files.get(rid, []), geo, source):
             rows.append({"report_id": rid, "source": loc.source, "detail": loc.detail, "country": loc.country,
                          "region": loc.region, "city": loc.city, "latitude": loc.latitude,
                          "longitude": loc.longitude, "confidence": loc.confidence,
