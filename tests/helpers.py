@@ -26,7 +26,21 @@ from tipline.pipeline.core import StageContext, get_stage, run_stage
 from tipline.runtime import Runtime
 from tipline.standin import standin_image
 from tipline.store.db import transaction
-from tipline.store.tables import Blob, Document, File, Report, Reporter
+from tipline.store.tables import (
+    Agency,
+    Assessment,
+    Blob,
+    Document,
+    File,
+    Incident,
+    IncidentReport,
+    Jurisdiction,
+    Location,
+    Referral,
+    Report,
+    Reporter,
+    ReportLink,
+)
 from tipline.store.tables import Report as ReportRow
 
 INCIDENT = "Child Pornography (possession, manufacture, and distribution)"
@@ -220,3 +234,44 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+def enrichment_results(rt: Runtime) -> dict[str, Any]:
+    """Every stored result of enrichment, without timestamps or surrogate ids."""
+    with rt.sessions() as s:
+        agency = dict(s.execute(select(Agency.id, Agency.code)).all())
+        incident_key = dict(s.execute(select(Incident.id, Incident.key)).all())
+        return {
+            "assessment": {a.report_id: (a.quality, a.missing, a.disposition, a.disposition_reasons, a.priority,
+                                         a.priority_reasons, a.escalate, a.rules_version)
+                           for a in s.execute(select(Assessment)).scalars()},
+            "jurisdiction": {j.report_id: (j.country, j.us_state, j.source, j.confidence, j.reason)
+                             for j in s.execute(select(Jurisdiction)).scalars()},
+            "referrals": sorted((r.report_id, agency[r.agency_id], r.rule, r.reason, r.escalated)
+                                for r in s.execute(select(Referral)).scalars()),
+            "links": sorted((lk.report_a, lk.report_b, lk.reason, lk.detail, lk.weight)
+                            for lk in s.execute(select(ReportLink)).scalars()),
+            "incidents": sorted((incident_key[m.incident_id], m.report_id, m.reason, m.rule, m.via_report_id,
+                                 m.link_detail) for m in s.execute(select(IncidentReport)).scalars()),
+            "incident_lowest": sorted(s.execute(select(Incident.key, Incident.lowest_report_id)).all()),
+            "locations": sorted(((loc.report_id, loc.source, loc.detail, loc.country, loc.region, loc.city,
+                                 loc.confidence, loc.location_class, loc.ip, loc.event, loc.event_at, loc.proxy,
+                                 loc.verified) for loc in s.execute(select(Location)).scalars()), key=repr),
+        }
+
+
+def result_diff(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """What changed, readably (the first few differences of each kind)."""
+    out: list[str] = []
+    for kind in before:
+        b, a = before[kind], after[kind]
+        if b == a:
+            continue
+        if isinstance(b, dict):
+            keys = sorted(set(b) | set(a))
+            changed = [k for k in keys if b.get(k) != a.get(k)]
+            out += [f"{kind} of report {k}: {b.get(k)!r} -> {a.get(k)!r}" for k in changed[:5]]
+        else:
+            out += [f"{kind} lost: {x!r}" for x in sorted(set(b) - set(a))[:5]]
+            out += [f"{kind} gained: {x!r}" for x in sorted(set(a) - set(b))[:5]]
+    return out

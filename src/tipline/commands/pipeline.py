@@ -45,39 +45,49 @@ def _check_stages(names: tuple[str, ...]) -> list[str] | None:
     return list(names)
 
 
-def _drive(rt: Runtime, ids: list[int], job: Callable[[StageContext, int], list[str]], concurrency: int,
-           label: str) -> tuple[int, int, int]:
-    """Run ``job`` for every report id on ``concurrency`` threads, with a progress bar."""
+def _drive(rt: Runtime, ids: list[int], job: Callable[[StageContext, list[int]], dict[int, str]],
+           concurrency: int, group_size: int, label: str) -> tuple[int, int, int]:
+    """Run ``job`` over groups of ``group_size`` report ids on ``concurrency`` threads, with a
+    progress bar; ``job`` returns {report id: why it failed}."""
     from tqdm import tqdm
 
     from tipline.pipeline.core import StageContext
-    from tipline.pipeline.queue import StageFailed
 
     ctx = StageContext(rt)
-    ran = failed = stage_runs = 0
-    lock = threading.Lock()
+    failed = 0
     started = time.monotonic()
+    groups = [ids[i:i + group_size] for i in range(0, len(ids), group_size)]
     with tqdm(total=len(ids), desc=label, unit="report", disable=None) as bar, \
             ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        futures = {pool.submit(job, ctx, rid): rid for rid in ids}
+        futures = {pool.submit(job, ctx, group): group for group in groups}
         for fut in as_completed(futures):
-            rid = futures[fut]
+            group = futures[fut]
             try:
-                names = fut.result()
-                with lock:
-                    ran += 1 if names else 0
-                    stage_runs += len(names)
-            except StageFailed as exc:
-                failed += 1
-                tqdm.write(f"failed: {exc}")
-            except Exception as exc:  # a report that cannot be read must not stop the others
-                failed += 1
-                tqdm.write(f"failed: report {rid}: {type(exc).__name__}: {exc}")
-            bar.update(1)
+                for rid, why in sorted(fut.result().items()):
+                    failed += 1
+                    tqdm.write(f"failed: report {rid}: {why}")
+            except Exception as exc:  # a group that cannot be read must not stop the others
+                failed += len(group)
+                tqdm.write(f"failed: reports {group[0]}..{group[-1]}: {type(exc).__name__}: {exc}")
+            bar.update(len(group))
     secs = time.monotonic() - started
+    stage_runs = sum(ctx.outcomes.values())
+    ran = len(ids) - failed
     click.echo(f"{label}: {len(ids)} report(s), {ran} enriched, {stage_runs} stage run(s), {failed} failed "
                f"in {secs:.1f} s" + (f" ({len(ids) / secs:.1f} reports/s)" if secs > 0 and ids else ""))
     return ran, failed, stage_runs
+
+
+def _group_seconds(rt: Runtime) -> float | None:
+    # On SQLite a group holds the one write lock: bound its transaction so that intake beside
+    # it (a running server) never waits long. PostgreSQL writers do not block each other.
+    from tipline.pipeline.queue import GROUP_SECONDS
+
+    return None if rt.engine.dialect.name == "postgresql" else 4 * GROUP_SECONDS
+
+
+GROUP_SIZE_HELP = ("Reports per group: one transaction, each stage once over the whole group "
+                   "(default 200; docs/pipeline.md, The group path).")
 
 
 @click.group("pipeline")
@@ -95,34 +105,39 @@ def command() -> None:
               help="Only these stages (repeatable); default every stage.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many reports.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=None,
-              help="Reports processed at once (default TIPLINE_PIPELINE_CONCURRENCY).")
+              help="Groups processed at once (default TIPLINE_PIPELINE_CONCURRENCY).")
+@click.option("--group-size", type=click.IntRange(min=1), default=None, help=GROUP_SIZE_HELP)
 @pass_ctx
 def run_cmd(c: Ctx, since: datetime | None, stage_names: tuple[str, ...], limit: int | None,
-            concurrency: int | None) -> None:
+            concurrency: int | None, group_size: int | None) -> None:
     """Run the pending stages of finished reports.
 
     Pending: not yet done, done at an older version, or failed.
     """
     only = _check_stages(stage_names)
     with c.opened() as rt:
-        failed = run_pipeline(rt, since=_since(since), only=only, limit=limit, concurrency=concurrency)
+        failed = run_pipeline(rt, since=_since(since), only=only, limit=limit, concurrency=concurrency,
+                              group_size=group_size)
     if failed:
         raise click.exceptions.Exit(1)
 
 
 def run_pipeline(rt: Runtime, *, since: datetime | None = None, only: list[str] | None = None,
                  limit: int | None = None, concurrency: int | None = None,
-                 report_ids: list[int] | None = None) -> int:
+                 report_ids: list[int] | None = None, group_size: int | None = None) -> int:
     """Run the pending stages of finished reports (of ``report_ids``, if given), with progress;
     returns how many reports failed."""
-    from tipline.pipeline.queue import pending_report_ids, run_pending
+    from tipline.pipeline.queue import GROUP_SIZE, enrich_many, pending_report_ids
 
     ids = pending_report_ids(rt, since=since, limit=limit, report_ids=report_ids)
     if not ids:
         click.echo("nothing pending")
         return 0
-    _, failed, _ = _drive(rt, ids, lambda ctx, rid: run_pending(ctx, rid, only=only),
-                          concurrency or rt.settings.pipeline_concurrency, "pipeline run")
+    size = group_size or GROUP_SIZE
+    seconds = _group_seconds(rt)
+    _, failed, _ = _drive(rt, ids, lambda ctx, group: enrich_many(ctx, group, only=only, max_seconds=seconds,
+                                                                   group_size=size),
+                          concurrency or rt.settings.pipeline_concurrency, size, "pipeline run")
     return failed
 
 
@@ -134,17 +149,18 @@ def run_pipeline(rt: Runtime, *, since: datetime | None = None, only: list[str] 
 @click.option("--report", "report_ids", multiple=True, type=int, metavar="ID", help="Only these reports (repeatable).")
 @click.option("--no-downstream", is_flag=True, help="Only the stages named, not the stages that read them.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=None,
-              help="Reports processed at once (default TIPLINE_PIPELINE_CONCURRENCY).")
+              help="Groups processed at once (default TIPLINE_PIPELINE_CONCURRENCY).")
+@click.option("--group-size", type=click.IntRange(min=1), default=None, help=GROUP_SIZE_HELP)
 @click.option("--all", "whole_store", is_flag=True,
               help="With --stage bundles: rebuild every incident from the stored links in one pass.")
 @pass_ctx
 def rerun_cmd(c: Ctx, stage_names: tuple[str, ...], since: datetime | None, report_ids: tuple[int, ...],
-              no_downstream: bool, concurrency: int | None, whole_store: bool) -> None:
+              no_downstream: bool, concurrency: int | None, group_size: int | None, whole_store: bool) -> None:
     """Force stages to run again for finished reports.
 
     For instance after importing a hash bank or changing the triage rules.
     """
-    from tipline.pipeline.queue import finished_report_ids, rerun
+    from tipline.pipeline.queue import GROUP_SIZE, finished_report_ids, rerun_many
 
     names = _check_stages(stage_names)
     if whole_store:
@@ -160,9 +176,12 @@ def rerun_cmd(c: Ctx, stage_names: tuple[str, ...], since: datetime | None, repo
         if not ids:
             click.echo("no finished reports match")
             return
-        _, failed, _ = _drive(rt, ids, lambda ctx, rid: rerun(ctx, rid, stage_names=names,
-                                                                downstream=not no_downstream),
-                              concurrency or rt.settings.pipeline_concurrency, "pipeline rerun")
+        size = group_size or GROUP_SIZE
+        seconds = _group_seconds(rt)
+        _, failed, _ = _drive(rt, ids, lambda ctx, group: rerun_many(ctx, group, stage_names=names,
+                                                                       downstream=not no_downstream,
+                                                                       max_seconds=seconds, group_size=size),
+                              concurrency or rt.settings.pipeline_concurrency, size, "pipeline rerun")
     finally:
         rt.close()
     if failed:
@@ -193,8 +212,9 @@ def _rebuild_bundles(c: Ctx, names: list[str] | None, since: datetime | None, re
 @click.option("--concurrency", type=click.IntRange(min=1), default=None,
               help="Jobs at once (default TIPLINE_PIPELINE_CONCURRENCY).")
 @click.option("--once", is_flag=True, help="Exit when no job is left instead of waiting for more.")
+@click.option("--group-size", type=click.IntRange(min=1), default=None, help=GROUP_SIZE_HELP)
 @pass_ctx
-def worker_cmd(c: Ctx, kind: str | None, concurrency: int | None, once: bool) -> None:
+def worker_cmd(c: Ctx, kind: str | None, concurrency: int | None, once: bool, group_size: int | None) -> None:
     """Run a queue worker: enrich reports as jobs arrive.
 
     Jobs that crashed workers left behind are retried.
@@ -205,7 +225,7 @@ def worker_cmd(c: Ctx, kind: str | None, concurrency: int | None, once: bool) ->
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     rt = c.runtime()
     ctx = StageContext(rt)
-    q = open_queue(rt, kind, concurrency=concurrency, ctx=ctx)
+    q = open_queue(rt, kind, concurrency=concurrency, ctx=ctx, group_size=group_size)
     stop = threading.Event()
     if q.kind == "inprocess" and threading.current_thread() is threading.main_thread():
         # SIGTERM (systemd, docker stop) and Ctrl-C: each thread finishes the group of reports

@@ -32,7 +32,7 @@ from tipline.intake.errors import IntakeError, Reason
 from tipline.model.report import FileDetails
 from tipline.model.report import Report as ReportModel
 from tipline.store.blobs import BlobStore, BlobWriter, StoredBlob
-from tipline.store.db import cross_report_lock, transaction
+from tipline.store.db import report_locks, transaction
 from tipline.store.tables import Blob, Document, File, PipelineRun, Report, Reporter
 
 log = logging.getLogger("tipline.intake")
@@ -554,9 +554,10 @@ class Intake:
         """
         now = utcnow()
         with transaction(self.sessions) as s:
-            # Wait for any enrichment in flight to commit: the ledger rows deleted below must
-            # not be written again over the old document by a job that read it (PostgreSQL).
-            cross_report_lock(s)
+            # Wait for any enrichment of this report in flight to commit (it holds the report's
+            # lock from its start): the ledger rows deleted below must not be written again
+            # over the old document by a job that read it (PostgreSQL).
+            report_locks(s, [report_id])
             doc = s.execute(
                 select(Report.document).where(Report.id == report_id).with_for_update()
             ).scalar()

@@ -24,11 +24,11 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.orm import Session
 
 from tipline.runtime import Runtime
-from tipline.store.db import cross_report_lock, transaction
+from tipline.store.db import cross_report_lock, report_locks, transaction
 from tipline.store.tables import PipelineRun, Report
 
 __all__ = ["cross_report_lock"]  # stages take it from here
@@ -103,24 +103,29 @@ def load_stages() -> None:
 
 
 def stages() -> list[StageDef]:
-    """All stages in dependency order (a stage comes after every stage it reads)."""
-    load_stages()
-    done: list[StageDef] = []
-    seen: set[str] = set()
+    """All stages in dependency order (a stage comes after every stage it reads).
 
-    def visit(name: str, path: tuple[str, ...]) -> None:
-        if name in seen or name not in _STAGES:
-            return
+    Among the orders that respects, stages run level by level (those reading nothing first,
+    then those reading only them, ...; by name within a level): the stages that read only
+    their own report (hashes, identifiers, location, jurisdiction) come before those that read
+    other reports, so a group's transaction takes the cross-report lock as late as it can and
+    the costly per-report work (decoding and hashing images) runs beside other workers.
+    """
+    load_stages()
+    level: dict[str, int] = {}
+
+    def depth(name: str, path: tuple[str, ...]) -> int:
+        if name in level:
+            return level[name]
         if name in path:
             raise ValueError(f"stage cycle: {' -> '.join((*path, name))}")
-        for dep in _STAGES[name].after:
-            visit(dep, (*path, name))
-        seen.add(name)
-        done.append(_STAGES[name])
+        deps = [d for d in _STAGES[name].after if d in _STAGES]
+        level[name] = 1 + max((depth(d, (*path, name)) for d in deps), default=-1)
+        return level[name]
 
-    for name in sorted(_STAGES):
-        visit(name, ())
-    return done
+    for name in _STAGES:
+        depth(name, ())
+    return [_STAGES[n] for n in sorted(_STAGES, key=lambda n: (level[n], n))]
 
 
 def get_stage(name: str) -> StageDef:
@@ -158,6 +163,7 @@ class StageContext:
 def run_stage(ctx: StageContext, st: StageDef, report_id: int) -> None:
     """Run one stage for one report in its own transaction and record it in the ledger."""
     with transaction(ctx.rt.sessions, background=True) as s:
+        report_locks(s, [report_id])
         outcome = st.func(ctx, s, report_id) or Outcome.DONE
         record_run(s, report_id, st, None)
     from tipline.metrics import record_stage_runs  # here: keeps prometheus-client off CLI start-up
@@ -176,6 +182,55 @@ def record_run(session: Session, report_id: int, st: StageDef, error: str | None
     session.execute(delete(PipelineRun).where(PipelineRun.report_id == report_id, PipelineRun.stage == st.name))
     session.execute(insert(PipelineRun), [{"report_id": report_id, "stage": st.name, "done_at": datetime.now(UTC),
                                            "version": st.version, "error": error}])
+
+
+def parsed_report(session: Session, report_id: int, document: dict[str, Any]) -> Any:
+    """The stored report tree of ``report_id`` as the pydantic model, parsed once per transaction.
+
+    identifiers, location and assess each read the document; parsing it is most of what they
+    cost, and within one group's transaction it cannot change (the runner holds the group's
+    report locks, which an addendum takes too, and no stage writes documents).
+    """
+    from tipline.model.report import Report as ReportModel
+
+    tx = session.get_transaction()
+    key = id(tx) if tx is not None else None
+    cache: tuple[int | None, dict[int, Any]] | None = session.info.get(_PARSED)
+    if cache is None or cache[0] != key:
+        cache = (key, {})
+        session.info[_PARSED] = cache
+    model = cache[1].get(report_id)
+    if model is None:
+        model = cache[1][report_id] = ReportModel.model_validate(document)
+    return model
+
+
+_PARSED = "tipline.parsed_reports"
+
+
+def insert_rows(session: Session, model: type, rows: list[dict[str, Any]]) -> None:
+    """One executemany INSERT of ``rows`` into ``model``'s table (Core, not the ORM).
+
+    The ORM's bulk insert leaves out None values and batches rows by the keys left, so rows
+    that differ in which columns are NULL would cost one statement each; every row here
+    carries every key the first row has.
+    """
+    if not rows:
+        return
+    keys = list(rows[0])
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    session.execute(insert(table), [{k: r.get(k) for k in keys} for r in rows])
+
+
+def forget_objects(session: Session, *classes: type) -> None:
+    """Drop ORM objects of these tables from the session after a group form rewrote their rows.
+
+    Group forms write with plain DELETE/INSERT statements; an object loaded earlier in the same
+    transaction (``session.get`` by a per-report stage) would otherwise be served again in place
+    of the rows now stored.
+    """
+    for obj in [o for o in session.identity_map.values() if isinstance(o, classes)]:
+        session.expunge(obj)
 
 
 def _selected(only: Iterable[str] | None) -> list[StageDef]:
@@ -208,67 +263,128 @@ def run_report_stepwise(ctx: StageContext, report_id: int, only: Iterable[str] |
             return
 
 
-def run_reports(ctx: StageContext, work: dict[int, list[str] | None], *, max_seconds: float | None = None) -> None:
-    """Run stages for several reports, grouped into few transactions: ``{report id: stage names or None}``.
+#: Reports run as one group (one transaction, each stage once over all of them) unless the
+#: caller says otherwise: large enough that a stage's fixed cost per statement is shared by
+#: hundreds of reports, small enough that a group's transaction stays short (seconds).
+DEFAULT_GROUP_SIZE = 200
 
-    Each report's stages run in dependency order, report after report, exactly as
-    ``run_report_stepwise`` would run them one after another; each stage inside a SAVEPOINT,
-    so a failing stage rolls back only its own writes, is recorded in the ledger with its
-    error, and stops the later stages of that report alone. A group commits once, which is
-    what makes this fast: on a durable store a commit is an fsync (7-10 ms here) and a report
-    has nine stages. ``max_seconds`` closes a group once it has run that long, so that on
-    SQLite intake never waits long behind enrichment for the write lock.
+
+def run_reports(ctx: StageContext, work: dict[int, list[str] | None], *, max_seconds: float | None = None,
+                group_size: int | None = None) -> None:
+    """Run stages for several reports in groups: ``{report id: stage names or None}``.
+
+    A group is one transaction. In it the stages run **stage by stage** in dependency order,
+    each over every report of the group that needs it: with the stage's set-based form
+    (``StageDef.group``, a bounded number of statements for the whole group) when it has one,
+    else report by report. Each group call runs in a SAVEPOINT; if it raises, the savepoint
+    is rolled back and that stage runs for those reports one by one through the per-report
+    ``func``, each in its own savepoint, so a report that fails fails alone: its error is in
+    the ledger, its later stages are skipped, and the rest of the group commits.
+
+    ``group_size`` caps the reports in one group (default ``DEFAULT_GROUP_SIZE``).
+    ``max_seconds`` bounds how long one group's transaction may run, for SQLite where intake
+    waits behind it for the write lock: groups then start at one report and double while a
+    group takes under half of it, halving when one takes longer (a group cannot stop half-way
+    through a stage).
 
     If a group's commit fails (a deadlock with another worker, a serialisation error, a lost
     connection), nothing of that group is kept and its reports are run again the plain way.
     """
     items = list(work.items())
+    limit = max(1, group_size or DEFAULT_GROUP_SIZE)
+    size = 1 if max_seconds is not None else limit
     start = 0
     while start < len(items):
-        start = _run_group(ctx, items, start, max_seconds)
+        began = time.monotonic()
+        end = min(len(items), start + size)
+        _run_group(ctx, items[start:end])
+        start = end
+        if max_seconds is not None:
+            took = time.monotonic() - began
+            if took > max_seconds:
+                size = max(1, size // 2)
+            elif took < max_seconds / 2:
+                size = min(limit, size * 2)
 
 
-def _run_group(ctx: StageContext, items: list[tuple[int, list[str] | None]], start: int,
-               max_seconds: float | None) -> int:
-    """Run reports from ``items[start]`` on in one transaction; returns the index after the last one run."""
-    began = time.monotonic()
-    end = start
-    ledger: list[tuple[StageDef, str | None]] = []  # what ran, for the metrics once committed
+def record_runs(session: Session, st: StageDef, report_ids: list[int], error: str | None = None) -> None:
+    """``record_run`` for many reports of one stage: two statements (per 500 reports), not two per report."""
+    if not report_ids:
+        return
+    for i in range(0, len(report_ids), 500):
+        chunk = report_ids[i:i + 500]
+        session.execute(delete(PipelineRun).where(PipelineRun.stage == st.name, PipelineRun.report_id.in_(chunk)))
+    now = datetime.now(UTC)
+    insert_rows(session, PipelineRun, [{"report_id": rid, "stage": st.name, "done_at": now,
+                                        "version": st.version, "error": error} for rid in report_ids])
+
+
+def _run_stage_over(ctx: StageContext, s: Session, st: StageDef, ids: list[int]
+                    ) -> tuple[dict[int, Outcome], dict[int, str]]:
+    """One stage over the reports ``ids`` inside the group's transaction: (outcomes, errors)."""
+    if st.group is not None:
+        try:
+            with s.begin_nested():
+                got = st.group(ctx, s, ids)
+                # In the savepoint: later stages of these reports see that this one ran (the
+                # first run must read what a re-run reads).
+                record_runs(s, st, ids)
+                s.flush()
+            return {rid: got.get(rid) or Outcome.DONE for rid in ids}, {}
+        except Exception:
+            # Rolled back to the savepoint: now each report alone, so one bad report cannot
+            # fail the others.
+            log.warning("stage %s failed over a group of %d report(s); running them one by one", st.name,
+                        len(ids), exc_info=True)
+    outcomes: dict[int, Outcome] = {}
+    errors: dict[int, str] = {}
+    for rid in ids:
+        try:
+            with s.begin_nested():
+                outcomes[rid] = st.func(ctx, s, rid) or Outcome.DONE
+                record_run(s, rid, st, None)
+                s.flush()
+        except Exception as exc:
+            log.exception("stage %s failed for report %s", st.name, rid)
+            errors[rid] = _error_text(exc)
+    return outcomes, errors
+
+
+def _run_group(ctx: StageContext, group: list[tuple[int, list[str] | None]]) -> None:
+    """Run one group of reports in one transaction, stage by stage (see ``run_reports``)."""
+    wanted = {rid: {st.name for st in _selected(names)} for rid, names in group}
+    order = [rid for rid, _ in group]
+    failed: set[int] = set()
+    ledger: list[tuple[str, str | None]] = []  # what ran, for the metrics once committed
     outcomes: list[tuple[str, Outcome]] = []
     try:
         with transaction(ctx.rt.sessions, background=True) as s:
-            while end < len(items):
-                report_id, names = items[end]
-                end += 1
-                for st in _selected(names):
-                    try:
-                        with s.begin_nested():
-                            outcome = st.func(ctx, s, report_id) or Outcome.DONE
-                            # In the savepoint: a later stage of this report sees that this
-                            # one ran (the first run must read what a re-run reads).
-                            record_run(s, report_id, st, None)
-                            s.flush()
-                        ledger.append((st, None))
-                        outcomes.append((st.name, outcome))
-                    except Exception as exc:
-                        log.exception("stage %s failed for report %s", st.name, report_id)
-                        record_run(s, report_id, st, _error_text(exc))
-                        ledger.append((st, "failed"))
-                        break  # later stages read this one's output; the reconciler retries
-                if max_seconds is not None and time.monotonic() - began >= max_seconds:
-                    break
+            # The group's own reports, for the whole transaction: no second job enriches one of
+            # them meanwhile and no addendum changes a document the group read (store.db).
+            report_locks(s, order)
+            for st in stages():
+                ids = [rid for rid in order if rid not in failed and st.name in wanted[rid]]
+                if not ids:
+                    continue
+                done, errors = _run_stage_over(ctx, s, st, ids)
+                if errors:
+                    # Outside the rolled-back savepoints: the error is what the ledger keeps.
+                    for rid, err in errors.items():
+                        record_run(s, rid, st, err)
+                    failed.update(errors)  # later stages read this one's output; the reconciler retries
+                ledger += [(st.name, None)] * len(done) + [(st.name, "failed")] * len(errors)
+                outcomes += [(st.name, o) for o in done.values()]
     except Exception:
-        log.warning("a group of %d report(s) could not commit; running them one by one", end - start,
+        log.warning("a group of %d report(s) could not commit; running them one by one", len(group),
                     exc_info=True)
-        for report_id, names in items[start:end]:
+        for report_id, names in group:
             run_report_stepwise(ctx, report_id, only=names)
     else:
         from tipline.metrics import record_stage_runs
 
         # Counted once the group committed (a failed commit is counted by the stepwise rerun).
-        record_stage_runs((st.name, err) for st, err in ledger)
+        record_stage_runs(ledger)
         ctx.count(outcomes)
-    return end
 
 
 def run_report(ctx: StageContext, report_id: int, only: Iterable[str] | None = None) -> None:

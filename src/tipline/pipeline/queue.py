@@ -45,17 +45,24 @@ log = logging.getLogger("tipline.pipeline.queue")
 
 #: PostgreSQL schema holding Procrastinate's tables, types and functions.
 PROCRASTINATE_SCHEMA = "procrastinate"
-#: Procrastinate task name and queue of the enrichment job.
+#: Procrastinate task name and queue of the enrichment job of one report, and of a group.
 TASK_NAME = "tipline.enrich"
+GROUP_TASK_NAME = "tipline.enrich_group"
+TASK_NAMES = (TASK_NAME, GROUP_TASK_NAME)
 QUEUE_NAME = "enrich"
 #: How often a running worker re-checks the ledger for reports left behind (seconds).
 RECONCILE_INTERVAL = 60.0
 #: A report whose stage failed is retried by the reconciler after this long, not at once.
 RETRY_FAILED_AFTER = timedelta(minutes=10)
-#: The in-process worker runs up to this many queued reports in one transaction, closing the
-#: transaction early after GROUP_SECONDS (SQLite intake waits for the write lock meanwhile).
-GROUP_SIZE = 32
+#: Reports per group: what the in-process worker takes from its queue at once, what one
+#: Procrastinate job carries, what ``tipline pipeline run`` hands a thread (``--group-size``).
+#: A group is one transaction and each stage runs once over all of it (``core.run_reports``).
+GROUP_SIZE = 200
+#: On SQLite intake waits for the write lock while a group runs: the in-process worker sizes
+#: its groups so that one transaction takes about this long (``run_reports(max_seconds=...)``).
 GROUP_SECONDS = 0.5
+#: How long the Procrastinate deferrer waits for more finished reports to fill a group job.
+DEFER_LINGER = 0.05
 
 
 class StageFailed(RuntimeError):
@@ -267,19 +274,21 @@ def _follow(ctx: StageContext, report_ids: list[int], *, max_seconds: float | No
     return failed
 
 
-def enrich_many(ctx: StageContext, report_ids: Iterable[int], *, max_seconds: float | None = None) -> dict[int, str]:
+def enrich_many(ctx: StageContext, report_ids: Iterable[int], *, max_seconds: float | None = None,
+                group_size: int | None = None, only: Iterable[str] | None = None) -> dict[int, str]:
     """The job for a group of reports (``enrich`` for each), in few transactions; returns failures.
 
     Unfinished or unknown reports are skipped. Linked reports that this made due again (see
     ``stale_neighbours``) are run too. Returns {report id: the failed stages' errors}.
     """
     ids = sorted(set(report_ids))
-    failed = _enrich_group(ctx, ids, max_seconds=max_seconds)
+    failed = _enrich_group(ctx, ids, max_seconds=max_seconds, group_size=group_size, only=only)
     failed.update(_follow(ctx, ids, max_seconds=max_seconds))
     return failed
 
 
-def _enrich_group(ctx: StageContext, ids: list[int], *, max_seconds: float | None = None) -> dict[int, str]:
+def _enrich_group(ctx: StageContext, ids: list[int], *, max_seconds: float | None = None,
+                  group_size: int | None = None, only: Iterable[str] | None = None) -> dict[int, str]:
     if not ids:
         return {}
     ledgers: dict[int, dict[str, tuple[str, str | None]]] = {}
@@ -291,10 +300,15 @@ def _enrich_group(ctx: StageContext, ids: list[int], *, max_seconds: float | Non
             ledgers.setdefault(int(r.report_id), {})[r.stage] = (r.version, r.error)
     work: dict[int, list[str] | None] = {}
     for rid in sorted(finished):
-        names = plan(ledgers.get(rid, {}))
+        names = plan(ledgers.get(rid, {}), only=only)
         if names:
             work[rid] = names
-    run_reports(ctx, work, max_seconds=max_seconds)
+    run_reports(ctx, work, max_seconds=max_seconds, group_size=group_size)
+    return _failures(ctx, work)
+
+
+def _failures(ctx: StageContext, work: dict[int, list[str] | None]) -> dict[int, str]:
+    """{report id: errors of the stages of ``work`` that failed}, read from the ledger."""
     failed: dict[int, str] = {}
     if work:
         with ctx.rt.sessions() as s:
@@ -307,6 +321,34 @@ def _enrich_group(ctx: StageContext, ids: list[int], *, max_seconds: float | Non
                     prior = failed.get(int(rid))
                     failed[int(rid)] = f"{prior}; {name}: {error}" if prior else f"{name}: {error}"
     return failed
+
+
+def rerun_many(ctx: StageContext, report_ids: Iterable[int], *, stage_names: Iterable[str] | None = None,
+               downstream: bool = True, max_seconds: float | None = None,
+               group_size: int | None = None) -> dict[int, str]:
+    """``rerun`` for a group of reports, in groups; returns {report id: the failed stages' errors}."""
+    all_done: dict[str, tuple[str, str | None]] = {st.name: (st.version, None) for st in stages()}
+    forced = list(all_done) if stage_names is None else list(stage_names)
+    names = plan(all_done, force=forced, downstream=downstream)
+    ids = finished_report_ids(ctx.rt, report_ids=sorted(set(report_ids)))
+    if not names or not ids:
+        return {}
+    work: dict[int, list[str] | None] = dict.fromkeys(ids, names)
+    run_reports(ctx, work, max_seconds=max_seconds, group_size=group_size)
+    failed = _failures(ctx, work)
+    failed.update(_follow(ctx, ids, max_seconds=max_seconds))
+    return failed
+
+
+def enrich_group(ctx: StageContext, report_ids: list[int]) -> None:
+    """The job for a group of reports (Procrastinate): ``enrich_many``; raises ``StageFailed`` if one failed.
+
+    Raising makes Procrastinate retry the job; a retry re-plans from the ledger, so only the
+    reports (and stages) that did not succeed run again.
+    """
+    failed = enrich_many(ctx, report_ids)
+    if failed:
+        raise StageFailed("; ".join(f"report {rid}: {why}" for rid, why in sorted(failed.items())))
 
 
 # --- the interface --------------------------------------------------------------------------
@@ -338,14 +380,16 @@ def queue_kind(rt: Runtime, kind: str | None = None) -> str:
 
 
 def open_queue(rt: Runtime, kind: str | None = None, *, concurrency: int | None = None,
-               ctx: StageContext | None = None) -> JobQueue:
+               ctx: StageContext | None = None, group_size: int | None = None) -> JobQueue:
     """The job queue configured by ``TIPLINE_QUEUE`` (or ``kind``) for this runtime; its stages
-    run in ``ctx`` when given (which then counts their outcomes)."""
+    run in ``ctx`` when given (which then counts their outcomes). ``group_size``: reports per
+    group (default ``GROUP_SIZE``)."""
     n = concurrency or rt.settings.pipeline_concurrency
+    g = group_size or GROUP_SIZE
     resolved = queue_kind(rt, kind)
     if resolved == "procrastinate":
-        return ProcrastinateQueue(rt, concurrency=n, ctx=ctx)
-    return InProcessQueue(rt, concurrency=n, ctx=ctx)
+        return ProcrastinateQueue(rt, concurrency=n, ctx=ctx, group_size=g)
+    return InProcessQueue(rt, concurrency=n, ctx=ctx, group=g)
 
 
 # --- embedded: in-process threads over the ledger ---------------------------------------------
@@ -412,7 +456,7 @@ class InProcessQueue:
                     return
                 continue
             try:
-                failed = enrich_many(self.ctx, ids, max_seconds=self.group_seconds)
+                failed = enrich_many(self.ctx, ids, max_seconds=self.group_seconds, group_size=self.group)
                 with self._lock:
                     self.processed += len(ids) - len(failed)
                     self.failed += len(failed)
@@ -517,8 +561,13 @@ def _register_task(app: Any, ctx_factory: Callable[[], StageContext]) -> None:
     def enrich_job(report_id: int) -> None:
         enrich(ctx_factory(), report_id)
 
+    def enrich_group_job(report_ids: list[int]) -> None:
+        enrich_group(ctx_factory(), [int(r) for r in report_ids])
+
     app.task(name=TASK_NAME, queue=QUEUE_NAME, retry=RetryStrategy(max_attempts=3, wait=5),
              pass_context=False)(enrich_job)
+    app.task(name=GROUP_TASK_NAME, queue=QUEUE_NAME, retry=RetryStrategy(max_attempts=3, wait=5),
+             pass_context=False)(enrich_group_job)
 
 
 class ProcrastinateQueue:
@@ -528,10 +577,15 @@ class ProcrastinateQueue:
 
     def __init__(self, rt: Runtime, *, concurrency: int = 2, reconcile_interval: float = RECONCILE_INTERVAL,
                  heartbeat_interval: float = 10.0, stalled_after: float = 30.0,
-                 ctx: StageContext | None = None) -> None:
+                 ctx: StageContext | None = None, group_size: int = GROUP_SIZE,
+                 linger: float = DEFER_LINGER) -> None:
         from procrastinate import App, SyncPsycopgConnector
 
         self.rt = rt
+        #: Reports per job: the deferrer puts what has queued up (waiting ``linger`` for more)
+        #: into one group job; a lone report gets the one-report job with its report locks.
+        self.group_size = max(1, group_size)
+        self.linger = linger
         self.url = rt.settings.effective_database_url
         self.concurrency = max(1, concurrency)
         self.reconcile_interval = reconcile_interval
@@ -578,20 +632,44 @@ class ProcrastinateQueue:
 
     def _defer_loop(self) -> None:
         while True:
-            report_id = self._to_defer.get()
+            batch = [self._to_defer.get()]
+            deadline = time.monotonic() + self.linger
+            while batch[-1] >= 0 and len(batch) < self.group_size:
+                try:
+                    batch.append(self._to_defer.get(timeout=max(0.0, deadline - time.monotonic())))
+                except queue_mod.Empty:
+                    break
+            ids = [r for r in batch if r >= 0]
             try:
-                if report_id < 0:  # close() asks the loop to stop after what was queued
-                    return
-                self.defer_now(report_id)
+                if ids:
+                    self.defer_group(ids)
             except Exception:
-                log.exception("deferring enrichment of report %s failed; the reconciler will retry", report_id)
+                log.exception("deferring enrichment of reports %s failed; the reconciler will retry", ids)
             finally:
-                self._to_defer.task_done()
+                for _ in batch:
+                    self._to_defer.task_done()
+            if batch[-1] < 0:  # close() asks the loop to stop after what was queued
+                return
 
     def flush(self) -> None:
         """Wait until every report handed to ``enqueue`` has been deferred."""
         if self._defer_thread is not None and self._defer_thread.is_alive():
             self._to_defer.join()
+
+    def defer_group(self, report_ids: list[int]) -> None:
+        """Defer one job for a group of reports (one report: the one-report job), synchronously.
+
+        A group job carries no Procrastinate lock (a job has one lock, a group has many
+        reports): two jobs holding one report run their transactions one after the other on
+        that report's advisory lock (``store.db.report_locks``), and the second finds its
+        stages done or redoes them idempotently; the reconciler leaves out reports that
+        already have a live job.
+        """
+        ids = sorted(set(report_ids))
+        if len(ids) == 1:
+            self.defer_now(ids[0])
+            return
+        self._deferrer().configure_task(GROUP_TASK_NAME).defer(report_ids=ids)
 
     def defer_now(self, report_id: int) -> None:
         """Defer the enrichment job for one report, synchronously."""
@@ -610,8 +688,8 @@ class ProcrastinateQueue:
 
         with psycopg.connect(self._conninfo, **_pg_kwargs()) as conn:
             rows = conn.execute(
-                "SELECT status::text, count(*) FROM procrastinate_jobs WHERE task_name = %s GROUP BY 1",
-                (TASK_NAME,),
+                "SELECT status::text, count(*) FROM procrastinate_jobs WHERE task_name = ANY(%s) GROUP BY 1",
+                (list(TASK_NAMES),),
             ).fetchall()
         return {str(k): int(v) for k, v in rows}
 
@@ -621,8 +699,9 @@ class ProcrastinateQueue:
         from procrastinate.exceptions import ConnectorException
 
         n = 0
-        for job in await app.job_manager.get_stalled_jobs(task_name=TASK_NAME,
-                                                          seconds_since_heartbeat=self.stalled_after):
+        stalled = [job for name in TASK_NAMES for job in await app.job_manager.get_stalled_jobs(
+            task_name=name, seconds_since_heartbeat=self.stalled_after)]
+        for job in stalled:
             try:
                 await app.job_manager.retry_job(job)
                 n += 1
@@ -640,19 +719,29 @@ class ProcrastinateQueue:
 
         with psycopg.connect(self._conninfo, **_pg_kwargs()) as conn:
             rows = conn.execute(
-                "SELECT args->>'report_id' FROM procrastinate_jobs WHERE task_name = %s"
-                " AND status IN ('todo', 'doing')",
-                (TASK_NAME,),
+                "SELECT args FROM procrastinate_jobs WHERE task_name = ANY(%s) AND status IN ('todo', 'doing')",
+                (list(TASK_NAMES),),
             ).fetchall()
-        return {int(r[0]) for r in rows if r[0] is not None}
+        out: set[int] = set()
+        for (args,) in rows:
+            if args.get("report_id") is not None:
+                out.add(int(args["report_id"]))
+            out.update(int(r) for r in args.get("report_ids") or ())
+        return out
+
+    def queued_reports(self) -> set[int]:
+        """Reports with a job waiting or running (one-report and group jobs)."""
+        return self._reports_with_live_jobs()
 
     def reconcile(self, *, retry_failed_after: timedelta | None = RETRY_FAILED_AFTER) -> int:
         # A report whose job is running right now still has pending stages in the ledger;
         # enqueueing it again would only queue a duplicate behind it.
         live = self._reports_with_live_jobs()
         ids = [rid for rid in pending_report_ids(self.rt, retry_failed_after=retry_failed_after) if rid not in live]
-        for rid in ids:
-            self.enqueue(rid)
+        # Straight into group jobs (not through the deferrer thread: a worker started with
+        # --once must find them deferred before it looks for work).
+        for i in range(0, len(ids), self.group_size):
+            self.defer_group(ids[i:i + self.group_size])
         return len(ids)
 
     async def _side(self, app: Any, stop: threading.Event, worker_task: asyncio.Task[Any]) -> None:

@@ -178,8 +178,11 @@ def cross_report_lock(session: Session) -> bool:
     no duplicate, and no re-run would ever agree with that first run. Holding one advisory
     lock from the first cross-report read to the commit makes the later of the two read the
     earlier one's committed rows. (SQLite writers are serial already: BEGIN IMMEDIATE.)
-    Intake takes it too before it changes a finished report's document (an addendum), so an
-    enrichment in flight never marks stages done over a document it did not read.
+    It is taken by the stages that read *other* reports' content and incidents (matches,
+    links, bundles, assess), which the runner orders after the stages that read only their
+    own report (``pipeline.core.stages``): a group's hashing, identifiers and locations run
+    beside other workers, and only its cross-report part is serial. What only concerns one
+    report (a second job for it, an addendum) is serialised by ``report_locks`` instead.
 
     Returns True when this call took the lock for the current transaction, so the caller can
     refresh in-memory views of other processes' rows exactly once, after taking it.
@@ -192,3 +195,27 @@ def cross_report_lock(session: Session) -> bool:
         session.execute(sql_text("SELECT pg_advisory_xact_lock(hashtext('tipline.bundles'))"))
     session.info[_CROSS_LOCK] = key
     return True
+
+
+#: Advisory-lock keys of reports are this plus the report id: above every ``hashtext`` key
+#: (those are 32-bit), so a report's lock never collides with a named lock.
+_REPORT_LOCK_BASE = 1 << 40
+
+
+def report_locks(session: Session, report_ids: list[int]) -> None:
+    """Hold the advisory lock of each of ``report_ids`` until commit (PostgreSQL; one statement).
+
+    What it serialises is per report, not global: two workers enriching the same report (a
+    job retried while its first run is still alive, a reconciler racing a hook), and an
+    addendum changing a report's document while a group that read the old document is in
+    flight (``intake.add_document`` takes the same lock): the later transaction waits for the
+    earlier one's commit and then reads what it wrote. Locks are taken in id order, in one
+    statement, so two groups that share reports cannot deadlock on them. (SQLite writers are
+    serial already: BEGIN IMMEDIATE.)
+    """
+    if not report_ids or session.get_bind().dialect.name != "postgresql":
+        return
+    session.execute(sql_text(
+        "SELECT pg_advisory_xact_lock(CAST(:base AS bigint) + t.r) FROM "
+        "(SELECT r FROM unnest(CAST(:ids AS bigint[])) AS r ORDER BY r) AS t"),
+        {"base": _REPORT_LOCK_BASE, "ids": sorted(set(int(r) for r in report_ids))})

@@ -140,7 +140,7 @@ class QueueCollector(Collector):
         self.rt = rt
 
     def collect(self) -> Iterator[Metric]:
-        from tipline.pipeline.queue import PROCRASTINATE_SCHEMA, TASK_NAME, pending_report_ids, queue_kind
+        from tipline.pipeline.queue import PROCRASTINATE_SCHEMA, TASK_NAMES, pending_report_ids, queue_kind
 
         try:
             kind = queue_kind(self.rt)
@@ -160,7 +160,7 @@ class QueueCollector(Collector):
             if kind == "procrastinate":
                 jobs = GaugeMetricFamily("tipline_queue_jobs", "Procrastinate enrichment jobs by status.",
                                          labels=["queue", "status"])
-                counts = self._procrastinate_counts(PROCRASTINATE_SCHEMA, TASK_NAME)
+                counts = self._procrastinate_counts(PROCRASTINATE_SCHEMA, TASK_NAMES)
                 for status in ("todo", "doing"):
                     jobs.add_metric([kind, status], counts.get(status, 0))
                 depth.add_metric([kind], counts.get("todo", 0))
@@ -173,7 +173,7 @@ class QueueCollector(Collector):
             return
         yield from families
 
-    def _procrastinate_counts(self, schema: str, task: str) -> dict[str, int]:
+    def _procrastinate_counts(self, schema: str, tasks: tuple[str, ...]) -> dict[str, int]:
         with self.rt.engine.connect() as conn:
             present = conn.execute(text("SELECT to_regclass(:t)"),
                                    {"t": f"{schema}.procrastinate_jobs"}).scalar()
@@ -181,7 +181,7 @@ class QueueCollector(Collector):
                 return {}
             rows = conn.execute(text(
                 f"SELECT status::text, count(*) FROM {schema}.procrastinate_jobs "
-                "WHERE task_name = :task GROUP BY 1"), {"task": task})
+                "WHERE task_name = ANY(:tasks) GROUP BY 1"), {"tasks": list(tasks)})
             return {str(k): int(v) for k, v in rows}
 
 

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from tipline.kinds.hashes import CRYPTO_NAMES
 from tipline.model.report import DeviceId, Email, IpCaptureEvent, Phone
 from tipline.model.report import Report as ReportModel
-from tipline.pipeline.core import StageContext, cross_report_lock, stage
+from tipline.pipeline.core import Outcome, StageContext, forget_objects, insert_rows, parsed_report, stage
 from tipline.pipeline.identifiers import (
     Rules,
     handle_from_profile_url,
@@ -225,23 +225,98 @@ def identifier_ids(session: Session, keys: Iterable[tuple[str, str, str, bool]])
     return out
 
 
-@stage("identifiers", version="1")
+def load_reports(session: Session, report_ids: list[int]
+                 ) -> dict[int, tuple[ReportModel | None, FileDetailsList, str]]:
+    """``load_report`` for many reports: two statements per 500 reports."""
+    rules = load_rules()
+    out: dict[int, tuple[ReportModel | None, FileDetailsList, str]] = {}
+    for i in range(0, len(report_ids), 500):
+        chunk = report_ids[i:i + 500]
+        files: dict[int, FileDetailsList] = {}
+        for rid, seq, det in session.execute(select(File.report_id, File.seq, File.details)
+                                             .where(File.report_id.in_(chunk)).order_by(File.report_id, File.seq)):
+            files.setdefault(int(rid), []).append((int(seq), det))
+        for row in session.execute(
+                select(Report.id, Report.document, Reporter.name, Reporter.kind)
+                .join(Reporter, Reporter.id == Report.reporter_id).where(Report.id.in_(chunk))):
+            if row.document is None:
+                out[int(row.id)] = (None, [], "unspecified")
+                continue
+            default = (normalise_service(row.name, rules) or "unspecified") if row.kind == "esp" else "unspecified"
+            out[int(row.id)] = (parsed_report(session, int(row.id), row.document), files.get(int(row.id), []),
+                                default)
+    return out
+
+
+#: Keys per statement when getting or creating identifiers in bulk (4 parameters each: well
+#: under SQLite's 32,766 and PostgreSQL's 65,535 bound parameters).
+_KEYS_PER_STATEMENT = 2000
+
+
+def identifier_ids_bulk(session: Session, keys: Iterable[tuple[str, str, str, bool]]
+                        ) -> dict[tuple[str, str, str], int]:
+    """``identifier_ids`` for a whole group: three statements per 2,000 distinct keys.
+
+    One multi-row INSERT ... ON CONFLICT DO NOTHING, one SELECT by row value
+    ``(kind, scope, value) IN (...)``, and one UPDATE for the identifiers that became shared.
+    """
+    wanted: dict[tuple[str, str, str], bool] = {}
+    for kind, scope, value, shared in keys:
+        wanted[(kind, scope, value)] = wanted.get((kind, scope, value), False) or shared
+    out: dict[tuple[str, str, str], int] = {}
+    keys_list = sorted(wanted)
+    for i in range(0, len(keys_list), _KEYS_PER_STATEMENT):
+        chunk = keys_list[i:i + _KEYS_PER_STATEMENT]
+        session.execute(dialect_insert(session, Identifier).values(
+            [{"kind": k, "scope": sc, "value": v, "shared": wanted[(k, sc, v)]} for k, sc, v in chunk]
+        ).on_conflict_do_nothing(index_elements=["kind", "scope", "value"]))
+        now_shared: list[int] = []
+        for iid, k, sc, v, shared in session.execute(
+                select(Identifier.id, Identifier.kind, Identifier.scope, Identifier.value, Identifier.shared)
+                .where(tuple_(Identifier.kind, Identifier.scope, Identifier.value).in_(chunk))):
+            out[(k, sc, v)] = int(iid)
+            if wanted[(k, sc, v)] and not shared:
+                now_shared.append(int(iid))
+        if now_shared:
+            session.execute(update(Identifier).where(Identifier.id.in_(now_shared)).values(shared=True)
+                            .execution_options(synchronize_session=False))
+    return out
+
+
+def identifiers_group(ctx: StageContext, session: Session, report_ids: list[int]) -> dict[int, Outcome]:
+    """The identifiers stage over a group: a fixed number of statements, not a few per report.
+
+    Writes what ``identifiers_stage`` run on each report in turn writes: an identifier's
+    ``shared`` only ever goes from False to True, so it ends the same whichever report of the
+    group showed it behind a proxy first.
+    """
+    rules = load_rules()
+    ids = list(report_ids)
+    for i in range(0, len(ids), 500):
+        session.execute(delete(ReportIdentifier).where(ReportIdentifier.report_id.in_(ids[i:i + 500])))
+    loaded = load_reports(session, ids)
+    found: dict[int, list[Found]] = {}
+    for rid in ids:
+        report, files, default_service = loaded.get(rid, (None, [], "unspecified"))
+        if report is not None:
+            found[rid] = extract(report, files, default_service, rules)
+    idents = identifier_ids_bulk(session, ((f.kind, f.scope, f.value, f.shared)
+                                           for lst in found.values() for f in lst))
+    out_rows: list[dict[str, Any]] = []
+    for rid in ids:
+        rows: dict[tuple[int, str], str] = {}
+        for f in found.get(rid, []):
+            rows.setdefault((idents[(f.kind, f.scope, f.value)], f.role), f.source)  # the first place it was found
+        out_rows += [{"report_id": rid, "identifier_id": iid, "role": role, "source": src}
+                     for (iid, role), src in sorted(rows.items())]
+    insert_rows(session, ReportIdentifier, out_rows)
+    forget_objects(session, Identifier, ReportIdentifier)
+    return dict.fromkeys(ids, Outcome.DONE)
+
+
+@stage("identifiers", version="1", group=identifiers_group)
 def identifiers_stage(ctx: StageContext, session: Session, report_id: int) -> None:
     """Normalise the report's accounts, e-mails, phones, IPs and device ids into Identifier rows."""
-    cross_report_lock(session)  # reads the document an addendum may change (see intake.add_document)
-    rules = load_rules()
-    session.execute(delete(ReportIdentifier).where(ReportIdentifier.report_id == report_id))
-    report, files, default_service = load_report(session, report_id)
-    if report is None:
-        return
-    found = extract(report, files, default_service, rules)
-    ids = identifier_ids(session, ((f.kind, f.scope, f.value, f.shared) for f in found))
-    rows: dict[tuple[int, str], str] = {}
-    for f in found:
-        key = (ids[(f.kind, f.scope, f.value)], f.role)
-        rows.setdefault(key, f.source)  # the first place it was found
-    if rows:
-        session.execute(dialect_insert(session, ReportIdentifier).values([
-            {"report_id": report_id, "identifier_id": iid, "role": role, "source": src}
-            for (iid, role), src in sorted(rows.items())
-        ]))
+    # The same code as the group form, on a group of one. (The report's document cannot change
+    # under us: the runner holds the report's lock, which an addendum takes too.)
+    identifiers_group(ctx, session, [report_id])

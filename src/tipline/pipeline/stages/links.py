@@ -20,13 +20,19 @@ from sqlalchemy import ColumnElement, Integer, bindparam, delete, func, or_, sel
 from sqlalchemy.orm import Session
 
 from tipline.model.report import IpCaptureEvent
-from tipline.pipeline.core import StageContext, cross_report_lock, stage
+from tipline.pipeline.core import Outcome, StageContext, cross_report_lock, insert_rows, stage
 from tipline.pipeline.identifiers import (
     Rules,
     load_rules,
     normalise_ip,
 )
-from tipline.pipeline.linkchanges import diff_links, record_link_change
+from tipline.pipeline.linkchanges import (
+    LinkChange,
+    LinkTuple,
+    diff_links,
+    forget_link_changes,
+    record_link_change,
+)
 from tipline.pipeline.stages.identifiers import (
     CRYPTO_HASHES,
     aware_utc,
@@ -421,7 +427,6 @@ def compute_links(session: Session, report_id: int, rules: Rules | None = None,
     return links.out
 
 
-@stage("links", version="1", after=("identifiers", "matches"))
 def links_stage(ctx: StageContext, session: Session, report_id: int) -> None:
     """Link the report to other reports sharing content, a reported account/e-mail/phone/device, or an IP."""
     cross_report_lock(session)
@@ -459,3 +464,200 @@ def links_stage(ctx: StageContext, session: Session, report_id: int) -> None:
     session.execute(ins.on_conflict_do_update(
         index_elements=["report_a", "report_b", "reason"],
         set_={"detail": ins.excluded.detail, "weight": ins.excluded.weight}), rows)
+
+
+# --- links: the group form ------------------------------------------------------------------
+#
+# The same links as ``links_stage`` run on each report of the group in turn, with a bounded
+# number of statements for the whole group: one read of the group's identifiers and files,
+# ONE sharer query per kind of key (identifiers, SHA-256) for every key of the group, ranked
+# by a window function (the ``cap`` earliest sharers of each key are its anchors), one more
+# for the keys of which a group report is itself an anchor, two FileMatch queries, and the
+# writes. How the per-report runs would have rewritten each other's pairs (a later report's
+# run deletes and rewrites every pair it is in) is replayed in memory, so the stored pairs,
+# the link-change record the bundles stage reads and the ledger rows made due are exactly
+# those of the per-report runs.
+
+
+def _ranked_sharers(session: Session, which: str, keys: Sequence[Any], params: dict[str, Any],
+                    cap: int | None) -> dict[Any, list[Sharer]]:
+    """{key: [(report id, finished_at), ...] ascending}: the ``cap`` earliest sharers of each key
+    (every sharer when ``cap`` is None), for many keys in one statement per 2,000 keys."""
+    key_col, report_col, where = _key_table(which)
+    found: dict[Any, list[Sharer]] = {}
+    for i in range(0, len(keys), 2000):
+        chunk = list(keys[i:i + 2000])
+        pairs = (select(key_col.label("k"), report_col.label("r"), Report.finished_at.label("f"))
+                 .join(Report, Report.id == report_col)
+                 .where(_FINISHED, key_col.in_(chunk), *where).distinct().subquery("pairs"))
+        if cap is None:
+            q = select(pairs.c.k, pairs.c.r, pairs.c.f)
+        else:
+            ranked = select(pairs.c.k, pairs.c.r, pairs.c.f, func.row_number().over(
+                partition_by=pairs.c.k, order_by=pairs.c.r).label("n")).subquery("ranked")
+            q = select(ranked.c.k, ranked.c.r, ranked.c.f).where(ranked.c.n <= cap)
+        for k, r, f in session.execute(q, params):
+            found.setdefault(k, []).append((int(r), f))
+    for lst in found.values():
+        lst.sort()
+    return found
+
+
+def _group_sharers(session: Session, cap: int, which: str, keys_of: dict[int, list[Any]],
+                   params: dict[str, Any]) -> dict[int, dict[Any, list[Sharer]]]:
+    """:func:`_sharers` for every report of a group: {report: {key: partners}}, in two statements."""
+    keys = sorted({k for ks in keys_of.values() for k in ks})
+    if not keys:
+        return {rid: {} for rid in keys_of}
+    anchors = _ranked_sharers(session, which, keys, params, cap)
+    # An anchor links to every sharer of the key: for the keys with a full set of anchors of
+    # which a group report is one, every sharer is read (O(sharers), once per group).
+    full = sorted({k for rid, ks in keys_of.items() for k in ks
+                   if len(anchors.get(k, ())) >= cap and any(r == rid for r, _ in anchors[k])})
+    everyone = _ranked_sharers(session, which, full, params, None) if full else {}
+    out: dict[int, dict[Any, list[Sharer]]] = {}
+    for rid, ks in keys_of.items():
+        mine: dict[Any, list[Sharer]] = {}
+        for k in ks:
+            lst = anchors.get(k)
+            if lst is None:
+                continue
+            if k in everyone and any(r == rid for r, _ in lst):
+                lst = everyone[k]
+            mine[k] = [x for x in lst if x[0] != rid]
+        out[rid] = mine
+    return out
+
+
+def compute_links_group(session: Session, report_ids: Sequence[int], rules: Rules | None = None,
+                        cache: IpTimesCache | None = None) -> dict[int, dict[tuple[int, str], tuple[float, str]]]:
+    """:func:`compute_links` for every report of a group, with a bounded number of statements."""
+    rules = rules or load_rules()
+    cache = cache if cache is not None else IpTimesCache()
+    cap = rules.max_links_per_key
+    roles = sorted(rules.link_roles)
+    ids = sorted(set(report_ids))
+    mine: dict[int, list[Any]] = {rid: [] for rid in ids}
+    my_files: dict[int, list[Any]] = {rid: [] for rid in ids}
+    for i in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[i:i + _IN_CHUNK]
+        for row in session.execute(
+                select(ReportIdentifier.report_id, Identifier.id, Identifier.kind, Identifier.scope, Identifier.value)
+                .join(ReportIdentifier, ReportIdentifier.identifier_id == Identifier.id)
+                .where(ReportIdentifier.report_id.in_(chunk), ReportIdentifier.role.in_(roles),
+                       Identifier.shared.is_(False))
+                .distinct().order_by(ReportIdentifier.report_id, Identifier.id)):
+            mine[int(row.report_id)].append(row)
+        for frow in session.execute(select(File.report_id, File.id, File.sha256).where(File.report_id.in_(chunk))):
+            my_files[int(frow.report_id)].append(frow)
+    by_ident = _group_sharers(session, cap, "identifier",
+                              {rid: [int(r.id) for r in rows] for rid, rows in mine.items()}, {"roles": roles})
+    ip_partners: dict[int, list[Sharer]] = {}
+    for rid, rows in mine.items():
+        lst = [x for r in rows if r.kind == "ip" for x in by_ident[rid].get(int(r.id), [])]
+        if lst:
+            ip_partners[rid] = lst
+    theirs: dict[int, IpTimes] = cache.get_many(session, [x for lst in ip_partners.values() for x in lst]) \
+        if ip_partners else {}
+    own_times = load_ip_times(session, sorted(ip_partners)) if ip_partners else {}
+    shas = {rid: sorted({f.sha256 for f in files}) for rid, files in my_files.items()}
+    by_sha = _group_sharers(session, cap, "sha256", shas, {})
+    owner = {f.id: rid for rid, files in my_files.items() for f in files}
+    pairs: dict[int, list[tuple[int, str, int]]] = {}
+    all_files = sorted(owner)
+    for i in range(0, len(all_files), 2000):
+        chunk = all_files[i:i + 2000]
+        for mine_col, theirs_col in ((FileMatch.file_id, FileMatch.other_file_id),
+                                     (FileMatch.other_file_id, FileMatch.file_id)):
+            for my_file, other_report, hash_type, distance in session.execute(
+                    select(mine_col, File.report_id, FileMatch.hash_type, FileMatch.distance)
+                    .join(File, File.id == theirs_col).join(Report, Report.id == File.report_id)
+                    .where(FileMatch.kind == "duplicate", mine_col.in_(chunk), _FINISHED)):
+                pairs.setdefault(owner[my_file], []).append((int(other_report), hash_type, int(distance)))
+    window = timedelta(hours=rules.ip_window_hours)
+    out: dict[int, dict[tuple[int, str], tuple[float, str]]] = {}
+    for rid in ids:
+        links = _LinkSet(rid, rules)
+        my_times = own_times.get(rid, (None, {}))[1]
+        for ident_id, kind, scope, value in ((int(r.id), r.kind, r.scope, r.value) for r in mine[rid]):
+            for other, _ in by_ident[rid].get(ident_id, []):
+                gap = None
+                if kind == "ip":
+                    gap = _within(list(my_times.get(value, ())), list(theirs.get(other, {}).get(value, ())), window)
+                    if gap is None:
+                        continue
+                links.shared_identifier(other, kind, scope, value, gap)
+        for sha in shas[rid]:
+            for other, _ in by_sha[rid].get(sha, []):
+                links.same_bytes(other, sha)
+        for other_report, hash_type, distance in pairs.get(rid, []):
+            links.file_match(other_report, hash_type, distance)
+        out[rid] = links.out
+    return out
+
+
+def links_group(ctx: StageContext, session: Session, report_ids: list[int]) -> dict[int, Outcome]:
+    """The links stage over a group (see the notes above ``_ranked_sharers``)."""
+    cross_report_lock(session)
+    order = list(report_ids)
+    group = set(order)
+    chunks = [order[i:i + _IN_CHUNK] for i in range(0, len(order), _IN_CHUNK)]
+    # Every pair touching the group as it is now: {(a, b, reason): (weight, detail)}.
+    state: dict[tuple[int, int, str], tuple[float, str | None]] = {}
+    for chunk in chunks:
+        for col in (ReportLink.report_a, ReportLink.report_b):
+            for a, b, reason, weight, detail in session.execute(
+                    select(ReportLink.report_a, ReportLink.report_b, ReportLink.reason, ReportLink.weight,
+                           ReportLink.detail).where(col.in_(chunk))):
+                state[(int(a), int(b), str(reason))] = (float(weight), detail)
+    computed = compute_links_group(session, order, cache=ctx.service("links-ip-times", IpTimesCache))
+    # Replay the per-report runs in the group's order over ``state``: each deletes every pair
+    # it is in and writes its own (so of a pair within the group, the later report's wording stays).
+    touching: dict[int, set[tuple[int, int, str]]] = {}
+    for key in state:
+        for end in key[:2]:
+            touching.setdefault(end, set()).add(key)
+    made_due: set[int] = set()
+    last_change: LinkChange | None = None
+    for rid in order:
+        keys = touching.pop(rid, set())
+        before: set[LinkTuple] = set()
+        for key in keys:
+            a, b, reason = key
+            if key not in state:
+                continue
+            weight, detail = state.pop(key)
+            other = b if a == rid else a
+            touching.get(other, set()).discard(key)
+            before.add((other, reason, weight, detail))
+        after = {(other, reason, float(weight), detail[:512])
+                 for (other, reason), (weight, detail) in computed[rid].items()}
+        for other, reason, weight, detail in after:
+            key = (min(rid, other), max(rid, other), reason)
+            state[key] = (weight, detail)
+            touching.setdefault(rid, set()).add(key)
+            touching.setdefault(other, set()).add(key)
+        last_change = diff_links(before, after)
+        # Later-numbered reports outside this run whose links this report changed: due again.
+        made_due.update(t[0] for t in after - before if t[0] > rid and t[0] not in group)
+    for chunk in chunks:
+        session.execute(delete(ReportLink).where(or_(ReportLink.report_a.in_(chunk), ReportLink.report_b.in_(chunk))))
+    due = sorted(made_due)
+    for i in range(0, len(due), 500):
+        session.execute(delete(PipelineRun).where(PipelineRun.stage == "links",
+                                                  PipelineRun.report_id.in_(due[i:i + 500])))
+    # What the last per-report run would have left for the bundles stage: every earlier run's
+    # record is dropped by the next one (``record_link_change``), and for a group of one the
+    # record is exactly the per-report run's (an unread earlier record of it included).
+    assert last_change is not None
+    if len(order) > 1:
+        forget_link_changes(session)
+    record_link_change(session, order[-1], last_change)
+    rows = [{"report_a": a, "report_b": b, "reason": reason, "detail": detail, "weight": weight}
+            for (a, b, reason), (weight, detail) in sorted(state.items())]
+    insert_rows(session, ReportLink, rows)
+    return dict.fromkeys(order, Outcome.DONE)
+
+
+# Registered here, below its group form.
+stage("links", version="1", after=("identifiers", "matches"), group=links_group)(links_stage)

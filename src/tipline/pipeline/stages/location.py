@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from tipline.kinds.locations import CONFIDENCE, ip_class
 from tipline.model.report import Address, EstimatedLocation, IpCaptureEvent
 from tipline.model.report import Report as ReportModel
-from tipline.pipeline.core import StageContext, cross_report_lock, stage
+from tipline.pipeline.core import Outcome, StageContext, insert_rows, parsed_report, stage
 from tipline.pipeline.geo import GeoIp, clean_city, us_state_code
 from tipline.pipeline.identifiers import normalise_ip
 from tipline.store.tables import File, Location, Report
@@ -172,18 +172,47 @@ def geoip_service(ctx: StageContext) -> GeoIp:
     return geo
 
 
-@stage("location", version="3")  # 2: public-form places; 3: upload IPs rank as ip_upload
+def _chunks(ids: list[int], n: int = 500) -> list[list[int]]:
+    return [ids[i:i + n] for i in range(0, len(ids), n)]
+
+
+def locations_group(ctx: StageContext, session: Session, report_ids: list[int]) -> dict[int, Outcome]:
+    """The location stage over a group: three statements per 500 reports, whatever they hold.
+
+    Rows are written report by report in the group's order, as one executemany: the row ids
+    (which break ties in the jurisdiction stage) keep the order the per-report runs give.
+    """
+    geo = geoip_service(ctx)
+    ids = list(report_ids)
+    docs: dict[int, tuple[Any, str | None]] = {}
+    files: dict[int, list[tuple[int, dict[str, Any] | None]]] = {}
+    for chunk in _chunks(ids):
+        session.execute(delete(Location).where(Location.report_id.in_(chunk)))
+        for rid, document, source in session.execute(
+                select(Report.id, Report.document, Report.source).where(Report.id.in_(chunk))):
+            docs[int(rid)] = (document, source)
+        for rid, seq, det in session.execute(select(File.report_id, File.seq, File.details)
+                                             .where(File.report_id.in_(chunk)).order_by(File.report_id, File.seq)):
+            files.setdefault(int(rid), []).append((int(seq), det))
+    rows: list[dict[str, Any]] = []
+    for rid in ids:
+        document, source = docs.get(rid, (None, None))
+        if document is None:
+            continue
+        for loc in locate(parsed_report(session, rid, document), files.get(rid, []), geo, source):
+            rows.append({"report_id": rid, "source": loc.source, "detail": loc.detail, "country": loc.country,
+                         "region": loc.region, "city": loc.city, "latitude": loc.latitude,
+                         "longitude": loc.longitude, "confidence": loc.confidence,
+                         "location_class": loc.location_class, "ip": loc.ip, "event": loc.event,
+                         "event_at": loc.event_at, "proxy": loc.proxy, "verified": loc.verified})
+    insert_rows(session, Location, rows)
+    return dict.fromkeys(ids, Outcome.DONE)
+
+
+# 2: public-form places; 3: upload IPs rank as ip_upload
+@stage("location", version="3", group=locations_group)
 def location_stage(ctx: StageContext, session: Session, report_id: int) -> None:
     """Write one Location row per location source: IP capture events, platform estimates, addresses."""
-    cross_report_lock(session)  # reads the document an addendum may change (see intake.add_document)
-    session.execute(delete(Location).where(Location.report_id == report_id))
-    row = session.execute(select(Report.document, Report.source).where(Report.id == report_id)).first()
-    if row is None or row.document is None:
-        return
-    files = [(int(seq), det) for seq, det in session.execute(
-        select(File.seq, File.details).where(File.report_id == report_id).order_by(File.seq))]
-    for loc in locate(ReportModel.model_validate(row.document), files, geoip_service(ctx), row.source):
-        session.add(Location(report_id=report_id, source=loc.source, detail=loc.detail, country=loc.country,
-                             region=loc.region, city=loc.city, latitude=loc.latitude, longitude=loc.longitude,
-                             confidence=loc.confidence, location_class=loc.location_class, ip=loc.ip,
-                             event=loc.event, event_at=loc.event_at, proxy=loc.proxy, verified=loc.verified))
+    # The same code as the group form, on a group of one. (The report's document cannot change
+    # under us: the runner holds the report's lock, which an addendum takes too.)
+    locations_group(ctx, session, [report_id])

@@ -22,13 +22,14 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select
+from sqlalchemy import and_, delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from tipline.kinds.hashes import CRYPTO_NAMES
 from tipline.pipeline import media
-from tipline.pipeline.core import StageContext, cross_report_lock, stage
+from tipline.pipeline.core import Outcome, StageContext, cross_report_lock, insert_rows, stage
 from tipline.pipeline.media import DEFAULT_RADIUS
 from tipline.store.tables import BankEntry, File, FileMatch, FileSignal, HashBank
 
@@ -193,7 +194,6 @@ def _duplicate_matches(session: Session, f: File, sig: FileSignal | None, near: 
     return out
 
 
-@stage("matches", version="1", after=("hashes",))
 def matches(ctx: StageContext, session: Session, report_id: int) -> None:
     """Hash-bank hits (exact crypto, PDQ within the bank's threshold) and (near-)duplicate files."""
     files = list(session.execute(select(File).where(File.report_id == report_id).order_by(File.seq)).scalars())
@@ -230,3 +230,140 @@ def matches(ctx: StageContext, session: Session, report_id: int) -> None:
     # proposes candidates and every one is re-checked against the database.
     file_index.add((fid, bytes(s.pdq)) for fid, s in sigs.items()
                    if s.pdq is not None and usable_pdq(s.pdq, s.pdq_quality))
+
+
+# --- the group form ---------------------------------------------------------------------------
+#
+# What ``matches`` run on each report of a group writes, with a bounded number of statements
+# for the whole group: the group's files and signals, ONE near-duplicate index search for
+# every image of the group (and one over the banks), the exact duplicates of every file by
+# SHA-256 and by MD5 in one ranked statement each (a window function keeps the earliest copies
+# per hash, as the per-file LIMIT does), and one read of every PDQ candidate to re-check.
+
+_IN = 2000  # values per IN (...): far below both backends' parameter limits
+
+
+def _ranked_copies(session: Session, col: Any, values: list[str], keep: int) -> dict[str, list[str]]:
+    """{hash: the ``keep`` earliest files with it (by upload time, then id)}, one statement per 2,000 hashes."""
+    out: dict[str, list[str]] = {}
+    for i in range(0, len(values), _IN):
+        chunk = values[i:i + _IN]
+        ranked = select(File.id.label("fid"), col.label("h"), func.row_number().over(
+            partition_by=col, order_by=(File.uploaded_at, File.id)).label("n")).where(col.in_(chunk)).subquery()
+        for fid, h, _ in session.execute(select(ranked.c.fid, ranked.c.h, ranked.c.n)
+                                         .where(ranked.c.n <= keep).order_by(ranked.c.h, ranked.c.n)):
+            out.setdefault(h, []).append(fid)
+    return out
+
+
+def matches_group(ctx: StageContext, session: Session, report_ids: list[int]) -> dict[int, Outcome]:
+    """The matches stage over a group (see the notes above ``_ranked_copies``)."""
+    ids = list(report_ids)
+    files: list[File] = []
+    for i in range(0, len(ids), 500):
+        files += list(session.execute(select(File).where(File.report_id.in_(ids[i:i + 500]))
+                                      .order_by(File.report_id, File.seq)).scalars())
+    out = dict.fromkeys(ids, Outcome.DONE)
+    if not files:
+        return out
+    fids = [f.id for f in files]
+    sigs: dict[str, FileSignal] = {}
+    for i in range(0, len(fids), _IN):
+        chunk = fids[i:i + _IN]
+        session.execute(delete(FileMatch).where(FileMatch.file_id.in_(chunk)))
+        sigs.update({s.file_id: s for s in session.execute(
+            select(FileSignal).where(FileSignal.file_id.in_(chunk))).scalars()})
+    banks: BankIndex = ctx.service("pdq-bank-index", BankIndex)
+    file_index: FileIndex = ctx.service("pdq-file-index", FileIndex)
+    banks.refresh(session)
+    file_index.refresh(session, force=cross_report_lock(session))
+    limits = {int(bid): int(t) for bid, t in session.execute(
+        select(HashBank.id, HashBank.pdq_threshold).where(HashBank.enabled.is_(True)))}
+    usable = {fid: bytes(s.pdq) for fid, s in sigs.items() if s.pdq is not None and usable_pdq(s.pdq, s.pdq_quality)}
+    # The group's own images are candidates for each other, as on a re-run of any one of them.
+    file_index.add(usable.items())
+    queries = [f.id for f in files if f.id in usable]
+
+    # Banks: exact crypto hits in one statement, PDQ hits from one index search.
+    bank_hits: dict[str, list[_Match]] = {}
+    if limits:
+        wanted = {t: sorted({getattr(f, t).lower() for f in files}) for t in CRYPTO_NAMES}
+        by_value: dict[tuple[str, str], list[int]] = {}
+        for t, values in wanted.items():
+            for i in range(0, len(values), _IN):
+                for entry_id, value in session.execute(
+                        select(BankEntry.id, BankEntry.value).join(HashBank, HashBank.id == BankEntry.bank_id)
+                        .where(HashBank.enabled.is_(True), BankEntry.hash_type == t,
+                               BankEntry.value.in_(values[i:i + _IN]))):
+                    by_value.setdefault((t, value), []).append(int(entry_id))
+        for f in files:
+            for t in CRYPTO_NAMES:
+                for entry_id in by_value.get((t, getattr(f, t).lower()), []):
+                    bank_hits.setdefault(f.id, []).append(_Match("bank", t, 0, bank_entry_id=entry_id))
+        if queries:
+            hits = banks.index.search([usable[q] for q in queries], max(limits.values()))
+            per_query = hits.per_query(len(queries))
+            cand = sorted({i for lst in per_query for i, _ in lst})
+            entries: dict[int, tuple[int, str]] = {}
+            for i in range(0, len(cand), _IN):
+                for entry_id, bank_id, value in session.execute(
+                        select(BankEntry.id, BankEntry.bank_id, BankEntry.value)
+                        .where(BankEntry.id.in_(cand[i:i + _IN]))):
+                    entries[int(entry_id)] = (int(bank_id), value)
+            for q, lst in zip(queries, per_query, strict=True):
+                for entry_id, _ in lst:
+                    if entry_id not in entries or entries[entry_id][0] not in limits:
+                        continue
+                    bank_id, value = entries[entry_id]
+                    d = media.hamming(usable[q], bytes.fromhex(value))  # re-check: the DB is the truth
+                    if d <= limits[bank_id]:
+                        bank_hits.setdefault(q, []).append(_Match("bank", "pdq", d, bank_entry_id=entry_id))
+
+    # Duplicates: the earliest copies by SHA-256 (one more than kept: a file is its own copy),
+    # then by MD5 (enough that DUPLICATE_LIMIT remain once the SHA-256 copies are left out).
+    by_sha = _ranked_copies(session, File.sha256, sorted({f.sha256 for f in files}), DUPLICATE_LIMIT + 1)
+    by_md5 = _ranked_copies(session, File.md5, sorted({f.md5 for f in files}), 2 * DUPLICATE_LIMIT + 1)
+    near = file_index.near_many([usable[q] for q in queries]) if queries else []
+    candidates = dict(zip(queries, near, strict=True))
+    exact_of: dict[str, set[str]] = {}
+    dup_hits: dict[str, list[_Match]] = {}
+    for f in files:
+        exact = {f.id}
+        for htype, copies in (("sha256", by_sha.get(f.sha256, [])), ("md5", by_md5.get(f.md5, []))):
+            found = [c for c in copies if c not in exact][:DUPLICATE_LIMIT]
+            for other in found:
+                dup_hits.setdefault(f.id, []).append(_Match("duplicate", htype, 0, other_file_id=other))
+            exact.update(found)
+        exact_of[f.id] = exact
+    pending = {q: [c for c in candidates[q] if c not in exact_of[q]] for q in queries}
+    wanted_sigs = sorted({c for lst in pending.values() for c in lst})
+    stored: dict[str, tuple[bytes, datetime]] = {}
+    for i in range(0, len(wanted_sigs), _IN):
+        for other, pdq, quality, uploaded in session.execute(
+                select(FileSignal.file_id, FileSignal.pdq, FileSignal.pdq_quality, File.uploaded_at)
+                .join(File, File.id == FileSignal.file_id).where(FileSignal.file_id.in_(wanted_sigs[i:i + _IN]))):
+            if pdq is not None and usable_pdq(bytes(pdq), quality):
+                stored[other] = (bytes(pdq), uploaded)
+    for q in queries:
+        near_found: list[tuple[int, datetime, str]] = []
+        for other in pending[q]:
+            if other not in stored:
+                continue
+            pdq, uploaded = stored[other]
+            d = media.hamming(usable[q], pdq)
+            if d <= DEFAULT_RADIUS:
+                near_found.append((d, uploaded, other))
+        for d, _, other in sorted(near_found)[:DUPLICATE_LIMIT]:
+            dup_hits.setdefault(q, []).append(_Match("duplicate", "pdq", d, other_file_id=other))
+    now = datetime.now(UTC)
+    rows = [{"file_id": f.id, "kind": m.kind, "hash_type": m.hash_type, "distance": m.distance,
+             "bank_entry_id": m.bank_entry_id, "other_file_id": m.other_file_id, "created_at": now}
+            for f in files
+            for m in (sorted(bank_hits.get(f.id, []), key=lambda m: (m.distance, m.bank_entry_id or 0))
+                      + dup_hits.get(f.id, []))]
+    insert_rows(session, FileMatch, rows)
+    return out
+
+
+# Registered here, below its group form.
+stage("matches", version="1", after=("hashes",), group=matches_group)(matches)

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
-from tipline.pipeline.core import StageContext, stage
+from tipline.pipeline.core import Outcome, StageContext, forget_objects, insert_rows, stage
 from tipline.pipeline.directory import (
     Directory,
     DirectoryCache,
@@ -82,17 +83,114 @@ def reference_directory(session: Session) -> Directory:
     return Directory.load(session)
 
 
-@stage("route", version="1", after=("jurisdiction", "assess"))
+def _best_city(rows: list[Any], state: str | None, precedence: tuple[str, ...]) -> str | None:
+    """``city_for`` over rows already read: the city of the most trusted location in ``state``."""
+    if state is None:
+        return None
+    rank = {c: i for i, c in enumerate(precedence)}
+    best: tuple[int, int, str] | None = None
+    for r in rows:
+        cls = r.location_class
+        if cls not in rank or us_state_code(r.region) != state or not r.city:
+            continue
+        cand = (rank[cls], -int(r.confidence * 1000), r.city)
+        if best is None or cand < best:
+            best = cand
+    return best[2] if best else None
+
+
+def routes_group(ctx: StageContext, session: Session, report_ids: list[int]) -> dict[int, Outcome]:
+    """The route stage over a group: a fixed number of statements per 500 reports.
+
+    Reads the group's jurisdictions, US locations with a city, assessments and referrals in
+    one statement each, decides every report in memory exactly as ``route_report`` does, and
+    writes the new, changed and removed referrals with one statement each.
+    """
+    rules = ctx.service("routing_rules", load_routing)
+    directory = current_directory(ctx, session)
+    ids = list(report_ids)
+    now = datetime.now(UTC)
+    ref: Table = Referral.__table__  # type: ignore[assignment]
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    deletes: list[int] = []
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        jur = {int(r.report_id): r for r in session.execute(
+            select(Jurisdiction.report_id, Jurisdiction.country, Jurisdiction.us_state)
+            .where(Jurisdiction.report_id.in_(chunk)))}
+        missing = [rid for rid in chunk if rid not in jur]
+        if missing:
+            # The per-report runs then fail these reports alone, with this error.
+            raise RuntimeError(f"report {missing[0]} has no jurisdiction: run the jurisdiction stage first")
+        cities: dict[int, list[Any]] = {}
+        for loc in session.execute(
+                select(Location.report_id, Location.location_class, Location.region, Location.city,
+                       Location.confidence)
+                .where(Location.report_id.in_(chunk), Location.country == "US", Location.city.is_not(None))
+                .order_by(Location.id)):
+            cities.setdefault(int(loc.report_id), []).append(loc)
+        escalated = {int(rid): bool(esc) for rid, esc in session.execute(
+            select(Assessment.report_id, Assessment.escalate).where(Assessment.report_id.in_(chunk)))}
+        existing: dict[int, dict[int, Any]] = {}
+        for r in session.execute(select(ref.c.id, ref.c.report_id, ref.c.agency_id, ref.c.rule, ref.c.reason,
+                                        ref.c.escalated, ref.c.escalated_at, ref.c.acknowledged_at)
+                                 .where(ref.c.report_id.in_(chunk))):
+            existing.setdefault(int(r.report_id), {})[int(r.agency_id)] = r
+        for rid in chunk:
+            j = jur[rid]
+            city = _best_city(cities.get(rid, []), j.us_state, rules.precedence)
+            escalate = escalated.get(rid, False)
+            mine = existing.get(rid, {})
+            chosen: set[int] = set()
+            for d in route(directory, rules, j.country, j.us_state, city):
+                agency = directory.by_code[d.agency_code]
+                chosen.add(agency.id)
+                old = mine.get(agency.id)
+                if old is None:
+                    inserts.append({"report_id": rid, "agency_id": agency.id, "rule": d.rule, "reason": d.reason,
+                                    "made_available_at": now, "escalated": escalate,
+                                    "escalated_at": now if escalate else None})
+                    continue
+                esc, esc_at = bool(old.escalated), old.escalated_at
+                if escalate and not esc:
+                    esc, esc_at = True, now
+                elif not escalate and esc and old.acknowledged_at is None:
+                    esc, esc_at = False, None
+                if (d.rule, d.reason, esc, esc_at) != (old.rule, old.reason, bool(old.escalated), old.escalated_at):
+                    updates.append({"ref_id": old.id, "rule": d.rule, "reason": d.reason, "escalated": esc,
+                                    "escalated_at": esc_at})
+            for agency_id, old in mine.items():
+                if agency_id in chosen:
+                    continue
+                if old.acknowledged_at is None:
+                    deletes.append(int(old.id))
+                elif not old.reason.endswith(NO_LONGER):
+                    updates.append({"ref_id": old.id, "rule": old.rule, "reason": old.reason + NO_LONGER,
+                                    "escalated": bool(old.escalated), "escalated_at": old.escalated_at})
+    for i in range(0, len(deletes), 500):
+        session.execute(delete(ref).where(ref.c.id.in_(deletes[i:i + 500])))
+    if updates:
+        session.execute(update(ref).where(ref.c.id == bindparam("ref_id")).values(
+            rule=bindparam("rule"), reason=bindparam("reason"), escalated=bindparam("escalated"),
+            escalated_at=bindparam("escalated_at")), updates)
+    insert_rows(session, Referral, inserts)
+    forget_objects(session, Referral)
+    return dict.fromkeys(ids, Outcome.DONE)
+
+
+@stage("route", version="1", after=("jurisdiction", "assess"), group=routes_group)
 def route_stage(ctx: StageContext, session: Session, report_id: int) -> None:
     """Make the report available to the agencies its jurisdiction routes to (rules in routing.toml)."""
-    rules = ctx.service("routing_rules", load_routing)
-    if session.get(Jurisdiction, report_id) is None:
-        raise RuntimeError(f"report {report_id} has no jurisdiction: run the jurisdiction stage first")
-    route_report(session, report_id, rules, current_directory(ctx, session))
+    routes_group(ctx, session, [report_id])
 
 
 def route_report(session: Session, report_id: int, rules: RoutingRules, directory: Directory) -> None:
-    """Write the report's referrals as chosen by ``rules`` over ``directory`` (see the module docstring)."""
+    """Write the report's referrals as chosen by ``rules`` over ``directory`` (the plain path, object by object).
+
+    The reference ``routes_group`` is compared with (tests/test_routing.py); the stage itself
+    runs ``routes_group``.
+    """
     jur = session.get(Jurisdiction, report_id)
     if jur is None:
         raise RuntimeError(f"report {report_id} has no jurisdiction: run the jurisdiction stage first")
