@@ -254,6 +254,7 @@ def connect(directory: Path) -> duckdb.DuckDBPyConnection:
     import duckdb
 
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     for name in COLUMNS:
         con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{_sql_path(directory / f'{name}.parquet')}')")
     return con
@@ -357,16 +358,19 @@ def _units(con: duckdb.DuckDBPyConnection, scope: Scope, table: str) -> None:
         SELECT o.* FROM outcomes o SEMI JOIN scope_refs r ON r.referral_id = o.referral_id""")
     con.execute("""
         CREATE OR REPLACE TEMP TABLE standing AS
-        SELECT * FROM scope_events e
-        WHERE e.kind <> 'withdraw'
-          AND e.id NOT IN (SELECT supersedes_id FROM scope_events WHERE supersedes_id IS NOT NULL)""")
+        SELECT e.* FROM scope_events e
+        ANTI JOIN (SELECT DISTINCT supersedes_id FROM scope_events WHERE supersedes_id IS NOT NULL) x
+             ON x.supersedes_id = e.id
+        WHERE e.kind <> 'withdraw'""")
+    # The latest standing event by (occurred_on, id), as one sortable number (ids < 2^40).
+    latest = "arg_max(e.code, date_diff('day', DATE '1970-01-01', e.occurred_on) * 1099511627776 + e.id)"
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE ref_status AS
         SELECT r.referral_id, r.report_id, r.agency, r.agency_kind, r.made_available_at, r.platform,
                r.incident_type, r.priority, r.state, r.country,
                coalesce(bool_or({_YES[scope.measure]}), false) AS yes,
-               coalesce(arg_max(e.code, (e.occurred_on, e.id)) IN ({terminal}), false) AS closed,
-               coalesce(arg_max(e.code, (e.occurred_on, e.id)) = 'TRANSFERRED', false) AS handed_over,
+               coalesce({latest} IN ({terminal}), false) AS closed,
+               coalesce({latest} = 'TRANSFERRED', false) AS handed_over,
                coalesce(bool_or(e.code = 'ARREST'), false) AS arrest,
                coalesce(sum(CASE WHEN e.code = 'ARREST' THEN coalesce(e.persons, 1) END), 0) AS persons,
                min(e.occurred_on) AS first_event,
@@ -374,32 +378,31 @@ def _units(con: duckdb.DuckDBPyConnection, scope: Scope, table: str) -> None:
         FROM scope_refs r LEFT JOIN standing e ON e.referral_id = r.referral_id
         GROUP BY ALL""")
     key = "report_id" if scope.unit == "report" else "referral_id"
-    first = "(made_available_at, referral_id)"
+    # The unit's first referral by (made available, id): one packed value, one aggregate.
+    first = "epoch_us(made_available_at)::HUGEINT * 1099511627776 + referral_id"
     # A report is settled "no" only when every referral still carrying it is closed: a
     # referral handed over to another agency leaves the question to that agency's referral.
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {table} AS
-        SELECT {key} AS key,
-               arg_min(agency, {first}) AS agency, arg_min(agency_kind, {first}) AS agency_kind,
-               arg_min(platform, {first}) AS platform, arg_min(incident_type, {first}) AS incident_type,
-               arg_min(priority, {first}) AS priority, arg_min(state, {first}) AS state,
-               arg_min(country, {first}) AS country,
-               CAST(min(made_available_at) AS DATE) AS start,
-               bool_or(yes) AS yes,
-               bool_or(yes) OR CASE WHEN count(*) > 1
-                   THEN count(*) FILTER (WHERE NOT handed_over) > 0
-                        AND coalesce(bool_and(closed) FILTER (WHERE NOT handed_over), false)
-                   ELSE bool_and(closed) END AS settled,
-               bool_or(arrest) AS arrest, sum(persons) AS persons,
-               min(first_event) AS first_event, min(first_arrest) AS first_arrest
-        FROM ref_status GROUP BY {key}""")
-    con.execute(f"""
-        ALTER TABLE {table} ADD COLUMN stratum_priority VARCHAR;
-        ALTER TABLE {table} ADD COLUMN stratum_type VARCHAR;
-        ALTER TABLE {table} ADD COLUMN located VARCHAR;
-        UPDATE {table} SET stratum_priority = coalesce(CAST(priority AS VARCHAR), 'None'),
-                           stratum_type = coalesce(incident_type, 'None'),
-                           located = CASE WHEN country IS NOT NULL OR state IS NOT NULL THEN 'yes' ELSE 'no' END""")
+        WITH u AS (
+            SELECT {key} AS key,
+                   arg_min(struct_pack(agency, agency_kind, platform, incident_type, priority, state, country),
+                           {first}) AS f,
+                   CAST(min(made_available_at) AS DATE) AS start,
+                   bool_or(yes) AS yes,
+                   bool_or(yes) OR CASE WHEN count(*) > 1
+                       THEN count(*) FILTER (WHERE NOT handed_over) > 0
+                            AND coalesce(bool_and(closed) FILTER (WHERE NOT handed_over), false)
+                       ELSE bool_and(closed) END AS settled,
+                   bool_or(arrest) AS arrest, sum(persons) AS persons,
+                   min(first_event) AS first_event, min(first_arrest) AS first_arrest
+            FROM ref_status GROUP BY {key})
+        SELECT key, f.agency, f.agency_kind, f.platform, f.incident_type, f.priority, f.state, f.country,
+               start, yes, settled, arrest, persons, first_event, first_arrest,
+               coalesce(CAST(f.priority AS VARCHAR), 'None') AS stratum_priority,
+               coalesce(f.incident_type, 'None') AS stratum_type,
+               CASE WHEN f.country IS NOT NULL OR f.state IS NOT NULL THEN 'yes' ELSE 'no' END AS located
+        FROM u""")
     # The newest record read, where delays are censored while the period runs (as the store path).
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {table}_meta AS
@@ -407,40 +410,79 @@ def _units(con: duckdb.DuckDBPyConnection, scope: Scope, table: str) -> None:
                              (SELECT max(recorded_at) FROM scope_events)) AS DATE) AS as_of""")
 
 
-def _facts(con: duckdb.DuckDBPyConnection, table: str, group: str, censor: date) -> dict[Any, RowFacts]:
-    """The facts of every group of ``table`` (``group``: a SQL expression; a constant for the
-    total), each list in the order the store path builds it (first appearance by key)."""
+def _facts(con: duckdb.DuckDBPyConnection, table: str, bys: Sequence[str | None],
+           censor: date) -> dict[str | None, dict[Any, RowFacts]]:
+    """The facts of every group of every breakdown in ``bys`` (None: the total) over the units
+    of ``table``, each list in the order the store path builds it (first appearance by key).
+    One GROUPING SETS query per kind of fact: a year's units are scanned a few times, not a
+    few times per breakdown."""
     from tipline.stats.outcomes import RowFacts
 
+    bys = list(dict.fromkeys(bys))
+    named = [b for b in bys if b is not None]
+    gcols = [f"g{i}" for i in range(len(named))]
+    base = f"(SELECT *{''.join(f', {_GROUP[b]} AS g{i}' for i, b in enumerate(named))} FROM {table})"
+
+    def sets(extra: str = "") -> str:
+        out = []
+        for b in bys:
+            cols = ([f"g{named.index(b)}"] if b is not None else []) + ([extra] if extra else [])
+            out.append("(" + ", ".join(cols) + ")")
+        return ", ".join(out)
+
+    # GROUPING() sets bit i (counted from the last column) when column i is not grouped.
+    full = (1 << len(gcols)) - 1
+
+    def which(mask: int) -> str | None:
+        for i, b in enumerate(named):
+            if mask == full & ~(1 << (len(gcols) - 1 - i)):
+                return b
+        return None
+
+    gid = f"GROUPING({', '.join(gcols)})" if gcols else "0"
+    gsel = ", ".join(gcols) if gcols else "NULL"
+
+    def key_of(mask: int, gvals: Sequence[Any]) -> tuple[str | None, Any]:
+        b = which(mask)
+        return b, (gvals[named.index(b)] if b is not None else "total")
+
+    def run(select: str, extra: str, order: str = "") -> Iterator[tuple[tuple[str | None, Any], tuple[Any, ...]]]:
+        sql = (f"SELECT {gid} AS gid, {gsel}, {select} FROM {base} "
+               f"GROUP BY GROUPING SETS ({sets(extra)}) {order}")
+        for row in con.execute(sql).fetchall():
+            yield key_of(int(row[0]), row[1:1 + max(1, len(gcols))]), row[1 + max(1, len(gcols)):]
+
+    out: dict[str | None, dict[Any, RowFacts]] = {b: {} for b in bys}
+    for (b, g), (n, f, a, any_event, arrests, persons) in run(
+            "count(*), count(*) FILTER (WHERE settled), count(*) FILTER (WHERE yes), count(first_event), "
+            "count(*) FILTER (WHERE arrest), coalesce(sum(persons), 0)", ""):
+        out[b][g] = RowFacts(int(n), int(f), int(a), int(any_event), int(arrests), int(persons), [], [], [], [])
+    for (b, g), (ag, pr, ty, k, a, u) in run(
+            "agency, stratum_priority, stratum_type, count(*) FILTER (WHERE settled), count(*) FILTER (WHERE yes), "
+            "count(*) FILTER (WHERE NOT settled)", "agency, stratum_priority, stratum_type", "ORDER BY min(key)"):
+        out[b][g].strata.append(((str(ag), str(pr), str(ty)), int(k), int(a), int(u)))
+    for (b, g), (ag, pr, kind, ty, loc, k, a, u) in run(
+            "agency, stratum_priority, agency_kind, stratum_type, located, count(*) FILTER (WHERE settled), "
+            "count(*) FILTER (WHERE yes), count(*) FILTER (WHERE NOT settled)",
+            "agency, stratum_priority, agency_kind, stratum_type, located", "ORDER BY min(key)"):
+        out[b][g].patterns.append((str(ag), (str(pr), str(kind), str(ty), str(loc)), int(k), int(a), int(u)))
     c = f"DATE '{censor.isoformat()}'"
-    out: dict[Any, RowFacts] = {}
-    for g, n, f, a, any_event, arrests, persons in con.execute(f"""
-            SELECT {group} AS g, count(*), count(*) FILTER (WHERE settled), count(*) FILTER (WHERE yes),
-                   count(first_event), count(*) FILTER (WHERE arrest), coalesce(sum(persons), 0)
-            FROM {table} GROUP BY g""").fetchall():
-        out[g] = RowFacts(int(n), int(f), int(a), int(any_event), int(arrests), int(persons), [], [], [], [])
-    for g, ag, pr, ty, k, a, u in con.execute(f"""
-            SELECT {group} AS g, agency, stratum_priority, stratum_type, count(*) FILTER (WHERE settled),
-                   count(*) FILTER (WHERE yes), count(*) FILTER (WHERE NOT settled)
-            FROM {table} GROUP BY ALL ORDER BY min(key)""").fetchall():
-        out[g].strata.append(((str(ag), str(pr), str(ty)), int(k), int(a), int(u)))
-    for g, ag, pr, kind, ty, loc, k, a, u in con.execute(f"""
-            SELECT {group} AS g, agency, stratum_priority, agency_kind, stratum_type, located,
-                   count(*) FILTER (WHERE settled), count(*) FILTER (WHERE yes), count(*) FILTER (WHERE NOT settled)
-            FROM {table} GROUP BY ALL ORDER BY min(key)""").fetchall():
-        out[g].patterns.append((str(ag), (str(pr), str(kind), str(ty), str(loc)), int(k), int(a), int(u)))
     for column, attr in (("first_event", "to_feedback"), ("first_arrest", "to_arrest")):
         hit = f"({column} IS NOT NULL AND {column} <= {c})"
-        for g, days, observed, n in con.execute(f"""
-                SELECT {group} AS g, greatest(0, date_diff('day', start, CASE WHEN {hit} THEN {column} ELSE {c} END))
-                       AS days, {hit} AS observed, count(*)
-                FROM {table} GROUP BY ALL ORDER BY days, observed""").fetchall():
-            getattr(out[g], attr).append((int(days), bool(observed), int(n)))
+        days = f"greatest(0, date_diff('day', start, CASE WHEN {hit} THEN {column} ELSE {c} END))"
+        base_d = f"(SELECT *, {days} AS days, {hit} AS observed{''.join(f', {_GROUP[b]} AS g{i}' for i, b in enumerate(named))} FROM {table})"  # noqa: E501
+        sql = (f"SELECT {gid} AS gid, {gsel}, days, observed, count(*) FROM {base_d} "
+               f"GROUP BY GROUPING SETS ({sets('days, observed')}) ORDER BY days, observed")
+        for row in con.execute(sql).fetchall():
+            (b, g) = key_of(int(row[0]), row[1:1 + max(1, len(gcols))])
+            d, o, n = row[1 + max(1, len(gcols)):]
+            getattr(out[b][g], attr).append((int(d), bool(o), int(n)))
     return out
 
 
 def outcome_stats(con: duckdb.DuckDBPyConnection, manifest: dict[str, Any], scope: Scope, *,
-                  coverage_threshold: float | None = None, replicates: int | None = None) -> dict[str, Any]:
+                  coverage_threshold: float | None = None, replicates: int | None = None,
+                  cache: dict[Any, Any] | None = None, prefetch: Sequence[str] = ()) -> dict[str, Any]:
     """The document of tipline.stats.outcomes.outcome_stats, computed from the export. The
     snapshot is the one the export recorded for the scope's records (the transparency year's
     two scopes: all referrals, escalated ones)."""
@@ -464,8 +506,14 @@ def outcome_stats(con: duckdb.DuckDBPyConnection, manifest: dict[str, Any], scop
     censor = min(scope.end, as_of) if as_of else scope.end
     th = oc.Thresholds(oc.DEFAULT_COVERAGE_THRESHOLD if coverage_threshold is None else coverage_threshold,
                        oc.MIN_FEEDBACK, oc.BOOTSTRAP_REPLICATES if replicates is None else replicates)
-    total = _facts(con, table, "'total'", censor).get("total") or oc.RowFacts(0, 0, 0, 0, 0, 0, [], [], [], [])
-    rows = list(_facts(con, table, _GROUP[scope.by], censor).items()) if scope.by else None
+    # The facts of the breakdowns a caller will ask for next come from the same scans.
+    memo = cache if cache is not None else {}
+    if (table, censor, scope.by) not in memo:
+        bys: list[str | None] = [None, scope.by, *prefetch]
+        for b, facts in _facts(con, table, bys, censor).items():
+            memo[(table, censor, b)] = facts
+    total = memo[(table, censor, None)].get("total") or oc.RowFacts(0, 0, 0, 0, 0, 0, [], [], [], [])
+    rows = list(memo[(table, censor, scope.by)].items()) if scope.by else None
     body = oc.compute_facts(scope, total, rows, censor, th)
     return {
         "query": scope.params(), "snapshot": snap, **oc._versions(),
@@ -485,10 +533,13 @@ def build(directory: Path, *, now: datetime | None = None, coverage_threshold: f
     manifest = read_manifest(directory)
     year = int(manifest["year"])
     con = connect(directory)
+    cache: dict[Any, Any] = {}
+    prefetch = [b for b, _ in tr.OUTCOME_TABLES if b is not None]
     try:
         facts = record_facts(con, year)
         return tr.assemble(year, manifest["snapshot"], dict(manifest["records"]), facts,
                            lambda scope: outcome_stats(con, manifest, scope, coverage_threshold=coverage_threshold,
-                                                       replicates=replicates), now=now)
+                                                       replicates=replicates, cache=cache, prefetch=prefetch),
+                           now=now)
     finally:
         con.close()

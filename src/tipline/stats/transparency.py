@@ -18,6 +18,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -86,6 +87,12 @@ class Transparency:
     generated_at: str
     records: dict[str, int]
     tables: list[Table]
+    #: The snapshots the combined id is made of: {"records": ..., "outcomes": {"all": ..., "escalated": ...}},
+    #: which tell a revision's reason (feedback moved, or the year's records did).
+    sources: dict[str, Any] | None = None
+    #: The year's revision log up to this snapshot (tipline.stats.revisions); not part of the
+    #: kept snapshot file, which never changes.
+    revisions: list[dict[str, Any]] = field(default_factory=list)
 
     def table(self, key: str) -> Table:
         return next(t for t in self.tables if t.key == key)
@@ -93,8 +100,8 @@ class Transparency:
     def as_json(self) -> dict[str, Any]:
         return {"schema": SCHEMA, "year": self.year, "snapshot": self.snapshot,
                 "softwareVersion": self.software_version, "codesVersion": self.codes_version,
-                "generatedAt": self.generated_at, "records": self.records,
-                "tables": [t.as_json() for t in self.tables]}
+                "generatedAt": self.generated_at, "records": self.records, "sources": self.sources,
+                "tables": [t.as_json() for t in self.tables], "revisions": self.revisions}
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Transparency:
@@ -104,7 +111,8 @@ class Transparency:
             tables.append(Table(t["key"], t["title"], cols, [[r[c.name] for c in cols] for r in t["rows"]],
                                 t["query"], list(t["notes"])))
         return cls(doc["year"], doc["snapshot"], doc["softwareVersion"], doc["codesVersion"],
-                   doc["generatedAt"], dict(doc["records"]), tables)
+                   doc["generatedAt"], dict(doc["records"]), tables, doc.get("sources"),
+                   list(doc.get("revisions") or []))
 
 
 # --- published figures ------------------------------------------------------------------------
@@ -259,18 +267,20 @@ def assemble(year: int, snap: str, counts: dict[str, int], facts: RecordFacts,
 
     tables = record_tables(year, facts)
     outcome_snaps: list[str] = []
+    by_scope: dict[str, str] = {}
     for by, escalated in OUTCOME_TABLES:
         scope = Scope(date(year, 1, 1), date(year, 12, 31), escalated_only=escalated, by=by, unit="report")
         table, osnap = _outcome_table(outcome_stats(scope), by, escalated)
         tables.append(table)
         outcome_snaps.append(osnap)
+        by_scope["escalated" if escalated else "all"] = osnap
     # The outcome tables read referrals and outcome events through their own snapshot: the
     # report's id covers both, so a new outcome event gives the report a new id.
     combined = hashlib.sha256("|".join([snap, *outcome_snaps]).encode()).hexdigest()[:16]
     return Transparency(year=year, snapshot=combined, software_version=__version__,
                         codes_version=registry().version,
                         generated_at=(now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                        records=counts, tables=tables)
+                        records=counts, tables=tables, sources={"records": snap, "outcomes": by_scope})
 
 
 _OUTCOME_COLUMNS = [
@@ -574,24 +584,69 @@ def snapshot_dir(data_dir: Path) -> Path:
 
 
 def keep(report: Transparency, data_dir: Path) -> Path:
-    """Store the report under its snapshot id (idempotent: the same records, the same file)."""
+    """Store the report under its snapshot id (idempotent: the same records, the same file),
+    enter it in the year's revision log, and attach the log to the report."""
+    from tipline.stats import revisions
+
     d = snapshot_dir(data_dir)
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"transparency-{report.year}-{report.snapshot}.json"
     if not path.exists():
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(report.as_json(), indent=1, ensure_ascii=False), encoding="utf-8")
+        doc = report.as_json()
+        doc["revisions"] = []  # the log grows; the kept snapshot never changes
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(doc, indent=1, ensure_ascii=False), encoding="utf-8")
         tmp.replace(path)
+    report.revisions = revisions.record(report, d, lambda snap: _load(data_dir, report.year, snap))
     return path
 
 
-def recall(data_dir: Path, year: int, snapshot: str) -> Transparency | None:
+def _load(data_dir: Path, year: int, snapshot: str) -> Transparency | None:
     if not snapshot.isalnum() or len(snapshot) > 64:
         return None
     path = snapshot_dir(data_dir) / f"transparency-{year}-{snapshot}.json"
     if not path.exists():
         return None
     return Transparency.from_json(json.loads(path.read_text(encoding="utf-8")))
+
+
+def recall(data_dir: Path, year: int, snapshot: str) -> Transparency | None:
+    """A kept report, with the revision log as it stood when it was kept."""
+    from tipline.stats import revisions
+
+    report = _load(data_dir, year, snapshot)
+    if report is not None:
+        report.revisions = revisions.history(snapshot_dir(data_dir), year, snapshot)
+    return report
+
+
+#: The revision log as a table of the CSV data package.
+REVISION_COLUMNS = [
+    Column("snapshot", "snapshot", "string", "the revising report"),
+    Column("previous", "revises", "string", "the snapshot it revises"),
+    Column("date", "date", "string", "when the revising report was generated (UTC)"),
+    Column("table", "table", "string"), Column("row", "row", "string"), Column("column", "figure", "string"),
+    Column("old", "old value", "string", "empty: not in the earlier version"),
+    Column("new", "new value", "string", "empty: not in this version"),
+    Column("why", "why", "string"),
+]
+
+
+def revision_table(report: Transparency) -> Table:
+    """The revision log, one line per changed figure (and one per revision without changes)."""
+    rows: list[list[Any]] = []
+    for e in report.revisions:
+        if not e["changes"]:
+            rows.append([e["snapshot"], e["previous"], e["date"], None, None, None, None, None,
+                         "; ".join(e["reasons"])])
+        for c in e["changes"]:
+            rows.append([e["snapshot"], e["previous"], e["date"], c["table"], c["row"], c["column"],
+                         None if c["old"] is None else str(c["old"]), None if c["new"] is None else str(c["new"]),
+                         c["why"]])
+    return Table("revisions", "Revisions", list(REVISION_COLUMNS), rows,
+                 "each kept snapshot of the year's report against the one before it",
+                 ["Published figures change when late outcome feedback or late reports arrive; every change "
+                  "is listed with its old and new value and why."])
 
 
 def table_csv(t: Table) -> str:
@@ -623,7 +678,7 @@ def datapackage(report: Transparency) -> dict[str, Any]:
             "schema": {"fields": [{"name": c.name, "title": c.title, "type": c.type,
                                    **({"description": c.description} if c.description else {})}
                                   for c in t.columns], "missingValues": [""]},
-        } for t in report.tables],
+        } for t in [*report.tables, revision_table(report)]],
     }
 
 
@@ -685,7 +740,7 @@ def write(report: Transparency, out: Path, fmt: str, *,
     if fmt == "json":
         put(f"transparency-{report.year}.json", json.dumps(report.as_json(), indent=1, ensure_ascii=False))
     elif fmt == "csv":
-        for t in report.tables:
+        for t in [*report.tables, revision_table(report)]:
             put(f"{t.key}.csv", table_csv(t))
         put("datapackage.json", json.dumps(datapackage(report), indent=1, ensure_ascii=False))
     elif fmt == "html":
