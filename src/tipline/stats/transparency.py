@@ -765,8 +765,25 @@ def fmt_cell(value: Any, col: Column) -> str:
     if col.type == "number":
         if col.name == "ratio":
             return f"{float(value):.4g}"
+        if col.name.startswith(COUNT_NUMBERS):
+            # Estimated totals and days are amounts, not shares.
+            return f"{float(value):,.1f}"
         return f"{100 * float(value):.2f} %"
     return str(value)
+
+
+#: Number columns that hold amounts (estimated totals, days), not shares.
+COUNT_NUMBERS = ("estimate", "median")
+
+
+def fmt_revision(value: Any) -> str:
+    """An old or new value in the revision log: missing as an em dash ("not in that version"),
+    integers with separators, other numbers to six significant figures."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    return f"{value:,}" if isinstance(value, int) else f"{value:.6g}"
 
 
 def pdf(report: Transparency) -> bytes:

@@ -96,7 +96,7 @@ def router(rt: Runtime) -> tuple[APIRouter, APIRouter]:
         resp: HTMLResponse = render(request, "transparency.html", report=report, fmt=tr.fmt_cell,
                                     chart_base=f"{base}/charts/", chart_q=q, permalink=f"{base}{q}",
                                     downloads=downloads, revisions_csv=f"{base}/revisions.csv{q}",
-                                    shown_changes=SHOWN_CHANGES, cache="no-cache")
+                                    shown_changes=SHOWN_CHANGES, fmt_rev=tr.fmt_revision, cache="no-cache")
         return resp
 
     @pages.get("/transparency/{year}/datapackage.json")
@@ -146,7 +146,7 @@ def standalone_html(report: tr.Transparency) -> str:
     css = (STATIC_DIR / "tipline.css").read_text(encoding="utf-8")
     return env.get_template("transparency_file.html").render(
         report=report, fmt=tr.fmt_cell, chart_base="", chart_q="", css=css, permalink=None, downloads=None,
-        revisions_csv="revisions.csv", shown_changes=SHOWN_CHANGES)
+        revisions_csv="revisions.csv", shown_changes=SHOWN_CHANGES, fmt_rev=tr.fmt_revision)
 
 
 def install(app: FastAPI, rt: Runtime) -> None:
