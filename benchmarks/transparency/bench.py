@@ -8,8 +8,9 @@ and the store path against the columnar path on a store-sized slice.
    with distributions taken from NCMEC's published 2023 tables that ship with tipline
    (platforms from esps.csv, countries, US states, incident types, the user-location split,
    the referral share) and the outcome profile (agency feedback propensity by kind, arrest
-   probability by priority): 36.2 M reports, ~2.9 files each (105 M files, NCMEC's 2023
-   count), a referral per report and a second for 5 %, and the outcome events agencies report.
+   probability by priority): 36.2 M reports, 0-5 files each (~2.5 on average, ~90 M files;
+   NCMEC counted 105 M in 2023), a referral per report and a second for 5 %, and the outcome
+   events agencies report.
 2. **full**: ``tipline.stats.columnar.build`` over it, timed: the whole report (NCMEC's
    tables, the outcome tables with both estimates), with the default coverage threshold
    (realistic feedback is thin, so the estimates are withheld) and with threshold 0 (every
@@ -115,7 +116,7 @@ def generate(out: Path, n: int) -> dict[str, Any]:
         JOIN types t ON t.slot = hash(report_id, 8) % {SLOTS}
         JOIN countries c ON c.slot = hash(report_id, 4) % {SLOTS}
         JOIN states s ON s.slot = hash(report_id, 9) % {SLOTS}""")
-    # ~2.9 files a report (NCMEC 2023: 105.6 M files); 30 % of files are copies of 2 M viral
+    # 0-5 files a report, ~2.5 on average (NCMEC 2023: 105.6 M files, ~2.9); 30 % of files are copies of 2 M viral
     # items (so duplicates, exact or near), the rest unique.
     con.execute("""
         CREATE VIEW files AS
