@@ -132,7 +132,8 @@ def test_files_csv_datapackage_json_pdf_html(year_2023: Runtime, tmp_path: Path)
     for fmt in ("csv", "json", "pdf", "html"):
         tr.write(rep, tmp_path / fmt, fmt, html=standalone_html)
     pkg = json.loads((tmp_path / "csv" / "datapackage.json").read_text())
-    assert {r["path"] for r in pkg["resources"]} == {f"{t.key}.csv" for t in rep.tables}
+    # Every table, and the revision log (empty here: the report was not kept).
+    assert {r["path"] for r in pkg["resources"]} == {f"{t.key}.csv" for t in rep.tables} | {"revisions.csv"}
     for res in pkg["resources"]:
         raw = (tmp_path / "csv" / res["path"]).read_bytes()
         assert raw.endswith(b"\r\n") and not raw.startswith(b"\xef\xbb\xbf")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -83,6 +84,30 @@ def stats_quality(c: Ctx, by: str, as_json: bool) -> None:
         click.echo(f"{r['platform'][:28]:<28} {r['period']:<8} {r['reports']:>8} {r['assessed']:>8} {q:>7} "
                    f"{ref:>8}  {miss}")
     click.echo("('-': nothing assessed yet in that period — not a zero)")
+
+
+@command.command("export")
+@click.option("--year", type=click.IntRange(1998, 2100), required=True, help="Calendar year (UTC) of receipt.")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Directory to write into (made if missing); default: <data dir>/columnar/YEAR.")
+@pass_ctx
+def stats_export(c: Ctx, year: int, out: Path | None) -> None:
+    """Export a year's facts to Parquet for fast statistics.
+
+    Writes the facts the transparency tables and the outcome statistics read (reports, files,
+    incident memberships, referrals, outcome events) as Parquet files with a manifest naming
+    the records' snapshot; `tipline transparency YEAR --columnar` then computes the report
+    from them with DuckDB (docs/statistics.md, "Transparency at full scale"). Re-run it to
+    bring the export in step with the store.
+    """
+    from tipline.stats import columnar
+
+    target = out or columnar.default_dir(c.settings.data_dir, year)
+    with c.database() as sessions:
+        manifest = columnar.export(sessions, year, target)
+    rows = manifest["rows"]
+    click.echo(f"exported {year} to {target}: snapshot {manifest['snapshot']}, "
+               + ", ".join(f"{n:,} {name}" for name, n in rows.items()))
 
 
 _GROUPINGS = ("agency", "platform", "incident-type", "priority", "state", "country", "month", "year")

@@ -16,8 +16,12 @@ from tipline.commands.context import Ctx, pass_ctx
               "table and a Frictionless datapackage.json; json: one document; pdf: printable.")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               show_default=True, help="Directory to write into (made if missing).")
+@click.option("--columnar", is_flag=True, help="Compute from the year's Parquet export with DuckDB (fast at full "
+              "scale; made by `tipline stats export --year YEAR`) instead of the store.")
+@click.option("--export-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="With --columnar: the export's directory; default: <data dir>/columnar/YEAR.")
 @pass_ctx
-def command(c: Ctx, year: int, fmt: str, out: Path) -> None:
+def command(c: Ctx, year: int, fmt: str, out: Path, columnar: bool, export_dir: Path | None) -> None:
     """The YEAR's transparency report: NCMEC's tables and outcomes.
 
     NCMEC's tables computed from tipline's records, and the outcome tables.
@@ -29,8 +33,21 @@ def command(c: Ctx, year: int, fmt: str, out: Path) -> None:
     """
     from tipline.stats import transparency as tr
 
-    with c.database() as sessions:
-        report = tr.build(sessions, year)
+    if columnar:
+        from tipline.stats import columnar as col
+
+        directory = export_dir or col.default_dir(c.settings.data_dir, year)
+        try:
+            manifest = col.read_manifest(directory)
+        except ValueError as err:
+            raise click.ClickException(f"{err}: run `tipline stats export --year {year}` first") from None
+        if int(manifest["year"]) != year:
+            raise click.ClickException(f"{directory} holds the export of {manifest['year']}, not {year}")
+        report = col.build(directory, coverage_threshold=c.settings.outcome_coverage_threshold)
+        click.echo(f"computed from the columnar export of {manifest['exportedAt']} ({directory})")
+    else:
+        with c.database() as sessions:
+            report = tr.build(sessions, year, coverage_threshold=c.settings.outcome_coverage_threshold)
     tr.keep(report, c.settings.data_dir)
     from tipline.web.transparency import standalone_html
 

@@ -168,6 +168,8 @@ class Unit:
     any_event: bool
     first_event: date | None
     first_arrest: date | None
+    #: What the weighting models feedback on (tipline.stats.weighting.COVARIATES).
+    covariates: tuple[str, ...] = ()
 
 
 def effective(events: Iterable[Event]) -> list[Event]:
@@ -229,6 +231,13 @@ def _group_values(r: RefRow) -> dict[str, str | None]:
     }
 
 
+def covariates_of(r: RefRow) -> tuple[str, str, str, str]:
+    """Priority, agency kind, incident type, whether a location is known (the columnar path
+    computes the same strings in SQL: tipline.stats.columnar)."""
+    return (str(r.priority), r.agency_kind, str(r.incident_type),
+            "yes" if (r.country is not None or r.state is not None) else "no")
+
+
 def make_units(refs: Sequence[RefRow], events: Sequence[Event], unit: str, measure: str) -> list[Unit]:
     terminal = _terminal_codes()
     by_ref: dict[int, list[Event]] = defaultdict(list)
@@ -257,6 +266,7 @@ def make_units(refs: Sequence[RefRow], events: Sequence[Event], unit: str, measu
             arrest=any(s.arrest for s in sts), persons=sum(s.persons for s in sts),
             any_event=bool(firsts), first_event=min(firsts) if firsts else None,
             first_arrest=min(arrests) if arrests else None,
+            covariates=covariates_of(first),
         ))
     units.sort(key=lambda u: u.key)
     return units
@@ -296,32 +306,75 @@ class _Cells:
     n_clusters: int
 
 
+@dataclass(slots=True)
+class RowFacts:
+    """Everything the figures of one row are computed from: counts, the units summed per
+    stratum and per covariate pattern (in first-appearance order among units sorted by key,
+    which fixes the bootstrap's draws), and the delays as (days, observed, units) counts.
+    The store path sums :class:`Unit` objects into it (:func:`facts_of`); the columnar path
+    (tipline.stats.columnar) sums the same in DuckDB."""
+
+    n: int
+    f: int
+    a: int
+    any_event: int
+    arrests: int
+    persons: int
+    strata: list[tuple[tuple[str, str, str], int, int, int]]  # (stratum, k, a, u)
+    patterns: list[tuple[str, tuple[str, ...], int, int, int]]  # (agency, covariates, k, a, u)
+    to_feedback: list[tuple[int, bool, int]]
+    to_arrest: list[tuple[int, bool, int]]
+
+
+def _durations(units: Sequence[Unit], censor: date, which: str) -> list[tuple[int, bool, int]]:
+    counts: dict[tuple[int, bool], int] = defaultdict(int)
+    for u in units:
+        when = u.first_event if which == "feedback" else u.first_arrest
+        hit = when is not None and when <= censor
+        end = when if hit and when is not None else censor
+        counts[(max(0, (end - u.start).days), hit)] += 1
+    return [(d, o, n) for (d, o), n in sorted(counts.items())]
+
+
+def facts_of(units: Sequence[Unit], censor: date) -> RowFacts:
+    """Sum units into the facts of their row."""
+    strata: dict[tuple[str, str, str], list[int]] = {}
+    pats: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+    for unit in sorted(units, key=lambda u: u.key):
+        for cell in (strata.setdefault(unit.stratum, [0, 0, 0]),
+                     pats.setdefault((unit.agency, unit.covariates), [0, 0, 0])):
+            if unit.settled:
+                cell[0] += 1
+                cell[1] += unit.yes
+            else:
+                cell[2] += 1
+    return RowFacts(
+        n=len(units), f=sum(1 for u in units if u.settled), a=sum(1 for u in units if u.yes),
+        any_event=sum(1 for u in units if u.any_event), arrests=sum(1 for u in units if u.arrest),
+        persons=sum(u.persons for u in units),
+        strata=[(st, k, a, u) for st, (k, a, u) in strata.items()],
+        patterns=[(ag, cov, k, a, u) for (ag, cov), (k, a, u) in pats.items()],
+        to_feedback=_durations(units, censor, "feedback"), to_arrest=_durations(units, censor, "arrest"))
+
+
 def _cells(units: Sequence[Unit]) -> _Cells:
+    return _cells_from(facts_of(units, date.max).strata)
+
+
+def _cells_from(strata: Sequence[tuple[tuple[str, str, str], int, int, int]]) -> _Cells:
     import numpy as np
 
-    index: dict[tuple[str, str, str], int] = {}
-    k: list[int] = []
-    a: list[int] = []
-    u: list[int] = []
-    for unit in units:
-        c = index.setdefault(unit.stratum, len(index))
-        if c == len(k):
-            k.append(0)
-            a.append(0)
-            u.append(0)
-        if unit.settled:
-            k[c] += 1
-            a[c] += unit.yes
-        else:
-            u[c] += 1
-    strata = list(index)
+    k = [c[1] for c in strata]
+    a = [c[2] for c in strata]
+    u = [c[3] for c in strata]
+    keys = [c[0] for c in strata]
     level_cells, n_level_cells = [], []
     for level in _LEVELS:
         at: dict[tuple[str, ...], int] = {}
-        level_cells.append(np.array([at.setdefault(level(st), len(at)) for st in strata], dtype=np.int64))
+        level_cells.append(np.array([at.setdefault(level(st), len(at)) for st in keys], dtype=np.int64))
         n_level_cells.append(len(at))
     agencies: dict[str, int] = {}
-    cluster = np.array([agencies.setdefault(st[0], len(agencies)) for st in strata], dtype=np.int64)
+    cluster = np.array([agencies.setdefault(st[0], len(agencies)) for st in keys], dtype=np.int64)
     return _Cells(np.array(k, dtype=float), np.array(a, dtype=float), np.array(u, dtype=np.int64),
                   level_cells, n_level_cells, cluster, len(agencies))
 
@@ -362,8 +415,11 @@ def post_stratified(units: Sequence[Unit]) -> tuple[float | None, int]:
 
     if not units:
         return None, 0
-    c = _cells(units)
-    if c.k.sum() == 0:
+    return _post_stratified(_cells(units))
+
+
+def _post_stratified(c: _Cells) -> tuple[float | None, int]:
+    if c.k.shape[0] == 0 or c.k.sum() == 0:
         return None, 0
     rate, level = _cell_rates(c, c.a[None, :], c.k[None, :])
     missing = c.u > 0
@@ -384,9 +440,12 @@ def cluster_bootstrap(units: Sequence[Unit], replicates: int = BOOTSTRAP_REPLICA
     with the outcome sum to Poisson(m * a), those without to Poisson(m * (k - a)), for an
     agency drawn m times; and the Bernoulli draws of a cell's u unknowns sum to Binomial(u, r).
     """
+    return _bootstrap(_cells(units), replicates, seed)
+
+
+def _bootstrap(c: _Cells, replicates: int = BOOTSTRAP_REPLICATES, seed: int = BOOTSTRAP_SEED) -> np.ndarray:
     import numpy as np
 
-    c = _cells(units)
     rng = np.random.default_rng(seed)
     confirmed = float(c.a.sum())
     fallback, _ = _cell_rates(c, c.a[None, :], c.k[None, :], smooth=1.0)
@@ -407,35 +466,33 @@ def cluster_bootstrap(units: Sequence[Unit], replicates: int = BOOTSTRAP_REPLICA
     return np.concatenate(out).astype(float) if out else np.empty(0)
 
 
-def kaplan_meier(durations: Sequence[float], observed: Sequence[bool]) -> dict[str, Any]:
-    """The product-limit curve (statsmodels SurvfuncRight) and its median, in days."""
-    n_events = sum(1 for o in observed if o)
-    base: dict[str, Any] = {"units": len(durations), "events": n_events, "censored": len(durations) - n_events}
+def kaplan_meier(durations: Sequence[float], observed: Sequence[bool],
+                 counts: Sequence[int] | None = None) -> dict[str, Any]:
+    """The product-limit curve (statsmodels SurvfuncRight) and its median, in days; ``counts``
+    (frequency weights) says how many units share each (duration, observed) pair."""
+    weights = list(counts) if counts is not None else [1] * len(durations)
+    n_units = sum(weights)
+    n_events = sum(w for o, w in zip(observed, weights, strict=True) if o)
+    base: dict[str, Any] = {"units": n_units, "events": n_events, "censored": n_units - n_events}
     if not durations:
         return {**base, "median": None, "curve": []}
     if n_events == 0:
-        return {**base, "median": None, "curve": [{"days": 0, "survival": 1.0, "atRisk": len(durations)}]}
+        return {**base, "median": None, "curve": [{"days": 0, "survival": 1.0, "atRisk": n_units}]}
     import numpy as np
     from statsmodels.duration.survfunc import SurvfuncRight
 
-    sf = SurvfuncRight(np.asarray(durations, dtype=float), np.asarray(observed, dtype=float))
+    sf = SurvfuncRight(np.asarray(durations, dtype=float), np.asarray(observed, dtype=float),
+                       freq_weights=None if counts is None else np.asarray(weights, dtype=float))
     median = sf.quantile(0.5)
-    curve = [{"days": int(t), "survival": float(p), "atRisk": int(n)}
+    curve = [{"days": int(t), "survival": float(p), "atRisk": int(round(float(n)))}
              for t, p, n in zip(sf.surv_times, sf.surv_prob, sf.n_risk, strict=True)]
     return {**base, "median": None if median is None or math.isnan(float(median)) else float(median),
             "curve": curve}
 
 
-def _delay(units: Sequence[Unit], censor: date, which: str) -> dict[str, Any]:
-    durations: list[float] = []
-    observed: list[bool] = []
-    for u in units:
-        when = u.first_event if which == "feedback" else u.first_arrest
-        hit = when is not None and when <= censor
-        end = when if hit and when is not None else censor
-        durations.append(max(0, (end - u.start).days))
-        observed.append(hit)
-    return kaplan_meier(durations, observed)
+def _delay(durations: Sequence[tuple[int, bool, int]]) -> dict[str, Any]:
+    return kaplan_meier([float(d) for d, _, _ in durations], [o for _, o, _ in durations],
+                        [n for _, _, n in durations])
 
 
 @dataclass(slots=True)
@@ -448,18 +505,21 @@ class Thresholds:
 def row_stats(units: Sequence[Unit], *, unit: str, measure: str, censor: date,
               thresholds: Thresholds | None = None) -> dict[str, Any]:
     """Every figure of one row. Unknowns are ``None`` (JSON null), never 0."""
+    return row_stats_of(facts_of(units, censor), unit=unit, measure=measure, thresholds=thresholds)
+
+
+def row_stats_of(facts: RowFacts, *, unit: str, measure: str, thresholds: Thresholds | None = None) -> dict[str, Any]:
+    """Every figure of one row from its facts (the store and the columnar path share this)."""
     th = thresholds or Thresholds()
     one, many = UNIT_WORDS[unit]
     what = MEASURE_EVENT_WORDS[measure]
-    n = len(units)
-    f = sum(1 for u in units if u.settled)
-    a = sum(1 for u in units if u.yes)
+    n, f, a = facts.n, facts.f, facts.a
     missing = n - f
     warnings: list[str] = []
     row: dict[str, Any] = {
-        "referrals": n, "withFeedback": f, "withAnyEvent": sum(1 for u in units if u.any_event),
-        "withOutcome": a, "withArrest": sum(1 for u in units if u.arrest),
-        "personsArrested": sum(u.persons for u in units),
+        "referrals": n, "withFeedback": f, "withAnyEvent": facts.any_event,
+        "withOutcome": a, "withArrest": facts.arrests,
+        "personsArrested": facts.persons,
         "coverage": wilson(f, n), "rateAmongFeedback": wilson(a, f),
         "bounds": {"low": a, "high": a + missing,
                    "lowRate": a / n if n else None, "highRate": (a + missing) / n if n else None},
@@ -472,7 +532,8 @@ def row_stats(units: Sequence[Unit], *, unit: str, measure: str, censor: date,
     coverage = f / n if n else 0.0
     estimate: dict[str, Any] = {"value": None, "low": None, "high": None, "rate": None, "withheld": None,
                                 "assumption": "missing at random within strata (agency x priority x incident type)"}
-    total, borrowed = post_stratified(units)
+    cells = _cells_from(facts.strata)
+    total, borrowed = _post_stratified(cells) if n else (None, 0)
     withheld = None
     if n and coverage < th.coverage:
         withheld = (f"feedback covers {coverage:.0%} of the {many}, below the {th.coverage:.0%} threshold")
@@ -484,7 +545,7 @@ def row_stats(units: Sequence[Unit], *, unit: str, measure: str, censor: date,
     elif total is not None:
         import numpy as np
 
-        reps = cluster_bootstrap(units, th.replicates)
+        reps = _bootstrap(cells, th.replicates)
         alpha = (1 - CONFIDENCE) / 2
         low, high = (float(x) for x in np.quantile(reps, [alpha, 1 - alpha]))
         # The bounds hold with certainty: an interval never reaches outside them.
@@ -498,8 +559,16 @@ def row_stats(units: Sequence[Unit], *, unit: str, measure: str, censor: date,
             warnings.append("The estimate's interval is wide (over 20 points, or over 1.2 times the estimate): "
                             "low reliability.")
     row["estimate"] = estimate
-    row["sensitivity"], row["tipping"] = _sensitivity(units, a, total, estimate, many, what)
-    row["delay"] = {"toFirstFeedback": _delay(units, censor, "feedback"), "toArrest": _delay(units, censor, "arrest")}
+    row["estimateWeighted"] = _weighted(facts, withheld, th)
+    ew = row["estimateWeighted"]
+    if n and not withheld and ew["withheld"]:
+        warnings.append(f"The weighted estimate is withheld: {ew['withheld']}.")
+    if estimate["value"] is not None and ew["value"] is not None and (
+            ew["low"] > estimate["high"] or ew["high"] < estimate["low"]):
+        warnings.append("The two estimates' intervals do not overlap: the answer depends on which assumption "
+                        "about the missing feedback holds.")
+    row["sensitivity"], row["tipping"] = _sensitivity(a, total, estimate, many, what)
+    row["delay"] = {"toFirstFeedback": _delay(facts.to_feedback), "toArrest": _delay(facts.to_arrest)}
     if row["delay"]["toFirstFeedback"]["events"] and row["delay"]["toFirstFeedback"]["median"] is None:
         warnings.append("Fewer than half had any feedback by the end of the period: the median time to feedback "
                         "is not known yet.")
@@ -507,7 +576,20 @@ def row_stats(units: Sequence[Unit], *, unit: str, measure: str, censor: date,
     return row
 
 
-def _sensitivity(units: Sequence[Unit], a: int, total: float | None, estimate: dict[str, Any], many: str,
+def _weighted(facts: RowFacts, withheld: str | None, th: Thresholds) -> dict[str, Any]:
+    """The inverse-propensity-weighted estimate (tipline.stats.weighting), under the same
+    coverage and sample-size rules as the post-stratified one."""
+    from tipline.stats import weighting
+
+    if facts.n == 0 or withheld:
+        return {"value": None, "low": None, "high": None, "rate": None, "withheld": withheld,
+                "assumption": weighting.ASSUMPTION, "covariates": list(weighting.COVARIATES),
+                "smallestPropensity": None}
+    return weighting.weighted_estimate(weighting.patterns(facts.patterns), replicates=th.replicates,
+                                       seed=BOOTSTRAP_SEED, confidence=CONFIDENCE)
+
+
+def _sensitivity(a: int, total: float | None, estimate: dict[str, Any], many: str,
                  what: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Pattern-mixture sensitivity: those without feedback lead to the outcome at delta times
     the rate of their stratum among those with feedback (delta = 1 is the estimate, delta = 0
@@ -534,17 +616,26 @@ def compute(scope: Scope, refs: Sequence[RefRow], events: Sequence[Event], *, as
     """The statistics of ``scope`` from its rows (pure: no database)."""
     units = make_units(refs, events, scope.unit, scope.measure)
     censor = min(scope.end, as_of) if as_of else scope.end
-    common = {"unit": scope.unit, "measure": scope.measure, "censor": censor, "thresholds": thresholds}
-    total = row_stats(units, **common)  # type: ignore[arg-type]
-    if scope.start > scope.end:
-        total["warnings"].insert(0, "The period is empty: its start is after its end.")
-    out: dict[str, Any] = {"total": {"key": None, **total}, "rows": None}
+    rows: list[tuple[str | None, RowFacts]] | None = None
     if scope.by:
         buckets: dict[str | None, list[Unit]] = defaultdict(list)
         for u in units:
             buckets[u.groups[scope.by]].append(u)
-        keys = sorted(buckets, key=lambda k: (k is None, _sort_key(scope.by, k)))
-        out["rows"] = [{"key": k, **row_stats(buckets[k], **common)} for k in keys]  # type: ignore[arg-type]
+        rows = [(k, facts_of(b, censor)) for k, b in buckets.items()]
+    return compute_facts(scope, facts_of(units, censor), rows, censor, thresholds)
+
+
+def compute_facts(scope: Scope, total_facts: RowFacts, rows: Sequence[tuple[str | None, RowFacts]] | None,
+                  censor: date, thresholds: Thresholds | None = None) -> dict[str, Any]:
+    """The statistics of ``scope`` from the facts of its total and of each group."""
+    common: dict[str, Any] = {"unit": scope.unit, "measure": scope.measure, "thresholds": thresholds}
+    total = row_stats_of(total_facts, **common)
+    if scope.start > scope.end:
+        total["warnings"].insert(0, "The period is empty: its start is after its end.")
+    out: dict[str, Any] = {"total": {"key": None, **total}, "rows": None}
+    if scope.by and rows is not None:
+        ordered = sorted(rows, key=lambda kv: (kv[0] is None, _sort_key(scope.by, kv[0])))
+        out["rows"] = [{"key": k, **row_stats_of(f, **common)} for k, f in ordered]
     out["censoredAt"] = censor.isoformat()
     return out
 

@@ -18,6 +18,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -86,6 +87,12 @@ class Transparency:
     generated_at: str
     records: dict[str, int]
     tables: list[Table]
+    #: The snapshots the combined id is made of: {"records": ..., "outcomes": {"all": ..., "escalated": ...}},
+    #: which tell a revision's reason (feedback moved, or the year's records did).
+    sources: dict[str, Any] | None = None
+    #: The year's revision log up to this snapshot (tipline.stats.revisions); not part of the
+    #: kept snapshot file, which never changes.
+    revisions: list[dict[str, Any]] = field(default_factory=list)
 
     def table(self, key: str) -> Table:
         return next(t for t in self.tables if t.key == key)
@@ -93,8 +100,8 @@ class Transparency:
     def as_json(self) -> dict[str, Any]:
         return {"schema": SCHEMA, "year": self.year, "snapshot": self.snapshot,
                 "softwareVersion": self.software_version, "codesVersion": self.codes_version,
-                "generatedAt": self.generated_at, "records": self.records,
-                "tables": [t.as_json() for t in self.tables]}
+                "generatedAt": self.generated_at, "records": self.records, "sources": self.sources,
+                "tables": [t.as_json() for t in self.tables], "revisions": self.revisions}
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Transparency:
@@ -104,7 +111,8 @@ class Transparency:
             tables.append(Table(t["key"], t["title"], cols, [[r[c.name] for c in cols] for r in t["rows"]],
                                 t["query"], list(t["notes"])))
         return cls(doc["year"], doc["snapshot"], doc["softwareVersion"], doc["codesVersion"],
-                   doc["generatedAt"], dict(doc["records"]), tables)
+                   doc["generatedAt"], dict(doc["records"]), tables, doc.get("sources"),
+                   list(doc.get("revisions") or []))
 
 
 # --- published figures ------------------------------------------------------------------------
@@ -229,25 +237,50 @@ def _count(session: Session, stmt: Any) -> int:
     return int(session.scalar(stmt) or 0)
 
 
+#: The outcome tables: (breakdown, escalated only).
+OUTCOME_TABLES: tuple[tuple[str | None, bool], ...] = (
+    (None, False), (None, True), ("priority", False), ("month", False), ("agency", False))
+
+
 def build(sessions: sessionmaker[Session], year: int, *, now: datetime | None = None,
           coverage_threshold: float | None = None) -> Transparency:
     """Compute the transparency report of ``year`` from the store: NCMEC's tables, then the
     outcome tables of tipline.stats.outcomes (all referred reports, escalated ones, by
-    priority, month and agency)."""
+    priority, month and agency). This is the reference; tipline.stats.columnar computes the
+    same report from a Parquet export with DuckDB."""
+    from tipline.stats.outcomes import outcome_stats
+
     with sessions() as session:
-        snap, counts, tables = _record_tables(session, year)
+        snap, counts = snapshot_of(session, year)
+        facts = record_facts(session, year)
+    return assemble(year, snap, counts, facts,
+                    lambda scope: outcome_stats(sessions, scope, coverage_threshold=coverage_threshold), now=now)
+
+
+def assemble(year: int, snap: str, counts: dict[str, int], facts: RecordFacts,
+             outcome_stats: Callable[[Any], dict[str, Any]], *, now: datetime | None = None) -> Transparency:
+    """The report from the year's record facts and an outcome-statistics reader (the store's or
+    the columnar export's): both paths share every line from here on."""
+    from datetime import date
+
+    from tipline.stats.outcomes import Scope
+
+    tables = record_tables(year, facts)
     outcome_snaps: list[str] = []
-    for by, escalated in ((None, False), (None, True), ("priority", False), ("month", False), ("agency", False)):
-        table, osnap = _outcome_table(sessions, year, by, escalated, coverage_threshold)
+    by_scope: dict[str, str] = {}
+    for by, escalated in OUTCOME_TABLES:
+        scope = Scope(date(year, 1, 1), date(year, 12, 31), escalated_only=escalated, by=by, unit="report")
+        table, osnap = _outcome_table(outcome_stats(scope), by, escalated)
         tables.append(table)
         outcome_snaps.append(osnap)
+        by_scope["escalated" if escalated else "all"] = osnap
     # The outcome tables read referrals and outcome events through their own snapshot: the
     # report's id covers both, so a new outcome event gives the report a new id.
     combined = hashlib.sha256("|".join([snap, *outcome_snaps]).encode()).hexdigest()[:16]
     return Transparency(year=year, snapshot=combined, software_version=__version__,
                         codes_version=registry().version,
                         generated_at=(now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                        records=counts, tables=tables)
+                        records=counts, tables=tables, sources={"records": snap, "outcomes": by_scope})
 
 
 _OUTCOME_COLUMNS = [
@@ -261,6 +294,10 @@ _OUTCOME_COLUMNS = [
     Column("boundsLow", "bounds: low (A)", "integer"), Column("boundsHigh", "bounds: high (A + E − F)", "integer"),
     Column("estimate", "estimate (missing at random within strata)", "number"),
     Column("estimateLow", "estimate, 95 % low", "number"), Column("estimateHigh", "estimate, 95 % high", "number"),
+    Column("estimateWeighted", "estimate (weighted by a logistic model of who reports back)", "number",
+           "missing at random given priority, agency kind, incident type and whether a location is known"),
+    Column("estimateWeightedLow", "weighted estimate, 95 % low", "number"),
+    Column("estimateWeightedHigh", "weighted estimate, 95 % high", "number"),
     Column("medianDaysToFeedback", "median days to first feedback", "number"),
     Column("medianDaysToArrest", "median days to arrest", "number"),
     Column("flag", "flag", "string", "e = estimated; u = estimate withheld (low coverage or fewer than 30 "
@@ -268,25 +305,19 @@ _OUTCOME_COLUMNS = [
 ]
 
 
-def _outcome_table(sessions: sessionmaker[Session], year: int, by: str | None, escalated: bool,
-                   threshold: float | None) -> tuple[Table, str]:
-    from datetime import date
-
-    from tipline.stats.outcomes import Scope, outcome_stats
-
-    scope = Scope(date(year, 1, 1), date(year, 12, 31), escalated_only=escalated, by=by, unit="report")
-    data = outcome_stats(sessions, scope, coverage_threshold=threshold)
+def _outcome_table(data: dict[str, Any], by: str | None, escalated: bool) -> tuple[Table, str]:
     rows: list[list[Any]] = []
     groups = [("total", data["total"])] + [(x["key"] if x["key"] is not None else "unknown", x)
                                             for x in (data["rows"] or [])]
     for key, r in groups:
-        est = r["estimate"]
+        est, ew = r["estimate"], r["estimateWeighted"]
         # Eurostat-style flags in their own column: u = low reliability (estimate withheld).
         flag = "u" if est["withheld"] else ("e" if est["value"] is not None else "")
         rows.append([str(key), r["referrals"], r["withFeedback"], r["coverage"]["value"], r["coverage"]["low"],
                      r["coverage"]["high"], r["referrals"] - r["withFeedback"], r["withArrest"],
                      r["personsArrested"], r["bounds"]["low"], r["bounds"]["high"], est["value"], est["low"],
-                     est["high"], r["delay"]["toFirstFeedback"]["median"], r["delay"]["toArrest"]["median"], flag])
+                     est["high"], ew["value"], ew["low"], ew["high"], r["delay"]["toFirstFeedback"]["median"],
+                     r["delay"]["toArrest"]["median"], flag])
     what = "escalated reports" if escalated else "referred reports"
     key = "outcomes" + ("Escalated" if escalated else "") + (
         "By" + "".join(w.capitalize() for w in by.split("-")) if by else "")
@@ -296,31 +327,32 @@ def _outcome_table(sessions: sessionmaker[Session], year: int, by: str | None, e
                   "never 0. The same figures, with intervals and sensitivity: the query link."]), data["snapshot"]
 
 
-def _record_tables(session: Session, year: int) -> tuple[str, dict[str, int], list[Table]]:
-    snap, counts = snapshot_of(session, year)
-    tables = [
-        _reports_table(session, year),
-        _incidents_table(session, year),
-        _files_table(session, year),
-        _location_table(session, year),
-        _countries_table(session, year),
-        _states_table(session, year),
-        _platforms_table(session, year),
-        _incident_types_table(session, year),
-        _recipients_table(session, year),
-        _escalations_table(session, year),
-        _months_table(session, year),
-    ]
-    return snap, counts, tables
+@dataclass(slots=True)
+class RecordFacts:
+    """The counts NCMEC's tables are made of, for one year: what the store's SQL
+    (:func:`record_facts`) and the columnar export's DuckDB queries (tipline.stats.columnar)
+    each compute, so that one assembler (:func:`record_tables`) turns either into the tables."""
+
+    total: int
+    with_files: int
+    unique: int  # reports holding a file that duplicates nothing earlier
+    similar: int  # reports holding a file that duplicates or nearly duplicates an earlier one
+    bundled: int  # reports in an incident
+    incidents: int
+    files: list[tuple[str, int, int, int, int]]  # kind, files, distinct sha256, near, exact
+    where: dict[str, int]  # U.S. | international | unknown
+    countries: dict[str, int]  # ISO code, or "unknown"
+    states: dict[str, int]  # of US reports: state, or "unknown"
+    platforms: dict[str, int]
+    types: dict[str, int]  # incident type, or "not stated"
+    recipients: dict[tuple[str, str], int]  # (agency kind, actionable | informational | not assessed)
+    escalated: int
+    months: list[int]  # reports received per month
+    escalated_months: list[int]
 
 
-_VS = [Column("tipline", "tipline", "integer", "counted from the records"),
-       Column("published", "NCMEC published", "integer", "null: not published for this year"),
-       Column("ratio", "ratio", "number", "tipline ÷ published; null when either is missing")]
-
-
-def _reports_table(s: Session, year: int) -> Table:
-    pub = _published_contents(year)
+def record_facts(s: Session, year: int) -> RecordFacts:
+    """The year's record facts from the store (the reference the columnar path must match)."""
     year_ids = select(Report.id).where(_in_year(year))
     total = _count(s, select(func.count()).select_from(Report).where(_in_year(year)))
     with_files = _count(s, select(func.count(distinct(File.report_id))).where(File.report_id.in_(year_ids)))
@@ -329,13 +361,89 @@ def _reports_table(s: Session, year: int) -> Table:
         File.report_id.in_(year_ids), File.id.in_(dup_files)))
     unique = _count(s, select(func.count(distinct(File.report_id))).where(
         File.report_id.in_(year_ids), File.id.not_in(dup_files)))
+    bundled = _count(s, select(func.count(distinct(IncidentReport.report_id)))
+                     .where(IncidentReport.report_id.in_(year_ids)))
+    incidents = _count(s, select(func.count(distinct(IncidentReport.incident_id)))
+                       .where(IncidentReport.report_id.in_(year_ids)))
+    kind = _media_kind().label("kind")
+    near = select(FileMatch.file_id).where(FileMatch.kind == "duplicate", FileMatch.distance > 0)
+    exact = select(FileMatch.file_id).where(FileMatch.kind == "duplicate", FileMatch.distance == 0)
+    fq = (select(kind, func.count(), func.count(distinct(File.sha256)),
+                 func.sum(case((File.id.in_(near), 1), else_=0)),
+                 func.sum(case((File.id.in_(exact), 1), else_=0)))
+          .where(File.report_id.in_(year_ids)).group_by(kind))
+    files = [(str(k), int(n), int(u), int(nd or 0), int(ed or 0)) for k, n, u, nd, ed in s.execute(fq)]
+    wq = (select(case((Jurisdiction.country.is_(None), "unknown"), (Jurisdiction.country == "US", "U.S."),
+                      else_="international").label("where"), func.count())
+          .select_from(Report).outerjoin(Jurisdiction, Jurisdiction.report_id == Report.id)
+          .where(_in_year(year)).group_by("where"))
+    cq = (select(Jurisdiction.country, func.count()).select_from(Report)
+          .outerjoin(Jurisdiction, Jurisdiction.report_id == Report.id)
+          .where(_in_year(year)).group_by(Jurisdiction.country))
+    sq = (select(Jurisdiction.us_state, func.count()).select_from(Report)
+          .join(Jurisdiction, Jurisdiction.report_id == Report.id)
+          .where(_in_year(year), Jurisdiction.country == "US").group_by(Jurisdiction.us_state))
+    pq = (select(Reporter.name, func.count()).select_from(Report).join(Reporter, Reporter.id == Report.reporter_id)
+          .where(_in_year(year)).group_by(Reporter.name))
+    tq = select(Report.incident_type, func.count()).where(_in_year(year)).group_by(Report.incident_type)
+    disp = case((Assessment.disposition == "referral", "actionable"), (Assessment.disposition.is_(None),
+                                                                       "not assessed"),
+                else_="informational").label("detail")
+    rq = (select(Agency.kind, disp, func.count(distinct(Referral.report_id))).select_from(Referral)
+          .join(Agency, Agency.id == Referral.agency_id)
+          .outerjoin(Assessment, Assessment.report_id == Referral.report_id)
+          .where(Referral.report_id.in_(year_ids)).group_by(Agency.kind, disp))
+    escalated = _count(s, select(func.count(distinct(Referral.report_id)))
+                       .where(Referral.report_id.in_(year_ids), Referral.escalated.is_(True)))
+    # Month from the received time, computed in Python: portable across both backends.
+    months, esc_months = [0] * 12, [0] * 12
+    esc_ids = {rid for (rid,) in s.execute(select(Referral.report_id).distinct().where(
+        Referral.escalated.is_(True), Referral.report_id.in_(year_ids)))}
+    for rid, opened in _stream(s, select(Report.id, Report.opened_at).where(_in_year(year))):
+        m = opened.astimezone(UTC).month - 1
+        months[m] += 1
+        if rid in esc_ids:
+            esc_months[m] += 1
+    return RecordFacts(
+        total=total, with_files=with_files, unique=unique, similar=similar, bundled=bundled, incidents=incidents,
+        files=files, where=_summed((str(w), int(n)) for w, n in s.execute(wq)),
+        countries=_summed((c or "unknown", int(n)) for c, n in s.execute(cq)),
+        states=_summed((st or "unknown", int(n)) for st, n in s.execute(sq)),
+        platforms=_summed((str(name), int(n)) for name, n in s.execute(pq)),
+        types=_summed((t or "not stated", int(n)) for t, n in s.execute(tq)),
+        recipients={(str(k), str(d)): int(n) for k, d, n in s.execute(rq)},
+        escalated=escalated, months=months, escalated_months=esc_months)
+
+
+def _summed(pairs: Iterable[tuple[str, int]]) -> dict[str, int]:
+    # Two stored values can map to one label (no type and an empty type are both "not stated").
+    out: dict[str, int] = {}
+    for k, n in pairs:
+        out[k] = out.get(k, 0) + n
+    return out
+
+
+def record_tables(year: int, f: RecordFacts) -> list[Table]:
+    """NCMEC's tables from the year's record facts, each beside the published figure."""
+    return [_reports_table(year, f), _incidents_table(f), _files_table(f), _location_table(year, f),
+            _countries_table(year, f), _states_table(year, f), _platforms_table(f), _incident_types_table(year, f),
+            _recipients_table(year, f), _escalations_table(year, f), _months_table(year, f)]
+
+
+_VS = [Column("tipline", "tipline", "integer", "counted from the records"),
+       Column("published", "NCMEC published", "integer", "null: not published for this year"),
+       Column("ratio", "ratio", "number", "tipline ÷ published; null when either is missing")]
+
+
+def _reports_table(year: int, f: RecordFacts) -> Table:
+    pub = _published_contents(year)
     rows = [
-        ["total", total, pub.get(("reports", "total")), _ratio(total, pub.get(("reports", "total")))],
-        ["with photos/videos", with_files, None, None],
-        ["with unique photos/videos", unique, pub.get(("reports", "with unique photos/videos")),
-         _ratio(unique, pub.get(("reports", "with unique photos/videos")))],
-        ["with similar photos/videos", similar, pub.get(("reports", "with similar photos/videos")),
-         _ratio(similar, pub.get(("reports", "with similar photos/videos")))],
+        ["total", f.total, pub.get(("reports", "total")), _ratio(f.total, pub.get(("reports", "total")))],
+        ["with photos/videos", f.with_files, None, None],
+        ["with unique photos/videos", f.unique, pub.get(("reports", "with unique photos/videos")),
+         _ratio(f.unique, pub.get(("reports", "with unique photos/videos")))],
+        ["with similar photos/videos", f.similar, pub.get(("reports", "with similar photos/videos")),
+         _ratio(f.similar, pub.get(("reports", "with similar photos/videos")))],
     ]
     return Table("reports", "Reports received", [Column("measure", "measure", "string"), *_VS], rows,
                  "finished reports opened in the year; unique = holding a file with no earlier copy, "
@@ -344,17 +452,11 @@ def _reports_table(s: Session, year: int) -> Table:
                  ["A report can hold both unique and similar files, so the two rows overlap (as NCMEC's do)."])
 
 
-def _incidents_table(s: Session, year: int) -> Table:
-    year_ids = select(Report.id).where(_in_year(year))
-    reports = _count(s, select(func.count()).select_from(Report).where(_in_year(year)))
-    bundled = _count(s, select(func.count(distinct(IncidentReport.report_id)))
-                     .where(IncidentReport.report_id.in_(year_ids)))
-    incidents = _count(s, select(func.count(distinct(IncidentReport.incident_id)))
-                       .where(IncidentReport.report_id.in_(year_ids)))
-    alone = reports - bundled
-    rows = [["reports", reports], ["reports in an incident of several", bundled],
-            ["incidents those reports form", incidents], ["reports standing alone", alone],
-            ["incidents after bundling (incidents + reports alone)", incidents + alone]]
+def _incidents_table(f: RecordFacts) -> Table:
+    alone = f.total - f.bundled
+    rows = [["reports", f.total], ["reports in an incident of several", f.bundled],
+            ["incidents those reports form", f.incidents], ["reports standing alone", alone],
+            ["incidents after bundling (incidents + reports alone)", f.incidents + alone]]
     return Table("incidents", "Incidents after bundling", [Column("measure", "measure", "string"),
                                                              Column("count", "count", "integer")], rows,
                  "incident_reports of the year's reports; a report in no incident counts as one of its own",
@@ -366,16 +468,8 @@ def _media_kind() -> Any:
                 else_="other")
 
 
-def _files_table(s: Session, year: int) -> Table:
-    year_ids = select(Report.id).where(_in_year(year))
-    kind = _media_kind().label("kind")
-    near = select(FileMatch.file_id).where(FileMatch.kind == "duplicate", FileMatch.distance > 0)
-    exact = select(FileMatch.file_id).where(FileMatch.kind == "duplicate", FileMatch.distance == 0)
-    q = (select(kind, func.count(), func.count(distinct(File.sha256)),
-                func.sum(case((File.id.in_(near), 1), else_=0)),
-                func.sum(case((File.id.in_(exact), 1), else_=0)))
-         .where(File.report_id.in_(year_ids)).group_by(kind).order_by(kind))
-    rows = [[k, int(n), int(u), int(nd or 0), int(ed or 0)] for k, n, u, nd, ed in s.execute(q)]
+def _files_table(f: RecordFacts) -> Table:
+    rows = [list(r) for r in sorted(f.files)]
     cols = [Column("kind", "kind", "string"), Column("files", "files", "integer"),
             Column("unique", "distinct SHA-256", "integer"),
             Column("nearDuplicates", "near-duplicates of an earlier file", "integer"),
@@ -384,26 +478,18 @@ def _files_table(s: Session, year: int) -> Table:
                  "files of the year's reports by media type; duplicates from file_matches")
 
 
-def _location_table(s: Session, year: int) -> Table:
+def _location_table(year: int, f: RecordFacts) -> Table:
     pub = _published_contents(year)
-    q = (select(case((Jurisdiction.country.is_(None), "unknown"), (Jurisdiction.country == "US", "U.S."),
-                     else_="international").label("where"), func.count())
-         .select_from(Report).outerjoin(Jurisdiction, Jurisdiction.report_id == Report.id)
-         .where(_in_year(year)).group_by("where"))
-    got = {str(w): int(n) for w, n in s.execute(q)}
-    rows = [[label, got.get(label, 0), pub.get(("user location", label)),
-             _ratio(got.get(label, 0), pub.get(("user location", label)))]
+    rows = [[label, f.where.get(label, 0), pub.get(("user location", label)),
+             _ratio(f.where.get(label, 0), pub.get(("user location", label)))]
             for label in ("U.S.", "international", "unknown")]
     return Table("userLocation", "Reports by where the user was", [Column("where", "where", "string"), *_VS],
                  rows, "the resolved jurisdiction of each report (none resolved: unknown, never guessed)")
 
 
-def _countries_table(s: Session, year: int, top: int = 25) -> Table:
+def _countries_table(year: int, f: RecordFacts, top: int = 25) -> Table:
     pub = _published_countries(year)
-    q = (select(Jurisdiction.country, func.count()).select_from(Report)
-         .outerjoin(Jurisdiction, Jurisdiction.report_id == Report.id)
-         .where(_in_year(year)).group_by(Jurisdiction.country))
-    got = {(c or "unknown"): int(n) for c, n in s.execute(q)}
+    got = f.countries
     ours_total = sum(got.values())
     pub_total = sum(pub.values()) or None
     order = sorted(got, key=lambda c: (-got[c], c))[:top]
@@ -417,12 +503,9 @@ def _countries_table(s: Session, year: int, top: int = 25) -> Table:
                  ["Shares compare across scales: a simulated year is a sample of the published one."])
 
 
-def _states_table(s: Session, year: int) -> Table:
+def _states_table(year: int, f: RecordFacts) -> Table:
     pub = _published_states(year) or _published_states(2023)
-    q = (select(Jurisdiction.us_state, func.count()).select_from(Report)
-         .join(Jurisdiction, Jurisdiction.report_id == Report.id)
-         .where(_in_year(year), Jurisdiction.country == "US").group_by(Jurisdiction.us_state))
-    got = {(st or "unknown"): int(n) for st, n in s.execute(q)}
+    got = f.states
     ours_total = sum(v for k, v in got.items() if k != "unknown")
     pub_total = sum(pub.values()) or None
     states = sorted(set(got) | set(pub), key=lambda k: (k == "unknown", k))
@@ -436,25 +519,22 @@ def _states_table(s: Session, year: int) -> Table:
                  "reports whose jurisdiction is the US, by state ('unknown': US, state not resolved)")
 
 
-def _platforms_table(s: Session, year: int, top: int = 25) -> Table:
-    q = (select(Reporter.name, func.count()).select_from(Report).join(Reporter, Reporter.id == Report.reporter_id)
-         .where(_in_year(year)).group_by(Reporter.name).order_by(func.count().desc(), Reporter.name).limit(top))
-    total = _count(s, select(func.count()).select_from(Report).where(_in_year(year)))
-    rows = [[name, int(n), _share(int(n), total)] for name, n in s.execute(q)]
+def _platforms_table(f: RecordFacts, top: int = 25) -> Table:
+    # Ties broken by name in Python: the same order whatever the database's collation.
+    order = sorted(f.platforms.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    rows = [[name, n, _share(n, f.total)] for name, n in order]
     return Table("platforms", f"Reports by platform (top {top})",
                  [Column("platform", "platform", "string"), Column("reports", "reports", "integer"),
                   Column("share", "share", "number")], rows, "reports by reporter (platform or the public form)")
 
 
-def _incident_types_table(s: Session, year: int) -> Table:
+def _incident_types_table(year: int, f: RecordFacts) -> Table:
     from tipline.sim.calibration import _CSV_TYPE_NAMES
 
     pub_raw = _published_contents(year)
     pub = {_CSV_TYPE_NAMES[label]: q for (cat, label), q in pub_raw.items()
            if cat == "kind of exploitation" and label in _CSV_TYPE_NAMES}
-    q = (select(Report.incident_type, func.count()).where(_in_year(year))
-         .group_by(Report.incident_type).order_by(func.count().desc()))
-    got = {(t or "not stated"): int(n) for t, n in s.execute(q)}
+    got = f.types
     names = sorted(set(got) | set(pub), key=lambda t: (-got.get(t, 0), t))
     rows = [[t, got.get(t, 0), pub.get(t), _ratio(got.get(t, 0), pub.get(t))] for t in names]
     return Table("incidentTypes", "Reports by incident type", [Column("incidentType", "incident type", "string"),
@@ -462,17 +542,9 @@ def _incident_types_table(s: Session, year: int) -> Table:
                  rows, "reports by the incident type the reporter gave")
 
 
-def _recipients_table(s: Session, year: int) -> Table:
+def _recipients_table(year: int, f: RecordFacts) -> Table:
     pub = _published_recipients(year)
-    year_ids = select(Report.id).where(_in_year(year))
-    disp = case((Assessment.disposition == "referral", "actionable"), (Assessment.disposition.is_(None),
-                                                                       "not assessed"),
-                else_="informational").label("detail")
-    q = (select(Agency.kind, disp, func.count(distinct(Referral.report_id))).select_from(Referral)
-         .join(Agency, Agency.id == Referral.agency_id)
-         .outerjoin(Assessment, Assessment.report_id == Referral.report_id)
-         .where(Referral.report_id.in_(year_ids)).group_by(Agency.kind, disp))
-    got = {(str(k), str(d)): int(n) for k, d, n in s.execute(q)}
+    got = f.recipients
     rows = []
     for kind, label in RECIPIENT_LABELS.items():
         for detail in ("actionable", "informational"):
@@ -488,29 +560,16 @@ def _recipients_table(s: Session, year: int) -> Table:
                  "(referral = actionable)")
 
 
-def _escalations_table(s: Session, year: int) -> Table:
-    year_ids = select(Report.id).where(_in_year(year))
-    ours = _count(s, select(func.count(distinct(Referral.report_id)))
-                  .where(Referral.report_id.in_(year_ids), Referral.escalated.is_(True)))
+def _escalations_table(year: int, f: RecordFacts) -> Table:
     pub = _published_escalations(year)
-    rows = [["reports escalated to law enforcement", ours, pub, _ratio(ours, pub)]]
+    rows = [["reports escalated to law enforcement", f.escalated, pub, _ratio(f.escalated, pub)]]
     return Table("escalations", "Escalations", [Column("measure", "measure", "string"), *_VS], rows,
                  "distinct reports with an escalated referral",
                  [] if pub is not None else [f"NCMEC has not published an escalation count for {year}."])
 
 
-def _months_table(s: Session, year: int) -> Table:
-    # Month from the received time, computed in Python: portable across both backends.
-    counts = [0] * 12
-    esc_ids = {rid for (rid,) in s.execute(select(Referral.report_id).distinct().where(
-        Referral.escalated.is_(True), Referral.report_id.in_(select(Report.id).where(_in_year(year)))))}
-    escalated = [0] * 12
-    for rid, opened in _stream(s, select(Report.id, Report.opened_at).where(_in_year(year))):
-        m = opened.astimezone(UTC).month - 1
-        counts[m] += 1
-        if rid in esc_ids:
-            escalated[m] += 1
-    rows = [[f"{year}-{i + 1:02d}", counts[i], escalated[i]] for i in range(12)]
+def _months_table(year: int, f: RecordFacts) -> Table:
+    rows = [[f"{year}-{i + 1:02d}", f.months[i], f.escalated_months[i]] for i in range(12)]
     return Table("months", "Reports and escalations by month", [Column("month", "month", "string"),
                                                                  Column("reports", "reports", "integer"),
                                                                  Column("escalated", "escalated", "integer")],
@@ -525,24 +584,69 @@ def snapshot_dir(data_dir: Path) -> Path:
 
 
 def keep(report: Transparency, data_dir: Path) -> Path:
-    """Store the report under its snapshot id (idempotent: the same records, the same file)."""
+    """Store the report under its snapshot id (idempotent: the same records, the same file),
+    enter it in the year's revision log, and attach the log to the report."""
+    from tipline.stats import revisions
+
     d = snapshot_dir(data_dir)
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"transparency-{report.year}-{report.snapshot}.json"
     if not path.exists():
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(report.as_json(), indent=1, ensure_ascii=False), encoding="utf-8")
+        doc = report.as_json()
+        doc["revisions"] = []  # the log grows; the kept snapshot never changes
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(doc, indent=1, ensure_ascii=False), encoding="utf-8")
         tmp.replace(path)
+    report.revisions = revisions.record(report, d, lambda snap: _load(data_dir, report.year, snap))
     return path
 
 
-def recall(data_dir: Path, year: int, snapshot: str) -> Transparency | None:
+def _load(data_dir: Path, year: int, snapshot: str) -> Transparency | None:
     if not snapshot.isalnum() or len(snapshot) > 64:
         return None
     path = snapshot_dir(data_dir) / f"transparency-{year}-{snapshot}.json"
     if not path.exists():
         return None
     return Transparency.from_json(json.loads(path.read_text(encoding="utf-8")))
+
+
+def recall(data_dir: Path, year: int, snapshot: str) -> Transparency | None:
+    """A kept report, with the revision log as it stood when it was kept."""
+    from tipline.stats import revisions
+
+    report = _load(data_dir, year, snapshot)
+    if report is not None:
+        report.revisions = revisions.history(snapshot_dir(data_dir), year, snapshot)
+    return report
+
+
+#: The revision log as a table of the CSV data package.
+REVISION_COLUMNS = [
+    Column("snapshot", "snapshot", "string", "the revising report"),
+    Column("previous", "revises", "string", "the snapshot it revises"),
+    Column("date", "date", "string", "when the revising report was generated (UTC)"),
+    Column("table", "table", "string"), Column("row", "row", "string"), Column("column", "figure", "string"),
+    Column("old", "old value", "string", "empty: not in the earlier version"),
+    Column("new", "new value", "string", "empty: not in this version"),
+    Column("why", "why", "string"),
+]
+
+
+def revision_table(report: Transparency) -> Table:
+    """The revision log, one line per changed figure (and one per revision without changes)."""
+    rows: list[list[Any]] = []
+    for e in report.revisions:
+        if not e["changes"]:
+            rows.append([e["snapshot"], e["previous"], e["date"], None, None, None, None, None,
+                         "; ".join(e["reasons"])])
+        for c in e["changes"]:
+            rows.append([e["snapshot"], e["previous"], e["date"], c["table"], c["row"], c["column"],
+                         None if c["old"] is None else str(c["old"]), None if c["new"] is None else str(c["new"]),
+                         c["why"]])
+    return Table("revisions", "Revisions", list(REVISION_COLUMNS), rows,
+                 "each kept snapshot of the year's report against the one before it",
+                 ["Published figures change when late outcome feedback or late reports arrive; every change "
+                  "is listed with its old and new value and why."])
 
 
 def table_csv(t: Table) -> str:
@@ -574,7 +678,7 @@ def datapackage(report: Transparency) -> dict[str, Any]:
             "schema": {"fields": [{"name": c.name, "title": c.title, "type": c.type,
                                    **({"description": c.description} if c.description else {})}
                                   for c in t.columns], "missingValues": [""]},
-        } for t in report.tables],
+        } for t in [*report.tables, revision_table(report)]],
     }
 
 
@@ -636,7 +740,7 @@ def write(report: Transparency, out: Path, fmt: str, *,
     if fmt == "json":
         put(f"transparency-{report.year}.json", json.dumps(report.as_json(), indent=1, ensure_ascii=False))
     elif fmt == "csv":
-        for t in report.tables:
+        for t in [*report.tables, revision_table(report)]:
             put(f"{t.key}.csv", table_csv(t))
         put("datapackage.json", json.dumps(datapackage(report), indent=1, ensure_ascii=False))
     elif fmt == "html":
@@ -661,8 +765,25 @@ def fmt_cell(value: Any, col: Column) -> str:
     if col.type == "number":
         if col.name == "ratio":
             return f"{float(value):.4g}"
+        if col.name.startswith(COUNT_NUMBERS):
+            # Estimated totals and days are amounts, not shares.
+            return f"{float(value):,.1f}"
         return f"{100 * float(value):.2f} %"
     return str(value)
+
+
+#: Number columns that hold amounts (estimated totals, days), not shares.
+COUNT_NUMBERS = ("estimate", "median")
+
+
+def fmt_revision(value: Any) -> str:
+    """An old or new value in the revision log: missing as an em dash ("not in that version"),
+    integers with separators, other numbers to six significant figures."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    return f"{value:,}" if isinstance(value, int) else f"{value:.6g}"
 
 
 def pdf(report: Transparency) -> bytes:

@@ -51,6 +51,18 @@ class Estimate(_Out):
     assumption: str
 
 
+class WeightedEstimate(_Out):
+    value: float | None = Field(description="The total weighting those with feedback by their odds of not "
+                                            "reporting, from a logistic model of who reports back; null when withheld")
+    low: float | None
+    high: float | None
+    rate: float | None
+    withheld: str | None = Field(description="Why it is withheld, in words; null when shown")
+    assumption: str
+    covariates: list[str] = Field(description="What the logistic model of feedback conditions on")
+    smallestPropensity: float | None = Field(description="The smallest fitted probability of feedback")
+
+
 class SensitivityPoint(_Out):
     delta: float
     total: float | None
@@ -92,6 +104,7 @@ class OutcomeRow(_Out):
     rateAmongFeedback: Proportion
     bounds: Bounds
     estimate: Estimate
+    estimateWeighted: WeightedEstimate
     sensitivity: list[SensitivityPoint]
     tipping: Tipping
     delay: Delays

@@ -19,7 +19,9 @@ from tipline.stats import transparency as tr
 from tipline.web.api_v1 import PREFIX, PROBLEM_BASE, PROBLEM_MEDIA_TYPE, _problems
 from tipline.web.render import render
 
-FIRST_YEAR, LAST_YEAR = 1998, 2100  # the CyberTipline opened in 1998
+FIRST_YEAR, LAST_YEAR = 1998, 2100
+#: Changed figures listed per revision on the page; the CSV (and the JSON) has them all.
+SHOWN_CHANGES = 40  # the CyberTipline opened in 1998
 Year = Annotated[int, Path(ge=FIRST_YEAR, le=LAST_YEAR, description="Calendar year (UTC) of receipt.")]
 Snapshot = Annotated[str | None, Query(pattern="^[0-9a-f]{16}$",
                                        description="A kept report's snapshot id: the same figures as then.")]
@@ -34,7 +36,7 @@ async def _report(rt: Runtime, year: int, snapshot: str | bool | None) -> tr.Tra
     def work() -> tr.Transparency | None:
         if isinstance(snapshot, str):
             return tr.recall(rt.settings.data_dir, year, snapshot)
-        report = tr.build(rt.sessions, year)
+        report = tr.build(rt.sessions, year, coverage_threshold=rt.settings.outcome_coverage_threshold)
         tr.keep(report, rt.settings.data_dir)
         return report
 
@@ -93,7 +95,8 @@ def router(rt: Runtime) -> tuple[APIRouter, APIRouter]:
                      ("JSON", f"/api/v1/stats/transparency/{year}{q}"), ("PDF", f"{base}.pdf{q}")]
         resp: HTMLResponse = render(request, "transparency.html", report=report, fmt=tr.fmt_cell,
                                     chart_base=f"{base}/charts/", chart_q=q, permalink=f"{base}{q}",
-                                    downloads=downloads, cache="no-cache")
+                                    downloads=downloads, revisions_csv=f"{base}/revisions.csv{q}",
+                                    shown_changes=SHOWN_CHANGES, fmt_rev=tr.fmt_revision, cache="no-cache")
         return resp
 
     @pages.get("/transparency/{year}/datapackage.json")
@@ -111,7 +114,8 @@ def router(rt: Runtime) -> tuple[APIRouter, APIRouter]:
     async def table_csv(year: str, table: str, snapshot: str | None = None) -> Response:
         y, snap = _year(year), _snap(snapshot)
         report = await _report(rt, y, snap) if y is not None and snap is not False else None
-        found = next((t for t in report.tables if t.key == table), None) if report else None
+        found = next((t for t in [*report.tables, tr.revision_table(report)] if t.key == table), None) \
+            if report else None
         if report is None or found is None:
             return _not_found(f"no table {table!r}")
         return Response(tr.table_csv(found), media_type="text/csv; charset=utf-8; header=present",
@@ -141,7 +145,8 @@ def standalone_html(report: tr.Transparency) -> str:
 
     css = (STATIC_DIR / "tipline.css").read_text(encoding="utf-8")
     return env.get_template("transparency_file.html").render(
-        report=report, fmt=tr.fmt_cell, chart_base="", chart_q="", css=css, permalink=None, downloads=None)
+        report=report, fmt=tr.fmt_cell, chart_base="", chart_q="", css=css, permalink=None, downloads=None,
+        revisions_csv="revisions.csv", shown_changes=SHOWN_CHANGES, fmt_rev=tr.fmt_revision)
 
 
 def install(app: FastAPI, rt: Runtime) -> None:

@@ -1,0 +1,545 @@
+"""A columnar export of a year's facts (Parquet) and the transparency report computed from it
+with DuckDB.
+
+The store (SQLite or PostgreSQL) is built for writing one report at a time; a year at NCMEC's
+scale (36.2 M reports) is too big to aggregate there in seconds (STACK.md section 7: native
+SQLite 11-27 s per GROUP BY, native DuckDB 0.07-0.36 s). ``tipline stats export --year YEAR``
+therefore writes the facts the transparency tables and the outcome statistics read to Parquet
+files, one directory per year:
+
+=====================  ==================================================================
+``reports.parquet``    each finished report received in the year: received time (UTC),
+                       platform, incident type, country, US state, disposition, priority
+``files.parquet``      each file of those reports: media kind, SHA-256, duplicate flags
+``incidents.parquet``  their incident memberships
+``referrals.parquet``  every referral of those reports, and every referral made available
+                       (or escalated) in the year, with what statistics group and stratify by
+``outcomes.parquet``   every outcome event on those referrals, as recorded
+``manifest.json``      the year, the export time, the record counts and the snapshot ids of
+                       the records exported (computed from the store by the same functions
+                       as the store path), and a SHA-256 per file
+=====================  ==================================================================
+
+:func:`build` computes the whole transparency report from such a directory: NCMEC's tables as
+DuckDB GROUP BYs, and the outcome statistics by deriving each unit's status (events that
+stand, the latest event, closings, transfers) in SQL, summing the units into the facts of
+each row (tipline.stats.outcomes.RowFacts) and handing them to the same code that computes
+every figure on the store path. The store path stays the reference: tests/test_stats_columnar.py
+checks both give identical tables on both backends.
+
+An export is a copy as of its time: a figure computed from it names the snapshot of the
+records exported, and :func:`is_current` tells whether the store has moved on since.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import duckdb
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from tipline.stats.outcomes import RowFacts, Scope
+    from tipline.stats.transparency import RecordFacts, Transparency  # noqa: F401 - build()'s type
+
+SCHEMA = "tipline.columnar/1"
+MANIFEST = "manifest.json"
+
+#: Each file's columns and DuckDB types: the Parquet schema, whatever Python handed over.
+COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "reports": [("report_id", "BIGINT"), ("opened_at", "TIMESTAMP"), ("platform", "VARCHAR"),
+                ("incident_type", "VARCHAR"), ("country", "VARCHAR"), ("us_state", "VARCHAR"),
+                ("disposition", "VARCHAR"), ("priority", "INTEGER")],
+    "files": [("report_id", "BIGINT"), ("kind", "VARCHAR"), ("sha256", "VARCHAR"), ("duplicate", "BOOLEAN"),
+              ("near", "BOOLEAN"), ("exact", "BOOLEAN")],
+    "incidents": [("report_id", "BIGINT"), ("incident_id", "BIGINT")],
+    "referrals": [("referral_id", "BIGINT"), ("report_id", "BIGINT"), ("agency", "VARCHAR"),
+                  ("agency_kind", "VARCHAR"), ("made_available_at", "TIMESTAMP"), ("escalated", "BOOLEAN"),
+                  ("escalated_at", "TIMESTAMP"), ("platform", "VARCHAR"), ("incident_type", "VARCHAR"),
+                  ("priority", "INTEGER"), ("state", "VARCHAR"), ("country", "VARCHAR"),
+                  ("disposition", "VARCHAR"), ("report_in_year", "BOOLEAN")],
+    "outcomes": [("id", "BIGINT"), ("referral_id", "BIGINT"), ("code", "VARCHAR"), ("kind", "VARCHAR"),
+                 ("supersedes_id", "BIGINT"), ("occurred_on", "DATE"), ("persons", "INTEGER"),
+                 ("result", "VARCHAR"), ("children", "INTEGER"), ("arrest_type", "VARCHAR"),
+                 ("nibrs_code", "VARCHAR"), ("reason", "VARCHAR"), ("recorded_at", "TIMESTAMP")],
+}
+_CHUNK = 100_000
+
+
+def default_dir(data_dir: Path, year: int) -> Path:
+    return data_dir / "columnar" / str(year)
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def _utc_naive(v: datetime | None) -> datetime | None:
+    """Parquet holds naive UTC timestamps: DuckDB's month() and date casts then need no time
+    zone (a stored value without a zone is UTC: SQLite keeps no offset)."""
+    if v is None:
+        return None
+    return v.astimezone(UTC).replace(tzinfo=None) if v.tzinfo else v
+
+
+def _write(con: duckdb.DuckDBPyConnection, name: str, rows: Iterable[Sequence[Any]], out: Path) -> int:
+    """Write ``rows`` to ``out/name.parquet`` with the declared column types (in chunks, so a
+    big year never sits in memory twice)."""
+    import pandas as pd
+
+    cols = COLUMNS[name]
+    con.execute(f"CREATE OR REPLACE TEMP TABLE t_{name} ({', '.join(f'{c} {t}' for c, t in cols)})")
+    casts = ", ".join(f"CAST({c} AS {t})" for c, t in cols)
+    n = 0
+    chunk: list[Sequence[Any]] = []
+
+    def flush() -> None:
+        frame = pd.DataFrame(chunk, columns=[c for c, _ in cols], dtype=object)  # noqa: F841 - DuckDB reads it
+        con.execute(f"INSERT INTO t_{name} SELECT {casts} FROM frame")
+        chunk.clear()
+
+    for row in rows:
+        chunk.append(row)
+        n += 1
+        if len(chunk) >= _CHUNK:
+            flush()
+    if chunk:
+        flush()
+    tmp = out / f".{name}.parquet.tmp"
+    con.execute(f"COPY (SELECT * FROM t_{name} ORDER BY ALL) TO '{_sql_path(tmp)}' (FORMAT parquet)")
+    tmp.replace(out / f"{name}.parquet")
+    con.execute(f"DROP TABLE t_{name}")
+    return n
+
+
+def _sql_path(p: Path) -> str:
+    return str(p).replace("'", "''")
+
+
+def _stream(session: Session, stmt: Any) -> Iterator[Sequence[Any]]:
+    yield from session.execute(stmt.execution_options(yield_per=5000))
+
+
+def export(sessions: sessionmaker[Session], year: int, out: Path, *, now: datetime | None = None) -> dict[str, Any]:
+    """Write the year's facts to ``out`` (made if missing) and return the manifest."""
+    import duckdb
+    from sqlalchemy import case, func, or_, select
+
+    from tipline.stats import outcomes as oc
+    from tipline.stats import transparency as tr
+    from tipline.store.tables import (
+        Agency,
+        Assessment,
+        File,
+        FileMatch,
+        IncidentReport,
+        Jurisdiction,
+        Referral,
+        Report,
+        Reporter,
+    )
+    from tipline.store.tables_people import Outcome
+
+    out.mkdir(parents=True, exist_ok=True)
+    lo = datetime.combine(date(year, 1, 1), time(), UTC)
+    hi = datetime.combine(date(year, 12, 31), time.max, UTC)
+    year_ids = select(Report.id).where(tr._in_year(year))
+    # Snapshots from the store, by the very functions of the store path: a figure from the
+    # export names the records it came from, and equals the store's while they are unchanged.
+    with sessions() as s:
+        snap, counts = tr.snapshot_of(s, year)
+    outcome_snaps: dict[str, str] = {}
+    for name, escalated in (("all", False), ("escalated", True)):
+        refs, events, _ = oc.load(sessions, oc.Scope(date(year, 1, 1), date(year, 12, 31), escalated_only=escalated))
+        outcome_snaps[name] = oc.snapshot_id(refs, events)
+    con = duckdb.connect()
+    written: dict[str, int] = {}
+    in_year = case((tr._in_year(year), True), else_=False)
+    dup = select(FileMatch.file_id).where(FileMatch.kind == "duplicate")
+    near = select(FileMatch.file_id).where(FileMatch.kind == "duplicate", FileMatch.distance > 0)
+    exact = select(FileMatch.file_id).where(FileMatch.kind == "duplicate", FileMatch.distance == 0)
+    with sessions() as s:
+        reports = (select(Report.id, Report.opened_at, Reporter.name, Report.incident_type, Jurisdiction.country,
+                          Jurisdiction.us_state, Assessment.disposition, Assessment.priority)
+                   .join(Reporter, Reporter.id == Report.reporter_id)
+                   .outerjoin(Jurisdiction, Jurisdiction.report_id == Report.id)
+                   .outerjoin(Assessment, Assessment.report_id == Report.id).where(tr._in_year(year)))
+        written["reports"] = _write(con, "reports", ((r[0], _utc_naive(r[1]), *r[2:]) for r in _stream(s, reports)),
+                                    out)
+        files = select(File.report_id, tr._media_kind(), File.sha256, case((File.id.in_(dup), True), else_=False),
+                       case((File.id.in_(near), True), else_=False), case((File.id.in_(exact), True), else_=False)
+                       ).where(File.report_id.in_(year_ids))
+        written["files"] = _write(con, "files", _stream(s, files), out)
+        members = select(IncidentReport.report_id, IncidentReport.incident_id).where(
+            IncidentReport.report_id.in_(year_ids))
+        written["incidents"] = _write(con, "incidents", _stream(s, members), out)
+        when_escalated = func.coalesce(Referral.escalated_at, Referral.made_available_at)
+        picked = or_(Referral.report_id.in_(year_ids), Referral.made_available_at.between(lo, hi),
+                     (Referral.escalated.is_(True)) & when_escalated.between(lo, hi))
+        referrals = (select(Referral.id, Referral.report_id, Agency.code, Agency.kind, Referral.made_available_at,
+                            Referral.escalated, Referral.escalated_at, Reporter.name, Report.incident_type,
+                            Assessment.priority, Jurisdiction.us_state, Jurisdiction.country, Assessment.disposition,
+                            in_year)
+                     .join(Agency, Agency.id == Referral.agency_id).join(Report, Report.id == Referral.report_id)
+                     .join(Reporter, Reporter.id == Report.reporter_id)
+                     .outerjoin(Assessment, Assessment.report_id == Referral.report_id)
+                     .outerjoin(Jurisdiction, Jurisdiction.report_id == Referral.report_id).where(picked))
+        written["referrals"] = _write(con, "referrals", (
+            (*r[:4], _utc_naive(r[4]), bool(r[5]), _utc_naive(r[6]), *r[7:13], bool(r[13]))
+            for r in _stream(s, referrals)), out)
+        outcome_rows = (select(Outcome.id, Outcome.referral_id, Outcome.code, Outcome.kind, Outcome.supersedes_id,
+                         Outcome.occurred_on, Outcome.persons, Outcome.result, Outcome.children, Outcome.arrest_type,
+                         Outcome.nibrs_code, Outcome.reason, Outcome.recorded_at)
+                  .join(Referral, Referral.id == Outcome.referral_id).where(picked))
+        written["outcomes"] = _write(con, "outcomes",
+                                     ((*r[:12], _utc_naive(r[12])) for r in _stream(s, outcome_rows)), out)
+    con.close()
+    manifest = {
+        "schema": SCHEMA, "year": year,
+        "exportedAt": (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "snapshot": snap, "records": counts, "outcomeSnapshots": outcome_snaps, "rows": written,
+        "sha256": {f"{n}.parquet": _sha256(out / f"{n}.parquet") for n in COLUMNS},
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    return manifest
+
+
+def _sha256(p: Path) -> str:
+    h = hashlib.sha256()
+    with p.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    """The export's manifest; ValueError when the directory holds no export of this schema."""
+    path = directory / MANIFEST
+    if not path.exists():
+        raise ValueError(f"{directory} holds no columnar export (no {MANIFEST}; run `tipline stats export`)")
+    doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    if doc.get("schema") != SCHEMA:
+        raise ValueError(f"{path}: schema {doc.get('schema')!r}, expected {SCHEMA!r}")
+    return doc
+
+
+def is_current(sessions: sessionmaker[Session], directory: Path) -> bool:
+    """Whether the store still holds exactly the records the export was made from (recomputes
+    the snapshots from the store: as slow as the store path's hashing, so for checks, not pages)."""
+    from tipline.stats import outcomes as oc
+    from tipline.stats import transparency as tr
+
+    m = read_manifest(directory)
+    year = int(m["year"])
+    with sessions() as s:
+        if tr.snapshot_of(s, year)[0] != m["snapshot"]:
+            return False
+    for name, escalated in (("all", False), ("escalated", True)):
+        refs, events, _ = oc.load(sessions, oc.Scope(date(year, 1, 1), date(year, 12, 31), escalated_only=escalated))
+        if oc.snapshot_id(refs, events) != m["outcomeSnapshots"][name]:
+            return False
+    return True
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def connect(directory: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with a view per Parquet file of the export."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    for name in COLUMNS:
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{_sql_path(directory / f'{name}.parquet')}')")
+    return con
+
+
+def record_facts(con: duckdb.DuckDBPyConnection, year: int) -> RecordFacts:
+    """The year's record facts (tipline.stats.transparency.RecordFacts) from the export."""
+    from tipline.stats.transparency import RecordFacts
+
+    def one(sql: str) -> int:
+        row = con.execute(sql).fetchone()
+        return int(row[0] or 0) if row else 0
+
+    def pairs(sql: str) -> list[tuple[Any, int]]:
+        return [(k, int(n)) for k, n in con.execute(sql).fetchall()]
+
+    def summed(items: Iterable[tuple[str, int]]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for k, n in items:
+            out[k] = out.get(k, 0) + n
+        return out
+
+    months, esc_months = [0] * 12, [0] * 12
+    for m, n, e in con.execute(
+            "SELECT month(opened_at), count(*), count(*) FILTER (WHERE report_id IN (SELECT report_id FROM referrals "
+            "WHERE report_in_year AND escalated)) FROM reports GROUP BY 1").fetchall():
+        months[int(m) - 1], esc_months[int(m) - 1] = int(n), int(e)
+    files = [(str(k), int(n), int(u), int(nd), int(ed)) for k, n, u, nd, ed in con.execute(
+        "SELECT kind, count(*), count(DISTINCT sha256), count(*) FILTER (WHERE near), count(*) FILTER (WHERE exact) "
+        "FROM files GROUP BY kind").fetchall()]
+    recipients = {(str(k), str(d)): int(n) for k, d, n in con.execute(
+        "SELECT agency_kind, CASE WHEN disposition = 'referral' THEN 'actionable' WHEN disposition IS NULL "
+        "THEN 'not assessed' ELSE 'informational' END AS detail, count(DISTINCT report_id) FROM referrals "
+        "WHERE report_in_year GROUP BY ALL").fetchall()}
+    return RecordFacts(
+        total=one("SELECT count(*) FROM reports"),
+        with_files=one("SELECT count(DISTINCT report_id) FROM files"),
+        unique=one("SELECT count(DISTINCT report_id) FROM files WHERE NOT duplicate"),
+        similar=one("SELECT count(DISTINCT report_id) FROM files WHERE duplicate"),
+        bundled=one("SELECT count(DISTINCT report_id) FROM incidents"),
+        incidents=one("SELECT count(DISTINCT incident_id) FROM incidents"),
+        files=files,
+        where=summed(pairs("SELECT CASE WHEN country IS NULL THEN 'unknown' WHEN country = 'US' THEN 'U.S.' "
+                           "ELSE 'international' END, count(*) FROM reports GROUP BY 1")),
+        countries=summed((c or "unknown", n) for c, n in pairs("SELECT country, count(*) FROM reports GROUP BY 1")),
+        states=summed((st or "unknown", n) for st, n in pairs(
+            "SELECT us_state, count(*) FROM reports WHERE country = 'US' GROUP BY 1")),
+        platforms=summed((str(p), n) for p, n in pairs("SELECT platform, count(*) FROM reports GROUP BY 1")),
+        types=summed((t or "not stated", n) for t, n in pairs(
+            "SELECT incident_type, count(*) FROM reports GROUP BY 1")),
+        recipients=recipients,
+        escalated=one("SELECT count(DISTINCT report_id) FROM referrals WHERE report_in_year AND escalated"),
+        months=months, escalated_months=esc_months)
+
+
+# --- outcome statistics in DuckDB -------------------------------------------------------------
+
+_YES = {
+    "arrests": "e.code = 'ARREST'",
+    "charges": "e.code = 'CHARGED'",
+    "convictions": "e.code = 'DISPOSITION' AND e.result = 'convicted'",
+    "children_identified": "e.code = 'CHILD_IDENTIFIED'",
+}
+#: The group each breakdown puts a unit in, as SQL over the unit table (the same strings as
+#: tipline.stats.outcomes._group_values).
+_GROUP = {
+    "agency": "agency", "platform": "platform", "incident-type": "incident_type",
+    "priority": "CAST(priority AS VARCHAR)", "state": "state", "country": "country",
+    "month": "strftime(start, '%Y-%m')", "year": "CAST(year(start) AS VARCHAR)",
+}
+
+
+def _sql_str(v: str) -> str:
+    return "'" + v.replace("'", "''") + "'"
+
+
+def _units(con: duckdb.DuckDBPyConnection, scope: Scope, table: str) -> None:
+    """Materialise the units of ``scope`` as ``table``: one row per report (or referral) with
+    whether its feedback settles the question, the outcome, persons, first event and arrest —
+    the rules of tipline.stats.outcomes.make_units, in SQL."""
+    from tipline.stats.outcomes import _terminal_codes
+
+    lo = f"TIMESTAMP '{scope.start.isoformat()} 00:00:00'"
+    hi = f"TIMESTAMP '{scope.end.isoformat()} 23:59:59.999999'"
+    when = "coalesce(escalated_at, made_available_at)" if scope.escalated_only else "made_available_at"
+    where = [f"{when} >= {lo}", f"{when} <= {hi}"]
+    if scope.escalated_only:
+        where.append("escalated")
+    for column, value in (("agency_kind", scope.agency_kind), ("agency", scope.agency), ("platform", scope.platform),
+                          ("state", scope.state), ("country", scope.country), ("incident_type", scope.incident_type)):
+        if value is not None:
+            where.append(f"{column} = {_sql_str(value)}")
+    if scope.priority is not None:
+        where.append(f"priority = {int(scope.priority)}")
+    terminal = ", ".join(_sql_str(c) for c in sorted(_terminal_codes())) or "NULL"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE scope_refs AS SELECT * FROM referrals WHERE {' AND '.join(where)}")
+    # Events that stand: a withdrawal counts for nothing and removes what it names; an amendment
+    # replaces what it names (superseded ids taken over every event in scope, as the store path).
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE scope_events AS
+        SELECT o.* FROM outcomes o SEMI JOIN scope_refs r ON r.referral_id = o.referral_id""")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE standing AS
+        SELECT e.* FROM scope_events e
+        ANTI JOIN (SELECT DISTINCT supersedes_id FROM scope_events WHERE supersedes_id IS NOT NULL) x
+             ON x.supersedes_id = e.id
+        WHERE e.kind <> 'withdraw'""")
+    # The latest standing event by (occurred_on, id), as one sortable number (ids < 2^40).
+    latest = "arg_max(e.code, date_diff('day', DATE '1970-01-01', e.occurred_on) * 1099511627776 + e.id)"
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE ref_status AS
+        SELECT r.referral_id, r.report_id, r.agency, r.agency_kind, r.made_available_at, r.platform,
+               r.incident_type, r.priority, r.state, r.country,
+               coalesce(bool_or({_YES[scope.measure]}), false) AS yes,
+               coalesce({latest} IN ({terminal}), false) AS closed,
+               coalesce({latest} = 'TRANSFERRED', false) AS handed_over,
+               coalesce(bool_or(e.code = 'ARREST'), false) AS arrest,
+               coalesce(sum(CASE WHEN e.code = 'ARREST' THEN coalesce(e.persons, 1) END), 0) AS persons,
+               min(e.occurred_on) AS first_event,
+               min(e.occurred_on) FILTER (WHERE e.code = 'ARREST') AS first_arrest
+        FROM scope_refs r LEFT JOIN standing e ON e.referral_id = r.referral_id
+        GROUP BY ALL""")
+    key = "report_id" if scope.unit == "report" else "referral_id"
+    # The unit's first referral by (made available, id): one packed value, one aggregate.
+    first = "epoch_us(made_available_at)::HUGEINT * 1099511627776 + referral_id"
+    # A report is settled "no" only when every referral still carrying it is closed: a
+    # referral handed over to another agency leaves the question to that agency's referral.
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {table} AS
+        WITH u AS (
+            SELECT {key} AS key,
+                   arg_min(struct_pack(agency, agency_kind, platform, incident_type, priority, state, country),
+                           {first}) AS f,
+                   CAST(min(made_available_at) AS DATE) AS start,
+                   bool_or(yes) AS yes,
+                   bool_or(yes) OR CASE WHEN count(*) > 1
+                       THEN count(*) FILTER (WHERE NOT handed_over) > 0
+                            AND coalesce(bool_and(closed) FILTER (WHERE NOT handed_over), false)
+                       ELSE bool_and(closed) END AS settled,
+                   bool_or(arrest) AS arrest, sum(persons) AS persons,
+                   min(first_event) AS first_event, min(first_arrest) AS first_arrest
+            FROM ref_status GROUP BY {key})
+        SELECT key, f.agency, f.agency_kind, f.platform, f.incident_type, f.priority, f.state, f.country,
+               start, yes, settled, arrest, persons, first_event, first_arrest,
+               coalesce(CAST(f.priority AS VARCHAR), 'None') AS stratum_priority,
+               coalesce(f.incident_type, 'None') AS stratum_type,
+               CASE WHEN f.country IS NOT NULL OR f.state IS NOT NULL THEN 'yes' ELSE 'no' END AS located
+        FROM u""")
+    # The newest record read, where delays are censored while the period runs (as the store path).
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {table}_meta AS
+        SELECT CAST(greatest((SELECT max(made_available_at) FROM scope_refs),
+                             (SELECT max(recorded_at) FROM scope_events)) AS DATE) AS as_of""")
+
+
+def _facts(con: duckdb.DuckDBPyConnection, table: str, bys: Sequence[str | None],
+           censor: date) -> dict[str | None, dict[Any, RowFacts]]:
+    """The facts of every group of every breakdown in ``bys`` (None: the total) over the units
+    of ``table``, each list in the order the store path builds it (first appearance by key).
+    One GROUPING SETS query per kind of fact: a year's units are scanned a few times, not a
+    few times per breakdown."""
+    from tipline.stats.outcomes import RowFacts
+
+    bys = list(dict.fromkeys(bys))
+    named = [b for b in bys if b is not None]
+    gcols = [f"g{i}" for i in range(len(named))]
+    base = f"(SELECT *{''.join(f', {_GROUP[b]} AS g{i}' for i, b in enumerate(named))} FROM {table})"
+
+    def sets(extra: str = "") -> str:
+        out = []
+        for b in bys:
+            cols = ([f"g{named.index(b)}"] if b is not None else []) + ([extra] if extra else [])
+            out.append("(" + ", ".join(cols) + ")")
+        return ", ".join(out)
+
+    # GROUPING() sets bit i (counted from the last column) when column i is not grouped.
+    full = (1 << len(gcols)) - 1
+
+    def which(mask: int) -> str | None:
+        for i, b in enumerate(named):
+            if mask == full & ~(1 << (len(gcols) - 1 - i)):
+                return b
+        return None
+
+    gid = f"GROUPING({', '.join(gcols)})" if gcols else "0"
+    gsel = ", ".join(gcols) if gcols else "NULL"
+
+    def key_of(mask: int, gvals: Sequence[Any]) -> tuple[str | None, Any]:
+        b = which(mask)
+        return b, (gvals[named.index(b)] if b is not None else "total")
+
+    def run(select: str, extra: str, order: str = "") -> Iterator[tuple[tuple[str | None, Any], tuple[Any, ...]]]:
+        sql = (f"SELECT {gid} AS gid, {gsel}, {select} FROM {base} "
+               f"GROUP BY GROUPING SETS ({sets(extra)}) {order}")
+        for row in con.execute(sql).fetchall():
+            yield key_of(int(row[0]), row[1:1 + max(1, len(gcols))]), row[1 + max(1, len(gcols)):]
+
+    out: dict[str | None, dict[Any, RowFacts]] = {b: {} for b in bys}
+    for (b, g), (n, f, a, any_event, arrests, persons) in run(
+            "count(*), count(*) FILTER (WHERE settled), count(*) FILTER (WHERE yes), count(first_event), "
+            "count(*) FILTER (WHERE arrest), coalesce(sum(persons), 0)", ""):
+        out[b][g] = RowFacts(int(n), int(f), int(a), int(any_event), int(arrests), int(persons), [], [], [], [])
+    for (b, g), (ag, pr, ty, k, a, u) in run(
+            "agency, stratum_priority, stratum_type, count(*) FILTER (WHERE settled), count(*) FILTER (WHERE yes), "
+            "count(*) FILTER (WHERE NOT settled)", "agency, stratum_priority, stratum_type", "ORDER BY min(key)"):
+        out[b][g].strata.append(((str(ag), str(pr), str(ty)), int(k), int(a), int(u)))
+    for (b, g), (ag, pr, kind, ty, loc, k, a, u) in run(
+            "agency, stratum_priority, agency_kind, stratum_type, located, count(*) FILTER (WHERE settled), "
+            "count(*) FILTER (WHERE yes), count(*) FILTER (WHERE NOT settled)",
+            "agency, stratum_priority, agency_kind, stratum_type, located", "ORDER BY min(key)"):
+        out[b][g].patterns.append((str(ag), (str(pr), str(kind), str(ty), str(loc)), int(k), int(a), int(u)))
+    c = f"DATE '{censor.isoformat()}'"
+    for column, attr in (("first_event", "to_feedback"), ("first_arrest", "to_arrest")):
+        hit = f"({column} IS NOT NULL AND {column} <= {c})"
+        days = f"greatest(0, date_diff('day', start, CASE WHEN {hit} THEN {column} ELSE {c} END))"
+        base_d = f"(SELECT *, {days} AS days, {hit} AS observed{''.join(f', {_GROUP[b]} AS g{i}' for i, b in enumerate(named))} FROM {table})"  # noqa: E501
+        sql = (f"SELECT {gid} AS gid, {gsel}, days, observed, count(*) FROM {base_d} "
+               f"GROUP BY GROUPING SETS ({sets('days, observed')}) ORDER BY days, observed")
+        for row in con.execute(sql).fetchall():
+            (b, g) = key_of(int(row[0]), row[1:1 + max(1, len(gcols))])
+            d, o, n = row[1 + max(1, len(gcols)):]
+            getattr(out[b][g], attr).append((int(d), bool(o), int(n)))
+    return out
+
+
+def outcome_stats(con: duckdb.DuckDBPyConnection, manifest: dict[str, Any], scope: Scope, *,
+                  coverage_threshold: float | None = None, replicates: int | None = None,
+                  cache: dict[Any, Any] | None = None, prefetch: Sequence[str] = ()) -> dict[str, Any]:
+    """The document of tipline.stats.outcomes.outcome_stats, computed from the export. The
+    snapshot is the one the export recorded for the scope's records (the transparency year's
+    two scopes: all referrals, escalated ones)."""
+    from urllib.parse import urlencode
+
+    from tipline.stats import outcomes as oc
+
+    if (scope.start, scope.end) != (date(int(manifest["year"]), 1, 1), date(int(manifest["year"]), 12, 31)):
+        raise ValueError("a columnar export answers for its own calendar year")
+    if any(v is not None for v in (scope.agency_kind, scope.agency, scope.platform, scope.state, scope.country,
+                                   scope.incident_type, scope.priority)):
+        raise ValueError("the export's snapshot covers the whole year: a filtered scope has none of its own")
+    snap = manifest["outcomeSnapshots"]["escalated" if scope.escalated_only else "all"]
+    table = "units_escalated" if scope.escalated_only else "units_all"
+    table += "_" + scope.unit + "_" + scope.measure
+    found = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]).fetchone()
+    if not found or not found[0]:
+        _units(con, replace(scope, by=None), table)
+    meta = con.execute(f"SELECT as_of FROM {table}_meta").fetchone()
+    as_of: date | None = meta[0] if meta else None
+    censor = min(scope.end, as_of) if as_of else scope.end
+    th = oc.Thresholds(oc.DEFAULT_COVERAGE_THRESHOLD if coverage_threshold is None else coverage_threshold,
+                       oc.MIN_FEEDBACK, oc.BOOTSTRAP_REPLICATES if replicates is None else replicates)
+    # The facts of the breakdowns a caller will ask for next come from the same scans.
+    memo = cache if cache is not None else {}
+    if (table, censor, scope.by) not in memo:
+        bys: list[str | None] = [None, scope.by, *prefetch]
+        for b, facts in _facts(con, table, bys, censor).items():
+            memo[(table, censor, b)] = facts
+    total = memo[(table, censor, None)].get("total") or oc.RowFacts(0, 0, 0, 0, 0, 0, [], [], [], [])
+    rows = list(memo[(table, censor, scope.by)].items()) if scope.by else None
+    body = oc.compute_facts(scope, total, rows, censor, th)
+    return {
+        "query": scope.params(), "snapshot": snap, **oc._versions(),
+        "citation": "/api/v1/stats/outcomes?" + urlencode({**scope.params(), "snapshot": snap}),
+        "unit": scope.unit, "measure": scope.measure, "by": scope.by,
+        "thresholds": {"coverage": th.coverage, "minFeedback": th.min_feedback, "confidence": oc.CONFIDENCE},
+        **body,
+    }
+
+
+def build(directory: Path, *, now: datetime | None = None, coverage_threshold: float | None = None,
+          replicates: int | None = None) -> Transparency:
+    """The transparency report of the export's year, computed from its Parquet files with
+    DuckDB: the same document as tipline.stats.transparency.build on the records exported."""
+    from tipline.stats import transparency as tr
+
+    manifest = read_manifest(directory)
+    year = int(manifest["year"])
+    con = connect(directory)
+    cache: dict[Any, Any] = {}
+    prefetch = [b for b, _ in tr.OUTCOME_TABLES if b is not None]
+    try:
+        facts = record_facts(con, year)
+        return tr.assemble(year, manifest["snapshot"], dict(manifest["records"]), facts,
+                           lambda scope: outcome_stats(con, manifest, scope, coverage_threshold=coverage_threshold,
+                                                       replicates=replicates, cache=cache, prefetch=prefetch),
+                           now=now)
+    finally:
+        con.close()
