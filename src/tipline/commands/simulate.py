@@ -51,6 +51,10 @@ def simulate_year(settings: Settings, year: int, scale: float, *, seed: int = 1,
     out = out or settings.data_dir / "sim" / f"{year}-s{seed}"
     truth = TruthWriter(out, gen.n_memes)
     tally = Tally()
+    if not generate_only:
+        # Before the progress bar, so the set-up lines do not break into it.
+        for line in do_init(settings):
+            click.echo(line, err=True)
     # The progress bar is the load's progress: it moves as each batch commits.
     bar = tqdm(total=len(gen), unit="report", desc=f"simulate {year}", smoothing=0.1, mininterval=0.5)
 
@@ -69,8 +73,6 @@ def simulate_year(settings: Settings, year: int, scale: float, *, seed: int = 1,
         for r in gen:
             done(r, None)
     else:
-        for line in do_init(settings):
-            click.echo(line, err=True)
         from tipline.runtime import Runtime
 
         rt = Runtime.open(settings)
