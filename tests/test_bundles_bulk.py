@@ -25,8 +25,7 @@ from tipline.pipeline.linkchanges import LinkChange, record_link_change
 from tipline.pipeline.stages.bundles import bundles_group, rebuild_bundles
 from tipline.runtime import Runtime
 from tipline.store.db import transaction
-from tipline.store.tables import Incident, IncidentReport, PipelineRun, Report, ReportLink
-from tipline.store.tables_routing import ReportIncidentCount
+from tipline.store.tables import Incident, IncidentReport, PipelineRun, Report, ReportIncidentCount, ReportLink
 
 #: (report_a, report_b, reason, detail)
 Edge = tuple[int, int, str, str]

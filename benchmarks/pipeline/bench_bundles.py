@@ -62,8 +62,14 @@ from tipline.pipeline.stages.bundles import bundles_group, rebuild_bundles  # no
 from tipline.runtime import Runtime  # noqa: E402
 from tipline.store.db import transaction  # noqa: E402
 from tipline.store.setup import do_init  # noqa: E402
-from tipline.store.tables import Incident, IncidentReport, Report, Reporter, ReportLink  # noqa: E402
-from tipline.store.tables_routing import ReportIncidentCount  # noqa: E402
+from tipline.store.tables import (  # noqa: E402
+    Incident,
+    IncidentReport,
+    Report,
+    Reporter,
+    ReportIncidentCount,  # noqa: E402
+    ReportLink,
+)
 
 RESULTS = REPO / "benchmarks" / "results"
 NOW = datetime(2023, 6, 1, tzinfo=UTC)

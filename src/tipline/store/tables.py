@@ -318,6 +318,21 @@ class IncidentReport(Base):
     link_detail: Mapped[str | None] = mapped_column(String(512))
 
 
+class ReportIncidentCount(Base):
+    """Incidents one report stands for (batched reports: one per reported user listed).
+
+    NCMEC counts both reports and incidents from 2024: a platform may put many incidents (one
+    per user involved in a viral item) into one bundled report. This is that count for one
+    report (1 for an ordinary report); ``Incident``/``IncidentReport`` above are the other
+    direction, the bundles grouping reports about the same thing.
+    """
+
+    __tablename__ = "report_incident_counts"
+    report_id: Mapped[int] = mapped_column(ReportId, ForeignKey("reports.id", ondelete="CASCADE"), primary_key=True)
+    incidents: Mapped[int] = mapped_column(Integer)
+    basis: Mapped[str] = mapped_column(String(60))  # e.g. "batched: 7 reported users" | "single report"
+
+
 class Location(Base):
     """One location estimate for a report, from one source."""
 

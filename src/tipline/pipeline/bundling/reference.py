@@ -9,8 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tipline.pipeline.bundling.rules import BundlingRules, key_of
-from tipline.store.tables import Incident, IncidentReport, Report, ReportLink
-from tipline.store.tables_routing import ReportIncidentCount
+from tipline.store.tables import Incident, IncidentReport, Report, ReportIncidentCount, ReportLink
 
 
 class UnionFind:

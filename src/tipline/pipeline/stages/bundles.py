@@ -28,8 +28,7 @@ from tipline.pipeline.bundling.rules import CHUNK, BundlingRules, incidents_in_r
 from tipline.pipeline.bundling.search import rebundle
 from tipline.pipeline.core import Outcome, StageContext, cross_report_lock, get_stage, stage
 from tipline.pipeline.linkchanges import take_link_change
-from tipline.store.tables import Base, PipelineRun, Report
-from tipline.store.tables_routing import ReportIncidentCount
+from tipline.store.tables import Base, PipelineRun, Report, ReportIncidentCount
 
 
 def _write_counts(session: Session, rules: BundlingRules, report_ids: Iterable[int]) -> None:
