@@ -27,28 +27,27 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 from sqlalchemy import select
 
-from tipline.cybertip.codes import CybertipError, ResponseCode
 from tipline.cybertip.xml import Parsed, file_details_to_xml, report_to_xml
 from tipline.intake.bulk import BulkFile, BulkIntake, BulkIntakeError, BulkReport, FileHashes, PreparedReport, prepare
 from tipline.intake.credentials import hash_password
 from tipline.intake.errors import IntakeError, Reason
 from tipline.intake.public_form import checked_report, validate_report_form, web_document
 from tipline.intake.receipts import new_receipt_code, receipt_hash
-from tipline.intake.service import clean_file_name, new_file_id
 from tipline.model.report import FileDetails
 from tipline.runtime import Runtime
 from tipline.sim.calibration import Platform
 from tipline.sim.generate import SimFile, SimReport, YearGenerator
 from tipline.sim.population import slug
+from tipline.store.blobs import StoredBlob
 from tipline.store.db import transaction
-from tipline.store.tables import Blob, Credential, File, Report, Reporter
+from tipline.store.tables import Credential, Reporter
 
 XML_TYPE = "text/xml; charset=utf-8"
 _RECEIPT = re.compile(r"TPL-[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}")
@@ -97,30 +96,17 @@ def register_platforms(rt: Runtime, platforms: Iterable[Platform]) -> dict[str, 
     return out
 
 
-def attach_hash_only(rt: Runtime, reporter_id: int, report_id: int, f: SimFile, now: datetime | None = None) -> str:
+def attach_hash_only(rt: Runtime, reporter_id: int, report_id: int, f: SimFile) -> str:
     """Record a file known only by its hashes as a file of an open report; returns its fileId.
 
-    The hashes-only counterpart of ``Intake.attach_file``: the blob row has no stored
-    content (``stored_name`` NULL) and is shared by every file with the same SHA-256.
+    Intake's own ``attach_file`` with a blob that holds no content (``stored_name`` and data
+    None): the blob row is shared by every file with the same SHA-256, and the report's
+    ownership, state and expiry are checked and moved exactly as for an upload. A refusal is
+    Intake's ``IntakeError``, never a protocol's code.
     """
-    now = now or utcnow()
     c = f.content
-    with transaction(rt.sessions) as s:
-        rep = s.execute(select(Report).where(Report.id == report_id, Report.reporter_id == reporter_id)
-                        .with_for_update()).scalar_one_or_none()
-        if rep is None or rep.state != "open":
-            raise CybertipError(ResponseCode.REPORT_NOT_FOUND, f"report {report_id} is not open")
-        rep.last_change_at = now
-        rep.expires_at = max(rep.opened_at + timedelta(seconds=rt.settings.open_ttl_seconds),
-                             now + timedelta(seconds=rt.settings.idle_ttl_seconds))
-        if s.get(Blob, c.sha256, with_for_update=True) is None:
-            s.add(Blob(sha256=c.sha256, size=c.size, stored_name=None, md5=c.md5, sha1=c.sha1, created_at=now))
-        rep.file_count = (rep.file_count or 0) + 1
-        seq = rep.file_count
-        fid = new_file_id()
-        s.add(File(id=fid, report_id=report_id, seq=seq, file_name=clean_file_name(f.file_name),
-                   media_type=c.media_type, size=c.size, md5=c.md5, sha1=c.sha1, sha256=c.sha256, uploaded_at=now))
-        return fid
+    held = StoredBlob(sha256=c.sha256, md5=c.md5, sha1=c.sha1, size=c.size, stored_name=None)
+    return rt.intake.attach_file(reporter_id, report_id, held, file_name=f.file_name, media_type=c.media_type)
 
 
 def file_details(report_id: int, file_id: str, f: SimFile) -> FileDetails:
