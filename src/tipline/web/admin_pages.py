@@ -18,14 +18,13 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
-from starlette.exceptions import HTTPException
 
 from tipline.people import admin as svc
 from tipline.people.principal import Principal
 from tipline.runtime import Runtime
 from tipline.store.db import transaction
 from tipline.web.auth import current_principal, require_csrf
-from tipline.web.signin import audit, staff_page
+from tipline.web.signin import audit, not_found, path_id, staff_page
 
 T = TypeVar("T")
 Who = Annotated[Principal, Depends(current_principal)]
@@ -38,14 +37,6 @@ NOTICES = {
 }
 
 
-def _not_found() -> HTTPException:
-    return HTTPException(404)
-
-
-def _id(raw: str) -> int:
-    if not raw.isdigit() or len(raw) > 18:
-        raise _not_found()
-    return int(raw)
 
 
 async def _fields(request: Request) -> dict[str, str]:
@@ -71,7 +62,7 @@ def router(rt: Runtime) -> APIRouter:
         try:
             return await anyio.to_thread.run_sync(go)
         except svc.NotFound:
-            raise _not_found() from None
+            raise not_found() from None
 
     async def write(fn: Callable[[Session], T]) -> T:
         def go() -> T:
@@ -122,7 +113,7 @@ def router(rt: Runtime) -> APIRouter:
         try:
             done = await write(go)
         except svc.NotFound:
-            raise _not_found() from None
+            raise not_found() from None
         except svc.Refused as exc:
             kept = {k: v for k, v in f.items() if k != "password"}  # a password is never echoed
             return await users_page(request, principal, status=400, error=str(exc), values=kept)
@@ -131,7 +122,7 @@ def router(rt: Runtime) -> APIRouter:
 
     @api.get("/admin/users/{user_id}")
     async def user(request: Request, user_id: str, principal: Who) -> Response:
-        return await user_page(request, principal, _id(user_id))
+        return await user_page(request, principal, path_id(user_id))
 
     async def change(request: Request, principal: Principal, uid: int,
                      do: Callable[[Session, dict[str, str]], Response | str]) -> Response:
@@ -145,7 +136,7 @@ def router(rt: Runtime) -> APIRouter:
         try:
             result = await write(lambda s: do(s, f))
         except svc.NotFound:
-            raise _not_found() from None
+            raise not_found() from None
         except svc.Refused as exc:
             return await user_page(request, principal, uid, status=409, error=str(exc))
         if isinstance(result, str):
@@ -154,7 +145,7 @@ def router(rt: Runtime) -> APIRouter:
 
     @api.post("/admin/users/{user_id}/disable", dependencies=[Depends(require_csrf)])
     async def disable(request: Request, user_id: str, principal: Who) -> Response:
-        uid = _id(user_id)
+        uid = path_id(user_id)
 
         def do(s: Session, f: dict[str, str]) -> str:
             detail = svc.set_disabled(s, principal, uid, True, f.get("reason"))
@@ -165,7 +156,7 @@ def router(rt: Runtime) -> APIRouter:
 
     @api.post("/admin/users/{user_id}/enable", dependencies=[Depends(require_csrf)])
     async def enable(request: Request, user_id: str, principal: Who) -> Response:
-        uid = _id(user_id)
+        uid = path_id(user_id)
 
         def do(s: Session, f: dict[str, str]) -> str:
             detail = svc.set_disabled(s, principal, uid, False, f.get("reason"))
@@ -176,7 +167,7 @@ def router(rt: Runtime) -> APIRouter:
 
     @api.post("/admin/users/{user_id}/reset-totp", dependencies=[Depends(require_csrf)])
     async def reset_totp(request: Request, user_id: str, principal: Who) -> Response:
-        uid = _id(user_id)
+        uid = path_id(user_id)
 
         def do(s: Session, f: dict[str, str]) -> Response:
             new = svc.reset_totp(s, principal, uid, f.get("reason"))
@@ -188,7 +179,7 @@ def router(rt: Runtime) -> APIRouter:
 
     @api.post("/admin/users/{user_id}/tokens", dependencies=[Depends(require_csrf)])
     async def issue_token(request: Request, user_id: str, principal: Who) -> Response:
-        uid = _id(user_id)
+        uid = path_id(user_id)
 
         def do(s: Session, f: dict[str, str]) -> Response:
             new = svc.issue_token(s, principal, uid, f.get("label"), f.get("reason"))
@@ -200,7 +191,7 @@ def router(rt: Runtime) -> APIRouter:
 
     @api.post("/admin/users/{user_id}/tokens/{token_id}/revoke", dependencies=[Depends(require_csrf)])
     async def revoke_token(request: Request, user_id: str, token_id: str, principal: Who) -> Response:
-        uid = _id(user_id)
+        uid = path_id(user_id)
 
         def do(s: Session, f: dict[str, str]) -> str:
             detail = svc.revoke_token(s, principal, uid, token_id, f.get("reason"))

@@ -20,7 +20,6 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from starlette.exceptions import HTTPException
 
 from tipline.console import service as svc
 from tipline.kinds.roles import Capability, may
@@ -31,7 +30,7 @@ from tipline.store.tables_people import AuditEvent
 from tipline.web import thumbs
 from tipline.web.auth import current_principal, require_csrf
 from tipline.web.render import COMMON_HEADERS
-from tipline.web.signin import audit, staff_page
+from tipline.web.signin import audit, not_found, path_id, staff_page
 
 T = TypeVar("T")
 
@@ -56,20 +55,11 @@ NOTICES = {
 Who = Annotated[Principal, Depends(current_principal)]
 
 
-def _not_found() -> HTTPException:
-    return HTTPException(404)
-
-
-def _report_id(raw: str) -> int:
-    """A report id from the address: anything but a positive number is simply not found."""
-    if not raw.isdigit() or len(raw) > 18:
-        raise _not_found()
-    return int(raw)
 
 
 def _file_id(raw: str) -> str:
     if len(raw) != 32 or any(c not in "0123456789abcdef" for c in raw):
-        raise _not_found()
+        raise not_found()
     return raw
 
 
@@ -189,7 +179,7 @@ def router(rt: Runtime) -> APIRouter:
         try:
             view = await run(write(load))
         except svc.NotFound:
-            raise _not_found() from None
+            raise not_found() from None
         done = request.query_params.get("done")
         notice = NOTICES.get(done or "")
         if done == "labelled":
@@ -211,7 +201,7 @@ def router(rt: Runtime) -> APIRouter:
         try:
             result = await run(read(lambda s: svc.queue(s, principal, f, page=page)))
         except svc.NotFound:
-            raise _not_found() from None
+            raise not_found() from None
         query = f.as_query()
 
         def link(**change: Any) -> str:
@@ -227,7 +217,7 @@ def router(rt: Runtime) -> APIRouter:
     @api.get("/console/reports/{report_id}")
     async def report(request: Request, report_id: str, principal: Who) -> Response:
         clear = request.query_params.get("clear")
-        return await report_page(request, principal, _report_id(report_id),
+        return await report_page(request, principal, path_id(report_id),
                                  clear=clear if clear and len(clear) == 32 else None)
 
     async def act(request: Request, principal: Principal, report_id: int,
@@ -246,14 +236,14 @@ def router(rt: Runtime) -> APIRouter:
         try:
             note = await run(write(go))
         except svc.NotFound:
-            raise _not_found() from None
+            raise not_found() from None
         except svc.Refused as exc:
             return await report_page(request, principal, report_id, status=409, error=str(exc))
         return back(report_id, note, anchor)
 
     @api.post("/console/reports/{report_id}/claim", dependencies=[Depends(require_csrf)])
     async def claim(request: Request, report_id: str, principal: Who) -> Response:
-        rid = _report_id(report_id)
+        rid = path_id(report_id)
 
         def do(s: Session, data: dict[str, str]) -> tuple[str, dict[str, Any]]:
             c = svc.claim(s, principal, rid, minutes=rt.settings.claim_minutes)
@@ -263,7 +253,7 @@ def router(rt: Runtime) -> APIRouter:
 
     @api.post("/console/reports/{report_id}/release", dependencies=[Depends(require_csrf)])
     async def release(request: Request, report_id: str, principal: Who) -> Response:
-        rid = _report_id(report_id)
+        rid = path_id(report_id)
 
         def do(s: Session, data: dict[str, str]) -> tuple[str, dict[str, Any]]:
             svc.release(s, principal, rid)
@@ -273,7 +263,7 @@ def router(rt: Runtime) -> APIRouter:
 
     @api.post("/console/reports/{report_id}/reassign", dependencies=[Depends(require_csrf)])
     async def reassign(request: Request, report_id: str, principal: Who) -> Response:
-        rid = _report_id(report_id)
+        rid = path_id(report_id)
 
         def do(s: Session, data: dict[str, str]) -> tuple[str, dict[str, Any]]:
             c = svc.reassign(s, principal, rid, data.get("username", ""), minutes=rt.settings.claim_minutes)
@@ -289,7 +279,7 @@ def router(rt: Runtime) -> APIRouter:
 
                 await run(write(go))
             except svc.NotFound:
-                raise _not_found() from None
+                raise not_found() from None
             except svc.Refused as exc:
                 return await workload_page(request, principal, status=409, error=str(exc))
             return RedirectResponse("/console/workload?done=reassigned", status_code=303)
@@ -297,7 +287,7 @@ def router(rt: Runtime) -> APIRouter:
 
     @api.post("/console/reports/{report_id}/decide", dependencies=[Depends(require_csrf)])
     async def decide(request: Request, report_id: str, principal: Who) -> Response:
-        rid = _report_id(report_id)
+        rid = path_id(report_id)
         holder: dict[str, str] = {}
 
         def do(s: Session, data: dict[str, str]) -> tuple[str, dict[str, Any]]:
@@ -317,7 +307,7 @@ def router(rt: Runtime) -> APIRouter:
 
     @api.post("/console/incidents/{incident_id}/decide", dependencies=[Depends(require_csrf)])
     async def decide_incident(request: Request, incident_id: str, principal: Who) -> Response:
-        iid = _report_id(incident_id)
+        iid = path_id(incident_id)
         try:
             data = await form(request)
         except svc.Refused:
@@ -339,10 +329,10 @@ def router(rt: Runtime) -> APIRouter:
         try:
             await run(write(go))
         except svc.NotFound:
-            raise _not_found() from None
+            raise not_found() from None
         except svc.Refused as exc:
             if rid is None:
-                raise _not_found() from None
+                raise not_found() from None
             return await report_page(request, principal, rid, status=409, error=str(exc))
         if rid is None:
             return RedirectResponse("/console", status_code=303)
@@ -372,11 +362,11 @@ def router(rt: Runtime) -> APIRouter:
         try:
             done = await run(write(go))
         except svc.NotFound:
-            raise _not_found() from None
+            raise not_found() from None
         except svc.Refused as exc:
             rid = await run(read(lambda s: _report_of_file(s, fid)))
             if rid is None:
-                raise _not_found() from None
+                raise not_found() from None
             return await report_page(request, principal, rid, status=409, error=str(exc))
         return back(done.report_id, "labelled", f"#file-{fid}", copies=str(len(done.copies)),
                     incidents=",".join(str(i) for i in done.incidents))
@@ -393,7 +383,7 @@ def router(rt: Runtime) -> APIRouter:
         try:
             rid = await run(write(go))
         except svc.NotFound:
-            raise _not_found() from None
+            raise not_found() from None
         return back(rid, None, f"#file-{fid}", clear=fid)
 
     @api.get("/console/files/{file_id}/thumb.jpg")
@@ -408,7 +398,7 @@ def router(rt: Runtime) -> APIRouter:
         try:
             return _image(await run(go))
         except (svc.NotFound, thumbs.NoPicture):
-            raise _not_found() from None
+            raise not_found() from None
 
     @api.get("/console/files/{file_id}/clear.jpg")
     async def clear_image(request: Request, file_id: str, principal: Who) -> Response:
@@ -433,14 +423,14 @@ def router(rt: Runtime) -> APIRouter:
         try:
             return _image(await run(go))
         except (svc.NotFound, thumbs.NoPicture):
-            raise _not_found() from None
+            raise not_found() from None
 
     async def workload_page(request: Request, principal: Principal, *, status: int = 200,
                             error: str | None = None) -> Response:
         try:
             data = await run(read(lambda s: svc.workload(s, principal)))
         except svc.NotFound:
-            raise _not_found() from None
+            raise not_found() from None
         notice = NOTICES.get(request.query_params.get("done") or "")
         return staff_page(request, "console/workload.html", status=status, work=data, error=error, notice=notice)
 

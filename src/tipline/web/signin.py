@@ -18,7 +18,7 @@ from http.cookies import SimpleCookie
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, FastAPI, Form, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -175,6 +175,18 @@ def nav_for(principal: Principal | None, current: str) -> list[dict[str, Any]]:
     under = [n.path for n in mine if current == n.path or current.startswith(n.path + "/")]
     here = max(under, key=len) if under else None
     return [{"path": n.path, "label": n.label, "current": n.path == here} for n in mine]
+
+
+def not_found() -> HTTPException:
+    """What a staff page answers for an object that is missing or outside the caller's scope."""
+    return HTTPException(404)
+
+
+def path_id(raw: str) -> int:
+    """A numeric id from the address: anything but a positive number is simply not found."""
+    if not raw.isdigit() or len(raw) > 18:
+        raise not_found()
+    return int(raw)
 
 
 def staff_page(request: Request, template: str, *, status: int = 200, scope_name: str | None = None,

@@ -19,7 +19,6 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException
 
 from tipline.console import settings as svc
 from tipline.console.service import NotFound, Refused
@@ -28,7 +27,7 @@ from tipline.pipeline import banks as bank_store
 from tipline.runtime import Runtime
 from tipline.store.db import transaction
 from tipline.web.auth import current_principal, require_csrf
-from tipline.web.signin import audit, staff_page
+from tipline.web.signin import audit, not_found, path_id, staff_page
 
 T = TypeVar("T")
 Who = Annotated[Principal, Depends(current_principal)]
@@ -45,14 +44,6 @@ NOTICES = {
 }
 
 
-def _not_found() -> HTTPException:
-    return HTTPException(404)
-
-
-def _id(raw: str) -> int:
-    if not raw.isdigit() or len(raw) > 18:
-        raise _not_found()
-    return int(raw)
 
 
 class _Form:
@@ -96,7 +87,7 @@ def router(rt: Runtime) -> APIRouter:
         try:
             return await anyio.to_thread.run_sync(go)
         except NotFound:
-            raise _not_found() from None
+            raise not_found() from None
 
     async def write(fn: Callable[[Session], T]) -> T:
         def go() -> T:
@@ -129,11 +120,11 @@ def router(rt: Runtime) -> APIRouter:
 
     @api.get("/supervise/banks/{bank_id}")
     async def bank(request: Request, bank_id: str, principal: Who) -> Response:
-        return await bank_page(request, principal, _id(bank_id))
+        return await bank_page(request, principal, path_id(bank_id))
 
     @api.post("/supervise/banks/{bank_id}/enabled", dependencies=[Depends(require_csrf)])
     async def bank_enabled(request: Request, bank_id: str, principal: Who) -> Response:
-        bid = _id(bank_id)
+        bid = path_id(bank_id)
         try:
             form = await _read_form(request)
         except Refused as exc:
@@ -151,7 +142,7 @@ def router(rt: Runtime) -> APIRouter:
         try:
             await write(go)
         except NotFound:
-            raise _not_found() from None
+            raise not_found() from None
         except Refused as exc:
             return await bank_page(request, principal, bid, status=409, error=str(exc))
         return RedirectResponse(f"/supervise/banks/{bid}?done={'enabled' if enabled else 'disabled'}",
@@ -183,7 +174,7 @@ def router(rt: Runtime) -> APIRouter:
         try:
             done = await write(go)
         except NotFound:
-            raise _not_found() from None
+            raise not_found() from None
         except Refused as exc:
             return await banks_page(request, principal, status=400, error=str(exc), values=form.fields)
         return RedirectResponse(f"/supervise/banks/{done.bank_id}?done=imported", status_code=303)
@@ -229,7 +220,7 @@ def router(rt: Runtime) -> APIRouter:
         try:
             await write(go)
         except NotFound:
-            raise _not_found() from None
+            raise not_found() from None
         except Refused as exc:
             return await agencies_page(request, principal, status=400, error=str(exc))
         return RedirectResponse("/supervise/agencies?done=directory", status_code=303)
