@@ -37,7 +37,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -53,39 +52,13 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 TIPLINE = str(Path(sys.executable).parent / "tipline")
-PG_BIN = Path(os.environ.get("TIPLINE_BENCH_PG_BIN", "/usr/lib/postgresql/15/bin"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
+from pgcluster import pg_cluster as _pg_cluster  # noqa: E402
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
 def pg_cluster() -> Iterator[str]:
     """A throwaway PostgreSQL cluster (fsync on: durable, as in production); yields a database URL."""
-    d = Path(tempfile.mkdtemp(prefix="tipline-bench-pg-"))
-    shutil.chown(d, "postgres")
-    os.chmod(d, 0o700)
-    port = _free_port()
-
-    def run(*args: str) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True)
-
-    run(str(PG_BIN / "initdb"), "-D", f"{d}/data", "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
-    run(str(PG_BIN / "pg_ctl"), "-D", f"{d}/data", "-w", "-l", f"{d}/log", "-o",
-        f"-p {port} -k {d} -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=512MB", "start")
-    try:
-        import psycopg
-
-        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", autocommit=True) as conn:
-            conn.execute('CREATE DATABASE "bench"')
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/bench"
-    finally:
-        subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", f"{d}/data",
-                        "-m", "fast", "-w", "stop"], capture_output=True)
-        shutil.rmtree(d, ignore_errors=True)
+    return _pg_cluster(conf="-c max_connections=200 -c shared_buffers=512MB", database="bench")
 
 
 def simulator_available() -> bool:

@@ -23,14 +23,10 @@ import json
 import os
 import platform
 import resource
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,36 +40,15 @@ from tipline.sim.generate import FilesMode, SimReport, YearGenerator  # noqa: E4
 from tipline.sim.write import DirectWriter, IspwsWriter, register_platforms  # noqa: E402
 from tipline.store.setup import do_init  # noqa: E402
 
-PG_BIN = Path(os.environ.get("TIPLINE_BENCH_PG_BIN", "/usr/lib/postgresql/15/bin"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared helpers
+from pgcluster import pg_cluster as _pg_cluster  # noqa: E402
+
 YEAR_REPORTS = 362_104  # the scale-0.01 2023 year
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
 def pg_cluster() -> Iterator[str]:
     """A throwaway PostgreSQL 15 cluster (fsync on, as in production); yields its server URL."""
-    d = Path(tempfile.mkdtemp(prefix="tipline-bench-pg-"))
-    shutil.chown(d, "postgres")
-    os.chmod(d, 0o700)
-    port = _free_port()
-
-    def run(*args: str) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True)
-
-    run(str(PG_BIN / "initdb"), "-D", f"{d}/data", "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
-    run(str(PG_BIN / "pg_ctl"), "-D", f"{d}/data", "-w", "-l", f"{d}/log", "-o",
-        f"-p {port} -k {d} -c listen_addresses=127.0.0.1 -c shared_buffers=512MB", "start")
-    try:
-        yield f"postgresql://postgres@127.0.0.1:{port}"
-    finally:
-        subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", f"{d}/data",
-                        "-m", "fast", "-w", "stop"], capture_output=True)
-        shutil.rmtree(d, ignore_errors=True)
+    return _pg_cluster()
 
 
 def _store(tmp: Path, name: str, server: str | None) -> Settings:
