@@ -112,3 +112,12 @@ def test_page_json_and_data_package_show_the_revisions(runtime: Runtime, client:
     # An old snapshot's page shows the log as it stood then: no later revision.
     old = client.get(f"/transparency/2023?snapshot={first['snapshot']}")
     assert "revises <code>" not in old.text
+
+
+def test_revision_values_are_written_out_for_a_reader() -> None:
+    from tipline.stats.transparency import fmt_revision
+
+    assert fmt_revision(1.65698e-06) == "0.00000165698"  # never "1.65698e-06"
+    assert fmt_revision(0.8032791) == "0.803279"
+    assert fmt_revision(12_345) == "12,345"
+    assert fmt_revision(None) == "—"  # not in that version: never shown as 0

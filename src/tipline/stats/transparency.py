@@ -778,12 +778,19 @@ COUNT_NUMBERS = ("estimate", "median")
 
 def fmt_revision(value: Any) -> str:
     """An old or new value in the revision log: missing as an em dash ("not in that version"),
-    integers with separators, other numbers to six significant figures."""
+    integers with separators, other numbers to six significant figures written out in full
+    (a reader of the page should not have to decode "1.65698e-06")."""
+    from decimal import Decimal
+
     if value is None:
         return "—"
     if isinstance(value, bool) or not isinstance(value, int | float):
         return str(value)
-    return f"{value:,}" if isinstance(value, int) else f"{value:.6g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if value != value or value in (float("inf"), float("-inf")):
+        return str(value)
+    return format(Decimal(f"{value:.6g}"), "f")
 
 
 def pdf(report: Transparency) -> bytes:
