@@ -50,9 +50,11 @@ def command(c: Ctx, host: str, port: int, no_serve: bool, sim_scale: float) -> N
     click.echo("=" * 72)
     click.echo(f"  tipline demo — data in {c.settings.data_dir}")
     click.echo(f"  {created} report(s) loaded and enriched: `tipline report list`, `tipline stats pipeline`")
+    # The ISPWS account is the platform's machine credential (HTTP Basic on /ispws), apart
+    # from the people below who sign in to pages: the same name, two different passwords.
     click.echo(f"  ISPWS base URL : {base}/ispws     (point an existing CyberTipline client here)")
-    click.echo(f"  username       : {username}")
-    click.echo(f"  password       : {password}")
+    click.echo(f"  ISPWS username : {username}     (the platform's machine account: HTTP Basic, not /login)")
+    click.echo(f"  ISPWS password : {password}")
     click.echo(f"  try            : curl -u {username}:{password} {base}/ispws/status")
     click.echo(f"  JSON API docs  : {base}/api/v1/docs")
     click.echo(f"  public form    : {base}/report")
@@ -69,7 +71,7 @@ def _people(c: Ctx, base: str) -> None:
 
     with c.opened() as rt:
         people = demo_people(rt)
-    click.echo(f"  sign in        : {base}/login   (one-time code: any authenticator app with the")
+    click.echo(f"  people sign in : {base}/login   (one-time code: any authenticator app with the")
     click.echo("                   secret below, or `oathtool --totp -b SECRET`; platform staff need none)")
     click.echo(f"    {'USERNAME':<16} {'PASSWORD':<18} TOTP SECRET (AGENCY OR PLATFORM)")
     for p in people:
