@@ -171,6 +171,7 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("GET", "/admin/users/{user_id}"): Needs(Capability.ACCOUNTS_MANAGE),
     **{("POST", p): Needs(Capability.ACCOUNTS_MANAGE, ok=409) for p in (
         "/admin/users/{user_id}/disable", "/admin/users/{user_id}/enable", "/admin/users/{user_id}/reset-totp",
+        "/admin/users/{user_id}/unlock", "/admin/users/{user_id}/password",
         "/admin/users/{user_id}/tokens", "/admin/users/{user_id}/tokens/{token_id}/revoke")},
     # The platform's view of its own reports.
     ("GET", "/platform"): Needs(Capability.PLATFORM_READ_OWN),
