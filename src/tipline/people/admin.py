@@ -239,9 +239,11 @@ def revoke_token(s: Session, principal: Principal, user_id: int, token_id: str,
     """``tipline user revoke-token``: the token stops authenticating at once."""
     _require(principal)
     user = _user(s, user_id)
-    why = _reason(reason)
-    if not token_id.isalnum() or len(token_id) > 40:
+    # An unknown token is not found, whatever else the form lacks, like an unknown account.
+    if not token_id.isalnum() or len(token_id) > 40 or token_id not in {
+            t.id for t in roster.list_tokens(s, user)}:
         raise NotFound()
+    why = _reason(reason)
     if not accounts.revoke_token(s, user, token_id):
         raise Refused(f"{user.username} has no unrevoked token {token_id}.")
     return {"username": user.username, "token": token_id, "reason": why}
