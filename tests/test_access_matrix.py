@@ -79,7 +79,7 @@ class Needs:
     capability: Capability | tuple[Capability, ...]
     #: What a role with the capability gets, for the row's object when it names one.
     ok: int = 200
-    #: Principal column → its answer where it differs from ``ok`` (say why in the row).
+    #: Principal column → its answer, where it is neither ``ok`` nor 404 (say why in the row).
     answers: dict[str, int] = field(default_factory=dict)
 
 
@@ -99,7 +99,23 @@ class PlatformReads:
     ok: int | None = 200
 
 
-Rule = Open | SignedIn | Needs | Exact | PlatformReads
+@dataclass(frozen=True)
+class ApiWrite:
+    """A write of the referral API. A signed-in browser must send the session's X-CSRF-Token
+    (none is sent here: 403 for every role; not signed in: 401). A bearer token needs no
+    CSRF token: as :class:`Needs` (``ok`` for the referral's own officer, 404 for the
+    foreign one and for roles without the capability, ``answers`` where a role differs).
+    ``body`` is sent as JSON: valid in form, refused by the service after the scope check
+    where it breaks a rule (an unknown colleague or agency, a date in the future), so that
+    nothing changes and the answer still shows the object was in scope."""
+
+    capability: Capability
+    ok: int
+    body: dict[str, object] | None = None
+    answers: dict[str, int] = field(default_factory=dict)
+
+
+Rule = Open | SignedIn | Needs | Exact | PlatformReads | ApiWrite
 
 #: (method, route path as declared) → who may use it. Object parameters (:data:`PARAMS`) are
 #: filled with the :class:`World`'s objects of the home agency and platform, the others with 1.
@@ -162,12 +178,18 @@ MATRIX: dict[tuple[str, str], Rule] = {
     **{("POST", p): Needs(Capability.REFERRAL_ACT, ok=400) for p in (
         "/le/referrals/{referral_id}/assign", "/le/referrals/{referral_id}/legal-process",
         "/le/referrals/{referral_id}/outcomes", "/le/referrals/{referral_id}/transfer")},
-    # API writes from a signed-in browser need the session's X-CSRF-Token (none is sent here:
-    # 403 for every role); tokens are asked with real referrals in the inbox and outcome tests.
-    **{("POST", p): Exact({ANON: 401, "*": 403}) for p in (
-        "/api/v1/referrals/{referralId}/acknowledge", "/api/v1/referrals/{referralId}/assign",
-        "/api/v1/referrals/{referralId}/legal-process", "/api/v1/referrals/{referralId}/outcomes",
-        "/api/v1/referrals/{referralId}/transfer")},
+    # The referral API's writes (ApiWrite): acknowledging is idempotent; the others are
+    # refused by the service, after the scope check, for what the body asks. Analysts and
+    # supervisors, who see every referral, are told they may not record outcomes (403).
+    ("POST", "/api/v1/referrals/{referralId}/acknowledge"): ApiWrite(Capability.REFERRAL_ACT, 200),
+    ("POST", "/api/v1/referrals/{referralId}/assign"): ApiWrite(Capability.REFERRAL_ACT, 422,
+                                                                  {"assignee": "nobody-here"}),
+    ("POST", "/api/v1/referrals/{referralId}/transfer"): ApiWrite(Capability.REFERRAL_ACT, 422,
+                                                                    {"agency": "NO-SUCH", "reason": "matrix"}),
+    ("POST", "/api/v1/referrals/{referralId}/legal-process"): ApiWrite(
+        Capability.REFERRAL_ACT, 422, {"kind": "consent", "reference": "R-1", "issuedOn": "2999-01-01"}),
+    ("POST", "/api/v1/referrals/{referralId}/outcomes"): ApiWrite(
+        Capability.REFERRAL_ACT, 422, {}, answers={"analyst": 403, "supervisor": 403}),
     # The analyst console: the queue for analysts and supervisors, and every report (the
     # hotline's scope is all reports): the home platform's report, its viewed file, its incident.
     ("GET", "/console"): Needs(Capability.REPORT_READ),
@@ -368,6 +390,9 @@ def _ask(caller: Caller, method: str, path: str, url: str, world: World, *, toke
     data = {"csrf_token": caller.csrf} if (method, path) in CSRF_ROUTES and caller.csrf and not token else None
     if data is not None and (method, path) in FORMS:
         data |= {k: v.format(**world.objects) for k, v in FORMS[method, path].items()}
+    rule = MATRIX.get((method, path))
+    if isinstance(rule, ApiWrite) and rule.body is not None:
+        return client.request(method, url, json=rule.body, follow_redirects=False, headers=headers)
     return client.request(method, url, data=data, follow_redirects=False, headers=headers)
 
 
@@ -381,9 +406,13 @@ def _expected(rule: Rule, method: str, path: str, who: str, anon_status: int,
         return rule.answers.get(who, rule.answers["*"])
     if who == ANON:
         return not_signed_in
+    if isinstance(rule, ApiWrite):
+        return 403  # a session without the X-CSRF-Token header
     role = PRINCIPALS[who][0]
     if isinstance(rule, SignedIn):
         return rule.ok
+    if who in rule.answers:
+        return rule.answers[who]
     caps = rule.capability if isinstance(rule.capability, tuple) else (rule.capability,)
     if not any(may(role, c) for c in caps):
         return 404
@@ -394,7 +423,10 @@ def _expected(rule: Rule, method: str, path: str, who: str, anon_status: int,
 
 def _token_expected(rule: Rule, path: str, who: str, session_expected: int,
                     outsiders: frozenset[str] = FOREIGN) -> int:
-    """What the caller's bearer token gets: its session's answer, but for the platforms' API."""
+    """What the caller's bearer token gets: its session's answer, but for the platforms' API
+    and the referral API's writes (no CSRF token is needed with a bearer token)."""
+    if isinstance(rule, ApiWrite):
+        return _expected(Needs(rule.capability, rule.ok, rule.answers), "POST", path, who, 401, outsiders)
     if not isinstance(rule, PlatformReads):
         return session_expected
     if PRINCIPALS[who][0] != "platform" or rule.ok is None:
