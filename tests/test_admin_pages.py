@@ -104,6 +104,8 @@ def test_token_issue_revoke_reset_totp_disable_enable(runtime: Runtime, client: 
     assert api.get("/api/v1/me", headers={"Authorization": f"Bearer {token.group(1)}"}).status_code == 401
     assert adm.post(f"{base}/tokens/{row.lookup}/revoke", data={"reason": "again", "csrf_token": csrf}
                     ).status_code == 409
+    # A token this account does not have is not found, before the form is looked at.
+    assert adm.post(f"{base}/tokens/{'0' * 16}/revoke", data={"csrf_token": csrf}).status_code == 404
     # Reset the one-time code: the new secret is shown once and the old one stops working.
     reset = adm.post(f"{base}/reset-totp", data={"reason": "lost phone", "csrf_token": csrf})
     assert reset.status_code == 200
