@@ -11,7 +11,7 @@ import pyotp
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from people_helpers import PASSWORD, TestUser, make_user, session_csrf, sign_in
+from people_helpers import PASSWORD, TestUser, login_csrf, make_user, session_csrf, sign_in
 from tipline.people.audit import verify
 from tipline.pipeline.stages.route import ensure_directory
 from tipline.runtime import Runtime
@@ -104,6 +104,8 @@ def test_token_issue_revoke_reset_totp_disable_enable(runtime: Runtime, client: 
     assert api.get("/api/v1/me", headers={"Authorization": f"Bearer {token.group(1)}"}).status_code == 401
     assert adm.post(f"{base}/tokens/{row.lookup}/revoke", data={"reason": "again", "csrf_token": csrf}
                     ).status_code == 409
+    # A token this account does not have is not found, before the form is looked at.
+    assert adm.post(f"{base}/tokens/{'0' * 16}/revoke", data={"csrf_token": csrf}).status_code == 404
     # Reset the one-time code: the new secret is shown once and the old one stops working.
     reset = adm.post(f"{base}/reset-totp", data={"reason": "lost phone", "csrf_token": csrf})
     assert reset.status_code == 200
@@ -151,3 +153,77 @@ def test_only_administrators_manage_accounts(runtime: Runtime, client: TestClien
             assert "/admin/users" not in c.get("/account").text, role
     with runtime.sessions() as s:
         assert s.get(User, target.user_id).disabled_at is None  # type: ignore[union-attr]
+
+
+def _fail_sign_in(client: TestClient, username: str) -> int:
+    resp = client.post("/login", data={"username": username, "password": "wrong password!", "code": "000000",
+                                       "csrf_token": login_csrf(client)}, follow_redirects=False)
+    return resp.status_code
+
+
+def test_unlock_a_locked_account_and_set_a_new_password(runtime: Runtime, client: TestClient) -> None:
+    adm, csrf = admin_client(runtime, client)
+    ana = make_user(runtime, "ana", "analyst")
+    base = f"/admin/users/{ana.user_id}"
+    # Not locked: nothing to unlock, and the page offers no unlock button.
+    assert "Unlock account" not in adm.get(base).text
+    calm = adm.post(f"{base}/unlock", data={"reason": "asked by phone", "csrf_token": csrf})
+    assert calm.status_code == 409 and "not locked" in calm.text
+    # Five failed sign-ins lock the account: even the right password is refused.
+    with TestClient(adm.app, raise_server_exceptions=False) as guesser:
+        for _ in range(runtime.settings.sign_in_max_failures):
+            assert _fail_sign_in(guesser, "ana") == 401
+        r = guesser.post("/login", data={"username": "ana", "password": PASSWORD, "code": ana.code(),
+                                         "csrf_token": login_csrf(guesser)}, follow_redirects=False)
+        assert r.status_code == 423 and "locked" in r.text  # even the right password, while locked
+    with runtime.sessions() as s:
+        assert s.get(User, ana.user_id).locked_until is not None  # type: ignore[union-attr]
+    page = adm.get(base)
+    assert "locked" in page.text and " until " in page.text and "Unlock account" in page.text
+    # Without a reason or CSRF token nothing changes.
+    assert adm.post(f"{base}/unlock", data={"csrf_token": csrf}).status_code == 409
+    assert adm.post(f"{base}/unlock", data={"reason": "r"}).status_code == 403
+    with runtime.sessions() as s:
+        assert s.get(User, ana.user_id).locked_until is not None  # type: ignore[union-attr]
+    done = adm.post(f"{base}/unlock", data={"reason": "she forgot; identity checked by phone", "csrf_token": csrf},
+                    follow_redirects=False)
+    assert done.status_code == 303 and done.headers["location"].endswith("done=unlocked")
+    assert "is unlocked" in adm.get(done.headers["location"]).text
+    with TestClient(adm.app, raise_server_exceptions=False) as other:
+        sign_in(other, ana)  # signs in again at once
+        assert other.get("/account").status_code == 200
+        # A new password: generated, shown once, the old one stops working, sessions end.
+        assert adm.post(f"{base}/password", data={"csrf_token": csrf}).status_code == 409  # no reason
+        assert adm.post(f"{base}/password", data={"reason": "r"}).status_code == 403  # no CSRF
+        assert other.get("/account").status_code == 200  # neither refusal changed anything
+        new = adm.post(f"{base}/password", data={"reason": "password seen over her shoulder", "csrf_token": csrf})
+        assert new.status_code == 200 and new.headers["cache-control"] == "no-store"
+        assert "shown once" in new.text and "New password for ana" in new.text
+        found = re.search(r"<dt>Password</dt><dd><code>([^<]+)</code>", new.text)
+        assert found and len(found.group(1)) >= 8 and found.group(1) != PASSWORD
+        assert other.get("/account", follow_redirects=False).status_code == 303  # its session ended
+    assert found.group(1) not in adm.get(base).text  # shown once
+    with TestClient(adm.app, raise_server_exceptions=False) as old:
+        r = old.post("/login", data={"username": "ana", "password": PASSWORD, "code": ana.next_code(),
+                                     "csrf_token": login_csrf(old)}, follow_redirects=False)
+        assert r.status_code == 401  # the old password is refused
+    with TestClient(adm.app, raise_server_exceptions=False) as fresh:
+        sign_in(fresh, TestUser("ana", "analyst", found.group(1), ana.user_id, ana.totp_secret), code=ana.next_code())
+        assert fresh.get("/account").status_code == 200
+    with runtime.sessions() as s:
+        row = s.get(User, ana.user_id)
+        assert row is not None and found.group(1) not in row.password_hash
+    assert audit_actions(runtime) == [("user_unlock", "ada", "she forgot; identity checked by phone"),
+                                      ("user_password", "ada", "password seen over her shoulder")]
+    with runtime.sessions() as s:
+        assert verify(s).intact
+    # Unknown and malformed ids; other roles: 404, and nothing changes.
+    for path in ("/admin/users/99999/unlock", "/admin/users/99999/password", "/admin/users/x1/password"):
+        assert adm.post(path, data={"reason": "r", "csrf_token": csrf}).status_code == 404
+    with TestClient(adm.app, raise_server_exceptions=False) as sup_client:
+        sign_in(sup_client, make_user(runtime, "sven", "supervisor"))
+        sup_csrf = session_csrf(sup_client, "/account")
+        for action in ("unlock", "password"):
+            r = sup_client.post(f"{base}/{action}", data={"reason": "r", "csrf_token": sup_csrf})
+            assert r.status_code == 404, action
+    assert [a for a, _, _ in audit_actions(runtime)] == ["user_unlock", "user_password"]

@@ -1,5 +1,6 @@
 """What an administrator does on the accounts page: the use cases of ``tipline user …``
-(list, add, disable, enable, reset the one-time-code secret, issue and revoke tokens), each
+(list, add, disable, enable, unlock, set a new password, reset the one-time-code secret, issue
+and revoke tokens), each
 taking the :class:`Principal` it acts for and calling the same functions of
 :mod:`tipline.people.accounts` and :mod:`tipline.people.roster` as the command line.
 
@@ -155,6 +156,41 @@ def set_disabled(s: Session, principal: Principal, user_id: int, disabled: bool,
     return {"username": user.username, "reason": why}
 
 
+def unlock(s: Session, principal: Principal, user_id: int, reason: str | None) -> dict[str, object]:
+    """``tipline user unlock``: a locked account may sign in again before its lock-out ends."""
+    _require(principal)
+    user = _user(s, user_id)
+    why = _reason(reason)
+    # Only a current lock: "unlocking" an account that is not locked would put a row on the
+    # trail that says something happened when nothing did.
+    if roster.state_of(user) != "locked":
+        raise Refused(f"{user.username} is not locked.")
+    accounts.unlock(user)
+    return {"username": user.username, "reason": why}
+
+
+@dataclass(frozen=True)
+class NewPassword:
+    username: str
+    #: Shown once on the answer, never stored in the clear.
+    password: str
+    detail: dict[str, object]
+
+
+def new_password(s: Session, principal: Principal, user_id: int, reason: str | None) -> NewPassword:
+    """``tipline user password --generate``: a generated password (shown once) replaces the
+    old one and every session of the account ends. The administrator never chooses it, so a
+    weak or reused password cannot come in this way, and the page never echoes a typed one."""
+    import secrets
+
+    _require(principal)
+    user = _user(s, user_id)
+    why = _reason(reason)
+    password = secrets.token_urlsafe(15)
+    accounts.set_password(s, user, password)
+    return NewPassword(user.username, password, {"username": user.username, "reason": why})
+
+
 @dataclass(frozen=True)
 class NewSecret:
     username: str
@@ -203,9 +239,11 @@ def revoke_token(s: Session, principal: Principal, user_id: int, token_id: str,
     """``tipline user revoke-token``: the token stops authenticating at once."""
     _require(principal)
     user = _user(s, user_id)
-    why = _reason(reason)
-    if not token_id.isalnum() or len(token_id) > 40:
+    # An unknown token is not found, whatever else the form lacks, like an unknown account.
+    if not token_id.isalnum() or len(token_id) > 40 or token_id not in {
+            t.id for t in roster.list_tokens(s, user)}:
         raise NotFound()
+    why = _reason(reason)
     if not accounts.revoke_token(s, user, token_id):
         raise Refused(f"{user.username} has no unrevoked token {token_id}.")
     return {"username": user.username, "token": token_id, "reason": why}

@@ -1,5 +1,6 @@
 """The administrator's accounts pages (``/admin/users…``): list, add, disable and enable,
-reset the one-time-code secret, issue and revoke API tokens — the use cases of
+unlock, set a new (generated) password, reset the one-time-code secret, issue and revoke API
+tokens — the use cases of
 ``tipline user …`` (:mod:`tipline.people.admin`), which decides who may.
 
 A caller without ``accounts.manage``, an unknown account and an id that is not a number all
@@ -34,9 +35,8 @@ NOTICES = {
     "disabled": "The account is disabled: its sessions ended and its tokens were revoked.",
     "enabled": "The account is enabled again. Its old tokens stay revoked: issue new ones.",
     "revoked": "The token was revoked: it no longer authenticates.",
+    "unlocked": "The account is unlocked: the person may sign in again now.",
 }
-
-
 
 
 async def _fields(request: Request) -> dict[str, str]:
@@ -162,6 +162,29 @@ def router(rt: Runtime) -> APIRouter:
             detail = svc.set_disabled(s, principal, uid, False, f.get("reason"))
             audit(request, s, "user_enable", "user", uid, detail, principal=principal)
             return "enabled"
+
+        return await change(request, principal, uid, do)
+
+    @api.post("/admin/users/{user_id}/unlock", dependencies=[Depends(require_csrf)])
+    async def unlock(request: Request, user_id: str, principal: Who) -> Response:
+        uid = path_id(user_id)
+
+        def do(s: Session, f: dict[str, str]) -> str:
+            detail = svc.unlock(s, principal, uid, f.get("reason"))
+            audit(request, s, "user_unlock", "user", uid, detail, principal=principal)
+            return "unlocked"
+
+        return await change(request, principal, uid, do)
+
+    @api.post("/admin/users/{user_id}/password", dependencies=[Depends(require_csrf)])
+    async def password(request: Request, user_id: str, principal: Who) -> Response:
+        uid = path_id(user_id)
+
+        def do(s: Session, f: dict[str, str]) -> Response:
+            new = svc.new_password(s, principal, uid, f.get("reason"))
+            audit(request, s, "user_password", "user", uid, new.detail, principal=principal)
+            return secret_page(request, what="password", username=new.username, user_id=uid,
+                               password=new.password)
 
         return await change(request, principal, uid, do)
 
