@@ -209,7 +209,51 @@ _PARSED = "tipline.parsed_reports"
 
 
 def insert_rows(session: Session, model: type, rows: list[dict[str, Any]]) -> None:
-    """One executemany INSERT of ``rows`` into ``model``'s table (Core, not the ORM).
+    """Insert ``rows`` into ``model``'s table in bulk: every row carries the first row's keys.
+
+    The group forms write tens of thousands of rows per group (a viral file's duplicate pairs,
+    a group's links), and SQLAlchemy's per-row parameter handling cost more than the database's
+    own work. So the rows go to the driver directly: on PostgreSQL one ``COPY ... FROM STDIN``,
+    on SQLite one ``executemany`` of tuples, each value through the column type's own bind
+    processor (what Core would apply). A table with a client-side default for a column the
+    rows leave out goes through Core (``insert_rows_core``), which applies it; so does any
+    other dialect. ``insert_rows_core`` is the plain reference a test compares this with.
+    """
+    if not rows:
+        return
+    keys = list(rows[0])
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    conn = session.connection()
+    dialect = conn.dialect
+    if dialect.name not in ("sqlite", "postgresql") or any(
+            c.default is not None for c in table.columns if c.name not in keys):
+        insert_rows_core(session, model, rows)
+        return
+    cols = [table.c[k] for k in keys]
+    procs = [(i, p) for i, c in enumerate(cols) if (p := c.type._cached_bind_processor(dialect)) is not None]
+    data: list[Any] = [[r.get(k) for k in keys] for r in rows]
+    for row in data:
+        for i, proc in procs:
+            row[i] = proc(row[i])
+    prep = dialect.identifier_preparer
+    names = ", ".join(prep.quote(c.name) for c in cols)
+    raw: Any = conn.connection.dbapi_connection
+    if dialect.name == "postgresql":
+        with raw.cursor() as cur, cur.copy(f"COPY {prep.format_table(table)} ({names}) FROM STDIN") as copy:
+            for row in data:
+                copy.write_row(row)
+    else:
+        cur = raw.cursor()
+        try:
+            cur.executemany(f"INSERT INTO {prep.format_table(table)} ({names}) VALUES "
+                            f"({', '.join('?' * len(cols))})", data)
+        finally:
+            cur.close()
+
+
+def insert_rows_core(session: Session, model: type, rows: list[dict[str, Any]]) -> None:
+    """One executemany INSERT of ``rows`` into ``model``'s table through Core (the reference
+    for ``insert_rows``).
 
     The ORM's bulk insert leaves out None values and batches rows by the keys left, so rows
     that differ in which columns are NULL would cost one statement each; every row here
