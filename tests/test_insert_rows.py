@@ -10,11 +10,11 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
+from test_group_stages import load, year
 from tipline.pipeline.core import insert_rows, insert_rows_core
 from tipline.runtime import Runtime
 from tipline.store.db import transaction
 from tipline.store.tables import Assessment, Report
-from test_group_stages import load, year
 
 
 def _rows(ids: list[int]) -> list[dict[str, Any]]:

@@ -126,8 +126,9 @@ def load_affected(session: Session, rules: BundlingRules, seeds: Iterable[int]) 
     out.nodes.update(frontier)
     cond = _bundling_links(rules)
     # Core, not the ORM: rows of columns need no entity loading, and a group reads tens of
-    # thousands of them (the whole of every component it touches). Nothing is pending: the
-    # caller flushed.
+    # thousands of them (the whole of every component it touches). Core does not autoflush:
+    # pending ORM changes go first (nothing, when the caller flushed).
+    session.flush()
     conn = session.connection()
     while frontier:
         out.rounds += 1
