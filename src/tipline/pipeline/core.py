@@ -66,20 +66,27 @@ class StageDef:
     doc: str
     #: The set-based form of ``func``, if the stage has one (see ``GroupFunc``).
     group: GroupFunc | None = None
+    #: It reads rows that other reports' runs write (matches: their hashes; links, bundles,
+    #: assess: their matches, identifiers, links). The runner commits a group's stages before
+    #: the first such stage, so what they read of another worker's group is at least its
+    #: committed first part (see ``_run_group``).
+    reads_others: bool = False
 
 
 _STAGES: dict[str, StageDef] = {}
 
 
 def stage(name: str, *, version: str = "1", after: Iterable[str] = (),
-          group: GroupFunc | None = None) -> Callable[[StageFunc], StageFunc]:
+          group: GroupFunc | None = None, reads_others: bool = False) -> Callable[[StageFunc], StageFunc]:
     """Register a stage. ``after`` names stages whose output this one reads; ``group`` is its
-    set-based form over many reports, if it has one."""
+    set-based form over many reports, if it has one; ``reads_others`` says it reads what other
+    reports' runs write (``StageDef.reads_others``)."""
 
     def register(func: StageFunc) -> StageFunc:
         if name in _STAGES and _STAGES[name].func is not func:
             raise ValueError(f"stage {name!r} registered twice")
-        _STAGES[name] = StageDef(name, version, func, tuple(after), (func.__doc__ or "").strip(), group)
+        _STAGES[name] = StageDef(name, version, func, tuple(after), (func.__doc__ or "").strip(), group,
+                                 reads_others)
         return func
 
     return register
@@ -184,6 +191,17 @@ def record_run(session: Session, report_id: int, st: StageDef, error: str | None
                                            "version": st.version, "error": error}])
 
 
+def first_in_transaction(session: Session, what: str) -> bool:
+    """True the first time it is asked about ``what`` in the session's current transaction."""
+    tx = session.get_transaction()
+    key = id(tx) if tx is not None else None
+    seen: dict[str, int | None] = session.info.setdefault("tipline.once", {})
+    if what in seen and seen[what] == key:
+        return False
+    seen[what] = key
+    return True
+
+
 def parsed_report(session: Session, report_id: int, document: dict[str, Any]) -> Any:
     """The stored report tree of ``report_id`` as the pydantic model, parsed once per transaction.
 
@@ -209,7 +227,51 @@ _PARSED = "tipline.parsed_reports"
 
 
 def insert_rows(session: Session, model: type, rows: list[dict[str, Any]]) -> None:
-    """One executemany INSERT of ``rows`` into ``model``'s table (Core, not the ORM).
+    """Insert ``rows`` into ``model``'s table in bulk: every row carries the first row's keys.
+
+    The group forms write tens of thousands of rows per group (a viral file's duplicate pairs,
+    a group's links), and SQLAlchemy's per-row parameter handling cost more than the database's
+    own work. So the rows go to the driver directly: on PostgreSQL one ``COPY ... FROM STDIN``,
+    on SQLite one ``executemany`` of tuples, each value through the column type's own bind
+    processor (what Core would apply). A table with a client-side default for a column the
+    rows leave out goes through Core (``insert_rows_core``), which applies it; so does any
+    other dialect. ``insert_rows_core`` is the plain reference a test compares this with.
+    """
+    if not rows:
+        return
+    keys = list(rows[0])
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    conn = session.connection()
+    dialect = conn.dialect
+    if dialect.name not in ("sqlite", "postgresql") or any(
+            c.default is not None for c in table.columns if c.name not in keys):
+        insert_rows_core(session, model, rows)
+        return
+    cols = [table.c[k] for k in keys]
+    procs = [(i, p) for i, c in enumerate(cols) if (p := c.type._cached_bind_processor(dialect)) is not None]
+    data: list[Any] = [[r.get(k) for k in keys] for r in rows]
+    for row in data:
+        for i, proc in procs:
+            row[i] = proc(row[i])
+    prep = dialect.identifier_preparer
+    names = ", ".join(prep.quote(c.name) for c in cols)
+    raw: Any = conn.connection.dbapi_connection
+    if dialect.name == "postgresql":
+        with raw.cursor() as cur, cur.copy(f"COPY {prep.format_table(table)} ({names}) FROM STDIN") as copy:
+            for row in data:
+                copy.write_row(row)
+    else:
+        cur = raw.cursor()
+        try:
+            cur.executemany(f"INSERT INTO {prep.format_table(table)} ({names}) VALUES "
+                            f"({', '.join('?' * len(cols))})", data)
+        finally:
+            cur.close()
+
+
+def insert_rows_core(session: Session, model: type, rows: list[dict[str, Any]]) -> None:
+    """One executemany INSERT of ``rows`` into ``model``'s table through Core (the reference
+    for ``insert_rows``).
 
     The ORM's bulk insert leaves out None values and batches rows by the keys left, so rows
     that differ in which columns are NULL would cost one statement each; every row here
@@ -273,7 +335,8 @@ def run_reports(ctx: StageContext, work: dict[int, list[str] | None], *, max_sec
                 group_size: int | None = None) -> None:
     """Run stages for several reports in groups: ``{report id: stage names or None}``.
 
-    A group is one transaction. In it the stages run **stage by stage** in dependency order,
+    A group is two transactions (``phases``: the stages that read only the group's own
+    reports, then the rest). In each the stages run **stage by stage** in dependency order,
     each over every report of the group that needs it: with the stage's set-based form
     (``StageDef.group``, a bounded number of statements for the whole group) when it has one,
     else report by report. Each group call runs in a SAVEPOINT; if it raises, the savepoint
@@ -287,8 +350,9 @@ def run_reports(ctx: StageContext, work: dict[int, list[str] | None], *, max_sec
     group takes under half of it, halving when one takes longer (a group cannot stop half-way
     through a stage).
 
-    If a group's commit fails (a deadlock with another worker, a serialisation error, a lost
-    connection), nothing of that group is kept and its reports are run again the plain way.
+    If a part's commit fails (a deadlock with another worker, a serialisation error, a lost
+    connection), nothing of that part is kept and its reports run it, and what follows it,
+    again the plain way.
     """
     items = list(work.items())
     limit = max(1, group_size or DEFAULT_GROUP_SIZE)
@@ -350,20 +414,56 @@ def _run_stage_over(ctx: StageContext, s: Session, st: StageDef, ids: list[int]
     return outcomes, errors
 
 
+def phases() -> list[list[StageDef]]:
+    """The stages split where a group's transaction commits: those before the first stage
+    that reads other reports' rows (``StageDef.reads_others``), then the rest.
+
+    Committing the first part (hashes, identifiers, location, jurisdiction: what reads only
+    the group's own reports) before the second begins is what lets ``matches`` run beside
+    other workers without the cross-report lock: a group publishes its hashes before it
+    searches for others', so of two groups enriching copies of one image at once, the one
+    that searches second finds the other's (each commits before it searches, so they cannot
+    both search before the other committed). Its other effect: the costly part of a group
+    is never rolled back by a deadlock or a lost connection in the part that waits for
+    other workers.
+    """
+    order = stages()
+    cut = next((i for i, st in enumerate(order) if st.reads_others), len(order))
+    return [p for p in (order[:cut], order[cut:]) if p]
+
+
 def _run_group(ctx: StageContext, group: list[tuple[int, list[str] | None]]) -> None:
-    """Run one group of reports in one transaction, stage by stage (see ``run_reports``)."""
+    """Run one group of reports in two transactions, stage by stage (see ``run_reports`` and
+    ``phases``)."""
     wanted = {rid: {st.name for st in _selected(names)} for rid, names in group}
-    order = [rid for rid, _ in group]
     failed: set[int] = set()
+    parts = phases()
+    for n, part in enumerate(parts):
+        if not _run_phase(ctx, [rid for rid, _ in group if rid not in failed], wanted, part, failed):
+            # Nothing of this part was kept: this part and the later ones the plain way.
+            left = {st.name for p in parts[n:] for st in p}
+            for rid, _ in group:
+                if rid not in failed and wanted[rid] & left:
+                    run_report_stepwise(ctx, rid, only=sorted(wanted[rid] & left))
+            return
+
+
+def _run_phase(ctx: StageContext, order: list[int], wanted: dict[int, set[str]], part: list[StageDef],
+               failed: set[int]) -> bool:
+    """The stages ``part`` over the reports ``order`` in one transaction; False if it could not
+    commit. Reports whose stage failed are added to ``failed`` (their error is committed)."""
+    if not any(st.name in wanted[rid] for rid in order for st in part):
+        return True
     ledger: list[tuple[str, str | None]] = []  # what ran, for the metrics once committed
     outcomes: list[tuple[str, Outcome]] = []
+    now_failed: set[int] = set()
     try:
         with transaction(ctx.rt.sessions, background=True) as s:
             # The group's own reports, for the whole transaction: no second job enriches one of
             # them meanwhile and no addendum changes a document the group read (store.db).
             report_locks(s, order)
-            for st in stages():
-                ids = [rid for rid in order if rid not in failed and st.name in wanted[rid]]
+            for st in part:
+                ids = [rid for rid in order if rid not in now_failed and st.name in wanted[rid]]
                 if not ids:
                     continue
                 done, errors = _run_stage_over(ctx, s, st, ids)
@@ -371,20 +471,20 @@ def _run_group(ctx: StageContext, group: list[tuple[int, list[str] | None]]) -> 
                     # Outside the rolled-back savepoints: the error is what the ledger keeps.
                     for rid, err in errors.items():
                         record_run(s, rid, st, err)
-                    failed.update(errors)  # later stages read this one's output; the reconciler retries
+                    now_failed.update(errors)  # later stages read this one's output; the reconciler retries
                 ledger += [(st.name, None)] * len(done) + [(st.name, "failed")] * len(errors)
                 outcomes += [(st.name, o) for o in done.values()]
     except Exception:
-        log.warning("a group of %d report(s) could not commit; running them one by one", len(group),
+        log.warning("a group of %d report(s) could not commit; running them one by one", len(order),
                     exc_info=True)
-        for report_id, names in group:
-            run_report_stepwise(ctx, report_id, only=names)
-    else:
-        from tipline.metrics import record_stage_runs
+        return False
+    from tipline.metrics import record_stage_runs
 
-        # Counted once the group committed (a failed commit is counted by the stepwise rerun).
-        record_stage_runs(ledger)
-        ctx.count(outcomes)
+    # Counted once the part committed (a failed commit is counted by the stepwise rerun).
+    record_stage_runs(ledger)
+    ctx.count(outcomes)
+    failed.update(now_failed)
+    return True
 
 
 def run_report(ctx: StageContext, report_id: int, only: Iterable[str] | None = None) -> None:

@@ -178,10 +178,13 @@ def cross_report_lock(session: Session) -> bool:
     no duplicate, and no re-run would ever agree with that first run. Holding one advisory
     lock from the first cross-report read to the commit makes the later of the two read the
     earlier one's committed rows. (SQLite writers are serial already: BEGIN IMMEDIATE.)
-    It is taken by the stages that read *other* reports' content and incidents (matches,
-    links, bundles, assess), which the runner orders after the stages that read only their
-    own report (``pipeline.core.stages``): a group's hashing, identifiers and locations run
-    beside other workers, and only its cross-report part is serial. What only concerns one
+    It is taken by the stages that read *other* reports' links and incidents (links,
+    bundles, assess), which the runner orders after the stages that read only their own
+    report (``pipeline.core.stages``): a group's hashing, identifiers and locations run
+    beside other workers, and only its cross-report part is serial. ``matches`` does not
+    take it: it reads only other reports' hashes, and the runner commits a group's hashes
+    before its matches begin (``pipeline.core.phases``), which is enough for the later of
+    two concurrent groups to see the earlier one's. What only concerns one
     report (a second job for it, an addendum) is serialised by ``report_locks`` instead.
 
     Returns True when this call took the lock for the current transaction, so the caller can

@@ -125,11 +125,16 @@ def load_affected(session: Session, rules: BundlingRules, seeds: Iterable[int]) 
     frontier = sorted(set(seeds))
     out.nodes.update(frontier)
     cond = _bundling_links(rules)
+    # Core, not the ORM: rows of columns need no entity loading, and a group reads tens of
+    # thousands of them (the whole of every component it touches). Core does not autoflush:
+    # pending ORM changes go first (nothing, when the caller flushed).
+    session.flush()
+    conn = session.connection()
     while frontier:
         out.rounds += 1
         new: set[int] = set()
         for chunk in _chunks(frontier):
-            for a, b, reason, weight, detail in session.execute(
+            for a, b, reason, weight, detail in conn.execute(
                     select(ReportLink.report_a, ReportLink.report_b, ReportLink.reason, ReportLink.weight,
                            ReportLink.detail)
                     .where(or_(ReportLink.report_a.in_(chunk), ReportLink.report_b.in_(chunk)), cond)):
@@ -137,7 +142,7 @@ def load_affected(session: Session, rules: BundlingRules, seeds: Iterable[int]) 
                 out.links[(a, b, str(reason))] = (a, b, str(reason), float(weight), detail)
                 new.update((a, b))
             theirs = select(IncidentReport.incident_id).where(IncidentReport.report_id.in_(chunk))
-            for row in session.execute(
+            for row in conn.execute(
                     select(IncidentReport.report_id, IncidentReport.incident_id, IncidentReport.reason,
                            IncidentReport.rule, IncidentReport.via_report_id, IncidentReport.link_detail)
                     .where(IncidentReport.incident_id.in_(theirs))):
@@ -146,11 +151,11 @@ def load_affected(session: Session, rules: BundlingRules, seeds: Iterable[int]) 
                 if member not in mine:  # two chunks of a round may reach one incident
                     mine.append(member)
                 new.add(rid)
-            for iid, rule, key, lowest in session.execute(
+            for iid, rule, key, lowest in conn.execute(
                     select(Incident.id, Incident.rule, Incident.key, Incident.lowest_report_id)
                     .where(Incident.id.in_(theirs))):
                 out.incidents[int(iid)] = StoredIncident(str(rule), str(key), int(lowest))
-            for rid, state, batched in session.execute(
+            for rid, state, batched in conn.execute(
                     select(Report.id, Report.state, Report.batched).where(Report.id.in_(chunk))):
                 if state == "finished":
                     out.finished[int(rid)] = bool(batched)

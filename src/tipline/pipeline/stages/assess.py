@@ -544,13 +544,14 @@ def gather_many(session: Session, report_ids: list[int], rules: Rules) -> dict[i
                     select(FileMatch.file_id).join(other, other.id == FileMatch.other_file_id)
                     .join(mine, mine.id == FileMatch.file_id)
                     .where(FileMatch.file_id.in_(with_matches), FileMatch.kind == "duplicate",
-                           other.report_id < mine.report_id)).scalars():
+                           other.report_id < mine.report_id).distinct()).scalars():
+                # DISTINCT: a viral file has hundreds of pairs; only whether it has one counts.
                 seen.setdefault(owner[fid], set()).add(fid)
             for ofid in session.execute(
                     select(FileMatch.other_file_id).join(other, other.id == FileMatch.file_id)
                     .join(mine, mine.id == FileMatch.other_file_id)
                     .where(FileMatch.other_file_id.in_(with_matches), FileMatch.kind == "duplicate",
-                           other.report_id < mine.report_id)).scalars():
+                           other.report_id < mine.report_id).distinct()).scalars():
                 if ofid is not None:
                     seen.setdefault(owner[ofid], set()).add(ofid)
             for rid, fids in banked.items():
@@ -601,7 +602,7 @@ def assess_group(ctx: StageContext, session: Session, report_ids: list[int]) -> 
     return dict.fromkeys(ids, Outcome.DONE)
 
 
-@stage("assess", version="1", after=UPSTREAM, group=assess_group)
+@stage("assess", version="1", after=UPSTREAM, group=assess_group, reads_others=True)
 def assess(ctx: StageContext, session: Session, report_id: int) -> None:
     """Quality score with missing items, referral/informational disposition, priority 1-3 with
     reasons and escalation, by the rules in data/triage.toml (docs/triage.md)."""

@@ -98,7 +98,7 @@ def _record_runs(session: Session, report_ids: list[int]) -> None:
         session.execute(insert(PipelineRun), rows)
 
 
-@stage("bundles", version="1", after=("links",), group=bundles_group)
+@stage("bundles", version="1", after=("links",), group=bundles_group, reads_others=True)
 def bundles_stage(ctx: StageContext, session: Session, report_id: int) -> Outcome:
     """Put the report into its incident (offender, viral, batched or single) and record its incident count."""
     rules = ctx.service("bundling_rules", load_bundling)

@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, Integer, bindparam, delete, func, or_, select, union_all
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from tipline.model.report import IpCaptureEvent
 from tipline.pipeline.core import Outcome, StageContext, cross_report_lock, insert_rows, stage
@@ -565,15 +565,21 @@ def compute_links_group(session: Session, report_ids: Sequence[int], rules: Rule
     owner = {f.id: rid for rid, files in my_files.items() for f in files}
     pairs: dict[int, list[tuple[int, str, int]]] = {}
     all_files = sorted(owner)
+    my_file = aliased(File)
     for i in range(0, len(all_files), 2000):
         chunk = all_files[i:i + 2000]
         for mine_col, theirs_col in ((FileMatch.file_id, FileMatch.other_file_id),
                                      (FileMatch.other_file_id, FileMatch.file_id)):
-            for my_file, other_report, hash_type, distance in session.execute(
-                    select(mine_col, File.report_id, FileMatch.hash_type, FileMatch.distance)
+            # DISTINCT by (report, other report, hash kind, distance): the copies of a viral
+            # file are hundreds of pairs per file, and only these four say what link they make.
+            for my_report, other_report, hash_type, distance in session.connection().execute(
+                    select(my_file.report_id, File.report_id, FileMatch.hash_type, FileMatch.distance)
+                    .join(my_file, my_file.id == mine_col)
                     .join(File, File.id == theirs_col).join(Report, Report.id == File.report_id)
-                    .where(FileMatch.kind == "duplicate", mine_col.in_(chunk), _FINISHED)):
-                pairs.setdefault(owner[my_file], []).append((int(other_report), hash_type, int(distance)))
+                    .where(FileMatch.kind == "duplicate", mine_col.in_(chunk), _FINISHED).distinct()):
+                pairs.setdefault(int(my_report), []).append((int(other_report), hash_type, int(distance)))
+    for found in pairs.values():
+        found.sort()  # the order the per-report form meets them in does not matter: _LinkSet keeps the best
     window = timedelta(hours=rules.ip_window_hours)
     out: dict[int, dict[tuple[int, str], tuple[float, str]]] = {}
     for rid in ids:
@@ -660,4 +666,5 @@ def links_group(ctx: StageContext, session: Session, report_ids: list[int]) -> d
 
 
 # Registered here, below its group form.
-stage("links", version="1", after=("identifiers", "matches"), group=links_group)(links_stage)
+stage("links", version="1", after=("identifiers", "matches"), group=links_group,
+      reads_others=True)(links_stage)

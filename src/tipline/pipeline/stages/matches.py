@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from tipline.kinds.hashes import CRYPTO_NAMES
 from tipline.pipeline import media
-from tipline.pipeline.core import Outcome, StageContext, cross_report_lock, insert_rows, stage
+from tipline.pipeline.core import Outcome, StageContext, first_in_transaction, insert_rows, stage
 from tipline.pipeline.media import DEFAULT_RADIUS
 from tipline.store.tables import BankEntry, File, FileMatch, FileSignal, HashBank
 
@@ -207,9 +207,11 @@ def matches(ctx: StageContext, session: Session, report_id: int) -> None:
     # connection could not read on SQLite while this transaction holds the write lock).
     file_index: FileIndex = ctx.service("pdq-file-index", FileIndex)
     banks.refresh(session)
-    # Once the lock is ours, every other worker's earlier reports are committed: look again
-    # (forced) so that a near-duplicate stored by another process a moment ago is a candidate.
-    file_index.refresh(session, force=cross_report_lock(session))
+    # No cross-report lock: the runner committed this report's hashes before this stage began
+    # (core.phases), so of two workers hashing copies of one image at once, the one that looks
+    # second finds the other's. Look once per transaction (forced): a near-duplicate another
+    # process committed a moment ago is then a candidate.
+    file_index.refresh(session, force=first_in_transaction(session, "pdq-file-index"))
     limits = {int(bid): int(t) for bid, t in session.execute(
         select(HashBank.id, HashBank.pdq_threshold).where(HashBank.enabled.is_(True)))}
     # One index search for all of the report's images (a search has a fixed cost of its own).
@@ -276,7 +278,7 @@ def matches_group(ctx: StageContext, session: Session, report_ids: list[int]) ->
     banks: BankIndex = ctx.service("pdq-bank-index", BankIndex)
     file_index: FileIndex = ctx.service("pdq-file-index", FileIndex)
     banks.refresh(session)
-    file_index.refresh(session, force=cross_report_lock(session))
+    file_index.refresh(session, force=first_in_transaction(session, "pdq-file-index"))  # as in ``matches``
     limits = {int(bid): int(t) for bid, t in session.execute(
         select(HashBank.id, HashBank.pdq_threshold).where(HashBank.enabled.is_(True)))}
     usable = {fid: bytes(s.pdq) for fid, s in sigs.items() if s.pdq is not None and usable_pdq(s.pdq, s.pdq_quality)}
@@ -366,4 +368,4 @@ def matches_group(ctx: StageContext, session: Session, report_ids: list[int]) ->
 
 
 # Registered here, below its group form.
-stage("matches", version="1", after=("hashes",), group=matches_group)(matches)
+stage("matches", version="1", after=("hashes",), group=matches_group, reads_others=True)(matches)
