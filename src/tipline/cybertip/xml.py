@@ -523,3 +523,116 @@ def report_to_xml(report: Report) -> bytes:
 def file_details_to_xml(fd: FileDetails) -> bytes:
     """Serialise file details as schema-valid ``<fileDetails>`` XML."""
     return _serialise(fd, s.FILE_DETAILS)
+
+
+# --- writing, fast (bulk loads) ------------------------------------------------------------
+#
+# ``report_to_xml`` builds an lxml tree, walks it back through the reader and serialises it:
+# right for a model that arrived as JSON from anyone, but most of a bulk load's CPU when the
+# model was built and validated by the simulator a moment before. The fast writer walks the
+# same format definition over the model into a string, with libxml2's escaping rules, and
+# skips the read-back. It is the same function of the model: tests/test_xml_fast.py renders
+# thousands of simulated reports both ways and asserts identical bytes (and that the fast
+# bytes parse and validate against the XSD). Where a value holds a character XML cannot
+# carry, it hands over to the checked writer, so the error (4100, with the path) is the same.
+
+_DECLARATION = "<?xml version='1.0' encoding='UTF-8'?>\n"
+# libxml2's serialiser: text escapes & < > and CR; attribute values also " and TAB, LF, CR.
+_TEXT_SPECIAL = re.compile("[&<>\r]")
+_ATTR_SPECIAL = re.compile('[&<>"\t\n\r]')
+_TEXT_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"}
+_ATTR_ESCAPES = {**_TEXT_ESCAPES, '"': "&quot;", "\t": "&#9;", "\n": "&#10;"}
+
+
+def _escape_text(value: str) -> str:
+    if _TEXT_SPECIAL.search(value) is None:
+        return value
+    return _TEXT_SPECIAL.sub(lambda m: _TEXT_ESCAPES[m.group()], value)
+
+
+def _escape_attr(value: str) -> str:
+    if _ATTR_SPECIAL.search(value) is None:
+        return value
+    return _ATTR_SPECIAL.sub(lambda m: _ATTR_ESCAPES[m.group()], value)
+
+
+def _formatter(st: s.SimpleType) -> Any:
+    """``format_simple`` bound to one type; strings (most values) skip the dispatch."""
+    if st.base in ("boolean", "dateTime", "date", "double", "long", "int"):
+        return lambda value: s.format_simple(st, value)
+
+    def string(value: object) -> str:
+        assert isinstance(value, str)
+        return value
+
+    return string
+
+
+# Per complex type, once: (attributes, content, simple-content formatter, children), each
+# child as (name, its declaration's type, repeated, a flag, the formatter of a simple type).
+_Plan = tuple[
+    tuple[tuple[str, Any], ...], str, Any, tuple[tuple[str, Any, bool, bool, Any], ...],
+]
+_plans: dict[int, _Plan] = {}
+
+
+def _plan(t: s.ComplexType) -> _Plan:
+    plan = _plans.get(id(t))
+    if plan is None:
+        attrs = tuple((a.name, _formatter(a.type)) for a in t.attributes)
+        simple = _formatter(t.simple) if t.content == "simple" and t.simple is not None else None
+        children = tuple(
+            (name, d.type, d.repeated, _is_flag(d),
+             _formatter(d.type) if isinstance(d.type, s.SimpleType) else None)
+            for name, d in t.element.items()
+        )
+        plan = _plans[id(t)] = (attrs, t.content, simple, children)
+    return plan
+
+
+def _fast(out: list[str], name: str, t: s.ComplexType, value: Any) -> None:
+    attrs, content, simple, children = _plan(t)
+    out.append("<" + name)
+    for attr, fmt in attrs:
+        v = getattr(value, attr)
+        if v is not None:
+            out.append(f' {attr}="{_escape_attr(fmt(v))}"')
+    if content == "simple":
+        out.append(f">{_escape_text(simple(value.value))}</{name}>")
+        return
+    mark = len(out)
+    out.append(">")
+    for child, ct, repeated, flag, fmt in children:
+        v = getattr(value, child)
+        if v is None or (v is False and flag):
+            continue  # absent, or a flag that is not set
+        for item in (v if repeated else (v,)):
+            if fmt is not None:
+                out.append(f"<{child}>{_escape_text(fmt(item))}</{child}>")
+            else:
+                _fast(out, child, ct, item)
+    if len(out) == mark + 1:
+        out[mark] = "/>"  # no children: lxml writes an empty element
+    else:
+        out.append(f"</{name}>")
+
+
+def _serialise_fast(value: BaseModel, root: s.Element) -> bytes:
+    assert isinstance(root.type, s.ComplexType)
+    out = [_DECLARATION]
+    _fast(out, root.name, root.type, value)
+    text = "".join(out)
+    if _NOT_XML.search(text) is not None:
+        return _serialise(value, root)  # raises the checked writer's 4100 with the path
+    return text.encode("utf-8")
+
+
+def report_to_xml_fast(report: Report) -> bytes:
+    """``report_to_xml`` without reading the output back: for models built and validated in
+    process (a bulk load). The same bytes for the same model (tests/test_xml_fast.py)."""
+    return _serialise_fast(report, s.REPORT)
+
+
+def file_details_to_xml_fast(fd: FileDetails) -> bytes:
+    """``file_details_to_xml`` without reading the output back (see ``report_to_xml_fast``)."""
+    return _serialise_fast(fd, s.FILE_DETAILS)

@@ -13,8 +13,9 @@ same reports, files and truth.
 
 from __future__ import annotations
 
+import bisect
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -73,6 +74,9 @@ PUBLIC_CHOICE = {
 }
 CLASSIFICATIONS = ("A1", "A2", "B1", "B2")
 CLASSIFICATION_P = np.array([0.35, 0.25, 0.2, 0.2])
+# The cumulative shares as Python floats, for ``bisect``: the same index as
+# ``np.searchsorted(np.cumsum(CLASSIFICATION_P), u)`` without two numpy calls per file.
+_CLASSIFICATION_CUM = tuple(float(x) for x in np.cumsum(CLASSIFICATION_P))
 
 
 @dataclass
@@ -144,16 +148,27 @@ class YearGenerator:
     # -- the stream -------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[SimReport]:
+        return self.reports()
+
+    def reports(self, owned: Callable[[int], bool] | None = None) -> Iterator[SimReport]:
+        """The stream, or with ``owned`` only the reports whose sequence number it accepts.
+
+        A report is the same whether or not the others are made: the year-wide draws are
+        made for every chunk either way (cheap, vectorised), and a report's own details come
+        from generators seeded by its sequence number. So processes that each take their own
+        blocks of a year (``DirectWriter``'s producers) make together exactly the whole stream,
+        and none pays for the reports of the others.
+        """
         person_key = np.zeros(0, dtype=np.int16)  # location key index of each person so far
         files_before = 0
         for c, start in enumerate(range(0, self.n_reports, CHUNK)):
             stop = min(self.n_reports, start + CHUNK)
-            chunk, person_key, nf = self._chunk(c + 1, start, stop, person_key, files_before)
+            chunk, person_key, nf = self._chunk(c + 1, start, stop, person_key, files_before, owned)
             files_before += nf
             yield from chunk
 
-    def _chunk(self, c: int, start: int, stop: int, person_key: np.ndarray,
-               files_before: int) -> tuple[list[SimReport], np.ndarray, int]:
+    def _chunk(self, c: int, start: int, stop: int, person_key: np.ndarray, files_before: int,
+               owned: Callable[[int], bool] | None = None) -> tuple[list[SimReport], np.ndarray, int]:
         t = self.t
         rng = np.random.default_rng([self.seed, self.year, c])
         n = stop - start
@@ -246,6 +261,8 @@ class YearGenerator:
         out: list[SimReport] = []
         for i in range(n):
             seq = start + i
+            if owned is not None and not owned(seq):
+                continue  # another process makes it; nothing below feeds a later report
             f0, f1 = int(offsets[i]), int(offsets[i + 1])
             items: list[tuple[int, int, str, list[float]]] = []
             for j in range(f0, f1):
@@ -423,7 +440,7 @@ class YearGenerator:
             if any(flags.values()):
                 d["fileAnnotations"] = FileAnnotations(**flags)
             if itype == CSAM and fu[7] < prof.classification:
-                d["industryClassification"] = CLASSIFICATIONS[int(np.searchsorted(np.cumsum(CLASSIFICATION_P), fu[6]))]
+                d["industryClassification"] = CLASSIFICATIONS[bisect.bisect_left(_CLASSIFICATION_CUM, fu[6])]
         if fu[2] < prof.original_hash:
             d["originalFileHash"] = [OriginalFileHash(value=cont.md5, hashType="MD5")]
         if cont.pdq is not None:

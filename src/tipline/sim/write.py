@@ -18,6 +18,7 @@ checks that on both database backends.
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import multiprocessing as mp
 import re
@@ -25,7 +26,8 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +36,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from tipline.cybertip.xml import Parsed, file_details_to_xml, report_to_xml
+from tipline.cybertip.xml import Parsed, file_details_to_xml, report_to_xml, report_to_xml_fast
 from tipline.intake.bulk import BulkFile, BulkIntake, BulkIntakeError, BulkReport, FileHashes, PreparedReport, prepare
 from tipline.intake.credentials import hash_password
 from tipline.intake.errors import IntakeError, Reason
@@ -241,21 +243,27 @@ class DirectWriter:
         times what storing it costs, and a process uses one core.
         """
         self.replayed_ids = set()
-        if self.workers > 1 and isinstance(reports, YearGenerator):
-            self._write_parallel(reports, done)
-            return
-        buf: list[SimReport] = []
-        for r in reports:
-            buf.append(r)
-            if len(buf) >= self.batch:
+        with _few_collections():
+            if self.workers > 1 and isinstance(reports, YearGenerator):
+                self._write_parallel(reports, done)
+                return
+            buf: list[SimReport] = []
+            for r in reports:
+                buf.append(r)
+                if len(buf) >= self.batch:
+                    self._flush(buf, done)
+                    buf = []
+            if buf:
                 self._flush(buf, done)
-                buf = []
-        if buf:
-            self._flush(buf, done)
 
     def _flush(self, batch: list[SimReport], done: Callable[[SimReport, int], None]) -> None:
         now = utcnow()
-        self._store(batch, [prepare(self.rt.settings, self.bulk_report(r, now), now) for r in batch], done)
+        self._store(batch, [self._prepare(r, now) for r in batch], done)
+
+    def _prepare(self, r: SimReport, now: datetime) -> PreparedReport:
+        # The simulator's models were validated as it built them, and the checked writer is
+        # tested to accept its reports (tests/test_xml_fast.py): render without the read-back.
+        return prepare(self.rt.settings, self.bulk_report(r, now), now, checked_xml=False)
 
     def _store(self, batch: list[SimReport], prepared: list[PreparedReport],
                done: Callable[[SimReport, int], None]) -> None:
@@ -293,21 +301,14 @@ class DirectWriter:
     def _produce(self, gen: YearGenerator, k: int, out: Any) -> None:
         """In a forked child: make and prepare blocks ``k``, ``k + workers``, ... and queue them.
 
-        Every child draws the whole year (cheap, vectorised) but materialises only its own
-        reports; each report's details come from a generator seeded by its sequence number,
-        so a report is the same whichever process makes it.
+        The child makes only its own reports (``YearGenerator.reports(owned=...)``); each
+        report's details come from generators seeded by its sequence number, so a report is
+        the same whichever process makes it.
         """
-        whole = gen._materialise
-
-        def own(**kw: Any) -> Any:
-            return whole(**kw) if (kw["seq"] // self.batch) % self.workers == k else None
-
-        setattr(gen, "_materialise", own)  # noqa: B010 - an instance override of one method
+        batch, workers = self.batch, self.workers
         try:
             buf: list[SimReport] = []
-            for r in gen:
-                if r is None:
-                    continue
+            for r in gen.reports(owned=lambda seq: (seq // batch) % workers == k):
                 buf.append(r)
                 if len(buf) == self.batch:
                     self._hand_over(buf, out)
@@ -336,18 +337,45 @@ class DirectWriter:
                 document_kind="web", idempotency_key=f"web-form:{key or secrets.token_urlsafe(16)}",
                 receipt_hash=receipt_hash(new_receipt_code()))
         assert r.report is not None
-        # report_to_xml reads its own output back through the CyberTipline reader, so the
-        # body is a valid submission of exactly this model.
+        # The fast writer gives report_to_xml's bytes without reading them back through the
+        # CyberTipline reader (a fifth of the cost); tests/test_xml_fast.py checks that the
+        # checked writer accepts simulated reports and that both give the same bytes.
         return BulkReport(
             ref=f"simulated report {r.seq}", reporter_id=acct.reporter_id,
-            parsed=Parsed(r.report, []), source="ispws", body=report_to_xml(r.report), content_type=XML_TYPE,
+            parsed=Parsed(r.report, []), source="ispws", body=report_to_xml_fast(r.report), content_type=XML_TYPE,
             idempotency_key=key, files=[_bulk_file(f) for f in r.files])
 
 
     def _hand_over(self, buf: list[SimReport], out: Any) -> None:
         now = utcnow()
-        prepared = [prepare(self.rt.settings, self.bulk_report(x, now), now) for x in buf]
+        prepared = [self._prepare(x, now) for x in buf]
         out.put(("batch", [_lite(x) for x in buf], prepared))
+
+
+#: Allocations between two young-generation collections during a load (CPython's default: 700).
+GC_THRESHOLD = 50_000
+
+
+@contextmanager
+def _few_collections() -> Iterator[None]:
+    """Run a load with the cyclic garbage collector mostly out of the way.
+
+    A load allocates millions of small acyclic objects (models, rows, dicts) that live for one
+    batch; at the default threshold the collector walks them, and every older object, again
+    and again: 40 % of a serial load's CPU was collection (measured, benchmarks/README.md
+    "loading"). Freezing what exists before the load keeps it out of every pass; a higher
+    threshold makes the passes rare. Nothing is leaked: reference counting frees these
+    objects, and cycles are still collected, only later. Forked producers inherit the setting.
+    """
+    before = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, before[1], before[2])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
 
 
 def _lite(r: SimReport) -> SimReport:
