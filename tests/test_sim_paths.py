@@ -125,3 +125,25 @@ def test_ground_truth_is_written_apart(tmp_path: Any) -> None:
     assert len(lines) == len(gen) + 1
     assert "true_incident" in lines[0] and "child_in_imminent_danger" in lines[0]
     assert (tmp_path / "truth" / "files.csv").exists() and (tmp_path / "truth" / "summary.json").exists()
+
+
+def test_the_direct_writer_needs_no_credentials(runtime: Runtime) -> None:
+    # ``tipline simulate --via direct`` registers the platforms as reporters only: no password
+    # hash per platform (most of a small load's time), and credentials made earlier stay.
+    from tipline.store.tables import Credential
+
+    gen = YearGenerator(2023, 2e-6, 4, files="hashes")
+    bare = register_platforms(runtime, gen.platforms_used(), credentials=False)
+    with runtime.sessions() as s:
+        assert s.execute(select(Credential)).scalars().all() == []
+        names = set(s.execute(select(Reporter.name)).scalars())
+    assert {p.name for p in gen.platforms_used() if not p.public} <= names
+    assert all(a.username is None and a.password is None for a in bare.values())
+    full = register_platforms(runtime, gen.platforms_used())
+    assert {a.reporter_id for a in full.values()} == {a.reporter_id for a in bare.values()}
+    with runtime.sessions() as s:
+        kept = {c.lookup: c.secret_hash for c in s.execute(select(Credential)).scalars()}
+    assert kept and all(k.startswith("sim-") for k in kept)
+    register_platforms(runtime, gen.platforms_used(), credentials=False)
+    with runtime.sessions() as s:
+        assert {c.lookup: c.secret_hash for c in s.execute(select(Credential)).scalars()} == kept

@@ -77,9 +77,10 @@ def simulate_year(settings: Settings, year: int, scale: float, *, seed: int = 1,
 
         rt = Runtime.open(settings)
         try:
-            accounts = register_platforms(rt, gen.platforms_used())
+            accounts = register_platforms(rt, gen.platforms_used(), credentials=via == "ispws")
             writer: Any = (IspwsWriter(rt, accounts, url) if via == "ispws" else
-                           DirectWriter(rt, accounts, key_prefix=f"sim-{year}-x{scale:g}-s{seed}", workers=workers))
+                           DirectWriter(rt, accounts, key_prefix=f"sim-{year}-x{scale:g}-s{seed}", workers=workers,
+                                       batch=_batch_size(len(gen))))
             writer.write(gen, done)
             bar.close()
             replayed: set[int] = getattr(writer, "replayed_ids", set())
@@ -168,3 +169,9 @@ def command(c: Ctx, year: str, scale: float, seed: int, via: str, files_mode: st
     simulate_year(c.settings, int(year), scale, seed=seed, via=via, files_mode=files_mode, out=out, url=url,
                   generate_only=generate_only, outcomes=outcomes, outcome_profile=outcome_profile,
                   workers=workers or os.cpu_count() or 1)
+
+
+def _batch_size(total: int) -> int:
+    """Reports per transaction: 1,000 for a year, fewer for a small load so that the progress
+    bar (which moves as each batch commits) moves at least twenty times, not once at the end."""
+    return max(50, min(1000, -(-total // 20)))
