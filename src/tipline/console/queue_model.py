@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import and_, case, delete, exists, false, func, insert, literal, select
+from sqlalchemy import and_, case, delete, exists, false, func, insert, literal, select, text
 from sqlalchemy.orm import Session, aliased
 
 from tipline.store.tables import Assessment, File, FileMatch, Jurisdiction, Report
@@ -97,6 +97,10 @@ def rebuild(session: Session) -> int:
     """Rewrite the whole read model from the base tables; the number of rows written."""
     table = QueueEntry.__table__
     session.flush()
+    if session.get_bind().dialect.name == "postgresql":
+        # Refreshes by pipeline workers and the console wait until this commits: one of
+        # theirs between the DELETE and the INSERT would otherwise meet its own row twice.
+        session.execute(text("LOCK TABLE queue_entries IN EXCLUSIVE MODE"))
     session.execute(delete(table))
     session.execute(insert(table).from_select(list(COLUMNS), entries_select(banked_table=True)))
     return int(session.execute(select(func.count()).select_from(table)).scalar_one())
@@ -106,3 +110,20 @@ def holder_live(now: Any) -> Any:
     """The holder in effect at ``now`` (an expired claim is no claim), as a column expression."""
     q = QueueEntry
     return case((and_(q.holder_id.is_not(None), q.claim_expires_at > now), q.holder_id), else_=None)
+
+
+def differences(session: Session, limit: int = 20) -> tuple[int, list[int]]:
+    """How many reports' rows differ from what the base tables give, and the first ``limit``
+    of their ids (a row missing, extra or with another value)."""
+    stored = {tuple(r) for r in session.execute(select(*(QueueEntry.__table__.c[c] for c in COLUMNS)))}
+    wanted = {tuple(r) for r in session.execute(entries_select(banked_table=True))}
+    wrong = sorted({int(r[0]) for r in stored ^ {_normal(w) for w in wanted}})
+    return len(wrong), wrong[:limit]
+
+
+def _normal(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    # As stored: the flags are booleans (SQLite gives 0/1 from an expression).
+    return tuple(bool(v) if COLUMNS[i] in _FLAGS and v is not None else v for i, v in enumerate(row))
+
+
+_FLAGS = {"priority_overridden", "escalated", "pipeline_escalated", "closed", "bank_match"}
