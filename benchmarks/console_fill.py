@@ -2,8 +2,9 @@
 
 Simulating and enriching a scale-0.01 year (362,104 reports) takes hours on this machine, so
 this writes rows straight into the tables :func:`tipline.console.service.queue` and its
-counts are derived from (then rebuilds the queue's read model, ``queue_entries``, from them) — reporters, reports (with a document of realistic size), blobs, files, hash
-banks and their matches, assessments, jurisdictions, users, claims and overrides — with the
+counts are derived from (then rebuilds the queue's read model, ``queue_entries``, from
+them) — reporters, reports (with a document of realistic size), blobs, files, hash banks
+and their matches, assessments, jurisdictions, users, claims and overrides — with the
 proportions of the simulator's calibration (:func:`tipline.sim.calibration.load_year`):
 platform shares, incident types, US / abroad / unknown location, countries and US states,
 files per report, the escalation rate and the referral share. It is **not** an enriched
