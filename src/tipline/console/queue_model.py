@@ -86,23 +86,33 @@ def refresh(session: Session, report_ids: Iterable[int]) -> None:
     change is flushed."""
     ids = sorted({int(r) for r in report_ids})
     session.flush()
-    table = QueueEntry.__table__
+    pg = session.get_bind().dialect.name == "postgresql"
     for i in range(0, len(ids), CHUNK):
         chunk = ids[i:i + CHUNK]
-        session.execute(delete(table).where(table.c.report_id.in_(chunk)))
-        session.execute(insert(table).from_select(list(COLUMNS), entries_select(chunk)))
+        if pg:
+            # Two transactions refreshing one report (a pipeline group and an analyst's claim)
+            # take turns here, and the second reads the rows after the first committed (READ
+            # COMMITTED: a new statement, a new snapshot): without it each would write a row
+            # that misses the other's change, or meet the other's row twice. NO KEY UPDATE:
+            # foreign-key checks on the reports (KEY SHARE) go on meanwhile; in id order, so
+            # two refreshes never wait for each other in a cycle. SQLite has one writer.
+            session.execute(select(Report.id).where(Report.id.in_(chunk)).order_by(Report.id)
+                            .with_for_update(key_share=True))
+        session.execute(delete(QueueEntry).where(QueueEntry.report_id.in_(chunk))
+                        .execution_options(synchronize_session=False))
+        session.execute(insert(QueueEntry).from_select(list(COLUMNS), entries_select(chunk)))
 
 
 def rebuild(session: Session) -> int:
     """Rewrite the whole read model from the base tables; the number of rows written."""
-    table = QueueEntry.__table__
+    table = QueueEntry
     session.flush()
     if session.get_bind().dialect.name == "postgresql":
         # Refreshes by pipeline workers and the console wait until this commits: one of
         # theirs between the DELETE and the INSERT would otherwise meet its own row twice.
         session.execute(text("LOCK TABLE queue_entries IN EXCLUSIVE MODE"))
-    session.execute(delete(table))
-    session.execute(insert(table).from_select(list(COLUMNS), entries_select(banked_table=True)))
+    session.execute(delete(table).execution_options(synchronize_session=False))
+    session.execute(insert(QueueEntry).from_select(list(COLUMNS), entries_select(banked_table=True)))
     return int(session.execute(select(func.count()).select_from(table)).scalar_one())
 
 
