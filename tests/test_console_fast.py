@@ -184,7 +184,15 @@ def check(rt: Runtime, me: Principal, f: svc.QueueFilter, now: datetime, per_pag
 
 def combos_agree(rt: Runtime, me: Principal, now: datetime) -> None:
     with rt.sessions() as s:
-        assert svc._combos(s, me, now)[1] == svc._combos_plain(s, me, now)
+        combos = svc._combos(s, me, now)[1]
+        assert combos == svc._combos_plain(s, me, now)
+    # The vectorised tallies against the loop over combinations, for many filters.
+    rng = random.Random(len(combos))
+    platforms = sorted({c.platform for c in combos})
+    cols = svc._Columns.of(combos)
+    for f in [svc.QueueFilter(), svc.QueueFilter(status="all"), svc.QueueFilter(country=""),
+              svc.QueueFilter(priority=1, claim="mine")] + [random_filter(rng, platforms) for _ in range(40)]:
+        assert svc._tallies(me, f, cols) == svc._tallies_plain(me, f, combos), f
 
 
 @pytest.mark.parametrize("seed", [11, 12])

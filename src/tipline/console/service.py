@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
+import numpy as np
 from sqlalchemy import and_, case, exists, false, func, literal, or_, select, true, tuple_
 from sqlalchemy.orm import Session, aliased
 
@@ -455,6 +456,8 @@ def drop_counts() -> None:
     with _counts_lock:
         _counts.clear()
         _touched_cache.clear()
+        _combined.clear()
+        _columns_cache.clear()
 
 
 def _pipeline_combos_query() -> Any:
@@ -556,13 +559,26 @@ def _combos(s: Session, principal: Principal, now: datetime) -> tuple[datetime, 
     pipeline's snapshot, with each report people touched moved from its pipeline
     combination to the one in effect now. The reference is :func:`_combos_plain`."""
     snap = _pipeline_combos(s)
+    moves = _touched(s, principal, now, snap.taken)
+    key = str(s.get_bind().engine.url)
+    with _counts_lock:
+        hit = _combined.get(key)
+    # The same snapshot and the same moves (both cached objects): the same sum as last page.
+    if hit is not None and hit[0] is snap and hit[1] is moves:
+        return snap.at, hit[2]
     combos = dict(snap.combos)
-    for was, is_ in _touched(s, principal, now, snap.taken):
+    for was, is_ in moves:
         combos[was] = combos.get(was, 0) - 1
         combos[is_] = combos.get(is_, 0) + 1
     # A report the pipeline assessed after the snapshot and people touched since is not in the
     # snapshot yet: its move would go below zero until the next recount. Drop those.
-    return snap.at, {c: n for c, n in combos.items() if n > 0}
+    out = {c: n for c, n in combos.items() if n > 0}
+    with _counts_lock:
+        _combined[key] = (snap, moves, out)
+    return snap.at, out
+
+
+_combined: dict[str, tuple[_Snapshot, list[tuple[Combo, Combo]], dict[Combo, int]]] = {}
 
 
 def _combos_plain(s: Session, principal: Principal, now: datetime) -> dict[Combo, int]:
@@ -577,8 +593,10 @@ def _combos_plain(s: Session, principal: Principal, now: datetime) -> dict[Combo
     return out
 
 
-def _facets(s: Session, principal: Principal, f: QueueFilter, combos: dict[Combo, int]
-            ) -> tuple[dict[str, list[FacetValue]], int]:
+def _tallies_plain(principal: Principal, f: QueueFilter, combos: dict[Combo, int]
+                   ) -> tuple[dict[str, Counter[Any]], int]:
+    """The reference for :func:`_tallies`: each facet's counts and the total, one combination
+    at a time."""
     # One pass: a combination that fails no filter counts for the total and every facet; one
     # that fails exactly one filter counts only for that facet's values (each facet's counts
     # are taken with the *other* filters applied).
@@ -607,6 +625,86 @@ def _facets(s: Session, principal: Principal, f: QueueFilter, combos: dict[Combo
         else:
             tallies[failed][claim if failed == "claim" else getattr(v, failed)] += n
 
+    return tallies, total
+
+
+@dataclass
+class _Columns:
+    """The combinations as columns of codes (one array per facet, a code per distinct value),
+    so that a page's counts are a few vector operations instead of a loop over 15,000
+    combinations in Python."""
+
+    n: Any  # int64 counts
+    closed: Any  # bool
+    holder: Any  # int64 holder id, -1 for none
+    codes: dict[str, Any]  # facet -> int64 code of each combination's value
+    values: dict[str, list[Any]]  # facet -> the value of each code
+
+    @staticmethod
+    def of(combos: dict[Combo, int]) -> _Columns:
+        keys = list(combos)
+        codes: dict[str, Any] = {}
+        values: dict[str, list[Any]] = {}
+        for k in FACETS:
+            if k == "claim":
+                continue
+            index: dict[Any, int] = {}
+            codes[k] = np.fromiter((index.setdefault(getattr(c, k), len(index)) for c in keys), dtype=np.int64,
+                                   count=len(keys))
+            values[k] = list(index)
+        return _Columns(np.fromiter(combos.values(), dtype=np.int64, count=len(keys)),
+                        np.fromiter((c.closed for c in keys), dtype=bool, count=len(keys)),
+                        np.fromiter((-1 if c.holder_id is None else c.holder_id for c in keys), dtype=np.int64,
+                                    count=len(keys)), codes, values)
+
+
+_columns_cache: dict[str, tuple[dict[Combo, int], _Columns]] = {}
+
+#: The claim facet's values, by code (0: nobody holds it, 1: the caller, 2: someone else).
+_CLAIMS = ["unclaimed", "mine", "other"]
+
+
+def _tallies(principal: Principal, f: QueueFilter, cols: _Columns) -> tuple[dict[str, Counter[Any]], int]:
+    """Each facet's counts (with the *other* filters applied) and the total, vectorised; the
+    reference is :func:`_tallies_plain`."""
+    me = -2 if principal.user_id is None else principal.user_id
+    claim = np.where(cols.holder == -1, 0, np.where(cols.holder == me, 1, 2))
+    codes = {**cols.codes, "claim": claim}
+    values = {**cols.values, "claim": _CLAIMS}
+    base = (np.ones(len(cols.n), dtype=bool) if f.status == "all" else
+            ~cols.closed if f.status == "open" else cols.closed)
+    fails = np.zeros(len(cols.n), dtype=np.int64)
+    match: dict[str, Any] = {}
+    for k in FACETS:
+        want = getattr(f, k)
+        if want is None:
+            continue
+        vals = values[k]
+        code = next((i for i, v in enumerate(vals) if v == want), None)
+        match[k] = codes[k] == code if code is not None else np.zeros(len(cols.n), dtype=bool)
+        fails += ~match[k]
+    passing = base & (fails == 0)
+    total = int(cols.n[passing].sum())
+    tallies: dict[str, Counter[Any]] = {}
+    for k in FACETS:
+        sel = passing | (base & (fails == 1) & ~match[k]) if k in match else passing
+        sums = np.bincount(codes[k][sel], weights=cols.n[sel], minlength=len(values[k]))
+        tallies[k] = Counter({values[k][i]: int(x) for i, x in enumerate(sums) if x})
+    return tallies, total
+
+
+def _facets(s: Session, principal: Principal, f: QueueFilter, combos: dict[Combo, int]
+            ) -> tuple[dict[str, list[FacetValue]], int]:
+    key = str(s.get_bind().engine.url)
+    with _counts_lock:
+        hit = _columns_cache.get(key)
+    if hit is not None and hit[0] is combos:
+        cols = hit[1]
+    else:
+        cols = _Columns.of(combos)
+        with _counts_lock:
+            _columns_cache[key] = (combos, cols)
+    tallies, total = _tallies(principal, f, cols)
     names = dict(s.execute(select(Reporter.id, Reporter.name)).all())
     out: dict[str, list[FacetValue]] = {}
     for facet in FACETS:

@@ -64,12 +64,20 @@ class QueueEntry(Base):
 
     __table_args__ = (
         # The walks: open/closed in (priority, report id) order, and "all" without the flag.
-        Index("ix_queue_entries_walk", "closed", "priority", "report_id"),
-        Index("ix_queue_entries_order", "priority", "report_id"),
+        # The claim's columns ride along so that "unclaimed" is decided from the index: a
+        # deep page skips its OFFSET there without reading a table row per skipped report.
+        Index("ix_queue_entries_walk", "closed", "priority", "report_id", "holder_id", "claim_expires_at"),
+        Index("ix_queue_entries_order", "priority", "report_id", "holder_id", "claim_expires_at"),
         # One per filter, each ending in the walk's order so that a filtered page is still an
         # ordered index walk that stops after one page (a rare value reads only its own rows).
         *(Index(f"ix_queue_entries_{c}", c, "closed", "priority", "report_id")
           for c in ("disposition", "escalated", "bank_match", "incident_type", "reporter_id", "country",
                     "us_state")),
-        Index("ix_queue_entries_holder", "holder_id"),
+        # "mine": the expiry in it too, or SQLite (no statistics) prefers walking the covering
+        # ix_queue_entries_walk past every open report to find an analyst's few.
+        Index("ix_queue_entries_holder", "holder_id", "closed", "priority", "report_id", "claim_expires_at"),
+        # The counts' GROUP BY of the pipeline's values, read in this order from the index
+        # alone (no sort of every row: tipline.console.service._pipeline_combos_query).
+        Index("ix_queue_entries_combo", "pipeline_priority", "pipeline_disposition", "pipeline_escalated",
+              "bank_match", "incident_type", "reporter_id", "country", "us_state"),
     )

@@ -49,11 +49,17 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("report_id", name=op.f("pk_queue_entries")),
     )
     with op.batch_alter_table("queue_entries", schema=None) as batch_op:
-        batch_op.create_index("ix_queue_entries_walk", ["closed", "priority", "report_id"], unique=False)
-        batch_op.create_index("ix_queue_entries_order", ["priority", "report_id"], unique=False)
+        batch_op.create_index("ix_queue_entries_walk", ["closed", "priority", "report_id", "holder_id",
+                                                        "claim_expires_at"], unique=False)
+        batch_op.create_index("ix_queue_entries_order", ["priority", "report_id", "holder_id", "claim_expires_at"],
+                              unique=False)
         for c in _FILTERS:
             batch_op.create_index(f"ix_queue_entries_{c}", [c, "closed", "priority", "report_id"], unique=False)
-        batch_op.create_index("ix_queue_entries_holder", ["holder_id"], unique=False)
+        batch_op.create_index("ix_queue_entries_holder", ["holder_id", "closed", "priority", "report_id",
+                                                          "claim_expires_at"], unique=False)
+        batch_op.create_index("ix_queue_entries_combo", ["pipeline_priority", "pipeline_disposition",
+                                                         "pipeline_escalated", "bank_match", "incident_type",
+                                                         "reporter_id", "country", "us_state"], unique=False)
     # The rows of a store that already holds assessed reports.
     from sqlalchemy.orm import Session
 
