@@ -3,7 +3,9 @@
 An invariant, not examples: a small simulated year is enriched in a random order of
 pipeline runs — per-report (``run_report_stepwise``), in groups (``run_reports``, the stages'
 set-based forms) and re-runs of single stages — interleaved with random console actions
-(claim, release, reassign, priority, disposition, escalate, close). After every step the
+(claim, release, reassign, priority, disposition, escalate, close) and changes under
+enriched reports (a location forgotten, a file banked) followed by a re-run of just the stage
+that reads them. After every step the
 stored rows equal the rows computed from the base tables; at the end, and an hour later
 (every claim expired), every page by number and by key and every count equal the plain
 references (``_page_rows_plain``, ``_combos_plain`` and the Python reference).
@@ -14,7 +16,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from people_helpers import make_user
 from test_console_fast import check, combos_agree
@@ -26,7 +28,7 @@ from tipline.pipeline.banks import import_bank
 from tipline.pipeline.core import StageContext, run_report_stepwise, run_reports
 from tipline.runtime import Runtime
 from tipline.store.db import transaction
-from tipline.store.tables import File, Reporter
+from tipline.store.tables import File, Location, Reporter
 from tipline.store.tables_console import QueueEntry
 
 
@@ -77,6 +79,7 @@ def test_read_model_follows_every_writer(runtime: Runtime) -> None:
     done: list[int] = []
     stages = ["matches", "jurisdiction", "assess", "route"]
     step = 0
+    changed = {"jurisdiction": 0, "matches": 0}
     while waiting or step < 60:
         step += 1
         x = rng.random()
@@ -89,6 +92,23 @@ def test_read_model_follows_every_writer(runtime: Runtime) -> None:
             chunk, waiting = waiting[:k], waiting[k:]
             run_reports(ctx, dict.fromkeys(chunk), group_size=rng.choice((1, 3, 16)))
             done += chunk
+        elif done and x < 0.58:
+            # The world changes under an enriched report, then only the stage that reads it
+            # runs again: its location is forgotten (jurisdiction) or its file is banked (matches).
+            rid = rng.choice(done)
+            name = rng.choice(["jurisdiction", "matches"])
+            with transaction(runtime.sessions) as s:
+                if name == "jurisdiction":
+                    s.execute(delete(Location).where(Location.report_id == rid))
+                else:
+                    sha = s.scalars(select(File.sha256).where(File.report_id == rid)).first()
+                    if sha is not None:
+                        import_bank(s, "synthetic", f"hash_type,value,label\nsha256,{sha},x\n", fmt="csv")
+            if rng.random() < 0.5:
+                run_report_stepwise(ctx, rid, [name])
+            else:
+                run_reports(ctx, {rid: [name]}, group_size=4)
+            changed[name] += 1
         elif done and x < 0.65:
             # A re-run of single stages, per report and in groups.
             again = rng.sample(done, min(len(done), rng.randint(1, 6)))
@@ -108,6 +128,7 @@ def test_read_model_follows_every_writer(runtime: Runtime) -> None:
                                  QueueEntry.priority_overridden)).all()
         platforms = sorted(s.scalars(select(Reporter.id)))
     assert all(any(r[k] for r in flags) for k in range(4)), "the random steps never made one kind of row"
+    assert min(changed.values()) >= 2, changed
     svc.drop_counts()
     filters = [svc.QueueFilter(), svc.QueueFilter(status="all"), svc.QueueFilter(status="closed"),
                svc.QueueFilter(claim="mine"), svc.QueueFilter(claim="unclaimed"), svc.QueueFilter(bank_match=True),
