@@ -183,7 +183,9 @@ def child_measure(args: argparse.Namespace) -> None:
             self.query_params = q
 
     with TestClient(create_app(runtime=rt)) as client:
-        # Two sign-ins in one 30 s step would reuse a code: wait for the next one if needed.
+        # Two sign-ins in one 30 s step would reuse a code (refused): the previous round may
+        # have signed in during this step, so wait for the next one.
+        time.sleep(30.5 - time.time() % 30)
         sign_in(client, user, code=pyotp.TOTP(user.totp_secret or "").now())
         only = [v for v in args.views.split(",") if v]
         for name, q0 in VIEWS:
