@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import and_, case, delete, exists, false, func, insert, literal, select, text
+from sqlalchemy import case, delete, exists, false, func, insert, literal, select, text
 from sqlalchemy.orm import Session, aliased
 
 from tipline.store.tables import Assessment, File, FileMatch, Jurisdiction, Report
@@ -114,12 +114,6 @@ def rebuild(session: Session) -> int:
     session.execute(delete(table).execution_options(synchronize_session=False))
     session.execute(insert(QueueEntry).from_select(list(COLUMNS), entries_select(banked_table=True)))
     return int(session.execute(select(func.count()).select_from(table)).scalar_one())
-
-
-def holder_live(now: Any) -> Any:
-    """The holder in effect at ``now`` (an expired claim is no claim), as a column expression."""
-    q = QueueEntry
-    return case((and_(q.holder_id.is_not(None), q.claim_expires_at > now), q.holder_id), else_=None)
 
 
 def differences(session: Session, limit: int = 20) -> tuple[int, list[int]]:
