@@ -2,8 +2,9 @@
 
 Simulating and enriching a scale-0.01 year (362,104 reports) takes hours on this machine, so
 this writes rows straight into the tables :func:`tipline.console.service.queue` and its
-counts join — reporters, reports (with a document of realistic size), blobs, files, hash
-banks and their matches, assessments, jurisdictions, users, claims and overrides — with the
+counts are derived from (then rebuilds the queue's read model, ``queue_entries``, from
+them) — reporters, reports (with a document of realistic size), blobs, files, hash banks
+and their matches, assessments, jurisdictions, users, claims and overrides — with the
 proportions of the simulator's calibration (:func:`tipline.sim.calibration.load_year`):
 platform shares, incident types, US / abroad / unknown location, countries and US states,
 files per report, the escalation rate and the referral share. It is **not** an enriched
@@ -253,6 +254,13 @@ def fill(engine: Engine, sessions: Any, reports: int = YEAR_REPORTS_001, seed: i
     me = made[0]
     analyst = {"username": me.user.username, "password": PASSWORD, "totp_secret": me.totp_secret,
                "user_id": me.user.id}
+    try:  # a tree with the queue's read model (migration 0013): these rows went around its writers
+        from tipline.console import queue_model
+    except ImportError:
+        queue_model = None  # type: ignore[assignment]
+    if queue_model is not None:
+        with transaction(sessions) as s:
+            queue_model.rebuild(s)
     took = round(time.monotonic() - t0, 1)
     with engine.begin() as c:
         if c.dialect.name == "postgresql":

@@ -110,6 +110,14 @@ def test_queue_page_filters_and_bad_filters(runtime: Runtime, store: Store, clie
     assert "Ignored filters that are not one of the choices: country, escalated, priority" in bad.text
     banked = client.get("/console?bank_match=yes")
     assert f'/console/reports/{store.banked}"' in banked.text and "1 report matches" in banked.text
+    # The next / previous links' keys: the page from just after (before) a row of the queue.
+    with runtime.sessions() as s:
+        order = [(r.priority, r.report_id) for r in svc.queue(s, principal(ana)).rows]
+    after = client.get(f"/console?after={order[0][0]},{order[0][1]}&page=2")
+    assert f'/console/reports/{order[0][1]}"' not in after.text and f'/console/reports/{order[1][1]}"' in after.text
+    before = client.get(f"/console?before={order[2][0]},{order[2][1]}&page=2")
+    assert [rid for _, rid in order if f'/console/reports/{rid}"' in before.text] == [order[0][1], order[1][1]]
+    assert "not one of the choices: after" in client.get("/console?after=1,x").text
 
 
 # --- claims ------------------------------------------------------------------------------

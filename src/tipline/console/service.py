@@ -17,20 +17,19 @@ missing file, and the report view carries only their hashes and matches.
 
 from __future__ import annotations
 
-import bisect
-import heapq
-import itertools
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, case, exists, false, func, literal, or_, select
+import numpy as np
+from sqlalchemy import and_, case, exists, false, func, literal, or_, select, true, tuple_
 from sqlalchemy.orm import Session, aliased
 
+from tipline.console import queue_model
 from tipline.kinds.roles import Capability, may
 from tipline.people.principal import Principal
 from tipline.pipeline.media import frame_decoder_available
@@ -52,6 +51,7 @@ from tipline.store.tables import (
     Reporter,
     ReportLink,
 )
+from tipline.store.tables_console import QueueEntry
 from tipline.store.tables_people import AssessmentOverride, Claim, FileLabel, ReferralAction, User
 
 #: Industry classification of a file (the Technology Coalition's scheme, as in ISPWS).
@@ -290,52 +290,77 @@ def _row(r: Any) -> QueueRow:
                     holder_id=r.holder_id, claim_expires_at=r.claim_expires_at)
 
 
+def _entry_where(f: QueueFilter, principal: Principal, now: datetime) -> list[Any]:
+    """The filter on the read model (``queue_entries``); the same as :func:`_where` on
+    :func:`_queue_base`, with an expired claim taken as no claim."""
+    q = QueueEntry
+    conds: list[Any] = []
+    if f.status == "open":
+        conds.append(q.closed == false())
+    elif f.status == "closed":
+        conds.append(q.closed == true())
+    if f.priority is not None:
+        conds.append(q.priority == f.priority)
+    if f.disposition is not None:
+        conds.append(q.disposition == f.disposition)
+    if f.incident_type is not None:
+        conds.append(q.incident_type == f.incident_type)
+    if f.platform is not None:
+        conds.append(q.reporter_id == f.platform)
+    if f.country is not None:
+        conds.append(q.country.is_(None) if f.country == "" else q.country == f.country)
+    if f.state is not None:
+        conds.append(q.us_state == f.state)
+    if f.escalated is not None:
+        conds.append(q.escalated == (true() if f.escalated else false()))
+    if f.bank_match is not None:
+        conds.append(q.bank_match == (true() if f.bank_match else false()))
+    if f.claim == "unclaimed":
+        conds.append(or_(q.holder_id.is_(None), q.claim_expires_at <= now))
+    elif f.claim == "mine":
+        conds.append(and_(q.holder_id == principal.user_id, q.claim_expires_at > now))
+    return conds
+
+
+def _entry_rows(s: Session, now: datetime, ids: Any, *, descending: bool = False) -> list[QueueRow]:
+    """The queue rows of the report ids selected by ``ids``, in the queue's order."""
+    q = QueueEntry
+    live = and_(q.holder_id.is_not(None), q.claim_expires_at > now)
+    holder = case((live, q.holder_id), else_=None)
+    order = (q.priority.desc(), q.report_id.desc()) if descending else (q.priority, q.report_id)
+    found = s.execute(
+        select(q.report_id, q.received_at, q.priority, q.pipeline_priority, q.disposition, q.pipeline_disposition,
+               q.escalated, q.closed, q.incident_type, Reporter.name.label("platform_name"),
+               q.country, q.us_state.label("state"), q.bank_match, holder.label("holder_id"),
+               case((live, q.claim_expires_at), else_=None).label("claim_expires_at"),
+               User.username.label("holder"))
+        .join(Reporter, Reporter.id == q.reporter_id).outerjoin(User, and_(User.id == q.holder_id, live))
+        .where(q.report_id.in_(ids)).order_by(*order)).all()
+    return [_row(r) for r in (reversed(found) if descending else found)]
+
+
 def _page_rows(s: Session, principal: Principal, f: QueueFilter, now: datetime, page: int,
-               per_page: int) -> list[QueueRow]:
-    """One page of the queue in (priority, report id) order, from two ordered walks merged.
+               per_page: int, *, after: tuple[int, int] | None = None,
+               before: tuple[int, int] | None = None) -> list[QueueRow]:
+    """One page of the queue in (priority, report id) order, from the read model.
 
-    The reports whose priority nobody changed are walked in (pipeline priority, id) order on
-    an index, the few re-prioritised ones from the overrides. A deep page skips with OFFSET
-    in the database instead of fetching every earlier row: the row at merged position
-    ``start`` is at most ``len(over)`` places before ``start`` in the first walk, so the
-    walk starts there and the merge is exact (the reference is :func:`_page_rows_plain`)."""
-    start = (page - 1) * per_page
-
-    pg = s.get_bind().dialect.name == "postgresql"
-
-    def part(overridden: bool, offset: int, limit: int) -> list[Any]:
-        b = _queue_base(principal, now, overridden=overridden, pg=pg)
-        key = b.c.priority if overridden else b.c.pipeline_priority
-        done = _where(b, f, principal)
-        if not overridden and pg:
-            # An anti-join, which PostgreSQL estimates well; "lo.p IS NULL" after the outer
-            # join it takes for a handful of rows and plans a sort of everything.
-            ao = AssessmentOverride
-            done.append(~exists(select(literal(1)).where(ao.report_id == b.c.report_id, ao.priority.is_not(None))))
-        elif not overridden:
-            done.append(b.c.priority_override.is_(None))
-        return list(s.execute(
-            select(b, Reporter.name.label("platform_name"), User.username.label("holder"))
-            .join(Reporter, Reporter.id == b.c.platform).outerjoin(User, User.id == b.c.holder_id)
-            .where(*done).order_by(key, b.c.report_id).offset(offset).limit(limit)))
-
-    def key(r: Any) -> tuple[int, int]:
-        return (int(r.priority), int(r.report_id))
-
-    over = part(True, 0, start + per_page)
-    # ``over`` is complete unless it filled its limit, and then the page lies within its
-    # reach of the start: walk the first part from the beginning.
-    lo = max(0, start - len(over))
-    plain = part(False, lo, per_page + start - lo)
-    if lo == 0:
-        found = list(heapq.merge(plain, over, key=key))[start:start + per_page]
-    elif not plain:
-        found = []  # fewer than ``lo`` rows in the first walk: the page is past the end
+    The report ids are taken by one walk of an index that ends in (priority, report id)
+    (``queue_entries``: one per filter), reading the index alone where it can (a deep page
+    skips its OFFSET in the index, not in full rows); then only that page's rows are read.
+    ``after`` / ``before``: the page just after / before this (priority, report id) key
+    (the next / previous links: no OFFSET at all). The reference is :func:`_page_rows_plain`."""
+    q = QueueEntry
+    conds = _entry_where(f, principal, now)
+    key = tuple_(q.priority, q.report_id)
+    ids = select(q.report_id).where(*conds)
+    if before is not None:
+        ids = ids.where(key < tuple_(*before)).order_by(q.priority.desc(), q.report_id.desc()).limit(per_page)
+        return _entry_rows(s, now, ids.scalar_subquery(), descending=True)
+    if after is not None:
+        ids = ids.where(key > tuple_(*after)).order_by(q.priority, q.report_id).limit(per_page)
     else:
-        j = bisect.bisect_left([key(r) for r in over], key(plain[0]))
-        skip = start - (lo + j)  # merged position of plain[0] is lo + j <= start
-        found = list(itertools.islice(heapq.merge(plain, over[j:], key=key), skip, skip + per_page))
-    return [_row(r) for r in found]
+        ids = ids.order_by(q.priority, q.report_id).offset((page - 1) * per_page).limit(per_page)
+    return _entry_rows(s, now, ids.scalar_subquery())
 
 
 def _page_rows_plain(s: Session, principal: Principal, f: QueueFilter, now: datetime, page: int,
@@ -351,11 +376,14 @@ def _page_rows_plain(s: Session, principal: Principal, f: QueueFilter, now: date
 
 
 def queue(s: Session, principal: Principal, f: QueueFilter | None = None, *, page: int = 1,
-          per_page: int = PER_PAGE, now: datetime | None = None) -> QueuePage:
+          per_page: int = PER_PAGE, now: datetime | None = None, after: tuple[int, int] | None = None,
+          before: tuple[int, int] | None = None) -> QueuePage:
     """The queue: priority 1 first, then oldest first (report ids are given out in order of
     receipt), one page of it, with the count of every filter value.
 
-    The page is read fresh (:func:`_page_rows`). The counts are every combination of facet
+    The page is read fresh from the read model (:func:`_page_rows`): page ``page``, or the
+    page just after / before the (priority, report id) key ``after`` / ``before`` (then
+    ``page`` is only what the page calls itself). The counts are every combination of facet
     values (:func:`_combos`) summed here, each facet with the *other* filters applied (so
     choosing priority 1 still shows how many priority 2 reports there are).
     """
@@ -364,52 +392,9 @@ def queue(s: Session, principal: Principal, f: QueueFilter | None = None, *, pag
     now = _now(now)
     page = max(1, page)
     counted_at, combos = _combos(s, principal, now)
-    driver = _driver(f, principal, combos)
-    rows = (_page_rows(s, principal, f, now, page, per_page) if driver is None
-            else _page_rows_plain(s, principal, f, now, page, per_page, only=driver))
+    rows = _page_rows(s, principal, f, now, page, per_page, after=after, before=before)
     facets, total = _facets(s, principal, f, combos)
     return QueuePage(rows, total, page, per_page, facets, counted_at)
-
-
-#: A filter that leaves at most this many reports (as counted) is read by sorting just them,
-#: found from the index of its narrowest value, rather than by walking the queue's order
-#: until a page is full (which for a rare value reads nearly every open report).
-DRIVE_LIMIT = 20_000
-
-
-def _driver(f: QueueFilter, principal: Principal, combos: dict[Combo, int]) -> Any:
-    """The report ids of the filter's narrowest indexed value, if few enough (else None).
-
-    Each candidate set holds every report the value can match (its size is estimated from
-    the counts); the page query still applies every filter to them."""
-    ao = AssessmentOverride
-    options: list[tuple[Callable[[Combo], bool], Any]] = []
-    if f.country:  # "" (unknown) is also "no row": nothing to drive from
-        where = [Jurisdiction.country == f.country, *([Jurisdiction.us_state == f.state] if f.state else [])]
-        options.append((lambda c: c.country == f.country and (f.state is None or c.state == f.state),
-                        select(Jurisdiction.report_id).where(*where)))
-    elif f.state is not None:
-        options.append((lambda c: c.state == f.state,
-                        select(Jurisdiction.report_id).where(Jurisdiction.us_state == f.state)))
-    if f.incident_type is not None:
-        options.append((lambda c: c.incident_type == f.incident_type,
-                        select(Report.id).where(Report.incident_type == f.incident_type)))
-    if f.platform is not None:
-        options.append((lambda c: c.platform == f.platform, select(Report.id).where(Report.reporter_id == f.platform)))
-    if f.claim == "mine":
-        options.append((lambda c: c.holder_id == principal.user_id,
-                        select(Claim.report_id).where(Claim.user_id == principal.user_id)))
-    if f.escalated:
-        options.append((lambda c: c.escalated, select(Assessment.report_id).where(Assessment.escalate.is_(True))
-                        .union(select(ao.report_id).where(ao.escalate.is_not(None)))))
-    if f.status == "closed":
-        options.append((lambda c: c.closed, select(ao.report_id).where(ao.closed.is_not(None))))
-    best: tuple[int, Any] | None = None
-    for matches, ids in options:
-        n = sum(k for c, k in combos.items() if matches(c))
-        if n <= DRIVE_LIMIT and (best is None or n < best[0]):
-            best = (n, ids)
-    return None if best is None else best[1]
 
 
 def _claim_key(holder_id: int | None, principal: Principal) -> str:
@@ -471,21 +456,17 @@ def drop_counts() -> None:
     with _counts_lock:
         _counts.clear()
         _touched_cache.clear()
+        _combined.clear()
+        _columns_cache.clear()
 
 
 def _pipeline_combos_query() -> Any:
-    """The pipeline's values of every assessed, finished report, grouped: what the queue
-    would count if nobody had claimed or overridden anything."""
-    banked = (select(File.report_id.label("report_id")).join(FileMatch, FileMatch.file_id == File.id)
-              .where(FileMatch.kind == "bank").group_by(File.report_id).subquery("banked"))
-    cols = [Assessment.priority, Assessment.disposition, Assessment.escalate,
-            banked.c.report_id.is_not(None).label("bank_match"), Report.incident_type, Report.reporter_id,
-            Jurisdiction.country, Jurisdiction.us_state]
-    return (select(*cols, func.count().label("n")).select_from(Assessment)
-            .join(Report, Report.id == Assessment.report_id)
-            .outerjoin(Jurisdiction, Jurisdiction.report_id == Assessment.report_id)
-            .outerjoin(banked, banked.c.report_id == Assessment.report_id)
-            .where(Report.state == "finished").group_by(*cols))
+    """The pipeline's values of every queue entry, grouped: what the queue would count if
+    nobody had claimed or overridden anything (one GROUP BY over the narrow read model)."""
+    q = QueueEntry
+    cols = [q.pipeline_priority, q.pipeline_disposition, q.pipeline_escalated, q.bank_match, q.incident_type,
+            q.reporter_id, q.country, q.us_state]
+    return select(*cols, func.count().label("n")).group_by(*cols)
 
 
 def _recount(engine: Any, key: str) -> _Snapshot:
@@ -550,7 +531,13 @@ def _touched(s: Session, principal: Principal, now: datetime, snapshot: float) -
     if hit is not None and hit[0] == mark and (hit[1] is None or now < hit[1]):
         return hit[2]
     ids = select(ao.report_id).union(select(Claim.report_id))
-    q = _queue_base(principal, now, only=ids, pg=s.get_bind().dialect.name == "postgresql")
+    e = QueueEntry
+    live = and_(e.holder_id.is_not(None), e.claim_expires_at > now)
+    q = (select(e.report_id, e.priority, e.pipeline_priority, e.disposition, e.pipeline_disposition, e.escalated,
+                e.pipeline_escalated, e.closed, e.bank_match, e.incident_type, e.reporter_id.label("platform"),
+                e.country, e.us_state.label("state"), case((live, e.holder_id), else_=None).label("holder_id"),
+                case((live, e.claim_expires_at), else_=None).label("claim_expires_at"))
+         .where(e.report_id.in_(ids)).subquery("q"))
     moves: list[tuple[Combo, Combo]] = []
     expiry: datetime | None = None
     for r in s.execute(select(q)):
@@ -572,13 +559,26 @@ def _combos(s: Session, principal: Principal, now: datetime) -> tuple[datetime, 
     pipeline's snapshot, with each report people touched moved from its pipeline
     combination to the one in effect now. The reference is :func:`_combos_plain`."""
     snap = _pipeline_combos(s)
+    moves = _touched(s, principal, now, snap.taken)
+    key = str(s.get_bind().engine.url)
+    with _counts_lock:
+        hit = _combined.get(key)
+    # The same snapshot and the same moves (both cached objects): the same sum as last page.
+    if hit is not None and hit[0] is snap and hit[1] is moves:
+        return snap.at, hit[2]
     combos = dict(snap.combos)
-    for was, is_ in _touched(s, principal, now, snap.taken):
+    for was, is_ in moves:
         combos[was] = combos.get(was, 0) - 1
         combos[is_] = combos.get(is_, 0) + 1
     # A report the pipeline assessed after the snapshot and people touched since is not in the
     # snapshot yet: its move would go below zero until the next recount. Drop those.
-    return snap.at, {c: n for c, n in combos.items() if n > 0}
+    out = {c: n for c, n in combos.items() if n > 0}
+    with _counts_lock:
+        _combined[key] = (snap, moves, out)
+    return snap.at, out
+
+
+_combined: dict[str, tuple[_Snapshot, list[tuple[Combo, Combo]], dict[Combo, int]]] = {}
 
 
 def _combos_plain(s: Session, principal: Principal, now: datetime) -> dict[Combo, int]:
@@ -593,8 +593,10 @@ def _combos_plain(s: Session, principal: Principal, now: datetime) -> dict[Combo
     return out
 
 
-def _facets(s: Session, principal: Principal, f: QueueFilter, combos: dict[Combo, int]
-            ) -> tuple[dict[str, list[FacetValue]], int]:
+def _tallies_plain(principal: Principal, f: QueueFilter, combos: dict[Combo, int]
+                   ) -> tuple[dict[str, Counter[Any]], int]:
+    """The reference for :func:`_tallies`: each facet's counts and the total, one combination
+    at a time."""
     # One pass: a combination that fails no filter counts for the total and every facet; one
     # that fails exactly one filter counts only for that facet's values (each facet's counts
     # are taken with the *other* filters applied).
@@ -623,6 +625,86 @@ def _facets(s: Session, principal: Principal, f: QueueFilter, combos: dict[Combo
         else:
             tallies[failed][claim if failed == "claim" else getattr(v, failed)] += n
 
+    return tallies, total
+
+
+@dataclass
+class _Columns:
+    """The combinations as columns of codes (one array per facet, a code per distinct value),
+    so that a page's counts are a few vector operations instead of a loop over 15,000
+    combinations in Python."""
+
+    n: Any  # int64 counts
+    closed: Any  # bool
+    holder: Any  # int64 holder id, -1 for none
+    codes: dict[str, Any]  # facet -> int64 code of each combination's value
+    values: dict[str, list[Any]]  # facet -> the value of each code
+
+    @staticmethod
+    def of(combos: dict[Combo, int]) -> _Columns:
+        keys = list(combos)
+        codes: dict[str, Any] = {}
+        values: dict[str, list[Any]] = {}
+        for k in FACETS:
+            if k == "claim":
+                continue
+            index: dict[Any, int] = {}
+            codes[k] = np.fromiter((index.setdefault(getattr(c, k), len(index)) for c in keys), dtype=np.int64,
+                                   count=len(keys))
+            values[k] = list(index)
+        return _Columns(np.fromiter(combos.values(), dtype=np.int64, count=len(keys)),
+                        np.fromiter((c.closed for c in keys), dtype=bool, count=len(keys)),
+                        np.fromiter((-1 if c.holder_id is None else c.holder_id for c in keys), dtype=np.int64,
+                                    count=len(keys)), codes, values)
+
+
+_columns_cache: dict[str, tuple[dict[Combo, int], _Columns]] = {}
+
+#: The claim facet's values, by code (0: nobody holds it, 1: the caller, 2: someone else).
+_CLAIMS = ["unclaimed", "mine", "other"]
+
+
+def _tallies(principal: Principal, f: QueueFilter, cols: _Columns) -> tuple[dict[str, Counter[Any]], int]:
+    """Each facet's counts (with the *other* filters applied) and the total, vectorised; the
+    reference is :func:`_tallies_plain`."""
+    me = -2 if principal.user_id is None else principal.user_id
+    claim = np.where(cols.holder == -1, 0, np.where(cols.holder == me, 1, 2))
+    codes = {**cols.codes, "claim": claim}
+    values = {**cols.values, "claim": _CLAIMS}
+    base = (np.ones(len(cols.n), dtype=bool) if f.status == "all" else
+            ~cols.closed if f.status == "open" else cols.closed)
+    fails = np.zeros(len(cols.n), dtype=np.int64)
+    match: dict[str, Any] = {}
+    for k in FACETS:
+        want = getattr(f, k)
+        if want is None:
+            continue
+        vals = values[k]
+        code = next((i for i, v in enumerate(vals) if v == want), None)
+        match[k] = codes[k] == code if code is not None else np.zeros(len(cols.n), dtype=bool)
+        fails += ~match[k]
+    passing = base & (fails == 0)
+    total = int(cols.n[passing].sum())
+    tallies: dict[str, Counter[Any]] = {}
+    for k in FACETS:
+        sel = passing | (base & (fails == 1) & ~match[k]) if k in match else passing
+        sums = np.bincount(codes[k][sel], weights=cols.n[sel], minlength=len(values[k]))
+        tallies[k] = Counter({values[k][i]: int(x) for i, x in enumerate(sums) if x})
+    return tallies, total
+
+
+def _facets(s: Session, principal: Principal, f: QueueFilter, combos: dict[Combo, int]
+            ) -> tuple[dict[str, list[FacetValue]], int]:
+    key = str(s.get_bind().engine.url)
+    with _counts_lock:
+        hit = _columns_cache.get(key)
+    if hit is not None and hit[0] is combos:
+        cols = hit[1]
+    else:
+        cols = _Columns.of(combos)
+        with _counts_lock:
+            _columns_cache[key] = (combos, cols)
+    tallies, total = _tallies(principal, f, cols)
     names = dict(s.execute(select(Reporter.id, Reporter.name)).all())
     out: dict[str, list[FacetValue]] = {}
     for facet in FACETS:
@@ -689,6 +771,7 @@ def claim(s: Session, principal: Principal, report_id: int, *, minutes: int,
         s.flush()
     else:
         row.user_id, row.claimed_at, row.expires_at = principal.user_id, now, expires
+    queue_model.refresh(s, [report_id])  # the read model, in this transaction
     counts_changed()
     return ClaimState(principal.user_id, principal.username, expires)
 
@@ -706,6 +789,7 @@ def release(s: Session, principal: Principal, report_id: int, now: datetime | No
                       "only they or a supervisor can release it.")
     s.delete(row)
     s.flush()
+    queue_model.refresh(s, [report_id])  # the read model, in this transaction
     counts_changed()
 
 
@@ -725,6 +809,7 @@ def reassign(s: Session, principal: Principal, report_id: int, username: str, *,
         s.flush()
     else:
         row.user_id, row.claimed_at, row.expires_at = target.id, now, expires
+    queue_model.refresh(s, [report_id])  # the read model, in this transaction
     counts_changed()
     return ClaimState(target.id, target.username, expires)
 
@@ -1056,6 +1141,7 @@ def _override(s: Session, principal: Principal, report_id: int, reason: str, now
     row = AssessmentOverride(report_id=report_id, user_id=principal.user_id, reason=reason, at=now, **values)
     s.add(row)
     s.flush()
+    queue_model.refresh(s, [report_id])  # the read model, in this transaction
     counts_changed()
     return row
 
@@ -1118,6 +1204,7 @@ def close_informational(s: Session, principal: Principal, report_id: int, reason
     held = s.get(Claim, report_id)
     if held is not None:
         s.delete(held)
+        queue_model.refresh(s, [report_id])  # the claim is gone from the read model too
     return Decision("close", report_id, {"reason": why, "override": o.id})
 
 
@@ -1212,14 +1299,13 @@ def workload(s: Session, principal: Principal, now: datetime | None = None) -> d
     for c, u in s.execute(select(Claim, User).join(User, User.id == Claim.user_id)
                           .where(Claim.expires_at > now).order_by(User.username, Claim.report_id)).all():
         holders.setdefault(u.id, Holder(u.id, u.username, u.role, [])).reports.append((c.report_id, c.expires_at))
-    q = _queue_base(principal, now)
+    e = QueueEntry
+    waiting_now = [e.closed == false(), or_(e.holder_id.is_(None), e.claim_expires_at <= now)]
     oldest = []
     for p in PRIORITIES:
-        row = s.execute(select(q.c.report_id, q.c.received_at).where(
-            q.c.priority == p, q.c.closed == false(), q.c.holder_id.is_(None))
-            .order_by(q.c.report_id).limit(1)).first()
-        waiting = s.execute(select(func.count()).select_from(q).where(
-            q.c.priority == p, q.c.closed == false(), q.c.holder_id.is_(None))).scalar_one()
+        row = s.execute(select(e.report_id, e.received_at).where(e.priority == p, *waiting_now)
+                        .order_by(e.report_id).limit(1)).first()
+        waiting = s.execute(select(func.count()).select_from(e).where(e.priority == p, *waiting_now)).scalar_one()
         oldest.append({"priority": p, "reportId": row.report_id if row else None,
                        "receivedAt": row.received_at if row else None, "waiting": int(waiting)})
     analysts = list(s.scalars(select(User.username).where(User.role.in_(("analyst", "supervisor")),

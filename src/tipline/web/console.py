@@ -127,6 +127,14 @@ def _parse_filter(request: Request) -> tuple[svc.QueueFilter, list[str]]:
     return f, ignored
 
 
+def _key(raw: str) -> tuple[int, int] | None:
+    """A queue position ``priority,report id`` from a next / previous link, or None if malformed."""
+    p, _, rid = raw.partition(",")
+    if not (p.isdigit() and rid.isdigit() and len(p) < 3 and len(rid) < 19):
+        return None
+    return int(p), int(rid)
+
+
 def router(rt: Runtime) -> APIRouter:
     api = APIRouter(include_in_schema=False)
     pictures = thumbs.Pictures(rt.blobs)
@@ -198,8 +206,17 @@ def router(rt: Runtime) -> APIRouter:
         f, ignored = _parse_filter(request)
         raw_page = request.query_params.get("page", "1")
         page = int(raw_page) if raw_page.isdigit() and len(raw_page) < 7 else 1
+        # The next / previous links carry the (priority, report id) key of the row they
+        # continue from: the page is then read from that key on, not by counting rows.
+        keys: dict[str, tuple[int, int] | None] = {}
+        for name in ("after", "before"):
+            raw = request.query_params.get(name)
+            keys[name] = _key(raw) if raw is not None else None
+            if raw is not None and keys[name] is None:
+                ignored.append(name)
         try:
-            result = await run(read(lambda s: svc.queue(s, principal, f, page=page)))
+            result = await run(read(lambda s: svc.queue(s, principal, f, page=page, after=keys["after"],
+                                                        before=None if keys["after"] else keys["before"])))
         except svc.NotFound:
             raise not_found() from None
         query = f.as_query()

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session, aliased
 
+from tipline.console import queue_model
 from tipline.model.report import FileDetails
 from tipline.model.report import Report as ReportModel
 from tipline.pipeline.core import (
@@ -599,6 +600,8 @@ def assess_group(ctx: StageContext, session: Session, report_ids: list[int]) -> 
                         .execution_options(synchronize_session=False))
     insert_rows(session, Assessment, rows)
     forget_objects(session, Assessment)
+    # The analyst queue's read model follows its inputs in this transaction (tipline.console.queue_model).
+    queue_model.refresh(session, ids)
     return dict.fromkeys(ids, Outcome.DONE)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from tipline.console import queue_model
 from tipline.kinds.locations import LOCATION_CLASSES
 from tipline.pipeline.core import Outcome, StageContext, forget_objects, insert_rows, stage
 from tipline.pipeline.directory import load_routing
@@ -120,6 +121,8 @@ def jurisdictions_group(ctx: StageContext, session: Session, report_ids: list[in
                          "confidence": res.confidence, "reason": res.reason, "resolved_at": now})
     insert_rows(session, Jurisdiction, rows)
     forget_objects(session, Jurisdiction)
+    # The analyst queue's read model follows its inputs in this transaction (tipline.console.queue_model).
+    queue_model.refresh(session, ids)
     return dict.fromkeys(ids, Outcome.DONE)
 
 

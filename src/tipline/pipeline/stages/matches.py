@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
+from tipline.console import queue_model
 from tipline.kinds.hashes import CRYPTO_NAMES
 from tipline.pipeline import media
 from tipline.pipeline.core import Outcome, StageContext, first_in_transaction, insert_rows, stage
@@ -232,6 +233,8 @@ def matches(ctx: StageContext, session: Session, report_id: int) -> None:
     # proposes candidates and every one is re-checked against the database.
     file_index.add((fid, bytes(s.pdq)) for fid, s in sigs.items()
                    if s.pdq is not None and usable_pdq(s.pdq, s.pdq_quality))
+    # The analyst queue's read model follows its inputs in this transaction (tipline.console.queue_model).
+    queue_model.refresh(session, [report_id])
 
 
 # --- the group form ---------------------------------------------------------------------------
@@ -364,6 +367,8 @@ def matches_group(ctx: StageContext, session: Session, report_ids: list[int]) ->
             for m in (sorted(bank_hits.get(f.id, []), key=lambda m: (m.distance, m.bank_entry_id or 0))
                       + dup_hits.get(f.id, []))]
     insert_rows(session, FileMatch, rows)
+    # The analyst queue's read model follows its inputs in this transaction (tipline.console.queue_model).
+    queue_model.refresh(session, ids)
     return out
 
 
