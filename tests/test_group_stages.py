@@ -158,6 +158,5 @@ def test_statements_per_group_do_not_grow_with_the_group(runtime: Runtime) -> No
         counts[size] = c.n
     # A few statements per stage for the whole group (and a few more when a key turns up in
     # the bigger group only): not 4x as many for 4x the reports.
-    print("statement counts per group size:", counts)
     assert counts[200] <= counts[50] + 12, counts
     assert counts[50] < 16 * len(GROUP_STAGES), counts
