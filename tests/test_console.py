@@ -380,6 +380,11 @@ def test_the_same_decision_on_a_whole_incident(runtime: Runtime, store: Store, c
     assert client.get("/console/incidents/999999/decide").status_code in (404, 405)
     missing = post(client, "/console/incidents/999999/decide", {"action": "close", "reason": "x"}, "/console")
     assert missing.status_code == 404  # type: ignore[attr-defined]
+    # Refused (no reason) when sent without the report it came from: the reason on the
+    # incident's first report, not a 404 that would read as "no such incident".
+    bare = post(client, f"/console/incidents/{iid}/decide", {"action": "close"}, "/console")
+    assert bare.status_code == 409, bare.status_code  # type: ignore[attr-defined]
+    assert "reason" in bare.text.lower()  # type: ignore[attr-defined]
 
 
 # --- safety ------------------------------------------------------------------------------

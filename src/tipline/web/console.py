@@ -349,7 +349,12 @@ def router(rt: Runtime) -> APIRouter:
             raise not_found() from None
         except svc.Refused as exc:
             if rid is None:
-                raise not_found() from None
+                # Sent without the report it came from (not by our form): say why on the
+                # incident's first report rather than a 404 that reads as "no such incident".
+                members = await run(read(lambda s: svc.incident_members(s, principal, iid)))
+                if not members:
+                    raise not_found() from None
+                rid = members[0]
             return await report_page(request, principal, rid, status=409, error=str(exc))
         if rid is None:
             return RedirectResponse("/console", status_code=303)
