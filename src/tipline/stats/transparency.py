@@ -793,7 +793,12 @@ def fmt_revision(value: Any) -> str:
     return format(Decimal(f"{value:.6g}"), "f")
 
 
-def pdf(report: Transparency) -> bytes:
+#: Changed figures listed per revision in the PDF (and on the page); revisions.csv has them all.
+SHOWN_CHANGES = 40
+
+
+def pdf(report: Transparency, shown_changes: int = SHOWN_CHANGES) -> bytes:
+    """The report as a printable PDF: every table, then the revision log (as on the page)."""
     from fpdf import FPDF
 
     doc = FPDF(orientation="landscape", format="A4")
@@ -834,7 +839,49 @@ def pdf(report: Transparency) -> bytes:
                 tab.row([t(fmt_cell(v, c)) for v, c in zip(r, table.columns, strict=True)])
         for note in table.notes:
             doc.multi_cell(0, 4, t(note), new_x="LMARGIN", new_y="NEXT")
+    _pdf_revisions(doc, report, family, t, shown_changes)
     return bytes(doc.output())
+
+
+def _pdf_revisions(doc: Any, report: Transparency, family: str, t: Callable[[str], str], shown: int) -> None:
+    """The Revisions section, as the page has it: each kept snapshot against the one before it,
+    newest first, its reasons and up to ``shown`` changed figures (the rest: revisions.csv)."""
+    doc.ln(3)
+    doc.set_font(family, "B", 11)
+    doc.multi_cell(0, 6, t(f"{len(report.tables) + 1}. Revisions"), new_x="LMARGIN", new_y="NEXT")
+    doc.set_font(family, "", 8)
+    doc.multi_cell(0, 4, new_x="LMARGIN", new_y="NEXT", text=t(
+        "Published figures change when late outcome feedback or late reports arrive. Each kept snapshot of this "
+        "report is compared with the one before it, figure by figure; an old value shown as — means the row was "
+        "not in the earlier version, never a zero. Every change: revisions.csv of the data package."))
+    if not report.revisions:
+        doc.multi_cell(0, 4, t("No revision on record: this report has not been kept yet."),
+                       new_x="LMARGIN", new_y="NEXT")
+        return
+    titles = {tb.key: tb.title for tb in report.tables}
+    for e in reversed(report.revisions):
+        doc.ln(2)
+        doc.set_font(family, "B", 9)
+        head = f"{e['date']} · {e['snapshot']}" + (f" revises {e['previous']}" if e["previous"] else "")
+        doc.multi_cell(0, 5, t(head), new_x="LMARGIN", new_y="NEXT")
+        doc.set_font(family, "", 8)
+        changes = e["changes"]
+        line = "; ".join(e["reasons"]) + "."
+        if e["previous"]:
+            line += f" {len(changes):,} figure{'' if len(changes) == 1 else 's'} changed."
+        doc.multi_cell(0, 4, t(line), new_x="LMARGIN", new_y="NEXT")
+        if not changes:
+            continue
+        doc.set_font(family, "", 7)
+        with doc.table(text_align="LEFT", first_row_as_headings=True, col_widths=(3, 2, 2, 2, 2, 4),
+                       padding=1) as tab:
+            tab.row([t(h) for h in ("table", "row", "figure", "old", "new", "why")])
+            for c in changes[:shown]:
+                tab.row([t(titles.get(c["table"], c["table"])), t(str(c["row"])), t(str(c["column"])),
+                         t(fmt_revision(c["old"])), t(fmt_revision(c["new"])), t(str(c["why"]))])
+        if len(changes) > shown:
+            doc.multi_cell(0, 4, t(f"{len(changes) - shown:,} more in revisions.csv."),
+                           new_x="LMARGIN", new_y="NEXT")
 
 
 def available_years(session: Session) -> list[int]:

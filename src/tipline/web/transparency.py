@@ -19,9 +19,9 @@ from tipline.stats import transparency as tr
 from tipline.web.api_v1 import PREFIX, PROBLEM_BASE, PROBLEM_MEDIA_TYPE, _problems
 from tipline.web.render import render
 
-FIRST_YEAR, LAST_YEAR = 1998, 2100
-#: Changed figures listed per revision on the page; the CSV (and the JSON) has them all.
-SHOWN_CHANGES = 40  # the CyberTipline opened in 1998
+FIRST_YEAR, LAST_YEAR = 1998, 2100  # the CyberTipline opened in 1998
+#: Changed figures listed per revision on the page (as in the PDF); the CSV (and the JSON) has them all.
+SHOWN_CHANGES = tr.SHOWN_CHANGES
 Year = Annotated[int, Path(ge=FIRST_YEAR, le=LAST_YEAR, description="Calendar year (UTC) of receipt.")]
 Snapshot = Annotated[str | None, Query(pattern="^[0-9a-f]{16}$",
                                        description="A kept report's snapshot id: the same figures as then.")]
