@@ -205,8 +205,80 @@ def export(sessions: sessionmaker[Session], year: int, out: Path, *, now: dateti
         "snapshot": snap, "records": counts, "outcomeSnapshots": outcome_snaps, "rows": written,
         "sha256": {f"{n}.parquet": _sha256(out / f"{n}.parquet") for n in COLUMNS},
     }
+    manifest["derived"] = derive(out, year)
+    manifest["sha256"].update({f"{n}.parquet": _sha256(out / f"{n}.parquet") for n in DERIVED})
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     return manifest
+
+
+# --- derived row-level facts ------------------------------------------------------------------
+
+#: Row-level facts derived from the five files once, when the export is written, so that the
+#: report only aggregates: a year's report at full scale reads 36 M units and 90 M files, and
+#: deriving each unit's status (a join of referrals and events, then a GROUP BY per report) or
+#: the first copy of each file hash (a DISTINCT over 90 M SHA-256s) took most of its time.
+#: Each is one row per report, unit or file — data, not aggregates: every figure is still
+#: summed from them when the report is built. :func:`build` derives them on the fly from the
+#: five files when they are missing (an export of an earlier version), with the same SQL.
+DERIVED = ("report_facts", "file_facts", "recipient_facts", "units_all", "units_escalated")
+
+
+def _year_scope(year: int, escalated: bool) -> Scope:
+    from tipline.stats.outcomes import Scope
+
+    return Scope(date(year, 1, 1), date(year, 12, 31), escalated_only=escalated, unit="report")
+
+
+def _derived_sql(name: str) -> str:
+    """The SELECT of a derived file over the export's views (units: see :func:`_units`)."""
+    if name == "report_facts":
+        # Per report of the year: the month it was received, whether it was escalated, whether it
+        # holds files, one that duplicates nothing earlier, one that duplicates (or nearly) one.
+        return ("SELECT r.report_id, r.country, r.us_state, r.platform, r.incident_type, "
+                "CAST(month(r.opened_at) AS TINYINT) AS month, e.report_id IS NOT NULL AS escalated, "
+                "f.report_id IS NOT NULL AS has_files, coalesce(f.has_unique, false) AS has_unique, "
+                "coalesce(f.has_similar, false) AS has_similar FROM reports r "
+                "LEFT JOIN (SELECT DISTINCT report_id FROM referrals WHERE report_in_year AND escalated) e "
+                "ON e.report_id = r.report_id "
+                "LEFT JOIN (SELECT report_id, bool_or(NOT duplicate) AS has_unique, bool_or(duplicate) AS has_similar "
+                "FROM files GROUP BY report_id) f ON f.report_id = r.report_id")
+    if name == "recipient_facts":
+        # Each (report, agency kind) with a referral, once, with the report's disposition.
+        return ("SELECT DISTINCT report_id, agency_kind, CASE WHEN disposition = 'referral' THEN 'actionable' "
+                "WHEN disposition IS NULL THEN 'not assessed' ELSE 'informational' END AS detail FROM referrals "
+                "WHERE report_in_year")
+    if name == "file_facts":
+        # Per file: whether it is the first of its kind with its SHA-256 (so count(DISTINCT sha256)
+        # per kind is a count of firsts).
+        return ("SELECT kind, near, exact, row_number() OVER (PARTITION BY kind, sha256) = 1 AS first_of_hash "
+                "FROM files")
+    raise ValueError(name)
+
+
+def derive(directory: Path, year: int) -> dict[str, Any]:
+    """Write the derived files of the export in ``directory`` (see :data:`DERIVED`) and return
+    what the manifest records of them (each units file's censoring date)."""
+    con = connect(directory, derived=False)
+    con.execute("SET preserve_insertion_order = false")
+    info: dict[str, Any] = {}
+    try:
+        for name in ("report_facts", "file_facts", "recipient_facts"):
+            _copy(con, _derived_sql(name), directory / f"{name}.parquet")
+        for name, escalated in (("units_all", False), ("units_escalated", True)):
+            _units(con, _year_scope(year, escalated), "t_units")
+            meta = con.execute("SELECT as_of FROM t_units_meta").fetchone()
+            _copy(con, "SELECT * FROM t_units", directory / f"{name}.parquet")
+            info[name] = {"asOf": meta[0].isoformat() if meta and meta[0] else None}
+            con.execute("DROP TABLE t_units")
+    finally:
+        con.close()
+    return info
+
+
+def _copy(con: duckdb.DuckDBPyConnection, select: str, target: Path) -> None:
+    tmp = target.with_name(f".{target.name}.tmp")
+    con.execute(f"COPY ({select}) TO '{_sql_path(tmp)}' (FORMAT parquet)")
+    tmp.replace(target)
 
 
 def _sha256(p: Path) -> str:
@@ -249,65 +321,86 @@ def is_current(sessions: sessionmaker[Session], directory: Path) -> bool:
 # --- reading ----------------------------------------------------------------------------------
 
 
-def connect(directory: Path) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with a view per Parquet file of the export."""
+def connect(directory: Path, *, derived: bool = True) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with a view per Parquet file of the export (and per derived file
+    present, unless ``derived`` is false)."""
     import duckdb
 
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
-    for name in COLUMNS:
-        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{_sql_path(directory / f'{name}.parquet')}')")
+    for name in (*COLUMNS, *(DERIVED if derived else ())):
+        path = directory / f"{name}.parquet"
+        if name in COLUMNS or path.exists():
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{_sql_path(path)}')")
     return con
 
 
+def _has(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    found = con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = ? AND NOT internal",
+                        [name]).fetchone()
+    found_t = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name]).fetchone()
+    return bool(found and found[0]) or bool(found_t and found_t[0])
+
+
 def record_facts(con: duckdb.DuckDBPyConnection, year: int) -> RecordFacts:
-    """The year's record facts (tipline.stats.transparency.RecordFacts) from the export."""
+    """The year's record facts (tipline.stats.transparency.RecordFacts) from the export: one
+    GROUPING SETS scan of the year's reports (with their derived flags) for every count by
+    country, state, platform, incident type and month; one of the files' derived flags; one of
+    the derived recipients."""
     from tipline.stats.transparency import RecordFacts
 
     def one(sql: str) -> int:
         row = con.execute(sql).fetchone()
         return int(row[0] or 0) if row else 0
 
-    def pairs(sql: str) -> list[tuple[Any, int]]:
-        return [(k, int(n)) for k, n in con.execute(sql).fetchall()]
-
-    def summed(items: Iterable[tuple[str, int]]) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for k, n in items:
-            out[k] = out.get(k, 0) + n
-        return out
-
+    for name in ("report_facts", "file_facts", "recipient_facts"):
+        if not _has(con, name):  # an export without its derived files: derive them here
+            con.execute(f"CREATE TEMP TABLE {name} AS {_derived_sql(name)}")
+    total = with_files = unique = similar = escalated = 0
     months, esc_months = [0] * 12, [0] * 12
-    for m, n, e in con.execute(
-            "SELECT month(opened_at), count(*), count(*) FILTER (WHERE report_id IN (SELECT report_id FROM referrals "
-            "WHERE report_in_year AND escalated)) FROM reports GROUP BY 1").fetchall():
-        months[int(m) - 1], esc_months[int(m) - 1] = int(n), int(e)
+    countries: dict[str, int] = {}
+    states: dict[str, int] = {}
+    platforms: dict[str, int] = {}
+    types: dict[str, int] = {}
+    where: dict[str, int] = {}
+
+    def add(d: dict[str, int], k: str, n: int) -> None:
+        # Two stored values can map to one label (no type and an empty type: "not stated").
+        d[k] = d.get(k, 0) + n
+
+    # GROUPING(country, us_state, platform, incident_type, month): bit 4 is country's.
+    for gid, country, state, platform, itype, month, n, esc, wf, un, si in con.execute(
+            "SELECT GROUPING(country, us_state, platform, incident_type, month), country, us_state, platform, "
+            "incident_type, month, count(*), count(*) FILTER (WHERE escalated), count(*) FILTER (WHERE has_files), "
+            "count(*) FILTER (WHERE has_unique), count(*) FILTER (WHERE has_similar) FROM report_facts "
+            "GROUP BY GROUPING SETS ((country), (country, us_state), (platform), (incident_type), (month), ())"
+            ).fetchall():
+        n = int(n)
+        if gid == 0b11111:
+            total, escalated, with_files, unique, similar = n, int(esc), int(wf), int(un), int(si)
+        elif gid == 0b01111:
+            add(countries, country or "unknown", n)
+            add(where, "unknown" if country is None else ("U.S." if country == "US" else "international"), n)
+        elif gid == 0b00111:
+            if country == "US":
+                add(states, state or "unknown", n)
+        elif gid == 0b11011:
+            add(platforms, str(platform), n)
+        elif gid == 0b11101:
+            add(types, itype or "not stated", n)
+        elif gid == 0b11110:
+            months[int(month) - 1], esc_months[int(month) - 1] = n, int(esc)
     files = [(str(k), int(n), int(u), int(nd), int(ed)) for k, n, u, nd, ed in con.execute(
-        "SELECT kind, count(*), count(DISTINCT sha256), count(*) FILTER (WHERE near), count(*) FILTER (WHERE exact) "
-        "FROM files GROUP BY kind").fetchall()]
+        "SELECT kind, count(*), count(*) FILTER (WHERE first_of_hash), count(*) FILTER (WHERE near), "
+        "count(*) FILTER (WHERE exact) FROM file_facts GROUP BY kind").fetchall()]
     recipients = {(str(k), str(d)): int(n) for k, d, n in con.execute(
-        "SELECT agency_kind, CASE WHEN disposition = 'referral' THEN 'actionable' WHEN disposition IS NULL "
-        "THEN 'not assessed' ELSE 'informational' END AS detail, count(DISTINCT report_id) FROM referrals "
-        "WHERE report_in_year GROUP BY ALL").fetchall()}
+        "SELECT agency_kind, detail, count(*) FROM recipient_facts GROUP BY ALL").fetchall()}
     return RecordFacts(
-        total=one("SELECT count(*) FROM reports"),
-        with_files=one("SELECT count(DISTINCT report_id) FROM files"),
-        unique=one("SELECT count(DISTINCT report_id) FROM files WHERE NOT duplicate"),
-        similar=one("SELECT count(DISTINCT report_id) FROM files WHERE duplicate"),
+        total=total, with_files=with_files, unique=unique, similar=similar,
         bundled=one("SELECT count(DISTINCT report_id) FROM incidents"),
         incidents=one("SELECT count(DISTINCT incident_id) FROM incidents"),
-        files=files,
-        where=summed(pairs("SELECT CASE WHEN country IS NULL THEN 'unknown' WHEN country = 'US' THEN 'U.S.' "
-                           "ELSE 'international' END, count(*) FROM reports GROUP BY 1")),
-        countries=summed((c or "unknown", n) for c, n in pairs("SELECT country, count(*) FROM reports GROUP BY 1")),
-        states=summed((st or "unknown", n) for st, n in pairs(
-            "SELECT us_state, count(*) FROM reports WHERE country = 'US' GROUP BY 1")),
-        platforms=summed((str(p), n) for p, n in pairs("SELECT platform, count(*) FROM reports GROUP BY 1")),
-        types=summed((t or "not stated", n) for t, n in pairs(
-            "SELECT incident_type, count(*) FROM reports GROUP BY 1")),
-        recipients=recipients,
-        escalated=one("SELECT count(DISTINCT report_id) FROM referrals WHERE report_in_year AND escalated"),
-        months=months, escalated_months=esc_months)
+        files=files, where=where, countries=countries, states=states, platforms=platforms, types=types,
+        recipients=recipients, escalated=escalated, months=months, escalated_months=esc_months)
 
 
 # --- outcome statistics in DuckDB -------------------------------------------------------------
@@ -325,6 +418,13 @@ _GROUP = {
     "priority": "CAST(priority AS VARCHAR)", "state": "state", "country": "country",
     "month": "strftime(start, '%Y-%m')", "year": "CAST(year(start) AS VARCHAR)",
 }
+
+
+#: Where a group's string is costly per unit, the cube groups by a raw value instead and
+#: writes the string once per cube row (the same strings as :data:`_GROUP`).
+_GROUP_RAW = {"month": "date_trunc('month', start)", "priority": "priority", "year": "year(start)"}
+_GROUP_FMT = {"month": "strftime(r{i}, '%Y-%m')", "priority": "CAST(r{i} AS VARCHAR)",
+              "year": "CAST(r{i} AS VARCHAR)"}
 
 
 def _sql_str(v: str) -> str:
@@ -414,14 +514,47 @@ def _facts(con: duckdb.DuckDBPyConnection, table: str, bys: Sequence[str | None]
            censor: date) -> dict[str | None, dict[Any, RowFacts]]:
     """The facts of every group of every breakdown in ``bys`` (None: the total) over the units
     of ``table``, each list in the order the store path builds it (first appearance by key).
-    One GROUPING SETS query per kind of fact: a year's units are scanned a few times, not a
-    few times per breakdown."""
+
+    The units (36 M at full scale) are read once, into three small tables ("cubes"): the units
+    counted per group of every breakdown asked for x stratum x covariate pattern x status, with
+    the smallest key of each cell (which fixes the order of the strata and patterns: the first
+    appearance among units sorted by key is the smallest key); and the units counted per group
+    x days to first feedback (to arrest) x observed.
+    Every fact is then a GROUPING SETS query over a cube of at most a few hundred thousand
+    rows: sums of counts, and min of the smallest keys."""
     from tipline.stats.outcomes import RowFacts
 
     bys = list(dict.fromkeys(bys))
     named = [b for b in bys if b is not None]
     gcols = [f"g{i}" for i in range(len(named))]
-    base = f"(SELECT *{''.join(f', {_GROUP[b]} AS g{i}' for i, b in enumerate(named))} FROM {table})"
+    # One scan of the units, three hash tables (GROUPING SETS): the cube of counts and the two
+    # cubes of delays. A breakdown's group is taken raw here (a month as its first day, a
+    # priority as a number) and written as its string on the small cube afterwards.
+    raw = "".join(f", {_GROUP_RAW.get(b, _GROUP[b])} AS r{i}" for i, b in enumerate(named))
+    rlist = "".join(f", r{i}" for i in range(len(named)))
+    c = f"DATE '{censor.isoformat()}'"
+
+    def delay(column: str) -> tuple[str, str]:
+        hit = f"({column} IS NOT NULL AND {column} <= {c})"
+        return f"greatest(0, date_diff('day', start, CASE WHEN {hit} THEN {column} ELSE {c} END))", hit
+
+    (fd, fo), (ad, ao) = delay("first_event"), delay("first_arrest")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE cubes AS
+        SELECT GROUPING(agency, fd, ad) AS part, agency, agency_kind, stratum_priority, stratum_type, located{rlist},
+               settled, yes, fd, fo, ad, ao, count(*) AS n, count(*) FILTER (WHERE arrest) AS arrests,
+               count(first_event) AS any_event, coalesce(sum(persons), 0) AS persons, min(key) AS k0
+        FROM (SELECT agency, agency_kind, stratum_priority, stratum_type, located, settled, yes, arrest, first_event,
+                     persons, key, {fd} AS fd, {fo} AS fo, {ad} AS ad, {ao} AS ao{raw} FROM {table})
+        GROUP BY GROUPING SETS ((agency, agency_kind, stratum_priority, stratum_type, located{rlist}, settled, yes),
+                               (fd, fo{rlist}), (ad, ao{rlist}))""")
+    fmt = "".join(f", {_GROUP_FMT.get(b, 'r{i}').format(i=i)} AS g{i}" for i, b in enumerate(named))
+    # GROUPING(agency, fd, ad): 0b011 the counts, 0b101 the feedback delays, 0b110 the arrest ones.
+    con.execute(f"CREATE OR REPLACE TEMP TABLE cube AS SELECT *{fmt} FROM cubes WHERE part = 3")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE cube_feedback AS SELECT fd AS days, fo AS observed, n{fmt} "
+                "FROM cubes WHERE part = 5")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE cube_arrest AS SELECT ad AS days, ao AS observed, n{fmt} "
+                "FROM cubes WHERE part = 6")
 
     def sets(extra: str = "") -> str:
         out = []
@@ -432,50 +565,36 @@ def _facts(con: duckdb.DuckDBPyConnection, table: str, bys: Sequence[str | None]
 
     # GROUPING() sets bit i (counted from the last column) when column i is not grouped.
     full = (1 << len(gcols)) - 1
-
-    def which(mask: int) -> str | None:
-        for i, b in enumerate(named):
-            if mask == full & ~(1 << (len(gcols) - 1 - i)):
-                return b
-        return None
-
+    masks = {full & ~(1 << (len(gcols) - 1 - i)): b for i, b in enumerate(named)}
     gid = f"GROUPING({', '.join(gcols)})" if gcols else "0"
     gsel = ", ".join(gcols) if gcols else "NULL"
+    width = max(1, len(gcols))
 
-    def key_of(mask: int, gvals: Sequence[Any]) -> tuple[str | None, Any]:
-        b = which(mask)
-        return b, (gvals[named.index(b)] if b is not None else "total")
-
-    def run(select: str, extra: str, order: str = "") -> Iterator[tuple[tuple[str | None, Any], tuple[Any, ...]]]:
-        sql = (f"SELECT {gid} AS gid, {gsel}, {select} FROM {base} "
+    def run(select: str, source: str, extra: str,
+            order: str = "") -> Iterator[tuple[tuple[str | None, Any], tuple[Any, ...]]]:
+        sql = (f"SELECT {gid} AS gid, {gsel}, {select} FROM {source} "
                f"GROUP BY GROUPING SETS ({sets(extra)}) {order}")
         for row in con.execute(sql).fetchall():
-            yield key_of(int(row[0]), row[1:1 + max(1, len(gcols))]), row[1 + max(1, len(gcols)):]
+            b = masks.get(int(row[0]))
+            yield (b, row[1 + named.index(b)] if b is not None else "total"), row[1 + width:]
 
     out: dict[str | None, dict[Any, RowFacts]] = {b: {} for b in bys}
     for (b, g), (n, f, a, any_event, arrests, persons) in run(
-            "count(*), count(*) FILTER (WHERE settled), count(*) FILTER (WHERE yes), count(first_event), "
-            "count(*) FILTER (WHERE arrest), coalesce(sum(persons), 0)", ""):
+            "sum(n), coalesce(sum(n) FILTER (WHERE settled), 0), coalesce(sum(n) FILTER (WHERE yes), 0), "
+            "sum(any_event), sum(arrests), sum(persons)", "cube", ""):
         out[b][g] = RowFacts(int(n), int(f), int(a), int(any_event), int(arrests), int(persons), [], [], [], [])
+    counts = ("coalesce(sum(n) FILTER (WHERE settled), 0), coalesce(sum(n) FILTER (WHERE yes), 0), "
+              "coalesce(sum(n) FILTER (WHERE NOT settled), 0)")
     for (b, g), (ag, pr, ty, k, a, u) in run(
-            "agency, stratum_priority, stratum_type, count(*) FILTER (WHERE settled), count(*) FILTER (WHERE yes), "
-            "count(*) FILTER (WHERE NOT settled)", "agency, stratum_priority, stratum_type", "ORDER BY min(key)"):
+            f"agency, stratum_priority, stratum_type, {counts}", "cube",
+            "agency, stratum_priority, stratum_type", "ORDER BY min(k0)"):
         out[b][g].strata.append(((str(ag), str(pr), str(ty)), int(k), int(a), int(u)))
     for (b, g), (ag, pr, kind, ty, loc, k, a, u) in run(
-            "agency, stratum_priority, agency_kind, stratum_type, located, count(*) FILTER (WHERE settled), "
-            "count(*) FILTER (WHERE yes), count(*) FILTER (WHERE NOT settled)",
-            "agency, stratum_priority, agency_kind, stratum_type, located", "ORDER BY min(key)"):
+            f"agency, stratum_priority, agency_kind, stratum_type, located, {counts}", "cube",
+            "agency, stratum_priority, agency_kind, stratum_type, located", "ORDER BY min(k0)"):
         out[b][g].patterns.append((str(ag), (str(pr), str(kind), str(ty), str(loc)), int(k), int(a), int(u)))
-    c = f"DATE '{censor.isoformat()}'"
-    for column, attr in (("first_event", "to_feedback"), ("first_arrest", "to_arrest")):
-        hit = f"({column} IS NOT NULL AND {column} <= {c})"
-        days = f"greatest(0, date_diff('day', start, CASE WHEN {hit} THEN {column} ELSE {c} END))"
-        base_d = f"(SELECT *, {days} AS days, {hit} AS observed{''.join(f', {_GROUP[b]} AS g{i}' for i, b in enumerate(named))} FROM {table})"  # noqa: E501
-        sql = (f"SELECT {gid} AS gid, {gsel}, days, observed, count(*) FROM {base_d} "
-               f"GROUP BY GROUPING SETS ({sets('days, observed')}) ORDER BY days, observed")
-        for row in con.execute(sql).fetchall():
-            (b, g) = key_of(int(row[0]), row[1:1 + max(1, len(gcols))])
-            d, o, n = row[1 + max(1, len(gcols)):]
+    for cube, attr in (("cube_feedback", "to_feedback"), ("cube_arrest", "to_arrest")):
+        for (b, g), (d, o, n) in run("days, observed, sum(n)", cube, "days, observed", "ORDER BY days, observed"):
             getattr(out[b][g], attr).append((int(d), bool(o), int(n)))
     return out
 
@@ -496,13 +615,20 @@ def outcome_stats(con: duckdb.DuckDBPyConnection, manifest: dict[str, Any], scop
                                    scope.incident_type, scope.priority)):
         raise ValueError("the export's snapshot covers the whole year: a filtered scope has none of its own")
     snap = manifest["outcomeSnapshots"]["escalated" if scope.escalated_only else "all"]
-    table = "units_escalated" if scope.escalated_only else "units_all"
-    table += "_" + scope.unit + "_" + scope.measure
-    found = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]).fetchone()
-    if not found or not found[0]:
-        _units(con, replace(scope, by=None), table)
-    meta = con.execute(f"SELECT as_of FROM {table}_meta").fetchone()
-    as_of: date | None = meta[0] if meta else None
+    derived = "units_escalated" if scope.escalated_only else "units_all"
+    as_of: date | None
+    if (scope.unit, scope.measure) == ("report", "arrests") and _has(con, derived) \
+            and derived in (manifest.get("derived") or {}):
+        # The year's units, derived when the export was written (the transparency report's).
+        table = derived
+        raw = manifest["derived"][derived]["asOf"]
+        as_of = date.fromisoformat(raw) if raw else None
+    else:
+        table = f"{derived}_{scope.unit}_{scope.measure}"
+        if not _has(con, table):
+            _units(con, replace(scope, by=None), table)
+        meta = con.execute(f"SELECT as_of FROM {table}_meta").fetchone()
+        as_of = meta[0] if meta else None
     censor = min(scope.end, as_of) if as_of else scope.end
     th = oc.Thresholds(oc.DEFAULT_COVERAGE_THRESHOLD if coverage_threshold is None else coverage_threshold,
                        oc.MIN_FEEDBACK, oc.BOOTSTRAP_REPLICATES if replicates is None else replicates)
