@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, time
@@ -450,7 +451,8 @@ def _units(con: duckdb.DuckDBPyConnection, scope: Scope, table: str) -> None:
     if scope.priority is not None:
         where.append(f"priority = {int(scope.priority)}")
     terminal = ", ".join(_sql_str(c) for c in sorted(_terminal_codes())) or "NULL"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE scope_refs AS SELECT * FROM referrals WHERE {' AND '.join(where)}")
+    # A view: the scope is read by column (Parquet) where it is used, never copied whole.
+    con.execute(f"CREATE OR REPLACE TEMP VIEW scope_refs AS SELECT * FROM referrals WHERE {' AND '.join(where)}")
     # Events that stand: a withdrawal counts for nothing and removes what it names; an amendment
     # replaces what it names (superseded ids taken over every event in scope, as the store path).
     con.execute("""
@@ -464,19 +466,28 @@ def _units(con: duckdb.DuckDBPyConnection, scope: Scope, table: str) -> None:
         WHERE e.kind <> 'withdraw'""")
     # The latest standing event by (occurred_on, id), as one sortable number (ids < 2^40).
     latest = "arg_max(e.code, date_diff('day', DATE '1970-01-01', e.occurred_on) * 1099511627776 + e.id)"
+    # Each referral's events summed first (a GROUP BY over the events, keyed by one integer),
+    # then joined to the referrals: most referrals have no event, and grouping the referrals
+    # themselves by all their columns cost more than the rest of the derivation.
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE ev_status AS
+        SELECT e.referral_id, bool_or({_YES[scope.measure]}) AS yes, {latest} AS latest,
+               bool_or(e.code = 'ARREST') AS arrest,
+               sum(CASE WHEN e.code = 'ARREST' THEN coalesce(e.persons, 1) END) AS persons,
+               min(e.occurred_on) AS first_event,
+               min(e.occurred_on) FILTER (WHERE e.code = 'ARREST') AS first_arrest
+        FROM standing e GROUP BY e.referral_id""")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE ref_status AS
         SELECT r.referral_id, r.report_id, r.agency, r.agency_kind, r.made_available_at, r.platform,
                r.incident_type, r.priority, r.state, r.country,
-               coalesce(bool_or({_YES[scope.measure]}), false) AS yes,
-               coalesce({latest} IN ({terminal}), false) AS closed,
-               coalesce({latest} = 'TRANSFERRED', false) AS handed_over,
-               coalesce(bool_or(e.code = 'ARREST'), false) AS arrest,
-               coalesce(sum(CASE WHEN e.code = 'ARREST' THEN coalesce(e.persons, 1) END), 0) AS persons,
-               min(e.occurred_on) AS first_event,
-               min(e.occurred_on) FILTER (WHERE e.code = 'ARREST') AS first_arrest
-        FROM scope_refs r LEFT JOIN standing e ON e.referral_id = r.referral_id
-        GROUP BY ALL""")
+               coalesce(s.yes, false) AS yes,
+               coalesce(s.latest IN ({terminal}), false) AS closed,
+               coalesce(s.latest = 'TRANSFERRED', false) AS handed_over,
+               coalesce(s.arrest, false) AS arrest,
+               coalesce(s.persons, 0) AS persons,
+               s.first_event, s.first_arrest
+        FROM scope_refs r LEFT JOIN ev_status s ON s.referral_id = r.referral_id""")
     key = "report_id" if scope.unit == "report" else "referral_id"
     # The unit's first referral by (made available, id): one packed value, one aggregate.
     first = "epoch_us(made_available_at)::HUGEINT * 1099511627776 + referral_id"
@@ -669,3 +680,44 @@ def build(directory: Path, *, now: datetime | None = None, coverage_threshold: f
                            now=now)
     finally:
         con.close()
+
+
+# --- the published report ---------------------------------------------------------------------
+
+
+def _pointer(data_dir: Path, year: int) -> Path:
+    from tipline.stats.transparency import snapshot_dir
+
+    return snapshot_dir(data_dir) / f"transparency-{year}-published.json"
+
+
+def published(data_dir: Path, year: int, *, coverage_threshold: float | None = None) -> Transparency | None:
+    """The year's report as published from its columnar export (``tipline stats export``), or
+    None when the year has no export. Computed from the export once and kept under its snapshot
+    id (tipline.stats.transparency.keep, so it enters the revision log); after that, read back
+    from the kept file while the export (its manifest, with every file's SHA-256) and the
+    coverage threshold are the same. A page view then reads one JSON file instead of
+    recomputing the year from the store."""
+    from tipline.stats import transparency as tr
+
+    directory = default_dir(data_dir, year)
+    path = directory / MANIFEST
+    if not path.exists():
+        return None
+    manifest = read_manifest(directory)
+    if int(manifest["year"]) != year:
+        return None
+    stamp = {"manifest": hashlib.sha256(path.read_bytes()).hexdigest(), "coverageThreshold": coverage_threshold}
+    pointer = _pointer(data_dir, year)
+    if pointer.exists():
+        doc = json.loads(pointer.read_text(encoding="utf-8"))
+        if {k: doc.get(k) for k in stamp} == stamp:
+            kept = tr.recall(data_dir, year, str(doc["snapshot"]))
+            if kept is not None:
+                return kept
+    report = build(directory, coverage_threshold=coverage_threshold)
+    tr.keep(report, data_dir)
+    tmp = pointer.with_name(f".{pointer.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({**stamp, "snapshot": report.snapshot, "export": str(directory)}), encoding="utf-8")
+    tmp.replace(pointer)
+    return report
