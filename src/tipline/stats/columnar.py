@@ -200,7 +200,7 @@ def export(sessions: sessionmaker[Session], year: int, out: Path, *, now: dateti
         written["outcomes"] = _write(con, "outcomes",
                                      ((*r[:12], _utc_naive(r[12])) for r in _stream(s, outcome_rows)), out)
     con.close()
-    manifest = {
+    manifest: dict[str, Any] = {
         "schema": SCHEMA, "year": year,
         "exportedAt": (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "snapshot": snap, "records": counts, "outcomeSnapshots": outcome_snaps, "rows": written,

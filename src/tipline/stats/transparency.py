@@ -23,24 +23,17 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import and_, case, distinct, func, select
-from sqlalchemy.orm import Session, sessionmaker
+from typing import TYPE_CHECKING, Any
 
 from tipline import __version__
 from tipline.kinds.outcomes import registry
-from tipline.store.tables import (
-    Agency,
-    Assessment,
-    File,
-    FileMatch,
-    IncidentReport,
-    Jurisdiction,
-    Referral,
-    Report,
-    Reporter,
-)
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+# SQLAlchemy and the store's tables are imported where the store is read (the store path), not
+# here: the columnar path and the published page use this module without them (~1 s of imports
+# on a loaded machine).
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "sim"
 #: The published recipients table names agency kinds thus (ocse-report-recipients.csv).
@@ -189,6 +182,20 @@ def _year_bounds(year: int) -> tuple[datetime, datetime]:
 
 
 def _in_year(year: int) -> Any:
+    from sqlalchemy import and_, case, distinct, func, select  # noqa: F401 - the store path's SQL
+
+    from tipline.store.tables import (  # noqa: F401
+        Agency,
+        Assessment,
+        File,
+        FileMatch,
+        IncidentReport,
+        Jurisdiction,
+        Referral,
+        Report,
+        Reporter,
+    )
+
     lo, hi = _year_bounds(year)
     # Received time: a report belongs to the year it was opened (simulated reports carry their
     # simulated time there), as NCMEC counts reports received in a calendar year.
@@ -201,6 +208,20 @@ def _stream(session: Session, stmt: Any) -> Iterator[Sequence[Any]]:
 
 def snapshot_of(session: Session, year: int) -> tuple[str, dict[str, int]]:
     """A SHA-256 over every record the report reads, in a fixed order, and their counts."""
+    from sqlalchemy import and_, case, distinct, func, select  # noqa: F401 - the store path's SQL
+
+    from tipline.store.tables import (  # noqa: F401
+        Agency,
+        Assessment,
+        File,
+        FileMatch,
+        IncidentReport,
+        Jurisdiction,
+        Referral,
+        Report,
+        Reporter,
+    )
+
     h = hashlib.sha256(f"{SCHEMA}|{year}|{registry().version}".encode())
     counts: dict[str, int] = {}
     year_ids = select(Report.id).where(_in_year(year))
@@ -234,6 +255,20 @@ def snapshot_of(session: Session, year: int) -> tuple[str, dict[str, int]]:
 
 
 def _count(session: Session, stmt: Any) -> int:
+    from sqlalchemy import and_, case, distinct, func, select  # noqa: F401 - the store path's SQL
+
+    from tipline.store.tables import (  # noqa: F401
+        Agency,
+        Assessment,
+        File,
+        FileMatch,
+        IncidentReport,
+        Jurisdiction,
+        Referral,
+        Report,
+        Reporter,
+    )
+
     return int(session.scalar(stmt) or 0)
 
 
@@ -353,6 +388,20 @@ class RecordFacts:
 
 def record_facts(s: Session, year: int) -> RecordFacts:
     """The year's record facts from the store (the reference the columnar path must match)."""
+    from sqlalchemy import and_, case, distinct, func, select  # noqa: F401 - the store path's SQL
+
+    from tipline.store.tables import (  # noqa: F401
+        Agency,
+        Assessment,
+        File,
+        FileMatch,
+        IncidentReport,
+        Jurisdiction,
+        Referral,
+        Report,
+        Reporter,
+    )
+
     year_ids = select(Report.id).where(_in_year(year))
     total = _count(s, select(func.count()).select_from(Report).where(_in_year(year)))
     with_files = _count(s, select(func.count(distinct(File.report_id))).where(File.report_id.in_(year_ids)))
@@ -464,6 +513,20 @@ def _incidents_table(f: RecordFacts) -> Table:
 
 
 def _media_kind() -> Any:
+    from sqlalchemy import and_, case, distinct, func, select  # noqa: F401 - the store path's SQL
+
+    from tipline.store.tables import (  # noqa: F401
+        Agency,
+        Assessment,
+        File,
+        FileMatch,
+        IncidentReport,
+        Jurisdiction,
+        Referral,
+        Report,
+        Reporter,
+    )
+
     return case((File.media_type.like("image/%"), "photo"), (File.media_type.like("video/%"), "video"),
                 else_="other")
 
@@ -885,6 +948,20 @@ def _pdf_revisions(doc: Any, report: Transparency, family: str, t: Callable[[str
 
 
 def available_years(session: Session) -> list[int]:
+    from sqlalchemy import and_, case, distinct, func, select  # noqa: F401 - the store path's SQL
+
+    from tipline.store.tables import (  # noqa: F401
+        Agency,
+        Assessment,
+        File,
+        FileMatch,
+        IncidentReport,
+        Jurisdiction,
+        Referral,
+        Report,
+        Reporter,
+    )
+
     rows: Iterable[Any] = session.execute(select(Report.opened_at).where(Report.state == "finished")
                                           .order_by(Report.opened_at).limit(1))
     first = next(iter(rows), None)
