@@ -612,7 +612,8 @@ def _facts(con: duckdb.DuckDBPyConnection, table: str, bys: Sequence[str | None]
 
 def outcome_stats(con: duckdb.DuckDBPyConnection, manifest: dict[str, Any], scope: Scope, *,
                   coverage_threshold: float | None = None, replicates: int | None = None,
-                  cache: dict[Any, Any] | None = None, prefetch: Sequence[str] = ()) -> dict[str, Any]:
+                  cache: dict[Any, Any] | None = None, prefetch: Sequence[str] = (),
+                  timings: dict[str, float] | None = None) -> dict[str, Any]:
     """The document of tipline.stats.outcomes.outcome_stats, computed from the export. The
     snapshot is the one the export recorded for the scope's records (the transparency year's
     two scopes: all referrals, escalated ones)."""
@@ -645,13 +646,21 @@ def outcome_stats(con: duckdb.DuckDBPyConnection, manifest: dict[str, Any], scop
                        oc.MIN_FEEDBACK, oc.BOOTSTRAP_REPLICATES if replicates is None else replicates)
     # The facts of the breakdowns a caller will ask for next come from the same scans.
     memo = cache if cache is not None else {}
+    import time as _time
+
+    t0 = _time.process_time()
     if (table, censor, scope.by) not in memo:
         bys: list[str | None] = [None, scope.by, *prefetch]
         for b, facts in _facts(con, table, bys, censor).items():
             memo[(table, censor, b)] = facts
+    t1 = _time.process_time()
     total = memo[(table, censor, None)].get("total") or oc.RowFacts(0, 0, 0, 0, 0, 0, [], [], [], [])
     rows = list(memo[(table, censor, scope.by)].items()) if scope.by else None
     body = oc.compute_facts(scope, total, rows, censor, th)
+    if timings is not None:
+        timings["outcome facts (DuckDB), cpu s"] = timings.get("outcome facts (DuckDB), cpu s", 0.0) + t1 - t0
+        timings["figures (Python), cpu s"] = timings.get("figures (Python), cpu s", 0.0) + \
+            _time.process_time() - t1
     return {
         "query": scope.params(), "snapshot": snap, **oc._versions(),
         "citation": "/api/v1/stats/outcomes?" + urlencode({**scope.params(), "snapshot": snap}),
@@ -662,9 +671,12 @@ def outcome_stats(con: duckdb.DuckDBPyConnection, manifest: dict[str, Any], scop
 
 
 def build(directory: Path, *, now: datetime | None = None, coverage_threshold: float | None = None,
-          replicates: int | None = None) -> Transparency:
+          replicates: int | None = None, timings: dict[str, float] | None = None) -> Transparency:
     """The transparency report of the export's year, computed from its Parquet files with
-    DuckDB: the same document as tipline.stats.transparency.build on the records exported."""
+    DuckDB: the same document as tipline.stats.transparency.build on the records exported.
+    ``timings``, when given, receives the CPU seconds (all threads) of each part."""
+    import time as _time
+
     from tipline.stats import transparency as tr
 
     manifest = read_manifest(directory)
@@ -673,10 +685,14 @@ def build(directory: Path, *, now: datetime | None = None, coverage_threshold: f
     cache: dict[Any, Any] = {}
     prefetch = [b for b, _ in tr.OUTCOME_TABLES if b is not None]
     try:
+        t0 = _time.process_time()
         facts = record_facts(con, year)
+        if timings is not None:
+            timings["record facts (DuckDB), cpu s"] = _time.process_time() - t0
         return tr.assemble(year, manifest["snapshot"], dict(manifest["records"]), facts,
                            lambda scope: outcome_stats(con, manifest, scope, coverage_threshold=coverage_threshold,
-                                                       replicates=replicates, cache=cache, prefetch=prefetch),
+                                                       replicates=replicates, cache=cache, prefetch=prefetch,
+                                                       timings=timings),
                            now=now)
     finally:
         con.close()
