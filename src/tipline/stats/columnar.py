@@ -526,7 +526,7 @@ def _facts(con: duckdb.DuckDBPyConnection, table: str, bys: Sequence[str | None]
     """The facts of every group of every breakdown in ``bys`` (None: the total) over the units
     of ``table``, each list in the order the store path builds it (first appearance by key).
 
-    The units (36 M at full scale) are read once, into three small tables ("cubes"): the units
+    The units (36 M at full scale) are read into three small tables ("cubes"): the units
     counted per group of every breakdown asked for x stratum x covariate pattern x status, with
     the smallest key of each cell (which fixes the order of the strata and patterns: the first
     appearance among units sorted by key is the smallest key); and the units counted per group
@@ -538,9 +538,9 @@ def _facts(con: duckdb.DuckDBPyConnection, table: str, bys: Sequence[str | None]
     bys = list(dict.fromkeys(bys))
     named = [b for b in bys if b is not None]
     gcols = [f"g{i}" for i in range(len(named))]
-    # One scan of the units, three hash tables (GROUPING SETS): the cube of counts and the two
-    # cubes of delays. A breakdown's group is taken raw here (a month as its first day, a
-    # priority as a number) and written as its string on the small cube afterwards.
+    # The cube of counts and the two cubes of delays. A breakdown's group is taken raw here (a
+    # month as its first day, a priority as a number) and written as its string on the small
+    # cube afterwards.
     raw = "".join(f", {_GROUP_RAW.get(b, _GROUP[b])} AS r{i}" for i, b in enumerate(named))
     rlist = "".join(f", r{i}" for i in range(len(named)))
     c = f"DATE '{censor.isoformat()}'"
@@ -550,22 +550,26 @@ def _facts(con: duckdb.DuckDBPyConnection, table: str, bys: Sequence[str | None]
         return f"greatest(0, date_diff('day', start, CASE WHEN {hit} THEN {column} ELSE {c} END))", hit
 
     (fd, fo), (ad, ao) = delay("first_event"), delay("first_arrest")
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE cubes AS
-        SELECT GROUPING(agency, fd, ad) AS part, agency, agency_kind, stratum_priority, stratum_type, located{rlist},
-               settled, yes, fd, fo, ad, ao, count(*) AS n, count(*) FILTER (WHERE arrest) AS arrests,
-               count(first_event) AS any_event, coalesce(sum(persons), 0) AS persons, min(key) AS k0
-        FROM (SELECT agency, agency_kind, stratum_priority, stratum_type, located, settled, yes, arrest, first_event,
-                     persons, key, {fd} AS fd, {fo} AS fo, {ad} AS ad, {ao} AS ao{raw} FROM {table})
-        GROUP BY GROUPING SETS ((agency, agency_kind, stratum_priority, stratum_type, located{rlist}, settled, yes),
-                               (fd, fo{rlist}), (ad, ao{rlist}))""")
     fmt = "".join(f", {_GROUP_FMT.get(b, 'r{i}').format(i=i)} AS g{i}" for i, b in enumerate(named))
-    # GROUPING(agency, fd, ad): 0b011 the counts, 0b101 the feedback delays, 0b110 the arrest ones.
-    con.execute(f"CREATE OR REPLACE TEMP TABLE cube AS SELECT *{fmt} FROM cubes WHERE part = 3")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE cube_feedback AS SELECT fd AS days, fo AS observed, n{fmt} "
-                "FROM cubes WHERE part = 5")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE cube_arrest AS SELECT ad AS days, ao AS observed, n{fmt} "
-                "FROM cubes WHERE part = 6")
+    # Three plain GROUP BYs (each a scan of the units' few columns it needs): measured faster in
+    # DuckDB than one GROUPING SETS scan feeding three hash tables (1.1 against 3.3 CPU s over
+    # 3.6 M units).
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE cube AS
+        SELECT *{fmt} FROM (
+            SELECT agency, agency_kind, stratum_priority, stratum_type, located{rlist}, settled, yes,
+                   count(*) AS n, count(*) FILTER (WHERE arrest) AS arrests, count(first_event) AS any_event,
+                   coalesce(sum(persons), 0) AS persons, min(key) AS k0
+            FROM (SELECT agency, agency_kind, stratum_priority, stratum_type, located, settled, yes, arrest,
+                         first_event, persons, key{raw} FROM {table})
+            GROUP BY agency, agency_kind, stratum_priority, stratum_type, located{rlist}, settled, yes)""")
+    for cube, days, observed in (("cube_feedback", fd, fo), ("cube_arrest", ad, ao)):
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE {cube} AS
+            SELECT days, observed, n{fmt} FROM (
+                SELECT days, observed{rlist}, count(*) AS n
+                FROM (SELECT {days} AS days, {observed} AS observed{raw} FROM {table})
+                GROUP BY days, observed{rlist})""")
 
     def sets(extra: str = "") -> str:
         out = []
