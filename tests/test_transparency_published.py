@@ -65,3 +65,21 @@ def test_a_new_export_or_threshold_is_published_anew(runtime: Runtime) -> None:
     c = columnar.published(data, 2023, coverage_threshold=0.5)
     assert c is not None and c.snapshot == a.snapshot and c.generated_at >= a.generated_at
     assert columnar.published(data, 2022) is None
+
+
+def test_a_damaged_export_falls_back_to_the_store(runtime: Runtime) -> None:
+    from tipline.web.app import create_app
+
+    _large_world(runtime)
+    data = runtime.settings.data_dir
+    directory = columnar.default_dir(data, 2023)
+    columnar.export(runtime.sessions, 2023, directory)
+    (directory / "units_all.parquet").write_bytes(b"not parquet")
+    reference = tr.build(runtime.sessions, 2023, coverage_threshold=runtime.settings.outcome_coverage_threshold)
+    assert columnar.published(data, 2023) is None
+    (directory / "manifest.json").write_text("{}")
+    assert columnar.published(data, 2023) is None
+    with TestClient(create_app(runtime=runtime), raise_server_exceptions=False) as c:
+        doc = c.get("/api/v1/stats/transparency/2023").json()
+        assert doc["tables"] == reference.as_json()["tables"]
+        assert c.get("/transparency/2023").status_code == 200

@@ -724,8 +724,11 @@ def published(data_dir: Path, year: int, *, coverage_threshold: float | None = N
     path = directory / MANIFEST
     if not path.exists():
         return None
-    manifest = read_manifest(directory)
-    if int(manifest["year"]) != year:
+    try:
+        manifest = read_manifest(directory)
+    except (ValueError, OSError):
+        return None  # not an export of this schema: the store path serves the year
+    if int(manifest.get("year", 0)) != year:
         return None
     stamp = {"manifest": hashlib.sha256(path.read_bytes()).hexdigest(), "coverageThreshold": coverage_threshold}
     pointer = _pointer(data_dir, year)
@@ -735,7 +738,18 @@ def published(data_dir: Path, year: int, *, coverage_threshold: float | None = N
             kept = tr.recall(data_dir, year, str(doc["snapshot"]))
             if kept is not None:
                 return kept
-    report = build(directory, coverage_threshold=coverage_threshold)
+    import duckdb
+
+    try:
+        report = build(directory, coverage_threshold=coverage_threshold)
+    except (duckdb.Error, OSError, KeyError) as err:
+        # An export being rewritten, or damaged: the page falls back to the store (the
+        # reference) rather than failing; the log says why.
+        import logging
+
+        logging.getLogger(__name__).warning("columnar export %s unreadable (%s): serving %s from the store",
+                                            directory, err, year)
+        return None
     tr.keep(report, data_dir)
     tmp = pointer.with_name(f".{pointer.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps({**stamp, "snapshot": report.snapshot, "export": str(directory)}), encoding="utf-8")
