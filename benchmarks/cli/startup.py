@@ -7,7 +7,7 @@ temporary ``PYTHONPYCACHEPREFIX``. The data directory is a small demo instance (
 of ``tipline demo``, the bundled agency directory, enriched), made once in a temporary
 directory unless ``--data-dir`` names one.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/cli/startup.py [--runs 21] [--json out.json]
+    PYTHONPATH=src .venv/bin/python benchmarks/cli/startup.py [--runs 21] [--json out.json] [--only 'stats outcomes']
 """
 
 from __future__ import annotations
@@ -34,6 +34,10 @@ COMMANDS: list[list[str]] = [
     ["pipeline", "stages"],
     ["stats", "pipeline"],
     ["stats", "quality"],
+    # Outcome statistics: counts, Wilson intervals, bounds, Kaplan-Meier medians (plain Python;
+    # numpy only when an estimate is computed, i.e. coverage above the threshold).
+    ["stats", "outcomes"],
+    ["stats", "outcomes", "--by", "agency", "--json"],
 ]
 
 
@@ -76,7 +80,10 @@ def main() -> None:
                     help="Exit 1 when a command's median exceeds this many seconds (e.g. 0.3).")
     ap.add_argument("--no-bytecode", action="store_true",
                     help="Keep PYTHONDONTWRITEBYTECODE from the environment: every module compiled on every run.")
+    ap.add_argument("--only", default=None,
+                    help="Measure only the commands that start with these words (e.g. 'stats outcomes').")
     a = ap.parse_args()
+    commands = [c for c in COMMANDS if a.only is None or " ".join(c).startswith(a.only)]
     with tempfile.TemporaryDirectory(prefix="tipline-cli-bench-") as tmp:
         data_dir = a.data_dir or Path(tmp) / "data"
         env = {**os.environ, "TIPLINE_DATA_DIR": str(data_dir)}
@@ -97,7 +104,7 @@ def main() -> None:
         print(f"{'COMMAND':<28} {'MEDIAN':>8} {'MIN':>8} {'MAX':>8} {'CPU MEDIAN':>11}")
         results: dict[str, dict[str, list[float]]] = {}
         over = []
-        for args in COMMANDS:
+        for args in commands:
             times, cpu = measure(env, args, a.runs)
             name = "tipline " + " ".join(args)
             results[name] = {"wall": times, "cpu": cpu}

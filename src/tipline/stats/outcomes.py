@@ -274,8 +274,34 @@ def make_units(refs: Sequence[RefRow], events: Sequence[Event], unit: str, measu
 
 # --- the statistics -------------------------------------------------------------------------
 
+def _z(confidence: float = CONFIDENCE) -> float:
+    """The two-sided normal critical value (1.959963984540054 at 95 %), from the standard
+    library: a Wilson interval then needs neither scipy nor statsmodels at start-up."""
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+
+
 def wilson(successes: int, n: int) -> dict[str, float | None]:
-    """A proportion with its 95 % Wilson interval; all null when there is nothing to divide."""
+    """A proportion with its 95 % Wilson interval; all null when there is nothing to divide.
+
+    The closed form statsmodels' ``proportion_confint(method="wilson")`` computes (and clips to
+    [0, 1]), in plain floats: a read command answering with a few intervals should not import
+    scipy for them (a second or more at start-up). :func:`wilson_statsmodels` is the reference
+    the tests hold it to."""
+    if n <= 0:
+        return {"value": None, "low": None, "high": None}
+    z = _z()
+    q = successes / n
+    z2 = z * z
+    denom = 1 + z2 / n
+    center = (q + z2 / (2 * n)) / denom
+    dist = z * math.sqrt(q * (1.0 - q) / n + z2 / (4.0 * n * n)) / denom
+    return {"value": q, "low": min(1.0, max(0.0, center - dist)), "high": min(1.0, max(0.0, center + dist))}
+
+
+def wilson_statsmodels(successes: int, n: int) -> dict[str, float | None]:
+    """The reference :func:`wilson` must agree with: statsmodels' own Wilson interval."""
     if n <= 0:
         return {"value": None, "low": None, "high": None}
     from statsmodels.stats.proportion import proportion_confint
@@ -468,8 +494,54 @@ def _bootstrap(c: _Cells, replicates: int = BOOTSTRAP_REPLICATES, seed: int = BO
 
 def kaplan_meier(durations: Sequence[float], observed: Sequence[bool],
                  counts: Sequence[int] | None = None) -> dict[str, Any]:
-    """The product-limit curve (statsmodels SurvfuncRight) and its median, in days; ``counts``
-    (frequency weights) says how many units share each (duration, observed) pair."""
+    """The product-limit curve and its median, in days; ``counts`` (frequency weights) says how
+    many units share each (duration, observed) pair.
+
+    Computed from the counts of events and censorings per day, as statsmodels' SurvfuncRight
+    computes it (the survival as exp of the summed log(1 - d/n), a value below 1e-16 taken as
+    0; the median the first event time at which survival falls below one half): the delays of a
+    year come as a few hundred (days, observed, units) counts, and a curve over them needs
+    neither numpy nor statsmodels. :func:`kaplan_meier_statsmodels` is the reference the tests
+    hold it to."""
+    weights = list(counts) if counts is not None else [1] * len(durations)
+    n_units = sum(weights)
+    n_events = sum(w for o, w in zip(observed, weights, strict=True) if o)
+    base: dict[str, Any] = {"units": n_units, "events": n_events, "censored": n_units - n_events}
+    if not durations:
+        return {**base, "median": None, "curve": []}
+    if n_events == 0:
+        return {**base, "median": None, "curve": [{"days": 0, "survival": 1.0, "atRisk": n_units}]}
+    at: dict[float, list[float]] = {}
+    for t, o, w in zip(durations, observed, weights, strict=True):
+        cell = at.setdefault(float(t), [0.0, 0.0])
+        cell[0] += w
+        if o:
+            cell[1] += w
+    at_risk = float(sum(c[0] for c in at.values()))
+    log_s = 0.0
+    dead = False
+    curve: list[dict[str, Any]] = []
+    median: float | None = None
+    for t in sorted(at):
+        n, d = at_risk, at[t][1]
+        at_risk -= at[t][0]
+        if d <= 0:
+            continue
+        step = 1 - d / n
+        if step < 1e-16:
+            dead = True  # statsmodels: a step to (near) zero makes the curve 0 from there on
+        else:
+            log_s += math.log(step)
+        p = 0.0 if dead else math.exp(log_s)
+        curve.append({"days": int(t), "survival": p, "atRisk": int(round(n))})
+        if median is None and p < 0.5:
+            median = t
+    return {**base, "median": median, "curve": curve}
+
+
+def kaplan_meier_statsmodels(durations: Sequence[float], observed: Sequence[bool],
+                             counts: Sequence[int] | None = None) -> dict[str, Any]:
+    """The reference :func:`kaplan_meier` must agree with: statsmodels' SurvfuncRight."""
     weights = list(counts) if counts is not None else [1] * len(durations)
     n_units = sum(weights)
     n_events = sum(w for o, w in zip(observed, weights, strict=True) if o)
@@ -532,17 +604,19 @@ def row_stats_of(facts: RowFacts, *, unit: str, measure: str, thresholds: Thresh
     coverage = f / n if n else 0.0
     estimate: dict[str, Any] = {"value": None, "low": None, "high": None, "rate": None, "withheld": None,
                                 "assumption": "missing at random within strata (agency x priority x incident type)"}
-    cells = _cells_from(facts.strata)
-    total, borrowed = _post_stratified(cells) if n else (None, 0)
     withheld = None
     if n and coverage < th.coverage:
         withheld = (f"feedback covers {coverage:.0%} of the {many}, below the {th.coverage:.0%} threshold")
     elif n and f < th.min_feedback:
         withheld = f"only {f} {many if f != 1 else one} with feedback (fewer than {th.min_feedback})"
+    # A withheld estimate is neither shown nor used (the sensitivity line is withheld with it):
+    # its cells are not built, so a row with thin feedback needs no numpy at all.
+    cells = _cells_from(facts.strata) if n and not withheld else None
+    total, borrowed = _post_stratified(cells) if cells is not None else (None, 0)
     if n and withheld:
         estimate["withheld"] = withheld
         warnings.append(f"The point estimate is withheld: {withheld}. The bounds are the answer.")
-    elif total is not None:
+    elif total is not None and cells is not None:
         import numpy as np
 
         reps = _bootstrap(cells, th.replicates)

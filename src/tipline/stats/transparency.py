@@ -23,24 +23,17 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import and_, case, distinct, func, select
-from sqlalchemy.orm import Session, sessionmaker
+from typing import TYPE_CHECKING, Any
 
 from tipline import __version__
 from tipline.kinds.outcomes import registry
-from tipline.store.tables import (
-    Agency,
-    Assessment,
-    File,
-    FileMatch,
-    IncidentReport,
-    Jurisdiction,
-    Referral,
-    Report,
-    Reporter,
-)
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+# SQLAlchemy and the store's tables are imported where the store is read (the store path), not
+# here: the columnar path and the published page use this module without them (~1 s of imports
+# on a loaded machine).
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "sim"
 #: The published recipients table names agency kinds thus (ocse-report-recipients.csv).
@@ -189,6 +182,20 @@ def _year_bounds(year: int) -> tuple[datetime, datetime]:
 
 
 def _in_year(year: int) -> Any:
+    from sqlalchemy import and_, case, distinct, func, select  # noqa: F401 - the store path's SQL
+
+    from tipline.store.tables import (  # noqa: F401
+        Agency,
+        Assessment,
+        File,
+        FileMatch,
+        IncidentReport,
+        Jurisdiction,
+        Referral,
+        Report,
+        Reporter,
+    )
+
     lo, hi = _year_bounds(year)
     # Received time: a report belongs to the year it was opened (simulated reports carry their
     # simulated time there), as NCMEC counts reports received in a calendar year.
@@ -201,6 +208,20 @@ def _stream(session: Session, stmt: Any) -> Iterator[Sequence[Any]]:
 
 def snapshot_of(session: Session, year: int) -> tuple[str, dict[str, int]]:
     """A SHA-256 over every record the report reads, in a fixed order, and their counts."""
+    from sqlalchemy import and_, case, distinct, func, select  # noqa: F401 - the store path's SQL
+
+    from tipline.store.tables import (  # noqa: F401
+        Agency,
+        Assessment,
+        File,
+        FileMatch,
+        IncidentReport,
+        Jurisdiction,
+        Referral,
+        Report,
+        Reporter,
+    )
+
     h = hashlib.sha256(f"{SCHEMA}|{year}|{registry().version}".encode())
     counts: dict[str, int] = {}
     year_ids = select(Report.id).where(_in_year(year))
@@ -234,6 +255,20 @@ def snapshot_of(session: Session, year: int) -> tuple[str, dict[str, int]]:
 
 
 def _count(session: Session, stmt: Any) -> int:
+    from sqlalchemy import and_, case, distinct, func, select  # noqa: F401 - the store path's SQL
+
+    from tipline.store.tables import (  # noqa: F401
+        Agency,
+        Assessment,
+        File,
+        FileMatch,
+        IncidentReport,
+        Jurisdiction,
+        Referral,
+        Report,
+        Reporter,
+    )
+
     return int(session.scalar(stmt) or 0)
 
 
@@ -353,6 +388,20 @@ class RecordFacts:
 
 def record_facts(s: Session, year: int) -> RecordFacts:
     """The year's record facts from the store (the reference the columnar path must match)."""
+    from sqlalchemy import and_, case, distinct, func, select  # noqa: F401 - the store path's SQL
+
+    from tipline.store.tables import (  # noqa: F401
+        Agency,
+        Assessment,
+        File,
+        FileMatch,
+        IncidentReport,
+        Jurisdiction,
+        Referral,
+        Report,
+        Reporter,
+    )
+
     year_ids = select(Report.id).where(_in_year(year))
     total = _count(s, select(func.count()).select_from(Report).where(_in_year(year)))
     with_files = _count(s, select(func.count(distinct(File.report_id))).where(File.report_id.in_(year_ids)))
@@ -464,6 +513,20 @@ def _incidents_table(f: RecordFacts) -> Table:
 
 
 def _media_kind() -> Any:
+    from sqlalchemy import and_, case, distinct, func, select  # noqa: F401 - the store path's SQL
+
+    from tipline.store.tables import (  # noqa: F401
+        Agency,
+        Assessment,
+        File,
+        FileMatch,
+        IncidentReport,
+        Jurisdiction,
+        Referral,
+        Report,
+        Reporter,
+    )
+
     return case((File.media_type.like("image/%"), "photo"), (File.media_type.like("video/%"), "video"),
                 else_="other")
 
@@ -793,7 +856,12 @@ def fmt_revision(value: Any) -> str:
     return format(Decimal(f"{value:.6g}"), "f")
 
 
-def pdf(report: Transparency) -> bytes:
+#: Changed figures listed per revision in the PDF (and on the page); revisions.csv has them all.
+SHOWN_CHANGES = 40
+
+
+def pdf(report: Transparency, shown_changes: int = SHOWN_CHANGES) -> bytes:
+    """The report as a printable PDF: every table, then the revision log (as on the page)."""
     from fpdf import FPDF
 
     doc = FPDF(orientation="landscape", format="A4")
@@ -834,10 +902,66 @@ def pdf(report: Transparency) -> bytes:
                 tab.row([t(fmt_cell(v, c)) for v, c in zip(r, table.columns, strict=True)])
         for note in table.notes:
             doc.multi_cell(0, 4, t(note), new_x="LMARGIN", new_y="NEXT")
+    _pdf_revisions(doc, report, family, t, shown_changes)
     return bytes(doc.output())
 
 
+def _pdf_revisions(doc: Any, report: Transparency, family: str, t: Callable[[str], str], shown: int) -> None:
+    """The Revisions section, as the page has it: each kept snapshot against the one before it,
+    newest first, its reasons and up to ``shown`` changed figures (the rest: revisions.csv)."""
+    doc.ln(3)
+    doc.set_font(family, "B", 11)
+    doc.multi_cell(0, 6, t(f"{len(report.tables) + 1}. Revisions"), new_x="LMARGIN", new_y="NEXT")
+    doc.set_font(family, "", 8)
+    doc.multi_cell(0, 4, new_x="LMARGIN", new_y="NEXT", text=t(
+        "Published figures change when late outcome feedback or late reports arrive. Each kept snapshot of this "
+        "report is compared with the one before it, figure by figure; an old value shown as — means the row was "
+        "not in the earlier version, never a zero. Every change: revisions.csv of the data package."))
+    if not report.revisions:
+        doc.multi_cell(0, 4, t("No revision on record: this report has not been kept yet."),
+                       new_x="LMARGIN", new_y="NEXT")
+        return
+    titles = {tb.key: tb.title for tb in report.tables}
+    for e in reversed(report.revisions):
+        doc.ln(2)
+        doc.set_font(family, "B", 9)
+        head = f"{e['date']} · {e['snapshot']}" + (f" revises {e['previous']}" if e["previous"] else "")
+        doc.multi_cell(0, 5, t(head), new_x="LMARGIN", new_y="NEXT")
+        doc.set_font(family, "", 8)
+        changes = e["changes"]
+        line = "; ".join(e["reasons"]) + "."
+        if e["previous"]:
+            line += f" {len(changes):,} figure{'' if len(changes) == 1 else 's'} changed."
+        doc.multi_cell(0, 4, t(line), new_x="LMARGIN", new_y="NEXT")
+        if not changes:
+            continue
+        doc.set_font(family, "", 7)
+        with doc.table(text_align="LEFT", first_row_as_headings=True, col_widths=(3, 2, 2, 2, 2, 4),
+                       padding=1) as tab:
+            tab.row([t(h) for h in ("table", "row", "figure", "old", "new", "why")])
+            for c in changes[:shown]:
+                tab.row([t(titles.get(c["table"], c["table"])), t(str(c["row"])), t(str(c["column"])),
+                         t(fmt_revision(c["old"])), t(fmt_revision(c["new"])), t(str(c["why"]))])
+        if len(changes) > shown:
+            doc.multi_cell(0, 4, t(f"{len(changes) - shown:,} more in revisions.csv."),
+                           new_x="LMARGIN", new_y="NEXT")
+
+
 def available_years(session: Session) -> list[int]:
+    from sqlalchemy import and_, case, distinct, func, select  # noqa: F401 - the store path's SQL
+
+    from tipline.store.tables import (  # noqa: F401
+        Agency,
+        Assessment,
+        File,
+        FileMatch,
+        IncidentReport,
+        Jurisdiction,
+        Referral,
+        Report,
+        Reporter,
+    )
+
     rows: Iterable[Any] = session.execute(select(Report.opened_at).where(Report.state == "finished")
                                           .order_by(Report.opened_at).limit(1))
     first = next(iter(rows), None)

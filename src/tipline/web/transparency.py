@@ -1,8 +1,10 @@
 """The public transparency report: ``/transparency/YEAR`` (page, CSV, data package, JSON,
 PDF, charts) and ``GET /api/v1/stats/transparency/{year}``.
 
-A page view computes the report from the records (and keeps it under its snapshot id); a
-``snapshot=`` parameter shows a kept report instead, so a cited link keeps its figures. The
+A page view shows the report published from the year's columnar export when there is one
+(``tipline stats export --year``: computed from it once, kept under its snapshot id, then read
+back), and otherwise computes the report from the records (and keeps it); a ``snapshot=``
+parameter shows a kept report instead, so a cited link keeps its figures. The
 tables are aggregates of reports — no report content — so the page is public, like NCMEC's.
 """
 
@@ -19,9 +21,9 @@ from tipline.stats import transparency as tr
 from tipline.web.api_v1 import PREFIX, PROBLEM_BASE, PROBLEM_MEDIA_TYPE, _problems
 from tipline.web.render import render
 
-FIRST_YEAR, LAST_YEAR = 1998, 2100
-#: Changed figures listed per revision on the page; the CSV (and the JSON) has them all.
-SHOWN_CHANGES = 40  # the CyberTipline opened in 1998
+FIRST_YEAR, LAST_YEAR = 1998, 2100  # the CyberTipline opened in 1998
+#: Changed figures listed per revision on the page (as in the PDF); the CSV (and the JSON) has them all.
+SHOWN_CHANGES = tr.SHOWN_CHANGES
 Year = Annotated[int, Path(ge=FIRST_YEAR, le=LAST_YEAR, description="Calendar year (UTC) of receipt.")]
 Snapshot = Annotated[str | None, Query(pattern="^[0-9a-f]{16}$",
                                        description="A kept report's snapshot id: the same figures as then.")]
@@ -36,7 +38,15 @@ async def _report(rt: Runtime, year: int, snapshot: str | bool | None) -> tr.Tra
     def work() -> tr.Transparency | None:
         if isinstance(snapshot, str):
             return tr.recall(rt.settings.data_dir, year, snapshot)
-        report = tr.build(rt.sessions, year, coverage_threshold=rt.settings.outcome_coverage_threshold)
+        # A year with a columnar export is served as published from it (computed once, then
+        # read back); without one, from the store, the reference, on every view.
+        from tipline.stats import columnar
+
+        th = rt.settings.outcome_coverage_threshold
+        found = columnar.published(rt.settings.data_dir, year, coverage_threshold=th)
+        if found is not None:
+            return found
+        report = tr.build(rt.sessions, year, coverage_threshold=th)
         tr.keep(report, rt.settings.data_dir)
         return report
 
