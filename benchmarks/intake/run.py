@@ -232,9 +232,12 @@ def start_tipline(data_dir: Path, db_url: str, workers: int, logs: Path, enrichm
                         env, logs / f"{name}.log", port, (USER, PASSWORD))
 
 
-def pool_checkouts(server: Server) -> dict[str, float] | None:
-    """tipline's ``tipline_db_pool_checkout_seconds`` histogram, summed over its workers
-    (None for a server without it: the baseline, or an older tipline)."""
+#: tipline's own histograms read after each run (absent from the baseline and older trees).
+HISTOGRAMS = {"pool": "tipline_db_pool_checkout_seconds", "commit": "tipline_db_commit_seconds"}
+
+
+def scrape_histograms(server: Server) -> dict[str, dict[str, float]] | None:
+    """The HISTOGRAMS from tipline's /metrics, summed over its workers (None for the baseline)."""
     if server.auth is None:
         return None
     try:
@@ -243,22 +246,25 @@ def pool_checkouts(server: Server) -> dict[str, float] | None:
         text = httpx.get(f"http://127.0.0.1:{server.port}/metrics", timeout=10).text
     except Exception:
         return None
-    out: dict[str, float] = {}
+    out: dict[str, dict[str, float]] = {}
     for fam in text_string_to_metric_families(text):
-        if fam.name == "tipline_db_pool_checkout_seconds":
+        for key, name in HISTOGRAMS.items():
+            if fam.name != name:
+                continue
+            h = out.setdefault(key, {})
             for smp in fam.samples:
                 if smp.name.endswith("_bucket"):
-                    out[f"le={smp.labels['le']}"] = smp.value
+                    h[f"le={smp.labels['le']}"] = smp.value
                 elif smp.name.endswith("_count"):
-                    out["count"] = smp.value
+                    h["count"] = smp.value
                 elif smp.name.endswith("_sum"):
-                    out["sum"] = smp.value
-    return out or None
+                    h["sum"] = smp.value
+    return out
 
 
-def pool_delta(before: dict[str, float] | None, after: dict[str, float] | None) -> dict[str, Any] | None:
-    """Checkouts in the window: count, mean, the bucket bound under which 99 % fell, and how
-    many took over 1 ms and over 10 ms (waiting for a connection, or opening one)."""
+def hist_delta(before: dict[str, float] | None, after: dict[str, float] | None) -> dict[str, Any] | None:
+    """Observations in the window: count, mean, the bucket bounds under which 50 % and 99 %
+    fell, and how many took over 1 ms and over 10 ms."""
     if not after:
         return None
     d = {k: v - (before or {}).get(k, 0.0) for k, v in after.items()}
@@ -266,10 +272,33 @@ def pool_delta(before: dict[str, float] | None, after: dict[str, float] | None) 
     if n <= 0:
         return {"count": 0}
     bounds = sorted((float(k[3:]), v) for k, v in d.items() if k.startswith("le="))
-    p99 = next((b for b, v in bounds if v >= 0.99 * n), float("inf"))
     under = dict(bounds)
-    return {"count": int(n), "mean_ms": d.get("sum", 0.0) / n * 1000, "p99_le_ms": p99 * 1000,
-            "over_1ms": int(n - under.get(0.001, n)), "over_10ms": int(n - under.get(0.01, n))}
+
+    def le(q: float) -> float:
+        return next((b for b, v in bounds if v >= q * n), float("inf")) * 1000
+
+    return {"count": int(n), "mean_ms": d.get("sum", 0.0) / n * 1000, "p50_le_ms": le(0.5),
+            "p99_le_ms": le(0.99), "over_1ms": int(n - under.get(0.001, n)),
+            "over_10ms": int(n - under.get(0.01, n))}
+
+
+def fsync_probe(directory: Path, n: int = 25) -> dict[str, float]:
+    """fdatasync latency of the disk the data lives on, just before a run: the floor under
+    every durable commit (tipline's, the baseline's and PostgreSQL's WAL flush alike)."""
+    path = directory / "fsync-probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    times = []
+    try:
+        for _ in range(n):
+            os.write(fd, b"x" * 8192)
+            t = time.perf_counter()
+            os.fdatasync(fd)
+            times.append((time.perf_counter() - t) * 1000)
+    finally:
+        os.close(fd)
+        path.unlink()
+    times.sort()
+    return {"p50_ms": times[len(times) // 2], "p90_ms": times[int(len(times) * 0.9)], "max_ms": times[-1]}
 
 
 def start_baseline(db_url: str, workers: int, logs: Path) -> Server:
@@ -364,9 +393,10 @@ def run_load(server: Server, pg: PgCluster | None, *, client: str, concurrency: 
     else:
         argv = [sys.executable, str(HERE / "client_aiohttp.py"), str(cfg_path)]
     watch = CpuWatch(server, pg)
-    pool_before: dict[str, float] | None = None
-    pool_after: dict[str, float] | None = None
+    hist_before: dict[str, dict[str, float]] | None = None
+    hist_after: dict[str, dict[str, float]] | None = None
     load_before = os.getloadavg()[0]
+    fsync = fsync_probe(work)
     cpu: dict[str, float] = {}
     spread: list[int] = []
     done: dict[str, Any] | None = None
@@ -376,7 +406,7 @@ def run_load(server: Server, pg: PgCluster | None, *, client: str, concurrency: 
         event = json.loads(line)
         kind = event["event"]
         if kind == "measure":
-            pool_before = pool_checkouts(server)
+            hist_before = scrape_histograms(server)
             watch.begin()
             if on_measure is not None:
                 on_measure()
@@ -386,7 +416,7 @@ def run_load(server: Server, pg: PgCluster | None, *, client: str, concurrency: 
         elif kind == "stop":
             cpu = watch.end()
             spread = server.connections_per_worker()
-            pool_after = pool_checkouts(server)
+            hist_after = scrape_histograms(server)
         elif kind == "done":
             done = event
     proc.wait()
@@ -395,7 +425,10 @@ def run_load(server: Server, pg: PgCluster | None, *, client: str, concurrency: 
     window = float(done["window_s"])
     done.update(cpu)
     done["connections_per_worker"] = spread
-    done["pool_checkout"] = pool_delta(pool_before, pool_after) if pool_before is not None else None
+    for key in HISTOGRAMS:
+        done[key] = (hist_delta((hist_before or {}).get(key), (hist_after or {}).get(key))
+                     if hist_before is not None else None)
+    done["fsync_before"] = fsync
     done["loadavg_1m"] = [load_before, os.getloadavg()[0]]
     done["cycles_per_s"] = done["cycles"] / window
     done["client_cpu_share"] = done["client_cpu_s"] / window / NCPU
@@ -455,19 +488,23 @@ def latency_table(results: list[dict[str, Any]]) -> str:
     checkouts (tipline only) and the 1-minute load average before the run."""
     steps = ("submit", "upload", "fileinfo", "finish")
     rows = ["| backend | clients | target | cycles/s | " + " | ".join(f"{s} p50/p95/p99/max ms" for s in steps)
-            + " | cycle p50/p95/p99/max ms | pool checkouts >1 ms / >10 ms (mean) | conns/worker | load 1m |",
-            "|---|---:|---|---:|" + "---:|" * (len(steps) + 1) + "---:|---|---:|"]
+            + " | cycle p50/p95/p99/max ms | pool checkouts >1 ms / >10 ms (mean) | commit mean, p99 ≤ ms "
+            "| fdatasync p50/p90 ms | conns/worker | load 1m |",
+            "|---|---:|---|---:|" + "---:|" * (len(steps) + 1) + "---:|---:|---:|---|---:|"]
 
     def q(d: dict[str, Any]) -> str:
         return "/".join(f"{d.get(k) or 0:.0f}" for k in ("p50", "p95", "p99", "max"))
 
     for r in results:
-        pool = r.get("pool_checkout")
+        pool, commit, fs = r.get("pool"), r.get("commit"), r["fsync_before"]
         pool_s = (f"{pool['over_1ms']} / {pool['over_10ms']} of {pool['count']} ({pool['mean_ms']:.2f} ms)"
                   if pool and pool.get("count") else "–")
+        commit_s = (f"{commit['mean_ms']:.1f}, {commit['p99_le_ms']:.0f}" if commit and commit.get("count")
+                    else "–")
         rows.append(f"| {r['backend']} | {r['concurrency']} | {r['target']} | {r['cycles_per_s']:.1f} | "
                     + " | ".join(q(r["step_ms"][s]) for s in steps)
-                    + f" | {q(r['cycle_ms'])} | {pool_s} | {r['connections_per_worker']} | "
+                    + f" | {q(r['cycle_ms'])} | {pool_s} | {commit_s} | {fs['p50_ms']:.0f}/{fs['p90_ms']:.0f} "
+                    f"| {r['connections_per_worker']} | "
                     f"{r['loadavg_1m'][0]:.1f} |")
     return "\n".join(rows)
 
@@ -616,7 +653,7 @@ def main() -> None:
 
     out = {"started": stamp, "args": vars(args), "machine": info, "results": results, "profile": profile_out}
     path = RESULTS / f"intake-{stamp}.json"
-    path.write_text(json.dumps(out, indent=2))
+    path.write_text(json.dumps(out, indent=2, default=str))  # default: the Path arguments
     print()
     print(table(results))
     print()

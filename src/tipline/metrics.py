@@ -47,6 +47,11 @@ POOL_CHECKOUT = Histogram(
     "Time to get a database connection from the pool: waiting for a free one, or opening one.",
     buckets=POOL_BUCKETS,
 )
+DB_COMMIT = Histogram(
+    "tipline_db_commit_seconds",
+    "Time a COMMIT took: the wait for the database's durable flush (WAL fsync).",
+    buckets=POOL_BUCKETS,
+)
 STAGE_RUNS = Counter(
     "tipline_pipeline_stage_runs",
     "Enrichment stage runs recorded in the ledger (successful and failed), by stage.",
@@ -76,6 +81,11 @@ def record_request(route: str, method: str, code: int, seconds: float) -> None:
 def record_pool_checkout(seconds: float) -> None:
     """One connection taken from a pool (``tipline.store.db.TimedQueuePool``)."""
     POOL_CHECKOUT.observe(seconds)
+
+
+def record_commit(seconds: float) -> None:
+    """One committed transaction (``tipline.store.db``)."""
+    DB_COMMIT.observe(seconds)
 
 
 def record_stage_runs(runs: Iterable[tuple[str, str | None]]) -> None:

@@ -42,6 +42,25 @@ def _observe_checkout(seconds: float) -> None:
     record_pool_checkout(seconds)
 
 
+def _time_commits(engine: Engine) -> None:
+    """Record each COMMIT's duration: from the commit being issued to the connection's return
+    to the pool, which follows it at once (the reset after a finished transaction sends
+    nothing). That is the wait for the durable flush (WAL fsync) an acknowledgement rests on.
+    """
+
+    @event.listens_for(engine, "commit")
+    def _commit_issued(conn: Any) -> None:
+        conn.info["tipline_commit_t0"] = time.perf_counter()
+
+    @event.listens_for(engine, "checkin")
+    def _commit_done(_dbapi_conn: Any, record: Any) -> None:
+        began = record.info.pop("tipline_commit_t0", None)
+        if began is not None:
+            from tipline.metrics import record_commit
+
+            record_commit(time.perf_counter() - began)
+
+
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     """Create an engine with the settings each backend needs for durable, concurrent intake.
 
@@ -99,13 +118,16 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             if record.info.pop("tipline_write_lock", False):
                 gate.release()
 
+        _time_commits(engine)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     # No pre-ping: it costs a round trip per checkout (a tenth of intake's time); connections
     # are recycled instead, and a request that meets a dead one fails with a retryable code.
-    return create_engine(url, poolclass=TimedQueuePool, pool_size=pool_size, max_overflow=pool_size,
-                         pool_recycle=1800)
+    engine = create_engine(url, poolclass=TimedQueuePool, pool_size=pool_size, max_overflow=pool_size,
+                           pool_recycle=1800)
+    _time_commits(engine)
+    return engine
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
