@@ -216,13 +216,14 @@ def start_server(name: str, argv: list[str], env: dict[str, str], log_path: Path
 
 
 def start_tipline(data_dir: Path, db_url: str, workers: int, logs: Path, enrichment: bool = False,
-                  src: Path | None = None, name: str = "tipline") -> Server:
+                  src: Path | None = None, name: str = "tipline", extra_env: dict[str, str] | None = None) -> Server:
     # Enrichment off by default: this benchmark measures intake (issue 2); with it on, SQLite
     # also runs every enrichment stage in the serving process.
     env = {"TIPLINE_DATA_DIR": str(data_dir), "TIPLINE_DATABASE_URL": db_url,
            "TIPLINE_SERVE_ENRICHMENT": "1" if enrichment else "0"}
     if src is not None:  # that tree's tipline, not the one installed in the venv
         env["PYTHONPATH"] = str(src)
+    env.update(extra_env or {})
     tipline = [sys.executable, "-m", "tipline"]
     for argv in ([*tipline, "init"], [*tipline, "esp", "add", "Bench Platform", "--username", USER,
                                       "--password", PASSWORD]):
@@ -551,6 +552,9 @@ def main() -> None:
     ap.add_argument("--before-src", type=Path, default=None,
                     help="add a third target, 'before': tipline from this source tree (e.g. a "
                          "`git archive main src` copy), run interleaved with the other two")
+    ap.add_argument("--before-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="a setting for the before target only (repeatable), e.g. --before-src src "
+                         "--before-env TIPLINE_REUSE_PORT=0 to measure one change alone")
     ap.add_argument("--enrichment", action="store_true",
                     help="let tipline serve hook enrichment to every finish (default: intake only)")
     ap.add_argument("--nice", type=int, default=0,
@@ -622,7 +626,8 @@ def main() -> None:
                         log(f"{backend}: starting tipline (before: {args.before_src}) --workers {args.workers}")
                         b_t_url = pg.create_database("tipline_before") if pg and backend == "postgresql" else ""
                         servers["before"] = start_tipline(work / f"data-before-{backend}", b_t_url, args.workers,
-                                                          work, args.enrichment, src=args.before_src, name="before")
+                                                          work, args.enrichment, src=args.before_src, name="before",
+                                                          extra_env=dict(e.split("=", 1) for e in args.before_env))
                     if "baseline" in targets:
                         log(f"{backend}: starting baseline --workers {args.workers}")
                         servers["baseline"] = start_baseline(b_url, args.workers, work)
