@@ -339,15 +339,7 @@ def test_each_worker_listens_on_its_own_socket(served: tuple[str, Path]) -> None
         with concurrent.futures.ThreadPoolExecutor(32) as pool:
             codes = list(pool.map(lambda c: c.get("/healthz").status_code, clients))
         assert codes == [200] * 32
-        worker_pids = set()
-        for proc in Path("/proc").iterdir():
-            if proc.name.isdigit():
-                try:
-                    cmd = (proc / "cmdline").read_bytes()
-                except OSError:
-                    continue
-                if b"spawn_main" in cmd:
-                    worker_pids.add(int(proc.name))
+        worker_pids = _worker_pids()
         held = {pid: _connections_of(pid, port) for pid in worker_pids}
         assert sum(1 for n in held.values() if n > 0) == 2, held
     finally:
@@ -355,7 +347,46 @@ def test_each_worker_listens_on_its_own_socket(served: tuple[str, Path]) -> None
             c.close()
 
 
-def _connections_of(pid: int, port: int) -> int:
+def _worker_pids() -> set[int]:
+    pids = set()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if b"spawn_main" in (proc / "cmdline").read_bytes():
+                    pids.add(int(proc.name))
+            except OSError:
+                continue
+    return pids
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT and /proc/net/tcp: Linux")
+def test_a_killed_worker_is_replaced_on_its_own_socket(served: tuple[str, Path]) -> None:
+    # Connections the kernel hashes to a dead worker's socket wait in its backlog (the parent
+    # keeps the socket open) until the replacement accepts them: none is refused.
+    url, _ = served
+    port = int(url.rsplit(":", 1)[1])
+    before = _worker_pids()
+    victim = min(pid for pid in before if _listens_on(pid, port))
+    os.kill(victim, 9)
+    deadline = time.monotonic() + 60
+    while True:
+        now = _worker_pids()
+        if victim not in now and len({p for p in now if _listens_on(p, port)}) >= 2:
+            break
+        assert time.monotonic() < deadline, "the killed worker was not replaced"
+        time.sleep(0.2)
+    assert _listeners(port) == 2
+    for _ in range(40):  # new connections, hashed over both sockets
+        assert httpx.get(url + "/healthz", headers={"Connection": "close"}, timeout=30).status_code == 200
+
+
+def _listens_on(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a listening socket on ``port``."""
+    return _connections_of(pid, port, state="0A") > 0
+
+
+def _connections_of(pid: int, port: int, state: str = "01") -> int:
     """Established connections to ``port`` held by process ``pid`` (its socket inodes)."""
     inodes = set()
     try:
@@ -371,7 +402,7 @@ def _connections_of(pid: int, port: int) -> int:
     n = 0
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         f = line.split()
-        if f[3] == "01" and int(f[1].rsplit(":", 1)[1], 16) == port and f[9] in inodes:
+        if f[3] == state and int(f[1].rsplit(":", 1)[1], 16) == port and f[9] in inodes:
             n += 1
     return n
 
