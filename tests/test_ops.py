@@ -281,6 +281,8 @@ def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
             except httpx.HTTPError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
+                # Stopped first: reading the log of a server still running would wait forever.
+                proc.kill()
                 pytest.fail(f"serve did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
             time.sleep(0.2)
         if request.param != "operator's directory":
