@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -280,6 +281,8 @@ def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
             except httpx.HTTPError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
+                # Stopped first: reading the log of a server still running would wait forever.
+                proc.kill()
                 pytest.fail(f"serve did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
             time.sleep(0.2)
         if request.param != "operator's directory":
@@ -309,6 +312,141 @@ def test_metrics_sum_over_worker_processes(served: tuple[str, Path]) -> None:
         with httpx.Client(base_url=url, headers={"Connection": "close"}) as http:
             total = value(scrape(http), "tipline_http_requests_total", route="/readyz", method="GET", code="200")
         assert total - before == sent
+
+
+def _listeners(port: int) -> int:
+    """Listening TCP sockets on ``port`` (IPv4), from /proc/net/tcp (state 0A: LISTEN)."""
+    n = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+            n += 1
+    return n
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT and /proc/net/tcp: Linux")
+def test_each_worker_listens_on_its_own_socket(served: tuple[str, Path]) -> None:
+    # One shared socket let one worker accept 31 of 32 keep-alive connections opened in a
+    # burst (benchmarks/intake); with SO_REUSEPORT there is one listener per worker.
+    url, _ = served
+    port = int(url.rsplit(":", 1)[1])
+    assert _listeners(port) == 2
+    # A burst of keep-alive connections opened at once is spread over both workers: a
+    # fixed hash of 32 client ports puts them all on one socket with probability 2**-31.
+    import concurrent.futures
+
+    clients = [httpx.Client(base_url=url) for _ in range(32)]
+    try:
+        with concurrent.futures.ThreadPoolExecutor(32) as pool:
+            codes = list(pool.map(lambda c: c.get("/healthz").status_code, clients))
+        assert codes == [200] * 32
+        worker_pids = _worker_pids()
+        held = {pid: _connections_of(pid, port) for pid in worker_pids}
+        assert sum(1 for n in held.values() if n > 0) == 2, held
+    finally:
+        for c in clients:
+            c.close()
+
+
+def _worker_pids() -> set[int]:
+    pids = set()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if b"spawn_main" in (proc / "cmdline").read_bytes():
+                    pids.add(int(proc.name))
+            except OSError:
+                continue
+    return pids
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT and /proc/net/tcp: Linux")
+def test_a_killed_worker_is_replaced_on_its_own_socket(served: tuple[str, Path]) -> None:
+    # Connections the kernel hashes to a dead worker's socket wait in its backlog (the parent
+    # keeps the socket open) until the replacement accepts them: none is refused.
+    url, _ = served
+    port = int(url.rsplit(":", 1)[1])
+    before = _worker_pids()
+    victim = min(pid for pid in before if _listens_on(pid, port))
+    os.kill(victim, 9)
+    deadline = time.monotonic() + 60
+    while True:
+        now = _worker_pids()
+        if victim not in now and len({p for p in now if _listens_on(p, port)}) >= 2:
+            break
+        assert time.monotonic() < deadline, "the killed worker was not replaced"
+        time.sleep(0.2)
+    assert _listeners(port) == 2
+    for _ in range(40):  # new connections, hashed over both sockets
+        assert httpx.get(url + "/healthz", headers={"Connection": "close"}, timeout=30).status_code == 200
+
+
+def _listens_on(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a listening socket on ``port``."""
+    return _connections_of(pid, port, state="0A") > 0
+
+
+def _connections_of(pid: int, port: int, state: str = "01") -> int:
+    """Established connections to ``port`` held by process ``pid`` (its socket inodes)."""
+    inodes = set()
+    try:
+        for fd in (Path("/proc") / str(pid) / "fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    except OSError:
+        return 0
+    n = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        f = line.split()
+        if f[3] == state and int(f[1].rsplit(":", 1)[1], 16) == port and f[9] in inodes:
+            n += 1
+    return n
+
+
+def test_reuse_port_sockets_share_one_address() -> None:
+    from tipline.web.serving import bind_reuse_port, reuse_port_available
+
+    if not reuse_port_available():
+        pytest.skip("no SO_REUSEPORT here")
+    socks = bind_reuse_port("127.0.0.1", 0, 3, 16)
+    try:
+        ports = {s.getsockname()[1] for s in socks}
+        assert len(ports) == 1 and _listeners(ports.pop()) == 3
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_route_label_memo_agrees_with_the_scan(client: TestClient) -> None:
+    from fastapi.routing import iter_route_contexts
+
+    from tipline.web.ops import RouteLabels
+
+    app = client.app
+    fast, reference = RouteLabels(app), RouteLabels(app)  # type: ignore[arg-type]
+    paths = {"/", "/no/such/path", "/ispws", "/ispws/", "/static/tipline.css", "/api/v1/reports/123"}
+    for rc in iter_route_contexts(app.routes):  # type: ignore[attr-defined]
+        template = getattr(rc, "path_format", None)
+        if isinstance(template, str):
+            paths.add(template)
+            paths.add(template.replace("{", "x").replace("}", ""))
+            for value in ("1", "abc"):
+                paths.add(re.sub(r"\{[^}]+\}", value, template))
+    methods = ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "FOO")
+    for _ in range(2):  # the second round is answered from the memo
+        for path in sorted(paths):
+            for method in methods:
+                scope = {"type": "http", "path": path, "root_path": "", "method": method}
+                assert fast.label(scope) == reference.scan(path, method), (path, method)
+    assert fast._memo, "nothing was remembered: the fast path was never taken"
+    assert all(template == path for (path, _), template in fast._memo.items())
+    assert "/ispws/submit" in {p for p, _ in fast._memo}
 
 
 # --- docs -------------------------------------------------------------------------------------

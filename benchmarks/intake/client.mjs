@@ -164,7 +164,7 @@ function summary(values) {
   const at = (p) => (s.length ? s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] : null);
   let sum = 0;
   for (const v of s) sum += v;
-  return { n: s.length, p50: at(50), p90: at(90), p99: at(99), mean: s.length ? sum / s.length : null,
+  return { n: s.length, p50: at(50), p90: at(90), p95: at(95), p99: at(99), mean: s.length ? sum / s.length : null,
     max: s.length ? s[s.length - 1] : null };
 }
 

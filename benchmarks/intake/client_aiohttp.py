@@ -44,7 +44,7 @@ def summary(values: list[float]) -> dict[str, float | int | None]:
     def at(p: float) -> float | None:
         return s[min(len(s) - 1, max(0, math.ceil(p / 100 * len(s)) - 1))] if s else None
 
-    return {"n": len(s), "p50": at(50), "p90": at(90), "p99": at(99),
+    return {"n": len(s), "p50": at(50), "p90": at(90), "p95": at(95), "p99": at(99),
             "mean": sum(s) / len(s) if s else None, "max": s[-1] if s else None}
 
 

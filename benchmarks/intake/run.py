@@ -9,6 +9,7 @@ Prints a table and writes benchmarks/results/intake-<timestamp>.json. See benchm
 
     .venv/bin/python benchmarks/intake/run.py [--seconds 20] [--backends sqlite,postgresql]
         [--concurrency 1,8,32] [--workers 2] [--client aiohttp|node] [--profile]
+        [--before-src DIR]   # a third target: tipline from another source tree (e.g. main)
 """
 
 from __future__ import annotations
@@ -149,6 +150,7 @@ class Server:
     proc: subprocess.Popen[bytes]
     port: int
     log_path: Path
+    auth: tuple[str, str] | None = None
 
     @property
     def base(self) -> str:
@@ -195,7 +197,7 @@ def start_server(name: str, argv: list[str], env: dict[str, str], log_path: Path
                  auth: tuple[str, str] | None) -> Server:
     proc = subprocess.Popen(argv, env={**os.environ, **env}, cwd=REPO, stdout=log_path.open("ab"),
                             stderr=subprocess.STDOUT, start_new_session=True)
-    server = Server(name, proc, port, log_path)
+    server = Server(name, proc, port, log_path, auth)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -213,18 +215,91 @@ def start_server(name: str, argv: list[str], env: dict[str, str], log_path: Path
     raise SystemExit(f"{name} did not start:\n{log_path.read_text()[-3000:]}")
 
 
-def start_tipline(data_dir: Path, db_url: str, workers: int, logs: Path, enrichment: bool = False) -> Server:
+def start_tipline(data_dir: Path, db_url: str, workers: int, logs: Path, enrichment: bool = False,
+                  src: Path | None = None, name: str = "tipline", extra_env: dict[str, str] | None = None) -> Server:
     # Enrichment off by default: this benchmark measures intake (issue 2); with it on, SQLite
     # also runs every enrichment stage in the serving process.
     env = {"TIPLINE_DATA_DIR": str(data_dir), "TIPLINE_DATABASE_URL": db_url,
            "TIPLINE_SERVE_ENRICHMENT": "1" if enrichment else "0"}
-    tipline = str(VENV_BIN / "tipline")
-    for argv in ([tipline, "init"], [tipline, "esp", "add", "Bench Platform", "--username", USER,
-                                     "--password", PASSWORD]):
+    if src is not None:  # that tree's tipline, not the one installed in the venv
+        env["PYTHONPATH"] = str(src)
+    env.update(extra_env or {})
+    tipline = [sys.executable, "-m", "tipline"]
+    for argv in ([*tipline, "init"], [*tipline, "esp", "add", "Bench Platform", "--username", USER,
+                                      "--password", PASSWORD]):
         subprocess.run(argv, env={**os.environ, **env}, check=True, capture_output=True)
     port = free_port()
-    return start_server("tipline", [tipline, "serve", "--port", str(port), "--workers", str(workers)],
-                        env, logs / "tipline.log", port, (USER, PASSWORD))
+    return start_server(name, [*tipline, "serve", "--port", str(port), "--workers", str(workers)],
+                        env, logs / f"{name}.log", port, (USER, PASSWORD))
+
+
+#: tipline's own histograms read after each run (absent from the baseline and older trees).
+HISTOGRAMS = {"pool": "tipline_db_pool_checkout_seconds", "commit": "tipline_db_commit_seconds"}
+
+
+def scrape_histograms(server: Server) -> dict[str, dict[str, float]] | None:
+    """The HISTOGRAMS from tipline's /metrics, summed over its workers (None for the baseline)."""
+    if server.auth is None:
+        return None
+    try:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        text = httpx.get(f"http://127.0.0.1:{server.port}/metrics", timeout=10).text
+    except Exception:
+        return None
+    out: dict[str, dict[str, float]] = {}
+    for fam in text_string_to_metric_families(text):
+        for key, name in HISTOGRAMS.items():
+            if fam.name != name:
+                continue
+            h = out.setdefault(key, {})
+            for smp in fam.samples:
+                if smp.name.endswith("_bucket"):
+                    h[f"le={smp.labels['le']}"] = smp.value
+                elif smp.name.endswith("_count"):
+                    h["count"] = smp.value
+                elif smp.name.endswith("_sum"):
+                    h["sum"] = smp.value
+    return out
+
+
+def hist_delta(before: dict[str, float] | None, after: dict[str, float] | None) -> dict[str, Any] | None:
+    """Observations in the window: count, mean, the bucket bounds under which 50 % and 99 %
+    fell, and how many took over 1 ms and over 10 ms."""
+    if not after:
+        return None
+    d = {k: v - (before or {}).get(k, 0.0) for k, v in after.items()}
+    n = d.get("count", 0.0)
+    if n <= 0:
+        return {"count": 0}
+    bounds = sorted((float(k[3:]), v) for k, v in d.items() if k.startswith("le="))
+    under = dict(bounds)
+
+    def le(q: float) -> float:
+        return next((b for b, v in bounds if v >= q * n), float("inf")) * 1000
+
+    return {"count": int(n), "mean_ms": d.get("sum", 0.0) / n * 1000, "p50_le_ms": le(0.5),
+            "p99_le_ms": le(0.99), "over_1ms": int(n - under.get(0.001, n)),
+            "over_10ms": int(n - under.get(0.01, n))}
+
+
+def fsync_probe(directory: Path, n: int = 25) -> dict[str, float]:
+    """fdatasync latency of the disk the data lives on, just before a run: the floor under
+    every durable commit (tipline's, the baseline's and PostgreSQL's WAL flush alike)."""
+    path = directory / "fsync-probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    times = []
+    try:
+        for _ in range(n):
+            os.write(fd, b"x" * 8192)
+            t = time.perf_counter()
+            os.fdatasync(fd)
+            times.append((time.perf_counter() - t) * 1000)
+    finally:
+        os.close(fd)
+        path.unlink()
+    times.sort()
+    return {"p50_ms": times[len(times) // 2], "p90_ms": times[int(len(times) * 0.9)], "max_ms": times[-1]}
 
 
 def start_baseline(db_url: str, workers: int, logs: Path) -> Server:
@@ -319,6 +394,10 @@ def run_load(server: Server, pg: PgCluster | None, *, client: str, concurrency: 
     else:
         argv = [sys.executable, str(HERE / "client_aiohttp.py"), str(cfg_path)]
     watch = CpuWatch(server, pg)
+    hist_before: dict[str, dict[str, float]] | None = None
+    hist_after: dict[str, dict[str, float]] | None = None
+    load_before = os.getloadavg()[0]
+    fsync = fsync_probe(work)
     cpu: dict[str, float] = {}
     spread: list[int] = []
     done: dict[str, Any] | None = None
@@ -328,6 +407,7 @@ def run_load(server: Server, pg: PgCluster | None, *, client: str, concurrency: 
         event = json.loads(line)
         kind = event["event"]
         if kind == "measure":
+            hist_before = scrape_histograms(server)
             watch.begin()
             if on_measure is not None:
                 on_measure()
@@ -337,6 +417,7 @@ def run_load(server: Server, pg: PgCluster | None, *, client: str, concurrency: 
         elif kind == "stop":
             cpu = watch.end()
             spread = server.connections_per_worker()
+            hist_after = scrape_histograms(server)
         elif kind == "done":
             done = event
     proc.wait()
@@ -345,6 +426,11 @@ def run_load(server: Server, pg: PgCluster | None, *, client: str, concurrency: 
     window = float(done["window_s"])
     done.update(cpu)
     done["connections_per_worker"] = spread
+    for key in HISTOGRAMS:
+        done[key] = (hist_delta((hist_before or {}).get(key), (hist_after or {}).get(key))
+                     if hist_before is not None else None)
+    done["fsync_before"] = fsync
+    done["loadavg_1m"] = [load_before, os.getloadavg()[0]]
     done["cycles_per_s"] = done["cycles"] / window
     done["client_cpu_share"] = done["client_cpu_s"] / window / NCPU
     done["server_cpu_share"] = cpu.get("server_cpu_s", 0.0) / window / NCPU
@@ -398,6 +484,32 @@ def machine_info(pg: PgCluster | None) -> dict[str, Any]:
             "postgresql": pg.settings() if pg else None}
 
 
+def latency_table(results: list[dict[str, Any]]) -> str:
+    """Per target: p50/p95/p99/max of each ISPWS call and of the whole cycle, the pool's
+    checkouts (tipline only) and the 1-minute load average before the run."""
+    steps = ("submit", "upload", "fileinfo", "finish")
+    rows = ["| backend | clients | target | cycles/s | " + " | ".join(f"{s} p50/p95/p99/max ms" for s in steps)
+            + " | cycle p50/p95/p99/max ms | pool checkouts >1 ms / >10 ms (mean) | commit mean, p99 ≤ ms "
+            "| fdatasync p50/p90 ms | conns/worker | load 1m |",
+            "|---|---:|---|---:|" + "---:|" * (len(steps) + 1) + "---:|---:|---:|---|---:|"]
+
+    def q(d: dict[str, Any]) -> str:
+        return "/".join(f"{d.get(k) or 0:.0f}" for k in ("p50", "p95", "p99", "max"))
+
+    for r in results:
+        pool, commit, fs = r.get("pool"), r.get("commit"), r["fsync_before"]
+        pool_s = (f"{pool['over_1ms']} / {pool['over_10ms']} of {pool['count']} ({pool['mean_ms']:.2f} ms)"
+                  if pool and pool.get("count") else "–")
+        commit_s = (f"{commit['mean_ms']:.1f}, {commit['p99_le_ms']:.0f}" if commit and commit.get("count")
+                    else "–")
+        rows.append(f"| {r['backend']} | {r['concurrency']} | {r['target']} | {r['cycles_per_s']:.1f} | "
+                    + " | ".join(q(r["step_ms"][s]) for s in steps)
+                    + f" | {q(r['cycle_ms'])} | {pool_s} | {commit_s} | {fs['p50_ms']:.0f}/{fs['p90_ms']:.0f} "
+                    f"| {r['connections_per_worker']} | "
+                    f"{r['loadavg_1m'][0]:.1f} |")
+    return "\n".join(rows)
+
+
 def table(results: list[dict[str, Any]]) -> str:
     rows = ["| backend | clients | tipline cycles/s | p50 ms | p99 ms | baseline cycles/s | p50 ms | p99 ms "
             "| ratio | failures (t/b) | client CPU (t/b) | other load (t/b) |",
@@ -418,6 +530,10 @@ def table(results: list[dict[str, Any]]) -> str:
             ccpu = f"{t['client_cpu_share']:.0%}/{b['client_cpu_share']:.0%}" if t and b else "–"
             other = f"{t['other_cpu_share']:.0%}/{b['other_cpu_share']:.0%}" if t and b else "–"
             rows.append(f"| {backend} | {conc} | {cells(t)} | {cells(b)} | {ratio} | {fails} | {ccpu} | {other} |")
+            if (m := keyed.get((backend, conc, "before"))) is not None:
+                m_ratio = f"{m['cycles_per_s'] / b['cycles_per_s']:.2f}" if b and b["cycles_per_s"] else "–"
+                rows.append(f"| {backend} | {conc} | before: {cells(m)} | (same) | – | – | {m_ratio} | "
+                            f"{m['failed']}/– | {m['client_cpu_share']:.0%}/– | {m['other_cpu_share']:.0%}/– |")
     return "\n".join(rows)
 
 
@@ -428,7 +544,17 @@ def main() -> None:
     ap.add_argument("--backends", default="sqlite,postgresql", help="comma-separated: sqlite,postgresql")
     ap.add_argument("--concurrency", default="1,8,32", help="comma-separated client counts (default 1,8,32)")
     ap.add_argument("--workers", type=int, default=2, help="uvicorn workers for both servers (default 2)")
-    ap.add_argument("--targets", default="tipline,baseline", help="comma-separated: tipline,baseline")
+    ap.add_argument("--targets", default="tipline,baseline",
+                    help="comma-separated: tipline,baseline (before is added by --before-src)")
+    ap.add_argument("--src", type=Path, default=None,
+                    help="tipline source tree (its src/ directory) for the tipline target; default: the "
+                         "tipline installed in the venv")
+    ap.add_argument("--before-src", type=Path, default=None,
+                    help="add a third target, 'before': tipline from this source tree (e.g. a "
+                         "`git archive main src` copy), run interleaved with the other two")
+    ap.add_argument("--before-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="a setting for the before target only (repeatable), e.g. --before-src src "
+                         "--before-env TIPLINE_REUSE_PORT=0 to measure one change alone")
     ap.add_argument("--enrichment", action="store_true",
                     help="let tipline serve hook enrichment to every finish (default: intake only)")
     ap.add_argument("--nice", type=int, default=0,
@@ -448,7 +574,9 @@ def main() -> None:
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     if unknown := set(backends) - {"sqlite", "postgresql"}:
         ap.error(f"unknown backend(s): {', '.join(sorted(unknown))}")
-    if unknown := set(targets) - {"tipline", "baseline"}:
+    if args.before_src is not None and "before" not in targets:
+        targets.append("before")
+    if unknown := set(targets) - {"tipline", "baseline", "before"}:
         ap.error(f"unknown target(s): {', '.join(sorted(unknown))}")
     if args.client == "auto":
         try:
@@ -493,7 +621,13 @@ def main() -> None:
                     if "tipline" in targets:
                         log(f"{backend}: starting tipline serve --workers {args.workers}")
                         servers["tipline"] = start_tipline(work / f"data-{backend}", t_url, args.workers, work,
-                                                                   args.enrichment)
+                                                           args.enrichment, src=args.src)
+                    if "before" in targets:
+                        log(f"{backend}: starting tipline (before: {args.before_src}) --workers {args.workers}")
+                        b_t_url = pg.create_database("tipline_before") if pg and backend == "postgresql" else ""
+                        servers["before"] = start_tipline(work / f"data-before-{backend}", b_t_url, args.workers,
+                                                          work, args.enrichment, src=args.before_src, name="before",
+                                                          extra_env=dict(e.split("=", 1) for e in args.before_env))
                     if "baseline" in targets:
                         log(f"{backend}: starting baseline --workers {args.workers}")
                         servers["baseline"] = start_baseline(b_url, args.workers, work)
@@ -517,16 +651,18 @@ def main() -> None:
                     for s in servers.values():
                         s.stop()
     finally:
-        for name in ("tipline.log", "baseline.log"):
+        for name in ("tipline.log", "baseline.log", "before.log"):
             if (work / name).exists():
                 shutil.copy(work / name, RESULTS / f"intake-{stamp}-{name}")
         shutil.rmtree(work, ignore_errors=True)
 
     out = {"started": stamp, "args": vars(args), "machine": info, "results": results, "profile": profile_out}
     path = RESULTS / f"intake-{stamp}.json"
-    path.write_text(json.dumps(out, indent=2))
+    path.write_text(json.dumps(out, indent=2, default=str))  # default: the Path arguments
     print()
     print(table(results))
+    print()
+    print(latency_table(results))
     print()
     if results:
         share = max(r["client_cpu_share"] for r in results)

@@ -63,6 +63,16 @@ class Settings:
     auth_recheck_seconds: int = 2
     #: Number of uvicorn worker processes for ``tipline serve``.
     workers: int = 1
+    #: 1: with several workers, each has its own listening socket (``SO_REUSEPORT``, Linux),
+    #: so the kernel spreads connections evenly; 0: one shared socket, which under a burst of
+    #: new keep-alive connections lets one worker accept nearly all of them.
+    reuse_port: int = 1
+    #: Threads per serving process for blocking work (database, parsing): the size of the
+    #: ASGI server's thread pool (anyio's default is 40).
+    serve_threads: int = 40
+    #: Database connections each process keeps open; 0: as many as ``serve_threads``, so no
+    #: request thread waits for a connection or opens one of its own.
+    db_pool_size: int = 0
     #: GeoIP database (mmdb); empty means the bundled DB-IP City Lite database (CC BY 4.0).
     geoip_db: str = ""
     #: Job queue for enrichment: ``auto`` (Procrastinate on PostgreSQL, in-process otherwise),
@@ -139,6 +149,10 @@ class Settings:
                 values[f.name] = _float(f"TIPLINE_{f.name.upper()}", f.default)  # type: ignore[arg-type]
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def effective_pool_size(self) -> int:
+        return self.db_pool_size if self.db_pool_size > 0 else max(1, self.serve_threads)
 
     @property
     def effective_database_url(self) -> str:

@@ -39,6 +39,19 @@ HTTP_LATENCY = Histogram(
     ["route", "method"],
     buckets=LATENCY_BUCKETS,
 )
+#: Seconds: from 50 µs (a free pooled connection) to 30 s (the pool's own timeout).
+POOL_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+POOL_CHECKOUT = Histogram(
+    "tipline_db_pool_checkout_seconds",
+    "Time to get a database connection from the pool: waiting for a free one, or opening one.",
+    buckets=POOL_BUCKETS,
+)
+DB_COMMIT = Histogram(
+    "tipline_db_commit_seconds",
+    "Time a COMMIT took: the wait for the database's durable flush (WAL fsync).",
+    buckets=POOL_BUCKETS,
+)
 STAGE_RUNS = Counter(
     "tipline_pipeline_stage_runs",
     "Enrichment stage runs recorded in the ledger (successful and failed), by stage.",
@@ -63,6 +76,16 @@ def record_request(route: str, method: str, code: int, seconds: float) -> None:
     """Count one answered HTTP request and its latency."""
     HTTP_REQUESTS.labels(route=route, method=method, code=str(code)).inc()
     HTTP_LATENCY.labels(route=route, method=method).observe(seconds)
+
+
+def record_pool_checkout(seconds: float) -> None:
+    """One connection taken from a pool (``tipline.store.db.TimedQueuePool``)."""
+    POOL_CHECKOUT.observe(seconds)
+
+
+def record_commit(seconds: float) -> None:
+    """One committed transaction (``tipline.store.db``)."""
+    DB_COMMIT.observe(seconds)
 
 
 def record_stage_runs(runs: Iterable[tuple[str, str | None]]) -> None:

@@ -36,7 +36,9 @@ class Runtime:
             raise NotInitialised(
                 f"no blob key at {key_path}: run `tipline init` (data dir {settings.data_dir})"
             )
-        engine = make_engine(settings.effective_database_url)
+        # One connection per thread of the server's pool: a smaller pool makes request threads
+        # queue for connections, or open and close overflow ones per request.
+        engine = make_engine(settings.effective_database_url, pool_size=settings.effective_pool_size)
         sessions = make_sessionmaker(engine)
         blobs = BlobStore(settings.blob_dir, load_key(key_path), settings.inline_blob_bytes)
         return cls(

@@ -28,8 +28,21 @@ def serve_http(settings: Settings, host: str, port: int, workers: int | None) ->
     click.echo(f"tipline serving on http://{host}:{port}  (data: {settings.data_dir})")
     if metrics_dir is not None:
         click.echo(f"{n} worker processes; /metrics sums them (files in {metrics_dir})")
+    # A worker that does not answer the supervisor's ping within this many seconds is killed
+    # and replaced. uvicorn's 5 s is shorter than a spawned worker's start-up (re-importing
+    # the CLI) on a busy machine: workers were killed while still starting, over and over.
+    healthcheck = 30
+    if n > 1 and settings.reuse_port:
+        from tipline.web.serving import reuse_port_available, run_reuse_port
+
+        if reuse_port_available():
+            run_reuse_port("tipline.web.app:app_factory", factory=True, host=host, port=port,
+                           workers=n, log_level="info", access_log=False,
+                           timeout_worker_healthcheck=healthcheck)
+            return
+        click.echo("SO_REUSEPORT is not available here: the workers share one socket")
     uvicorn.run("tipline.web.app:app_factory", factory=True, host=host, port=port,
-                workers=n, log_level="info", access_log=False)
+                workers=n, log_level="info", access_log=False, timeout_worker_healthcheck=healthcheck)
 
 
 def prepare_metrics_dir(settings: Settings, workers: int) -> Path | None:

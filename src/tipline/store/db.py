@@ -13,15 +13,65 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
+class TimedQueuePool(QueuePool):
+    """SQLAlchemy's queue pool, recording how long each checkout took.
+
+    The time covers waiting for a free connection and, when the pool opens a new one, the
+    connect: both are time a request spends before its first statement, and under load they
+    are where a pool too small for the server's thread pool shows
+    (``tipline_db_pool_checkout_seconds``).
+    """
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        began = time.perf_counter()
+        try:
+            return super()._do_get()
+        finally:
+            _observe_checkout(time.perf_counter() - began)
+
+
+def _observe_checkout(seconds: float) -> None:
+    # Imported on first use: prometheus-client costs ~0.1 s, which CLI start-up avoids.
+    from tipline.metrics import record_pool_checkout
+
+    record_pool_checkout(seconds)
+
+
+def _time_commits(engine: Engine) -> None:
+    """Record each COMMIT's duration: from the commit being issued to the connection's return
+    to the pool, which follows it at once (the reset after a finished transaction sends
+    nothing). That is the wait for the durable flush (WAL fsync) an acknowledgement rests on.
+    """
+
+    @event.listens_for(engine, "commit")
+    def _commit_issued(conn: Any) -> None:
+        conn.info["tipline_commit_t0"] = time.perf_counter()
+
+    @event.listens_for(engine, "checkin")
+    def _commit_done(_dbapi_conn: Any, record: Any) -> None:
+        began = record.info.pop("tipline_commit_t0", None)
+        if began is not None:
+            from tipline.metrics import record_commit
+
+            record_commit(time.perf_counter() - began)
+
+
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
-    """Create an engine with the settings each backend needs for durable, concurrent intake."""
+    """Create an engine with the settings each backend needs for durable, concurrent intake.
+
+    ``pool_size`` connections stay open once opened (``tipline serve`` passes its thread
+    count, ``TIPLINE_DB_POOL_SIZE``); as many again may be opened beyond them, each closed
+    after use.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
+            poolclass=TimedQueuePool,
             # The driver's own transaction handling is switched off so that we can BEGIN
             # IMMEDIATE: writers queue on the lock up front instead of failing to upgrade.
             connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
@@ -68,12 +118,16 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             if record.info.pop("tipline_write_lock", False):
                 gate.release()
 
+        _time_commits(engine)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     # No pre-ping: it costs a round trip per checkout (a tenth of intake's time); connections
     # are recycled instead, and a request that meets a dead one fails with a retryable code.
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+    engine = create_engine(url, poolclass=TimedQueuePool, pool_size=pool_size, max_overflow=pool_size,
+                           pool_recycle=1800)
+    _time_commits(engine)
+    return engine
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -75,6 +75,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The thread pool that runs every blocking request step (run_in_threadpool); the
+        # database pool is sized to match it (Runtime.open), so no thread waits for a connection.
+        import anyio.to_thread
+
+        anyio.to_thread.current_default_thread_limiter().total_tokens = max(1, rt.settings.serve_threads)
         task = asyncio.create_task(_purge_loop(rt))
         installed = None
         if enrich:

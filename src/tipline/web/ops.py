@@ -56,10 +56,17 @@ class RouteLabels:
     none), so the request is matched against the app's routes as mounted, prefixes included.
     """
 
+    #: Most (path, method) answers remembered; a client chooses both, so the memo is bounded.
+    MEMO_LIMIT = 4096
+
     def __init__(self, app: FastAPI) -> None:
         self.app = app
         self._n_routes = -1
         self._table: list[tuple[re.Pattern[str], frozenset[str] | None, str]] = []
+        # (path, method) -> template, for paths answered by a route without parameters (the
+        # ISPWS calls, health, metrics): a dict lookup instead of a scan of ~200 regexes per
+        # request. Paths with ids are not remembered: one entry per report would be unbounded.
+        self._memo: dict[tuple[str, str], str] = {}
 
     def _routes(self) -> list[tuple[re.Pattern[str], frozenset[str] | None, str]]:
         if len(self.app.routes) != self._n_routes:  # routes are added until start-up ends
@@ -72,19 +79,32 @@ class RouteLabels:
                     methods = getattr(rc, "methods", None)
                     table.append((regex, frozenset(methods) if methods else None, template))
             self._table = table
+            self._memo = {}
             self._n_routes = len(self.app.routes)
         return self._table
 
     def label(self, scope: Scope) -> str:
+        """``scan``'s answer, remembered for paths that are a route's whole template."""
+        path = get_route_path(scope)
+        method = str(scope.get("method", ""))
+        table = self._routes()  # first: a changed route table empties the memo
+        hit = self._memo.get((path, method))
+        if hit is not None:
+            return hit
+        template = self.scan(path, method, table)
+        if template == path and len(self._memo) < self.MEMO_LIMIT:
+            self._memo[(path, method)] = template
+        return template
+
+    def scan(self, path: str, method: str,
+             table: list[tuple[re.Pattern[str], frozenset[str] | None, str]] | None = None) -> str:
         """The template of the first route whose path and method match (as the router picks),
         else of the first whose path matches (a wrong method answers 405 under that
-        template), else ``UNMATCHED``."""
-        path = get_route_path(scope)
-        method = scope.get("method", "")
+        template), else ``UNMATCHED``. The plain reference the memo in ``label`` must agree with."""
         partial = None
         # The router's own regexes, without its full match (which costs 5x as much): the
         # same answer for every route here, which match on path and method alone.
-        for regex, methods, template in self._routes():
+        for regex, methods, template in (table if table is not None else self._routes()):
             if regex.match(path):
                 if methods is None or method in methods:
                     return template
