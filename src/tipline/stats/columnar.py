@@ -695,9 +695,19 @@ def _facts(con: duckdb.DuckDBPyConnection, table: str, bys: Sequence[str | None]
             f"agency, stratum_priority, agency_kind, stratum_type, located, {counts}", cube,
             "agency, stratum_priority, agency_kind, stratum_type, located", "ORDER BY min(k0)"):
         out[b][g].patterns.append((str(ag), (str(pr), str(kind), str(ty), str(loc)), int(k), int(a), int(u)))
+    # The delays: tens of thousands of (group, days, observed) rows per cube, so each group's
+    # come back as three lists (DuckDB builds them; one Python row per group, not per day).
     for source, attr in ((cube_feedback, "to_feedback"), (cube_arrest, "to_arrest")):
-        for (b, g), (d, o, n) in run("days, observed, sum(n)", source, "days, observed", "ORDER BY days, observed"):
-            getattr(out[b][g], attr).append((int(d), bool(o), int(n)))
+        inner = (f"SELECT {gid} AS gid, {gsel}, days, observed, sum(n) AS n FROM {source} "
+                 f"GROUP BY GROUPING SETS ({sets('days, observed')})")
+        glist = ", ".join(gcols) if gcols else "NULL"
+        order = "ORDER BY days, observed"
+        for row in con.execute(f"SELECT gid, {glist}, list(days {order}), list(observed {order}), list(n {order}) "
+                               f"FROM ({inner}) GROUP BY ALL").fetchall():
+            b = masks.get(int(row[0]))
+            g = row[1 + named.index(b)] if b is not None else "total"
+            days, observed, ns = row[1 + width:]
+            getattr(out[b][g], attr).extend(zip(days, observed, ns, strict=True))
     return out
 
 
