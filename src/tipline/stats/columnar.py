@@ -229,7 +229,8 @@ ROW_FACTS = ("report_facts", "file_facts", "recipient_facts", "units_all", "unit
 #: their bootstraps); a build over an export without them runs the very same SQL over the
 #: row-level facts (the reference the tests compare with).
 AGGREGATES = ("agg_reports", "agg_files", "agg_recipients", "agg_incidents",
-              *(f"{u}_{c}" for u in ("units_all", "units_escalated") for c in ("cube", "cube_feedback", "cube_arrest")))
+              *(f"{u}_{c}" for u in ("units_all", "units_escalated")
+                for c in ("cube", "cube_feedback", "cube_arrest", "cube_feedback_lists", "cube_arrest_lists")))
 DERIVED = (*ROW_FACTS, *AGGREGATES)
 
 
@@ -299,6 +300,9 @@ def derive(directory: Path, year: int, *, memory_limit: str = "2GB", threads: in
             censor = _censor(_year_scope(year, escalated), as_of)
             for cube, sql in _cube_sql("t_units", named, censor).items():
                 _copy(con, sql, directory / f"{name}_{cube}.parquet")
+            for cube in ("cube_feedback", "cube_arrest"):
+                source = f"read_parquet({_sql_str(str(directory / f'{name}_{cube}.parquet'))})"
+                _copy(con, _delay_lists_sql(source, named, [None, *named]), directory / f"{name}_{cube}_lists.parquet")
             info[name] = {"asOf": as_of.isoformat() if as_of else None,
                           "cubes": {"censor": censor.isoformat(), "by": named}}
             con.execute("DROP TABLE t_units")
@@ -628,6 +632,22 @@ def _cube_sql(table: str, named: Sequence[str], censor: date) -> dict[str, str]:
     return out
 
 
+def _delay_lists_sql(source: str, named: Sequence[str], bys: Sequence[str | None]) -> str:
+    """Each group's delays (days, observed, units) of every breakdown of ``bys`` (None: the
+    total) from a delay cube with g<i> columns for ``named``: one row per group, GROUPING()
+    of the g columns first (as :func:`_facts` reads it), the group's string per g column,
+    then three lists in (days, observed) order."""
+    gcols = [f"g{i}" for i in range(len(named))]
+    gid = f"GROUPING({', '.join(gcols)})" if gcols else "0"
+    gsel = ", ".join(gcols) if gcols else "NULL"
+    sets = ", ".join("(" + ", ".join(([f"g{named.index(b)}"] if b is not None else []) + ["days", "observed"]) + ")"
+                     for b in dict.fromkeys(bys))
+    order = "ORDER BY days, observed"
+    return (f"SELECT gid, {gsel}, list(days {order}), list(observed {order}), list(n {order}) "
+            f"FROM (SELECT {gid} AS gid, {gsel}, days, observed, sum(n) AS n FROM {source} "
+            f"GROUP BY GROUPING SETS ({sets})) GROUP BY ALL")
+
+
 def _facts(con: duckdb.DuckDBPyConnection, table: str, bys: Sequence[str | None],
            censor: date, *, cubes: tuple[str, Sequence[str]] | None = None) -> dict[str | None, dict[Any, RowFacts]]:
     """The facts of every group of every breakdown in ``bys`` (None: the total) over the units
@@ -696,15 +716,16 @@ def _facts(con: duckdb.DuckDBPyConnection, table: str, bys: Sequence[str | None]
             "agency, stratum_priority, agency_kind, stratum_type, located", "ORDER BY min(k0)"):
         out[b][g].patterns.append((str(ag), (str(pr), str(kind), str(ty), str(loc)), int(k), int(a), int(u)))
     # The delays: tens of thousands of (group, days, observed) rows per cube, so each group's
-    # come back as three lists (DuckDB builds them; one Python row per group, not per day).
+    # come back as three lists (DuckDB builds them; one Python row per group, not per day),
+    # read from the export where it wrote them for these cubes (:func:`_delay_lists_sql`).
     for source, attr in ((cube_feedback, "to_feedback"), (cube_arrest, "to_arrest")):
-        inner = (f"SELECT {gid} AS gid, {gsel}, days, observed, sum(n) AS n FROM {source} "
-                 f"GROUP BY GROUPING SETS ({sets('days, observed')})")
-        glist = ", ".join(gcols) if gcols else "NULL"
-        order = "ORDER BY days, observed"
-        for row in con.execute(f"SELECT gid, {glist}, list(days {order}), list(observed {order}), list(n {order}) "
-                               f"FROM ({inner}) GROUP BY ALL").fetchall():
+        lists = f"{source}_lists"
+        sql = (f"SELECT * FROM {lists}" if cubes is not None and _has(con, lists)
+               else _delay_lists_sql(source, named, bys))
+        for row in con.execute(sql).fetchall():
             b = masks.get(int(row[0]))
+            if b not in out:
+                continue  # a breakdown the export summed and this caller did not ask for
             g = row[1 + named.index(b)] if b is not None else "total"
             days, observed, ns = row[1 + width:]
             getattr(out[b][g], attr).extend(zip(days, observed, ns, strict=True))
