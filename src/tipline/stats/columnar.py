@@ -643,7 +643,8 @@ def _delay_lists_sql(source: str, named: Sequence[str], bys: Sequence[str | None
     sets = ", ".join("(" + ", ".join(([f"g{named.index(b)}"] if b is not None else []) + ["days", "observed"]) + ")"
                      for b in dict.fromkeys(bys))
     order = "ORDER BY days, observed"
-    return (f"SELECT gid, {gsel}, list(days {order}), list(observed {order}), list(n {order}) "
+    return (f"SELECT gid, {gsel}, list(days {order}) AS days_list, list(observed {order}) AS observed_list, "
+            f"list(n {order}) AS units_list "
             f"FROM (SELECT {gid} AS gid, {gsel}, days, observed, sum(n) AS n FROM {source} "
             f"GROUP BY GROUPING SETS ({sets})) GROUP BY ALL")
 
