@@ -100,6 +100,17 @@ def test_outcome_statistics_agree_for_every_breakdown(outcomes_only: Runtime, tm
             got = columnar.outcome_stats(con, manifest, scope, coverage_threshold=0.3, replicates=40)
             want = oc.outcome_stats(rt.sessions, scope, coverage_threshold=0.3, replicates=40)
             assert got == want, (unit, measure, escalated, by)
+    # The transparency report's unit and measure: read from the export's cubes for a breakdown
+    # they hold (alone or with the others prefetched), summed from the units for one they do not.
+    for escalated in (False, True):
+        for by, prefetch in ((None, ()), ("agency", ()), ("month", ("priority",)), ("priority", ()),
+                             ("platform", ()), ("agency", ("month", "priority"))):
+            scope = oc.Scope(date(2023, 1, 1), date(2023, 12, 31), escalated_only=escalated, by=by)
+            want = oc.outcome_stats(rt.sessions, scope, coverage_threshold=0.3, replicates=40)
+            for aggregates in (True, False):
+                got = columnar.outcome_stats(columnar.connect(directory), manifest, scope, coverage_threshold=0.3,
+                                             replicates=40, prefetch=prefetch, aggregates=aggregates)
+                assert got == want, (escalated, by, prefetch, aggregates)
 
 
 def test_an_export_knows_when_the_store_moved_on(outcomes_only: Runtime, tmp_path: Path) -> None:

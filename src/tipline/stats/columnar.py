@@ -302,7 +302,8 @@ def derive(directory: Path, year: int, *, memory_limit: str = "2GB", threads: in
                 _copy(con, sql, directory / f"{name}_{cube}.parquet")
             for cube in ("cube_feedback", "cube_arrest"):
                 source = f"read_parquet({_sql_str(str(directory / f'{name}_{cube}.parquet'))})"
-                _copy(con, _delay_lists_sql(source, named, [None, *named]), directory / f"{name}_{cube}_lists.parquet")
+                _copy(con, _delay_lists_sql(source, {b: f"g{i}" for i, b in enumerate(named)}, [None, *named]),
+                      directory / f"{name}_{cube}_lists.parquet")
             info[name] = {"asOf": as_of.isoformat() if as_of else None,
                           "cubes": {"censor": censor.isoformat(), "by": named}}
             con.execute("DROP TABLE t_units")
@@ -632,15 +633,15 @@ def _cube_sql(table: str, named: Sequence[str], censor: date) -> dict[str, str]:
     return out
 
 
-def _delay_lists_sql(source: str, named: Sequence[str], bys: Sequence[str | None]) -> str:
+def _delay_lists_sql(source: str, col: dict[str, str], bys: Sequence[str | None]) -> str:
     """Each group's delays (days, observed, units) of every breakdown of ``bys`` (None: the
-    total) from a delay cube with g<i> columns for ``named``: one row per group, GROUPING()
-    of the g columns first (as :func:`_facts` reads it), the group's string per g column,
-    then three lists in (days, observed) order."""
-    gcols = [f"g{i}" for i in range(len(named))]
+    total) from a delay cube whose column ``col[b]`` holds breakdown b's group: one row per
+    group, GROUPING() of those columns first (as :func:`_facts` reads it), the group's string
+    per column, then three lists in (days, observed) order."""
+    gcols = list(col.values())
     gid = f"GROUPING({', '.join(gcols)})" if gcols else "0"
     gsel = ", ".join(gcols) if gcols else "NULL"
-    sets = ", ".join("(" + ", ".join(([f"g{named.index(b)}"] if b is not None else []) + ["days", "observed"]) + ")"
+    sets = ", ".join("(" + ", ".join(([col[b]] if b is not None else []) + ["days", "observed"]) + ")"
                      for b in dict.fromkeys(bys))
     order = "ORDER BY days, observed"
     return (f"SELECT gid, {gsel}, list(days {order}) AS days_list, list(observed {order}) AS observed_list, "
@@ -668,21 +669,24 @@ def _facts(con: duckdb.DuckDBPyConnection, table: str, bys: Sequence[str | None]
     bys = list(dict.fromkeys(bys))
     if cubes is not None:
         prefix, held = cubes
-        named = list(held)
-        if not {b for b in bys if b is not None} <= set(named):
-            raise ValueError(f"the cubes {prefix} hold {named}, not {bys}")
+        asked = {b for b in bys if b is not None}
+        if not asked <= set(held):
+            raise ValueError(f"the cubes {prefix} hold {list(held)}, not {bys}")
+        # Only the columns of the breakdowns asked are grouped (GROUPING() takes grouped ones).
+        col = {b: f"g{i}" for i, b in enumerate(held) if b in asked}
         cube, cube_feedback, cube_arrest = (f"{prefix}_{c}" for c in ("cube", "cube_feedback", "cube_arrest"))
     else:
-        named = [b for b in bys if b is not None]
+        col = {b: f"g{i}" for i, b in enumerate(b for b in bys if b is not None)}
         cube, cube_feedback, cube_arrest = "cube", "cube_feedback", "cube_arrest"
-        for name, sql in _cube_sql(table, named, censor).items():
+        for name, sql in _cube_sql(table, list(col), censor).items():
             con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
-    gcols = [f"g{i}" for i in range(len(named))]
+    named = list(col)
+    gcols = list(col.values())
 
     def sets(extra: str = "") -> str:
         out = []
         for b in bys:
-            cols = ([f"g{named.index(b)}"] if b is not None else []) + ([extra] if extra else [])
+            cols = ([col[b]] if b is not None else []) + ([extra] if extra else [])
             out.append("(" + ", ".join(cols) + ")")
         return ", ".join(out)
 
@@ -721,8 +725,9 @@ def _facts(con: duckdb.DuckDBPyConnection, table: str, bys: Sequence[str | None]
     # read from the export where it wrote them for these cubes (:func:`_delay_lists_sql`).
     for source, attr in ((cube_feedback, "to_feedback"), (cube_arrest, "to_arrest")):
         lists = f"{source}_lists"
-        sql = (f"SELECT * FROM {lists}" if cubes is not None and _has(con, lists)
-               else _delay_lists_sql(source, named, bys))
+        # The export's lists group by every breakdown the cubes hold: read when all are asked.
+        sql = (f"SELECT * FROM {lists}" if cubes is not None and named == list(cubes[1]) and _has(con, lists)
+               else _delay_lists_sql(source, col, bys))
         for row in con.execute(sql).fetchall():
             b = masks.get(int(row[0]))
             if b not in out:
