@@ -66,9 +66,18 @@ def test_the_columnar_report_is_the_store_report(year_with_outcomes: Runtime, tm
     for a, b in zip(ref_doc["tables"], fast_doc["tables"], strict=True):
         assert a == b, a["key"]
     assert ref_doc == fast_doc
+    # The export's aggregates (record counts, outcome cubes) are what the build read; summed
+    # here from the row-level facts instead, and without the aggregate files, the same report.
+    held = manifest["derived"]["units_all"]["cubes"]
+    assert held["by"] == ["priority", "month", "agency"] and held["censor"] <= "2023-12-31"
+    assert columnar.build(tmp_path / "x", now=NOW, aggregates=False).as_json() == ref_doc
+    for name in columnar.AGGREGATES:
+        assert (tmp_path / "x" / f"{name}.parquet").exists(), name
+        (tmp_path / "x" / f"{name}.parquet").unlink()
+    assert columnar.build(tmp_path / "x", now=NOW).as_json() == ref_doc
     # Without its derived files (an export of an earlier version), the report derives them on
     # the fly from the five files, with the same SQL: the same report.
-    for name in columnar.DERIVED:
+    for name in columnar.ROW_FACTS:
         (tmp_path / "x" / f"{name}.parquet").unlink()
     assert columnar.build(tmp_path / "x", now=NOW).as_json() == ref_doc
     # The figures are not trivially empty: an estimate and its bootstrap interval were computed.
@@ -91,6 +100,17 @@ def test_outcome_statistics_agree_for_every_breakdown(outcomes_only: Runtime, tm
             got = columnar.outcome_stats(con, manifest, scope, coverage_threshold=0.3, replicates=40)
             want = oc.outcome_stats(rt.sessions, scope, coverage_threshold=0.3, replicates=40)
             assert got == want, (unit, measure, escalated, by)
+    # The transparency report's unit and measure: read from the export's cubes for a breakdown
+    # they hold (alone or with the others prefetched), summed from the units for one they do not.
+    for escalated in (False, True):
+        for by, prefetch in ((None, ()), ("agency", ()), ("month", ("priority",)), ("priority", ()),
+                             ("platform", ()), ("agency", ("month", "priority"))):
+            scope = oc.Scope(date(2023, 1, 1), date(2023, 12, 31), escalated_only=escalated, by=by)
+            want = oc.outcome_stats(rt.sessions, scope, coverage_threshold=0.3, replicates=40)
+            for aggregates in (True, False):
+                got = columnar.outcome_stats(columnar.connect(directory), manifest, scope, coverage_threshold=0.3,
+                                             replicates=40, prefetch=prefetch, aggregates=aggregates)
+                assert got == want, (escalated, by, prefetch, aggregates)
 
 
 def test_an_export_knows_when_the_store_moved_on(outcomes_only: Runtime, tmp_path: Path) -> None:

@@ -215,7 +215,7 @@ def generate(out: Path, n: int) -> dict[str, Any]:
             "derived": derived}
 
 
-def derive(out: Path) -> tuple[float, float, dict[str, Any]]:
+def derive(out: Path, memory_limit: str = "2GB") -> tuple[float, float, dict[str, Any]]:
     """The export's derived files (tipline.stats.columnar.derive, as ``tipline stats export``
     writes them) and the manifest; (wall, CPU seconds, what the manifest records)."""
     con = duckdb.connect()
@@ -223,8 +223,9 @@ def derive(out: Path) -> tuple[float, float, dict[str, Any]]:
                      .fetchall()[0][0]) for n in columnar.COLUMNS}
     con.close()
     t0, c0 = time.perf_counter(), time.process_time()
-    derived = columnar.derive(out, YEAR)
+    derived = columnar.derive(out, YEAR, memory_limit=memory_limit)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    CPU["derive peak RSS MB"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     manifest = {"schema": columnar.SCHEMA, "year": YEAR, "exportedAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "snapshot": "synthetic0000000", "records": {"reports": counts["reports"]},
                 "outcomeSnapshots": {"all": "ssynthetic", "escalated": "ssynthetic"}, "rows": counts, "sha256": {},
@@ -246,15 +247,18 @@ def _timed(fn: Callable[[], Any], label: str = "") -> tuple[float, Any]:
     return time.perf_counter() - t0, result
 
 
-def full(directory: Path) -> dict[str, Any]:
-    # Imports first, timed apart: the first report in a process pays for them.
-    seconds, _ = _timed(lambda: __import__("tipline.stats.transparency") and __import__("duckdb"), "imports")
+def full(directory: Path, *, aggregates: bool = True) -> dict[str, Any]:
+    # Imports first, timed apart: the first report in a process pays for them (the published
+    # tables' module pulls in tipline.sim.calibration, numpy and the report model: ~0.3 CPU s).
+    modules = ("duckdb", "tipline.stats.transparency", "tipline.stats.outcomes", "tipline.stats.published",
+               "tipline.sim.calibration")
+    seconds, _ = _timed(lambda: [__import__(m) for m in modules], "imports")
     out: dict[str, Any] = {"imports": {"seconds": round(seconds, 2), "cpu seconds": CPU["imports"]},
                            "load average (1 min) before": round(__import__("os").getloadavg()[0], 1)}
     for label, threshold in (("default threshold (0.5)", None), ("threshold 0: every estimate computed", 0.0)):
         parts: dict[str, float] = {}
         seconds, report = _timed(lambda threshold=threshold, parts=parts: columnar.build(
-            directory, coverage_threshold=threshold, timings=parts), label)
+            directory, coverage_threshold=threshold, timings=parts, aggregates=aggregates), label)
         total = dict(zip([c.name for c in report.table("outcomes").columns], report.table("outcomes").rows[0],
                          strict=True))
         out[label] = {"seconds": round(seconds, 2), "cpu seconds": CPU[label],
@@ -383,6 +387,11 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="use the export already in --dir")
     ap.add_argument("--derive", action="store_true",
                     help="with --reuse: (re)write the export's derived files first (an export made before them)")
+    ap.add_argument("--memory-limit", default="2GB",
+                    help="with --derive: DuckDB's memory limit while deriving (it spills beyond it)")
+    ap.add_argument("--derive-only", action="store_true", help="with --derive: write the derived files, no report")
+    ap.add_argument("--no-aggregates", action="store_true",
+                    help="build from the row-level facts, ignoring the export's aggregates (the reference path)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="tipline-transparency-"))
     directory = args.dir or tmp / "year"
@@ -391,9 +400,14 @@ def main() -> None:
             gen = generate(directory, args.reports)
             print(json.dumps({"generate": gen}, indent=1), flush=True)
         elif args.derive:
-            wall, cpu, _ = derive(directory)
-            print(json.dumps({"derive": {"seconds": wall, "cpu seconds": cpu}}, indent=1), flush=True)
-        print(json.dumps({"full": full(directory)}, indent=1), flush=True)
+            wall, cpu, _ = derive(directory, args.memory_limit)
+            print(json.dumps({"derive": {"seconds": wall, "cpu seconds": cpu,
+                                         "peak RSS MB (the process so far)": CPU["derive peak RSS MB"],
+                                         "load average (1 min)": round(__import__("os").getloadavg()[0], 1)}},
+                             indent=1), flush=True)
+        if args.derive_only:
+            return
+        print(json.dumps({"full": full(directory, aggregates=not args.no_aggregates)}, indent=1), flush=True)
         if args.slice:
             print(json.dumps({"slice": slice_ratio(directory, args.slice, tmp / "slice")}, indent=1), flush=True)
     finally:

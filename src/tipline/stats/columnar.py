@@ -221,7 +221,17 @@ def export(sessions: sessionmaker[Session], year: int, out: Path, *, now: dateti
 #: Each is one row per report, unit or file — data, not aggregates: every figure is still
 #: summed from them when the report is built. :func:`build` derives them on the fly from the
 #: five files when they are missing (an export of an earlier version), with the same SQL.
-DERIVED = ("report_facts", "file_facts", "recipient_facts", "units_all", "units_escalated")
+ROW_FACTS = ("report_facts", "file_facts", "recipient_facts", "units_all", "units_escalated")
+#: Aggregates written beside them: the results of the build's own GROUP BYs over the row-level
+#: facts (:data:`_RECORD_AGG` and the outcome cubes of :func:`_cube_sql`), a few thousand rows
+#: each, so that a build reads those instead of scanning 36 M units and 90 M files. Every
+#: figure is still computed from them at build time (Wilson, Kaplan-Meier, the estimates and
+#: their bootstraps); a build over an export without them runs the very same SQL over the
+#: row-level facts (the reference the tests compare with).
+AGGREGATES = ("agg_reports", "agg_files", "agg_recipients", "agg_incidents",
+              *(f"{u}_{c}" for u in ("units_all", "units_escalated")
+                for c in ("cube", "cube_feedback", "cube_arrest", "cube_feedback_lists", "cube_arrest_lists")))
+DERIVED = (*ROW_FACTS, *AGGREGATES)
 
 
 def _year_scope(year: int, escalated: bool) -> Scope:
@@ -256,23 +266,50 @@ def _derived_sql(name: str) -> str:
     raise ValueError(name)
 
 
-def derive(directory: Path, year: int) -> dict[str, Any]:
+def derive(directory: Path, year: int, *, memory_limit: str = "2GB", threads: int | None = None) -> dict[str, Any]:
     """Write the derived files of the export in ``directory`` (see :data:`DERIVED`) and return
-    what the manifest records of them (each units file's censoring date)."""
+    what the manifest records of them (each units file's censoring date, and the censoring date
+    and breakdowns its cubes were summed for).
+
+    DuckDB gets a memory limit and a spill directory inside the export: its default limit is
+    80 % of the machine's memory, and at full scale (90 M files, 38 M referrals) the joins,
+    window and GROUP BYs grew to ~10 GB; with a limit they spill to disk instead."""
+    import shutil
+
     con = connect(directory, derived=False)
+    spill = directory / ".derive.tmp"
     con.execute("SET preserve_insertion_order = false")
+    con.execute(f"SET memory_limit = {_sql_str(memory_limit)}")
+    con.execute(f"SET temp_directory = {_sql_str(str(spill))}")
+    con.execute(f"SET threads = {int(threads or min(os.cpu_count() or 1, 4))}")
     info: dict[str, Any] = {}
     try:
         for name in ("report_facts", "file_facts", "recipient_facts"):
             _copy(con, _derived_sql(name), directory / f"{name}.parquet")
+        for name in ("report_facts", "file_facts", "recipient_facts"):
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet("
+                        f"{_sql_str(str(directory / f'{name}.parquet'))})")
+        for name, sql in _RECORD_AGG.items():
+            _copy(con, sql, directory / f"{name}.parquet")
+        named = _cube_breakdowns()
         for name, escalated in (("units_all", False), ("units_escalated", True)):
             _units(con, _year_scope(year, escalated), "t_units")
             meta = con.execute("SELECT as_of FROM t_units_meta").fetchone()
+            as_of = meta[0] if meta else None
             _copy(con, "SELECT * FROM t_units", directory / f"{name}.parquet")
-            info[name] = {"asOf": meta[0].isoformat() if meta and meta[0] else None}
+            censor = _censor(_year_scope(year, escalated), as_of)
+            for cube, sql in _cube_sql("t_units", named, censor).items():
+                _copy(con, sql, directory / f"{name}_{cube}.parquet")
+            for cube in ("cube_feedback", "cube_arrest"):
+                source = f"read_parquet({_sql_str(str(directory / f'{name}_{cube}.parquet'))})"
+                _copy(con, _delay_lists_sql(source, {b: f"g{i}" for i, b in enumerate(named)}, [None, *named]),
+                      directory / f"{name}_{cube}_lists.parquet")
+            info[name] = {"asOf": as_of.isoformat() if as_of else None,
+                          "cubes": {"censor": censor.isoformat(), "by": named}}
             con.execute("DROP TABLE t_units")
     finally:
         con.close()
+        shutil.rmtree(spill, ignore_errors=True)
     return info
 
 
@@ -343,20 +380,50 @@ def _has(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(found and found[0]) or bool(found_t and found_t[0])
 
 
-def record_facts(con: duckdb.DuckDBPyConnection, year: int) -> RecordFacts:
-    """The year's record facts (tipline.stats.transparency.RecordFacts) from the export: one
-    GROUPING SETS scan of the year's reports (with their derived flags) for every count by
-    country, state, platform, incident type and month; one of the files' derived flags; one of
-    the derived recipients."""
+#: The build's record-fact queries over the row-level facts; each result is small (one row per
+#: country, state, platform, type, month; per media kind; per recipient kind x detail) and is
+#: written at export time as the aggregate of the same name.
+_RECORD_AGG = {
+    # GROUPING(country, us_state, platform, incident_type, month): bit 4 is country's.
+    "agg_reports": (
+        "SELECT GROUPING(country, us_state, platform, incident_type, month) AS gid, country, us_state, platform, "
+        "incident_type, month, count(*) AS n, count(*) FILTER (WHERE escalated) AS escalated, "
+        "count(*) FILTER (WHERE has_files) AS with_files, count(*) FILTER (WHERE has_unique) AS has_unique, "
+        "count(*) FILTER (WHERE has_similar) AS has_similar FROM report_facts "
+        "GROUP BY GROUPING SETS ((country), (country, us_state), (platform), (incident_type), (month), ())"),
+    "agg_files": ("SELECT kind, count(*) AS n, count(*) FILTER (WHERE first_of_hash) AS first_of_hash, "
+                  "count(*) FILTER (WHERE near) AS near, count(*) FILTER (WHERE exact) AS exact "
+                  "FROM file_facts GROUP BY kind"),
+    "agg_recipients": "SELECT agency_kind, detail, count(*) AS n FROM recipient_facts GROUP BY ALL",
+    "agg_incidents": "SELECT count(DISTINCT report_id) AS bundled, count(DISTINCT incident_id) AS incidents "
+                     "FROM incidents",
+}
+#: The row-level facts each record aggregate is summed from.
+_RECORD_AGG_FROM = {"agg_reports": "report_facts", "agg_files": "file_facts", "agg_recipients": "recipient_facts",
+                    "agg_incidents": "incidents"}
+
+
+def _record_agg(con: duckdb.DuckDBPyConnection, name: str, *, aggregates: bool = True) -> list[tuple[Any, ...]]:
+    """The rows of a record aggregate: read from the export when it holds it (and
+    ``aggregates``), else summed by its query over the row-level facts (derived on the fly
+    from the five files when those are missing too)."""
+    if aggregates and _has(con, name):
+        cols = con.execute(f"SELECT * FROM {name} LIMIT 0").description
+        return con.execute(f"SELECT {', '.join(c[0] for c in cols)} FROM {name}").fetchall()
+    source = _RECORD_AGG_FROM[name]
+    if not _has(con, source):  # an export without its derived files: derive them here
+        con.execute(f"CREATE TEMP TABLE {source} AS {_derived_sql(source)}")
+    return con.execute(_RECORD_AGG[name]).fetchall()
+
+
+def record_facts(con: duckdb.DuckDBPyConnection, year: int, *, aggregates: bool = True) -> RecordFacts:
+    """The year's record facts (tipline.stats.transparency.RecordFacts) from the export: the
+    export's record aggregates (:data:`_RECORD_AGG`: one GROUPING SETS scan of the year's
+    reports with their derived flags for every count by country, state, platform, incident
+    type and month; one of the files' derived flags; one of the derived recipients), or, with
+    ``aggregates`` false or an export without them, the same queries run here."""
     from tipline.stats.transparency import RecordFacts
 
-    def one(sql: str) -> int:
-        row = con.execute(sql).fetchone()
-        return int(row[0] or 0) if row else 0
-
-    for name in ("report_facts", "file_facts", "recipient_facts"):
-        if not _has(con, name):  # an export without its derived files: derive them here
-            con.execute(f"CREATE TEMP TABLE {name} AS {_derived_sql(name)}")
     total = with_files = unique = similar = escalated = 0
     months, esc_months = [0] * 12, [0] * 12
     countries: dict[str, int] = {}
@@ -369,13 +436,8 @@ def record_facts(con: duckdb.DuckDBPyConnection, year: int) -> RecordFacts:
         # Two stored values can map to one label (no type and an empty type: "not stated").
         d[k] = d.get(k, 0) + n
 
-    # GROUPING(country, us_state, platform, incident_type, month): bit 4 is country's.
-    for gid, country, state, platform, itype, month, n, esc, wf, un, si in con.execute(
-            "SELECT GROUPING(country, us_state, platform, incident_type, month), country, us_state, platform, "
-            "incident_type, month, count(*), count(*) FILTER (WHERE escalated), count(*) FILTER (WHERE has_files), "
-            "count(*) FILTER (WHERE has_unique), count(*) FILTER (WHERE has_similar) FROM report_facts "
-            "GROUP BY GROUPING SETS ((country), (country, us_state), (platform), (incident_type), (month), ())"
-            ).fetchall():
+    for gid, country, state, platform, itype, month, n, esc, wf, un, si in _record_agg(
+            con, "agg_reports", aggregates=aggregates):
         n = int(n)
         if gid == 0b11111:
             total, escalated, with_files, unique, similar = n, int(esc), int(wf), int(un), int(si)
@@ -391,15 +453,16 @@ def record_facts(con: duckdb.DuckDBPyConnection, year: int) -> RecordFacts:
             add(types, itype or "not stated", n)
         elif gid == 0b11110:
             months[int(month) - 1], esc_months[int(month) - 1] = n, int(esc)
-    files = [(str(k), int(n), int(u), int(nd), int(ed)) for k, n, u, nd, ed in con.execute(
-        "SELECT kind, count(*), count(*) FILTER (WHERE first_of_hash), count(*) FILTER (WHERE near), "
-        "count(*) FILTER (WHERE exact) FROM file_facts GROUP BY kind").fetchall()]
-    recipients = {(str(k), str(d)): int(n) for k, d, n in con.execute(
-        "SELECT agency_kind, detail, count(*) FROM recipient_facts GROUP BY ALL").fetchall()}
+    # Sorted: a GROUP BY's order is DuckDB's, the store path lists kinds and recipients sorted
+    # (and a list read back from Parquet must not depend on the order it was written in).
+    files = sorted((str(k), int(n), int(u), int(nd), int(ed))
+                   for k, n, u, nd, ed in _record_agg(con, "agg_files", aggregates=aggregates))
+    recipients = {(str(k), str(d)): int(n)
+                  for k, d, n in sorted(_record_agg(con, "agg_recipients", aggregates=aggregates))}
+    counts = _record_agg(con, "agg_incidents", aggregates=aggregates)
+    bundled, incidents = (int(counts[0][0] or 0), int(counts[0][1] or 0)) if counts else (0, 0)
     return RecordFacts(
-        total=total, with_files=with_files, unique=unique, similar=similar,
-        bundled=one("SELECT count(DISTINCT report_id) FROM incidents"),
-        incidents=one("SELECT count(DISTINCT incident_id) FROM incidents"),
+        total=total, with_files=with_files, unique=unique, similar=similar, bundled=bundled, incidents=incidents,
         files=files, where=where, countries=countries, states=states, platforms=platforms, types=types,
         recipients=recipients, escalated=escalated, months=months, escalated_months=esc_months)
 
@@ -521,60 +584,109 @@ def _units(con: duckdb.DuckDBPyConnection, scope: Scope, table: str) -> None:
                              (SELECT max(recorded_at) FROM scope_events)) AS DATE) AS as_of""")
 
 
-def _facts(con: duckdb.DuckDBPyConnection, table: str, bys: Sequence[str | None],
-           censor: date) -> dict[str | None, dict[Any, RowFacts]]:
-    """The facts of every group of every breakdown in ``bys`` (None: the total) over the units
-    of ``table``, each list in the order the store path builds it (first appearance by key).
+def _cube_breakdowns() -> list[str]:
+    """The breakdowns the transparency report's outcome tables ask for (and prefetch): the
+    groups the export's cubes are summed for."""
+    from tipline.stats.transparency import OUTCOME_TABLES
 
-    The units (36 M at full scale) are read into three small tables ("cubes"): the units
-    counted per group of every breakdown asked for x stratum x covariate pattern x status, with
-    the smallest key of each cell (which fixes the order of the strata and patterns: the first
-    appearance among units sorted by key is the smallest key); and the units counted per group
-    x days to first feedback (to arrest) x observed.
-    Every fact is then a GROUPING SETS query over a cube of at most a few hundred thousand
-    rows: sums of counts, and min of the smallest keys."""
-    from tipline.stats.outcomes import RowFacts
+    return [b for b in dict.fromkeys(b for b, _ in OUTCOME_TABLES) if b is not None]
 
-    bys = list(dict.fromkeys(bys))
-    named = [b for b in bys if b is not None]
-    gcols = [f"g{i}" for i in range(len(named))]
-    # The cube of counts and the two cubes of delays. A breakdown's group is taken raw here (a
-    # month as its first day, a priority as a number) and written as its string on the small
-    # cube afterwards.
+
+def _censor(scope: Scope, as_of: date | None) -> date:
+    """Where delays are censored: the period's end, or the newest record read while it runs."""
+    return min(scope.end, as_of) if as_of else scope.end
+
+
+def _cube_sql(table: str, named: Sequence[str], censor: date) -> dict[str, str]:
+    """The SELECTs of the three cubes over the units of ``table`` (see :func:`_facts`), with a
+    column r<i> (the raw group) and g<i> (its string) for each breakdown of ``named``.
+
+    A breakdown's group is taken raw in the scan (a month as its first day, a priority as a
+    number) and written as its string on the small result. Three plain GROUP BYs (each a scan
+    of the units' few columns it needs): measured faster in DuckDB than one GROUPING SETS scan
+    feeding three hash tables (1.1 against 3.3 CPU s over 3.6 M units). The sums are cast to
+    BIGINT: a cube written to Parquet reads back with the types it had in memory."""
     raw = "".join(f", {_GROUP_RAW.get(b, _GROUP[b])} AS r{i}" for i, b in enumerate(named))
     rlist = "".join(f", r{i}" for i in range(len(named)))
+    fmt = "".join(f", {_GROUP_FMT.get(b, 'r{i}').format(i=i)} AS g{i}" for i, b in enumerate(named))
     c = f"DATE '{censor.isoformat()}'"
 
     def delay(column: str) -> tuple[str, str]:
         hit = f"({column} IS NOT NULL AND {column} <= {c})"
         return f"greatest(0, date_diff('day', start, CASE WHEN {hit} THEN {column} ELSE {c} END))", hit
 
-    (fd, fo), (ad, ao) = delay("first_event"), delay("first_arrest")
-    fmt = "".join(f", {_GROUP_FMT.get(b, 'r{i}').format(i=i)} AS g{i}" for i, b in enumerate(named))
-    # Three plain GROUP BYs (each a scan of the units' few columns it needs): measured faster in
-    # DuckDB than one GROUPING SETS scan feeding three hash tables (1.1 against 3.3 CPU s over
-    # 3.6 M units).
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE cube AS
+    out = {"cube": f"""
         SELECT *{fmt} FROM (
             SELECT agency, agency_kind, stratum_priority, stratum_type, located{rlist}, settled, yes,
                    count(*) AS n, count(*) FILTER (WHERE arrest) AS arrests, count(first_event) AS any_event,
-                   coalesce(sum(persons), 0) AS persons, min(key) AS k0
+                   CAST(coalesce(sum(persons), 0) AS BIGINT) AS persons, min(key) AS k0
             FROM (SELECT agency, agency_kind, stratum_priority, stratum_type, located, settled, yes, arrest,
                          first_event, persons, key{raw} FROM {table})
-            GROUP BY agency, agency_kind, stratum_priority, stratum_type, located{rlist}, settled, yes)""")
-    for cube, days, observed in (("cube_feedback", fd, fo), ("cube_arrest", ad, ao)):
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE {cube} AS
+            GROUP BY agency, agency_kind, stratum_priority, stratum_type, located{rlist}, settled, yes)"""}
+    for cube, column in (("cube_feedback", "first_event"), ("cube_arrest", "first_arrest")):
+        days, observed = delay(column)
+        out[cube] = f"""
             SELECT days, observed, n{fmt} FROM (
                 SELECT days, observed{rlist}, count(*) AS n
                 FROM (SELECT {days} AS days, {observed} AS observed{raw} FROM {table})
-                GROUP BY days, observed{rlist})""")
+                GROUP BY days, observed{rlist})"""
+    return out
+
+
+def _delay_lists_sql(source: str, col: dict[str, str], bys: Sequence[str | None]) -> str:
+    """Each group's delays (days, observed, units) of every breakdown of ``bys`` (None: the
+    total) from a delay cube whose column ``col[b]`` holds breakdown b's group: one row per
+    group, GROUPING() of those columns first (as :func:`_facts` reads it), the group's string
+    per column, then three lists in (days, observed) order."""
+    gcols = list(col.values())
+    gid = f"GROUPING({', '.join(gcols)})" if gcols else "0"
+    gsel = ", ".join(gcols) if gcols else "NULL"
+    sets = ", ".join("(" + ", ".join(([col[b]] if b is not None else []) + ["days", "observed"]) + ")"
+                     for b in dict.fromkeys(bys))
+    order = "ORDER BY days, observed"
+    return (f"SELECT gid, {gsel}, list(days {order}) AS days_list, list(observed {order}) AS observed_list, "
+            f"list(n {order}) AS units_list "
+            f"FROM (SELECT {gid} AS gid, {gsel}, days, observed, sum(n) AS n FROM {source} "
+            f"GROUP BY GROUPING SETS ({sets})) GROUP BY ALL")
+
+
+def _facts(con: duckdb.DuckDBPyConnection, table: str, bys: Sequence[str | None],
+           censor: date, *, cubes: tuple[str, Sequence[str]] | None = None) -> dict[str | None, dict[Any, RowFacts]]:
+    """The facts of every group of every breakdown in ``bys`` (None: the total) over the units
+    of ``table``, each list in the order the store path builds it (first appearance by key).
+
+    The units (36 M at full scale) are read into three small tables ("cubes", :func:`_cube_sql`):
+    the units counted per group of every breakdown asked for x stratum x covariate pattern x
+    status, with the smallest key of each cell (which fixes the order of the strata and
+    patterns: the first appearance among units sorted by key is the smallest key); and the
+    units counted per group x days to first feedback (to arrest) x observed. ``cubes``, when
+    given, names cubes already summed (the export's, with this censoring date): (prefix, the
+    breakdowns they hold, a superset of ``bys``); the units are then not read at all.
+    Every fact is then a GROUPING SETS query over a cube of at most a few hundred thousand
+    rows: sums of counts, and min of the smallest keys."""
+    from tipline.stats.outcomes import RowFacts
+
+    bys = list(dict.fromkeys(bys))
+    if cubes is not None:
+        prefix, held = cubes
+        asked = {b for b in bys if b is not None}
+        if not asked <= set(held):
+            raise ValueError(f"the cubes {prefix} hold {list(held)}, not {bys}")
+        # Only the columns of the breakdowns asked are grouped (GROUPING() takes grouped ones).
+        col = {b: f"g{i}" for i, b in enumerate(held) if b in asked}
+        cube, cube_feedback, cube_arrest = (f"{prefix}_{c}" for c in ("cube", "cube_feedback", "cube_arrest"))
+    else:
+        col = {b: f"g{i}" for i, b in enumerate(b for b in bys if b is not None)}
+        cube, cube_feedback, cube_arrest = "cube", "cube_feedback", "cube_arrest"
+        for name, sql in _cube_sql(table, list(col), censor).items():
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+    named = list(col)
+    gcols = list(col.values())
 
     def sets(extra: str = "") -> str:
         out = []
         for b in bys:
-            cols = ([f"g{named.index(b)}"] if b is not None else []) + ([extra] if extra else [])
+            cols = ([col[b]] if b is not None else []) + ([extra] if extra else [])
             out.append("(" + ", ".join(cols) + ")")
         return ", ".join(out)
 
@@ -596,31 +708,45 @@ def _facts(con: duckdb.DuckDBPyConnection, table: str, bys: Sequence[str | None]
     out: dict[str | None, dict[Any, RowFacts]] = {b: {} for b in bys}
     for (b, g), (n, f, a, any_event, arrests, persons) in run(
             "sum(n), coalesce(sum(n) FILTER (WHERE settled), 0), coalesce(sum(n) FILTER (WHERE yes), 0), "
-            "sum(any_event), sum(arrests), sum(persons)", "cube", ""):
+            "sum(any_event), sum(arrests), sum(persons)", cube, ""):
         out[b][g] = RowFacts(int(n), int(f), int(a), int(any_event), int(arrests), int(persons), [], [], [], [])
     counts = ("coalesce(sum(n) FILTER (WHERE settled), 0), coalesce(sum(n) FILTER (WHERE yes), 0), "
               "coalesce(sum(n) FILTER (WHERE NOT settled), 0)")
     for (b, g), (ag, pr, ty, k, a, u) in run(
-            f"agency, stratum_priority, stratum_type, {counts}", "cube",
+            f"agency, stratum_priority, stratum_type, {counts}", cube,
             "agency, stratum_priority, stratum_type", "ORDER BY min(k0)"):
         out[b][g].strata.append(((str(ag), str(pr), str(ty)), int(k), int(a), int(u)))
     for (b, g), (ag, pr, kind, ty, loc, k, a, u) in run(
-            f"agency, stratum_priority, agency_kind, stratum_type, located, {counts}", "cube",
+            f"agency, stratum_priority, agency_kind, stratum_type, located, {counts}", cube,
             "agency, stratum_priority, agency_kind, stratum_type, located", "ORDER BY min(k0)"):
         out[b][g].patterns.append((str(ag), (str(pr), str(kind), str(ty), str(loc)), int(k), int(a), int(u)))
-    for cube, attr in (("cube_feedback", "to_feedback"), ("cube_arrest", "to_arrest")):
-        for (b, g), (d, o, n) in run("days, observed, sum(n)", cube, "days, observed", "ORDER BY days, observed"):
-            getattr(out[b][g], attr).append((int(d), bool(o), int(n)))
+    # The delays: tens of thousands of (group, days, observed) rows per cube, so each group's
+    # come back as three lists (DuckDB builds them; one Python row per group, not per day),
+    # read from the export where it wrote them for these cubes (:func:`_delay_lists_sql`).
+    for source, attr in ((cube_feedback, "to_feedback"), (cube_arrest, "to_arrest")):
+        lists = f"{source}_lists"
+        # The export's lists group by every breakdown the cubes hold: read when all are asked.
+        sql = (f"SELECT * FROM {lists}" if cubes is not None and named == list(cubes[1]) and _has(con, lists)
+               else _delay_lists_sql(source, col, bys))
+        for row in con.execute(sql).fetchall():
+            b = masks.get(int(row[0]))
+            if b not in out:
+                continue  # a breakdown the export summed and this caller did not ask for
+            g = row[1 + named.index(b)] if b is not None else "total"
+            days, observed, ns = row[1 + width:]
+            getattr(out[b][g], attr).extend(zip(days, observed, ns, strict=True))
     return out
 
 
 def outcome_stats(con: duckdb.DuckDBPyConnection, manifest: dict[str, Any], scope: Scope, *,
                   coverage_threshold: float | None = None, replicates: int | None = None,
                   cache: dict[Any, Any] | None = None, prefetch: Sequence[str] = (),
-                  timings: dict[str, float] | None = None) -> dict[str, Any]:
+                  timings: dict[str, float] | None = None, aggregates: bool = True) -> dict[str, Any]:
     """The document of tipline.stats.outcomes.outcome_stats, computed from the export. The
     snapshot is the one the export recorded for the scope's records (the transparency year's
-    two scopes: all referrals, escalated ones)."""
+    two scopes: all referrals, escalated ones). With ``aggregates`` (the default) the year's
+    cubes written at export time are read where they answer the scope; without, the cubes are
+    summed here from the units (the reference for them)."""
     from urllib.parse import urlencode
 
     from tipline.stats import outcomes as oc
@@ -633,19 +759,26 @@ def outcome_stats(con: duckdb.DuckDBPyConnection, manifest: dict[str, Any], scop
     snap = manifest["outcomeSnapshots"]["escalated" if scope.escalated_only else "all"]
     derived = "units_escalated" if scope.escalated_only else "units_all"
     as_of: date | None
+    cubes: tuple[str, Sequence[str]] | None = None
     if (scope.unit, scope.measure) == ("report", "arrests") and _has(con, derived) \
             and derived in (manifest.get("derived") or {}):
         # The year's units, derived when the export was written (the transparency report's).
         table = derived
         raw = manifest["derived"][derived]["asOf"]
         as_of = date.fromisoformat(raw) if raw else None
+        held = manifest["derived"][derived].get("cubes")
+        # Their cubes too, when summed for this censoring date and holding every breakdown asked.
+        if aggregates and held and held["censor"] == _censor(scope, as_of).isoformat() \
+                and {scope.by, *prefetch} - {None} <= set(held["by"]) \
+                and all(_has(con, f"{derived}_{c}") for c in ("cube", "cube_feedback", "cube_arrest")):
+            cubes = (derived, list(held["by"]))
     else:
         table = f"{derived}_{scope.unit}_{scope.measure}"
         if not _has(con, table):
             _units(con, replace(scope, by=None), table)
         meta = con.execute(f"SELECT as_of FROM {table}_meta").fetchone()
         as_of = meta[0] if meta else None
-    censor = min(scope.end, as_of) if as_of else scope.end
+    censor = _censor(scope, as_of)
     th = oc.Thresholds(oc.DEFAULT_COVERAGE_THRESHOLD if coverage_threshold is None else coverage_threshold,
                        oc.MIN_FEEDBACK, oc.BOOTSTRAP_REPLICATES if replicates is None else replicates)
     # The facts of the breakdowns a caller will ask for next come from the same scans.
@@ -655,7 +788,7 @@ def outcome_stats(con: duckdb.DuckDBPyConnection, manifest: dict[str, Any], scop
     t0 = _time.process_time()
     if (table, censor, scope.by) not in memo:
         bys: list[str | None] = [None, scope.by, *prefetch]
-        for b, facts in _facts(con, table, bys, censor).items():
+        for b, facts in _facts(con, table, bys, censor, cubes=cubes).items():
             memo[(table, censor, b)] = facts
     t1 = _time.process_time()
     total = memo[(table, censor, None)].get("total") or oc.RowFacts(0, 0, 0, 0, 0, 0, [], [], [], [])
@@ -675,10 +808,13 @@ def outcome_stats(con: duckdb.DuckDBPyConnection, manifest: dict[str, Any], scop
 
 
 def build(directory: Path, *, now: datetime | None = None, coverage_threshold: float | None = None,
-          replicates: int | None = None, timings: dict[str, float] | None = None) -> Transparency:
+          replicates: int | None = None, timings: dict[str, float] | None = None,
+          aggregates: bool = True) -> Transparency:
     """The transparency report of the export's year, computed from its Parquet files with
     DuckDB: the same document as tipline.stats.transparency.build on the records exported.
-    ``timings``, when given, receives the CPU seconds (all threads) of each part."""
+    ``timings``, when given, receives the CPU seconds (all threads) of each part.
+    ``aggregates`` false ignores the export's aggregates (:data:`AGGREGATES`) and sums the
+    row-level facts instead: the same report, the reference the tests hold the aggregates to."""
     import time as _time
 
     from tipline.stats import transparency as tr
@@ -690,13 +826,13 @@ def build(directory: Path, *, now: datetime | None = None, coverage_threshold: f
     prefetch = [b for b, _ in tr.OUTCOME_TABLES if b is not None]
     try:
         t0 = _time.process_time()
-        facts = record_facts(con, year)
+        facts = record_facts(con, year, aggregates=aggregates)
         if timings is not None:
             timings["record facts (DuckDB), cpu s"] = _time.process_time() - t0
         return tr.assemble(year, manifest["snapshot"], dict(manifest["records"]), facts,
                            lambda scope: outcome_stats(con, manifest, scope, coverage_threshold=coverage_threshold,
                                                        replicates=replicates, cache=cache, prefetch=prefetch,
-                                                       timings=timings),
+                                                       timings=timings, aggregates=aggregates),
                            now=now)
     finally:
         con.close()
