@@ -40,7 +40,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "model": frozenset(),
     "kinds": frozenset(),
     "cybertip": frozenset({"model", "kinds"}),
-    "store": frozenset({"config", "model", "kinds"}),
+    # metrics is a leaf (prometheus-client only): the pool and commit timings are the store's.
+    "metrics": frozenset(),
+    "store": frozenset({"config", "model", "kinds", "metrics"}),
 }
 
 

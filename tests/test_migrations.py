@@ -100,3 +100,41 @@ def test_0007_turns_the_text_written_before_into_columns(empty_url: str) -> None
         assert [d for d in diff if d[0] not in ("modify_type",)] == []
     finally:
         engine.dispose()
+
+
+def test_0013_fills_the_queue_read_model_as_the_code_does(runtime: Runtime) -> None:
+    """A store at 0012 with assessed reports, overrides, a claim and a bank match upgrades to a
+    ``queue_entries`` equal to what ``tipline.console.queue_model`` computes (the migration's
+    SQL is frozen at its revision; this catches it drifting from the code)."""
+    from alembic import command
+
+    from people_helpers import make_user
+    from test_group_stages import load, year
+    from tipline.console import queue_model
+    from tipline.console import service as svc
+    from tipline.people.principal import Principal
+    from tipline.pipeline.core import StageContext, run_reports
+    from tipline.store.db import transaction
+    from tipline.store.tables import File, FileMatch
+    from tipline.store.tables_console import QueueEntry
+
+    ids = load(runtime, year(scale=3e-6, seed=31, files="hashes"))
+    run_reports(StageContext(runtime), dict.fromkeys(ids, None), group_size=50)
+    ana = make_user(runtime, "mig-ana", "analyst")
+    who = Principal(ana.user_id, ana.username, "analyst")
+    with runtime.sessions() as s:
+        finished = [r for r in ids if s.get(QueueEntry, r) is not None]
+        fid = s.execute(select(File.id).where(File.report_id == finished[0])).scalars().first()
+    assert len(finished) >= 3 and fid is not None
+    with transaction(runtime.sessions) as s:
+        svc.set_priority(s, who, finished[1], 1, "synthetic reason")
+        svc.close_informational(s, who, finished[0], "synthetic reason")
+        svc.claim(s, who, finished[2], minutes=30)
+        # A bank match written behind the stages' back: the fill must see it all the same.
+        s.add(FileMatch(file_id=fid, kind="bank", hash_type="md5", created_at=datetime.now(UTC)))
+    url = runtime.settings.effective_database_url
+    command.downgrade(alembic_config(url), "0012")
+    upgrade(url)
+    with runtime.sessions() as s:
+        assert s.execute(select(sa.func.count()).select_from(QueueEntry)).scalar_one() >= len(finished)
+        assert queue_model.differences(s) == (0, [])

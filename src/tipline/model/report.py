@@ -93,6 +93,19 @@ UsState = Literal[
 INCIDENT_TYPES: tuple[str, ...] = get_args(IncidentType)
 COUNTRIES: tuple[str, ...] = get_args(Country)
 US_STATES: tuple[str, ...] = get_args(UsState)
+#: NCMEC's published tables ("kind of exploitation" rows) name each incident type in their own
+#: wording: that wording -> the type. Read by the simulator's calibration and by the
+#: transparency report's comparison with the published figures (no numpy needed for it).
+INCIDENT_TYPE_TABLE_LABELS: dict[str, str] = {
+    "child pornography": "Child Pornography (possession, manufacture, and distribution)",
+    "online enticement of children": "Online Enticement of Children for Sexual Acts",
+    "obscene material sent to a child": "Unsolicited Obscene Material Sent to a Child",
+    "child sex trafficking": "Child Sex Trafficking",
+    "child sexual molestation": "Child Sexual Molestation",
+    "misleading words/images online": "Misleading Words or Digital Images on the Internet",
+    "misleading domain name": "Misleading Domain Name",
+    "child sex tourism": "Child Sex Tourism",
+}
 
 # --- constrained scalars ----------------------------------------------------------------
 

@@ -17,23 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from tipline.model.report import INCIDENT_TYPES
+from tipline.model.report import INCIDENT_TYPE_TABLE_LABELS, INCIDENT_TYPES
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "sim"
 YEARS = (2023, 2024)
 PUBLIC = "Public (web form)"  # the reporter the public web form files under
 
-# The report-contents CSV names incident types in NCMEC's table wording.
-_CSV_TYPE_NAMES = {
-    "child pornography": "Child Pornography (possession, manufacture, and distribution)",
-    "online enticement of children": "Online Enticement of Children for Sexual Acts",
-    "obscene material sent to a child": "Unsolicited Obscene Material Sent to a Child",
-    "child sex trafficking": "Child Sex Trafficking",
-    "child sexual molestation": "Child Sexual Molestation",
-    "misleading words/images online": "Misleading Words or Digital Images on the Internet",
-    "misleading domain name": "Misleading Domain Name",
-    "child sex tourism": "Child Sex Tourism",
-}
+# The report-contents CSV names incident types in NCMEC's table wording (kept with the types).
+_CSV_TYPE_NAMES = INCIDENT_TYPE_TABLE_LABELS
 CSAM = INCIDENT_TYPES[0]
 ENTICEMENT = "Online Enticement of Children for Sexual Acts"
 

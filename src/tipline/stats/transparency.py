@@ -592,7 +592,7 @@ def _platforms_table(f: RecordFacts, top: int = 25) -> Table:
 
 
 def _incident_types_table(year: int, f: RecordFacts) -> Table:
-    from tipline.sim.calibration import _CSV_TYPE_NAMES
+    from tipline.model.report import INCIDENT_TYPE_TABLE_LABELS as _CSV_TYPE_NAMES
 
     pub_raw = _published_contents(year)
     pub = {_CSV_TYPE_NAMES[label]: q for (cat, label), q in pub_raw.items()
