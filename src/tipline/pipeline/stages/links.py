@@ -20,7 +20,7 @@ from sqlalchemy import ColumnElement, Integer, bindparam, delete, func, or_, sel
 from sqlalchemy.orm import Session, aliased
 
 from tipline.model.report import IpCaptureEvent
-from tipline.pipeline.core import Outcome, StageContext, cross_report_lock, insert_rows, stage
+from tipline.pipeline.core import Outcome, StageContext, cross_report_lock, insert_rows, report_documents, stage
 from tipline.pipeline.identifiers import (
     Rules,
     load_rules,
@@ -559,7 +559,10 @@ def compute_links_group(session: Session, report_ids: Sequence[int], rules: Rule
             ip_partners[rid] = lst
     theirs: dict[int, IpTimes] = cache.get_many(session, [x for lst in ip_partners.values() for x in lst]) \
         if ip_partners else {}
-    own_times = load_ip_times(session, sorted(ip_partners)) if ip_partners else {}
+    # The group's own documents are decoded once for all its stages (``report_documents``).
+    own_times = {rid: ip_capture_times(doc.document, [f.details for f in doc.files])
+                 for rid, doc in report_documents(session, sorted(ip_partners)).items()
+                 if doc.document is not None} if ip_partners else {}
     shas = {rid: sorted({f.sha256 for f in files}) for rid, files in my_files.items()}
     by_sha = _group_sharers(session, cap, "sha256", shas, {})
     owner = {f.id: rid for rid, files in my_files.items() for f in files}
@@ -584,7 +587,7 @@ def compute_links_group(session: Session, report_ids: Sequence[int], rules: Rule
     out: dict[int, dict[tuple[int, str], tuple[float, str]]] = {}
     for rid in ids:
         links = _LinkSet(rid, rules)
-        my_times = own_times.get(rid, (None, {}))[1]
+        my_times = own_times.get(rid, {})
         for ident_id, kind, scope, value in ((int(r.id), r.kind, r.scope, r.value) for r in mine[rid]):
             for other, _ in by_ident[rid].get(ident_id, []):
                 gap = None
