@@ -619,6 +619,7 @@ def links_group(ctx: StageContext, session: Session, report_ids: list[int]) -> d
                     select(ReportLink.report_a, ReportLink.report_b, ReportLink.reason, ReportLink.weight,
                            ReportLink.detail).where(col.in_(chunk))):
                 state[(int(a), int(b), str(reason))] = (float(weight), detail)
+    stored = dict(state)  # as read: only the pairs that differ from it are written at the end
     computed = compute_links_group(session, order, cache=ctx.service("links-ip-times", IpTimesCache))
     # Replay the per-report runs in the group's order over ``state``: each deletes every pair
     # it is in and writes its own (so of a pair within the group, the later report's wording stays).
@@ -649,8 +650,15 @@ def links_group(ctx: StageContext, session: Session, report_ids: list[int]) -> d
         last_change = diff_links(before, after)
         # Later-numbered reports outside this run whose links this report changed: due again.
         made_due.update(t[0] for t in after - before if t[0] > rid and t[0] not in group)
-    for chunk in chunks:
-        session.execute(delete(ReportLink).where(or_(ReportLink.report_a.in_(chunk), ReportLink.report_b.in_(chunk))))
+    # Only the pairs that changed are written: a group's reports are mostly linked as they were
+    # (to earlier groups' reports, which linked to them first; all of them on a re-run), and
+    # deleting and rewriting every pair touching the group cost more than computing them.
+    gone = [{"k_a": a, "k_b": b, "k_r": reason} for (a, b, reason), v in sorted(stored.items())
+            if state.get((a, b, reason)) != v]
+    if gone:
+        t = ReportLink.metadata.tables["report_links"]  # Core: an executemany keyed DELETE
+        session.execute(delete(t).where(t.c.report_a == bindparam("k_a"), t.c.report_b == bindparam("k_b"),
+                                         t.c.reason == bindparam("k_r")), gone)
     due = sorted(made_due)
     for i in range(0, len(due), 500):
         session.execute(delete(PipelineRun).where(PipelineRun.stage == "links",
@@ -663,7 +671,8 @@ def links_group(ctx: StageContext, session: Session, report_ids: list[int]) -> d
         forget_link_changes(session)
     record_link_change(session, order[-1], last_change)
     rows = [{"report_a": a, "report_b": b, "reason": reason, "detail": detail, "weight": weight}
-            for (a, b, reason), (weight, detail) in sorted(state.items())]
+            for (a, b, reason), (weight, detail) in sorted(state.items())
+            if stored.get((a, b, reason)) != (weight, detail)]
     insert_rows(session, ReportLink, rows)
     return dict.fromkeys(order, Outcome.DONE)
 
