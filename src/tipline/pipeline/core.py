@@ -257,17 +257,18 @@ class GroupDocuments:
 
     def __init__(self) -> None:
         self.entries: dict[int, StoredReport] = {}
-        self._checked: int | None = None  # id() of the transaction the entries were checked in
+        # The transaction the entries were last checked in, held (not its id(): a finished
+        # transaction's id can be reused by the next one, which would then skip the check).
+        self._checked: object | None = None
         #: Reports decoded and statements sent (the benchmark and tests read them).
         self.decoded = 0
 
     def get(self, session: Session, report_ids: Iterable[int]) -> dict[int, StoredReport]:
         ids = sorted(set(report_ids))
         tx = session.get_transaction()
-        key = id(tx) if tx is not None else None
-        if key != self._checked:
+        if tx is None or tx is not self._checked:
             self._revalidate(session)
-            self._checked = key
+            self._checked = tx
         missing = [rid for rid in ids if rid not in self.entries]
         if missing:
             self._load(session, missing)
@@ -315,10 +316,9 @@ def report_documents(session: Session, report_ids: Iterable[int]) -> dict[int, S
     cache: GroupDocuments | None = session.info.get(_GROUP_DOCS)
     if cache is None:
         tx = session.get_transaction()
-        key = id(tx) if tx is not None else None
-        held: tuple[int | None, GroupDocuments] | None = session.info.get(_TX_DOCS)
-        if held is None or held[0] != key:
-            held = (key, GroupDocuments())
+        held: tuple[object | None, GroupDocuments] | None = session.info.get(_TX_DOCS)
+        if held is None or tx is None or held[0] is not tx:
+            held = (tx, GroupDocuments())
             session.info[_TX_DOCS] = held
         cache = held[1]
     return cache.get(session, report_ids)
