@@ -22,7 +22,10 @@ stage. Then it checks that nothing is pending. Prints a table and writes
 benchmarks/results/groups-<timestamp>.json.
 
     .venv/bin/python benchmarks/pipeline/bench_groups.py [--scale 0.000138] [--baseline 500]
-        [--group-size 200] [--workers 1,2,4] [--backends sqlite,postgresql]
+        [--group-size 200] [--workers 1,2,4] [--backends sqlite,postgresql] [--profile PATH]
+
+``--workers ''`` measures no worker processes; ``--profile PATH`` writes cProfile stats of the
+group run to ``PATH.<backend>`` (read them with ``python -m pstats``).
 """
 
 from __future__ import annotations
@@ -222,7 +225,16 @@ def bench_backend(backend: str, args: argparse.Namespace, pg_url: str | None) ->
     n += 1
     with store(backend, pg_url, n, args.scale, args.seed) as (rt, _):
         ids = finished(rt)
+        if args.profile:
+            import cProfile
+
+            prof = cProfile.Profile()
+            prof.enable()
         out["group"] = run_in_process(rt, ids, grouped, args.group_size)
+        if args.profile:
+            prof.disable()
+            prof.dump_stats(f"{args.profile}.{backend}")
+            print(f"{backend} group profile: {args.profile}.{backend}", flush=True)
         print(f"{backend} group: {out['group']['reports_per_s']} reports/s", flush=True)
     out["ratio"] = round(out["group"]["reports_per_s"] / out["per_report"]["reports_per_s"], 1)
     if backend == "postgresql":
@@ -244,6 +256,8 @@ def main() -> None:
     ap.add_argument("--group-size", type=int, default=200)
     ap.add_argument("--workers", default="1,2,4", help="Worker processes to measure on PostgreSQL.")
     ap.add_argument("--backends", default="sqlite,postgresql")
+    ap.add_argument("--profile", metavar="PATH",
+                    help="cProfile the group run; stats written to PATH.<backend> (its rate is then not comparable).")
     args = ap.parse_args()
     args.workers = [int(w) for w in args.workers.split(",") if w]
     results: dict[str, Any] = {

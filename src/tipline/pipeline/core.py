@@ -202,28 +202,130 @@ def first_in_transaction(session: Session, what: str) -> bool:
     return True
 
 
-def parsed_report(session: Session, report_id: int, document: dict[str, Any]) -> Any:
-    """The stored report tree of ``report_id`` as the pydantic model, parsed once per transaction.
+@dataclass
+class StoredFile:
+    """One file of a report as the stages read it: id, sequence number, decoded ``details``."""
 
-    identifiers, location and assess each read the document; parsing it is most of what they
-    cost, and within one group's transaction it cannot change (the runner holds the group's
-    report locks, which an addendum takes too, and no stage writes documents).
+    id: str
+    seq: int
+    details: dict[str, Any] | None
+    _model: Any = None
+
+    def model(self) -> Any:
+        """``details`` as ``FileDetails`` (None when the platform sent none), validated once."""
+        if self._model is None and self.details:
+            from tipline.model.report import FileDetails
+
+            self._model = FileDetails.model_validate(self.details)
+        return self._model
+
+
+@dataclass
+class StoredReport:
+    """A report's stored document and its files' details, decoded once for a whole group.
+
+    Shared by every stage of the group that reads them (identifiers, location, links, bundles,
+    assess): read-only, a stage must never change what it is given.
     """
-    from tipline.model.report import Report as ReportModel
 
-    tx = session.get_transaction()
-    key = id(tx) if tx is not None else None
-    cache: tuple[int | None, dict[int, Any]] | None = session.info.get(_PARSED)
-    if cache is None or cache[0] != key:
-        cache = (key, {})
-        session.info[_PARSED] = cache
-    model = cache[1].get(report_id)
-    if model is None:
-        model = cache[1][report_id] = ReportModel.model_validate(document)
-    return model
+    #: (state, last_change_at): every write of ``reports.document`` changes one of them (an
+    #: addendum sets last_change_at; a purge sets the state), so an entry whose version still
+    #: matches holds the document as stored now.
+    version: tuple[str, Any]
+    document: dict[str, Any] | None
+    files: list[StoredFile]
+    _model: Any = None
+
+    def model(self) -> Any:
+        """The document as the pydantic ``Report`` (None once purged), validated once."""
+        if self._model is None and self.document is not None:
+            from tipline.model.report import Report as ReportModel
+
+            self._model = ReportModel.model_validate(self.document)
+        return self._model
 
 
-_PARSED = "tipline.parsed_reports"
+class GroupDocuments:
+    """The documents of a group's reports, decoded once for all its stages and both its
+    transactions, dropped when the group ends (``_run_group``).
+
+    Within one transaction an entry cannot go stale: the runner holds the group's report locks,
+    which an addendum takes too, and no stage writes documents. Between the group's two
+    transactions the locks are released, so the first read in a transaction checks the cached
+    reports' versions (one statement) and drops entries that changed.
+    """
+
+    def __init__(self) -> None:
+        self.entries: dict[int, StoredReport] = {}
+        # The transaction the entries were last checked in, held (not its id(): a finished
+        # transaction's id can be reused by the next one, which would then skip the check).
+        self._checked: object | None = None
+        #: Reports decoded and statements sent (the benchmark and tests read them).
+        self.decoded = 0
+
+    def get(self, session: Session, report_ids: Iterable[int]) -> dict[int, StoredReport]:
+        ids = sorted(set(report_ids))
+        tx = session.get_transaction()
+        if tx is None or tx is not self._checked:
+            self._revalidate(session)
+            self._checked = tx
+        missing = [rid for rid in ids if rid not in self.entries]
+        if missing:
+            self._load(session, missing)
+        return {rid: self.entries[rid] for rid in ids if rid in self.entries}
+
+    def _revalidate(self, session: Session) -> None:
+        cached = sorted(self.entries)
+        seen: set[int] = set()
+        for i in range(0, len(cached), 500):
+            for rid, state, changed in session.execute(
+                    select(Report.id, Report.state, Report.last_change_at).where(Report.id.in_(cached[i:i + 500]))):
+                seen.add(int(rid))
+                if self.entries[int(rid)].version != (state, changed):
+                    del self.entries[int(rid)]
+        for rid in cached:
+            if rid not in seen:
+                self.entries.pop(rid, None)
+
+    def _load(self, session: Session, ids: list[int]) -> None:
+        from tipline.store.tables import File
+
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            files: dict[int, list[StoredFile]] = {}
+            for rid, fid, seq, details in session.execute(
+                    select(File.report_id, File.id, File.seq, File.details)
+                    .where(File.report_id.in_(chunk)).order_by(File.report_id, File.seq)):
+                files.setdefault(int(rid), []).append(StoredFile(str(fid), int(seq), details))
+            for rid, state, changed, document in session.execute(
+                    select(Report.id, Report.state, Report.last_change_at, Report.document)
+                    .where(Report.id.in_(chunk))):
+                self.entries[int(rid)] = StoredReport((state, changed), document, files.get(int(rid), []))
+                self.decoded += 1
+
+
+def report_documents(session: Session, report_ids: Iterable[int]) -> dict[int, StoredReport]:
+    """The stored documents and files' details of ``report_ids`` (a report that does not exist
+    is left out), decoded once per group.
+
+    Inside ``run_reports`` the group's ``GroupDocuments`` serves them (every stage, both
+    transactions); anywhere else (a stage run alone, the stepwise reference path: a group of
+    one) a cache for the session's current transaction does, so the same code reads them the
+    same way.
+    """
+    cache: GroupDocuments | None = session.info.get(_GROUP_DOCS)
+    if cache is None:
+        tx = session.get_transaction()
+        held: tuple[object | None, GroupDocuments] | None = session.info.get(_TX_DOCS)
+        if held is None or tx is None or held[0] is not tx:
+            held = (tx, GroupDocuments())
+            session.info[_TX_DOCS] = held
+        cache = held[1]
+    return cache.get(session, report_ids)
+
+
+_GROUP_DOCS = "tipline.group_documents"
+_TX_DOCS = "tipline.transaction_documents"
 
 
 #: Statements ``insert_rows`` sent to the driver directly (not seen by SQLAlchemy's events;
@@ -446,8 +548,9 @@ def _run_group(ctx: StageContext, group: list[tuple[int, list[str] | None]]) -> 
     wanted = {rid: {st.name for st in _selected(names)} for rid, names in group}
     failed: set[int] = set()
     parts = phases()
+    docs = GroupDocuments()  # the group's decoded documents, for both parts; dropped on return
     for n, part in enumerate(parts):
-        if not _run_phase(ctx, [rid for rid, _ in group if rid not in failed], wanted, part, failed):
+        if not _run_phase(ctx, [rid for rid, _ in group if rid not in failed], wanted, part, failed, docs):
             # Nothing of this part was kept: this part and the later ones the plain way.
             left = {st.name for p in parts[n:] for st in p}
             for rid, _ in group:
@@ -457,7 +560,7 @@ def _run_group(ctx: StageContext, group: list[tuple[int, list[str] | None]]) -> 
 
 
 def _run_phase(ctx: StageContext, order: list[int], wanted: dict[int, set[str]], part: list[StageDef],
-               failed: set[int]) -> bool:
+               failed: set[int], docs: GroupDocuments | None = None) -> bool:
     """The stages ``part`` over the reports ``order`` in one transaction; False if it could not
     commit. Reports whose stage failed are added to ``failed`` (their error is committed)."""
     if not any(st.name in wanted[rid] for rid in order for st in part):
@@ -470,6 +573,8 @@ def _run_phase(ctx: StageContext, order: list[int], wanted: dict[int, set[str]],
             # The group's own reports, for the whole transaction: no second job enriches one of
             # them meanwhile and no addendum changes a document the group read (store.db).
             report_locks(s, order)
+            if docs is not None:
+                s.info[_GROUP_DOCS] = docs
             for st in part:
                 ids = [rid for rid in order if rid not in now_failed and st.name in wanted[rid]]
                 if not ids:

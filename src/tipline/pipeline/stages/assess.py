@@ -31,7 +31,7 @@ from tipline.pipeline.core import (
     cross_report_lock,
     forget_objects,
     insert_rows,
-    parsed_report,
+    report_documents,
     stage,
 )
 from tipline.store.tables import (
@@ -505,16 +505,17 @@ def gather_many(session: Session, report_ids: list[int], rules: Rules) -> dict[i
     for i in range(0, len(report_ids), 500):
         chunk = report_ids[i:i + 500]
         reps = {int(r.id): r for r in session.execute(
-            select(Report.id, Report.document, Report.incident_at, Report.escalation).where(Report.id.in_(chunk)))}
+            select(Report.id, Report.incident_at, Report.escalation).where(Report.id.in_(chunk)))}
         missing = [rid for rid in chunk if rid not in reps]
         if missing:
             raise LookupError(f"no report {missing[0]}")
-        files: dict[int, list[Any]] = {}
+        docs = report_documents(session, chunk)  # decoded once for the group's stages
+        viewed: dict[str, bool | None] = {}
         owner: dict[str, int] = {}
-        for f in session.execute(select(File.id, File.report_id, File.details, File.viewed_by_esp)
-                                 .where(File.report_id.in_(chunk)).order_by(File.report_id, File.seq)):
-            files.setdefault(int(f.report_id), []).append(f)
-            owner[f.id] = int(f.report_id)
+        for fid, rid, seen_by_esp in session.execute(select(File.id, File.report_id, File.viewed_by_esp)
+                                                    .where(File.report_id.in_(chunk))):
+            viewed[fid] = seen_by_esp
+            owner[fid] = int(rid)
         done: dict[int, set[str]] = {}
         for rid, name in session.execute(
                 select(PipelineRun.report_id, PipelineRun.stage).where(
@@ -522,14 +523,15 @@ def gather_many(session: Session, report_ids: list[int], rules: Rules) -> dict[i
             done.setdefault(int(rid), set()).add(str(name))
         for rid in chunk:
             rep = reps[rid]
-            model = parsed_report(session, rid, rep.document) if rep.document else None
-            fl = files.get(rid, [])
+            doc = docs.get(rid)
+            model = doc.model() if doc is not None and doc.document else None
+            fl = doc.files if doc is not None else []
             out[rid] = Inputs(
                 report=model, incident_at=rep.incident_at, escalation=rep.escalation,
                 batched_viral=bool(model and model.batchedReport
                                    and model.batchedReport.reason == "VIRAL_POTENTIAL_MEME"),
-                files=[FileDetails.model_validate(f.details) if f.details else None for f in fl],
-                files_viewed=[f.viewed_by_esp for f in fl],
+                files=[f.model() for f in fl],
+                files_viewed=[viewed.get(f.id) for f in fl],
                 stages_done=done.get(rid, set()),
             )
         with_matches = [fid for fid, rid in owner.items() if "matches" in out[rid].stages_done]

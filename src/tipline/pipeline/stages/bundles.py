@@ -26,23 +26,35 @@ from tipline.pipeline.bundling.bulk import Written, bundle_group, rebuild_all
 from tipline.pipeline.bundling.incremental import add_report, recompute_reason
 from tipline.pipeline.bundling.rules import CHUNK, BundlingRules, incidents_in_report, load_bundling
 from tipline.pipeline.bundling.search import rebundle
-from tipline.pipeline.core import Outcome, StageContext, cross_report_lock, get_stage, stage
+from tipline.pipeline.core import Outcome, StageContext, cross_report_lock, get_stage, report_documents, stage
 from tipline.pipeline.linkchanges import take_link_change
 from tipline.store.tables import Base, PipelineRun, Report, ReportIncidentCount
 
 
-def _write_counts(session: Session, rules: BundlingRules, report_ids: Iterable[int]) -> None:
+def _write_counts(session: Session, rules: BundlingRules, report_ids: Iterable[int], *, group: bool = False) -> None:
     """Record how many incidents each report stands for, writing only counts that differ
-    (the per-report stage replaces its one row; here the rows of a group or a store at once)."""
+    (the per-report stage replaces its one row; here the rows of a group or a store at once).
+
+    ``group``: the reports are a group's, whose documents its other stages decoded already
+    (``report_documents``); a whole-store rebuild reads them chunk by chunk instead, so that
+    it never holds every document at once.
+    """
     want: dict[int, tuple[int, str]] = {}
     have: dict[int, tuple[int, str]] = {}
     ids = sorted(set(report_ids))
     for i in range(0, len(ids), CHUNK):
         chunk = ids[i:i + CHUNK]
-        for rid, document, batched in session.execute(
-                select(Report.id, Report.document, Report.batched).where(Report.id.in_(chunk))):
-            n, basis = incidents_in_report(document, bool(batched), rules)
-            want[int(rid)] = (n, basis[:60])
+        if group:
+            docs = report_documents(session, chunk)
+            for rid, batched in session.execute(select(Report.id, Report.batched).where(Report.id.in_(chunk))):
+                doc = docs.get(int(rid))
+                n, basis = incidents_in_report(doc.document if doc is not None else None, bool(batched), rules)
+                want[int(rid)] = (n, basis[:60])
+        else:
+            for rid, document, batched in session.execute(
+                    select(Report.id, Report.document, Report.batched).where(Report.id.in_(chunk))):
+                n, basis = incidents_in_report(document, bool(batched), rules)
+                want[int(rid)] = (n, basis[:60])
         have.update((int(r), (int(n), str(b))) for r, n, b in session.execute(
             select(ReportIncidentCount.report_id, ReportIncidentCount.incidents, ReportIncidentCount.basis)
             .where(ReportIncidentCount.report_id.in_(chunk))))
@@ -65,7 +77,7 @@ def bundles_group(ctx: StageContext, session: Session, report_ids: list[int]) ->
     changed rows written; the same rows as the stage run on each report in turn."""
     rules = ctx.service("bundling_rules", load_bundling)
     cross_report_lock(session)  # as the per-report stage: one bundling transaction at a time
-    _write_counts(session, rules, report_ids)
+    _write_counts(session, rules, report_ids, group=True)
     bundle_group(session, rules, report_ids)
     # DONE, not RECOMPUTED: the group form never tries recorded link changes (the runner's
     # summary counts RECOMPUTED as the per-report path's fallback).

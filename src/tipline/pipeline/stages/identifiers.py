@@ -20,7 +20,14 @@ from sqlalchemy.orm import Session
 from tipline.kinds.hashes import CRYPTO_NAMES
 from tipline.model.report import DeviceId, Email, IpCaptureEvent, Phone
 from tipline.model.report import Report as ReportModel
-from tipline.pipeline.core import Outcome, StageContext, forget_objects, insert_rows, parsed_report, stage
+from tipline.pipeline.core import (
+    Outcome,
+    StageContext,
+    forget_objects,
+    insert_rows,
+    report_documents,
+    stage,
+)
 from tipline.pipeline.identifiers import (
     Rules,
     handle_from_profile_url,
@@ -227,24 +234,22 @@ def identifier_ids(session: Session, keys: Iterable[tuple[str, str, str, bool]])
 
 def load_reports(session: Session, report_ids: list[int]
                  ) -> dict[int, tuple[ReportModel | None, FileDetailsList, str]]:
-    """``load_report`` for many reports: two statements per 500 reports."""
+    """``load_report`` for many reports: the documents from the group's decoded ones
+    (``report_documents``), the reporters in one statement per 500 reports."""
     rules = load_rules()
     out: dict[int, tuple[ReportModel | None, FileDetailsList, str]] = {}
+    docs = report_documents(session, report_ids)
     for i in range(0, len(report_ids), 500):
         chunk = report_ids[i:i + 500]
-        files: dict[int, FileDetailsList] = {}
-        for rid, seq, det in session.execute(select(File.report_id, File.seq, File.details)
-                                             .where(File.report_id.in_(chunk)).order_by(File.report_id, File.seq)):
-            files.setdefault(int(rid), []).append((int(seq), det))
         for row in session.execute(
-                select(Report.id, Report.document, Reporter.name, Reporter.kind)
+                select(Report.id, Reporter.name, Reporter.kind)
                 .join(Reporter, Reporter.id == Report.reporter_id).where(Report.id.in_(chunk))):
-            if row.document is None:
+            doc = docs.get(int(row.id))
+            if doc is None or doc.document is None:
                 out[int(row.id)] = (None, [], "unspecified")
                 continue
             default = (normalise_service(row.name, rules) or "unspecified") if row.kind == "esp" else "unspecified"
-            out[int(row.id)] = (parsed_report(session, int(row.id), row.document), files.get(int(row.id), []),
-                                default)
+            out[int(row.id)] = (doc.model(), [(f.seq, f.details) for f in doc.files], default)
     return out
 
 

@@ -20,7 +20,7 @@ from sqlalchemy import ColumnElement, Integer, bindparam, delete, func, or_, sel
 from sqlalchemy.orm import Session, aliased
 
 from tipline.model.report import IpCaptureEvent
-from tipline.pipeline.core import Outcome, StageContext, cross_report_lock, insert_rows, stage
+from tipline.pipeline.core import Outcome, StageContext, cross_report_lock, insert_rows, report_documents, stage
 from tipline.pipeline.identifiers import (
     Rules,
     load_rules,
@@ -559,7 +559,10 @@ def compute_links_group(session: Session, report_ids: Sequence[int], rules: Rule
             ip_partners[rid] = lst
     theirs: dict[int, IpTimes] = cache.get_many(session, [x for lst in ip_partners.values() for x in lst]) \
         if ip_partners else {}
-    own_times = load_ip_times(session, sorted(ip_partners)) if ip_partners else {}
+    # The group's own documents are decoded once for all its stages (``report_documents``).
+    own_times = {rid: ip_capture_times(doc.document, [f.details for f in doc.files])
+                 for rid, doc in report_documents(session, sorted(ip_partners)).items()
+                 if doc.document is not None} if ip_partners else {}
     shas = {rid: sorted({f.sha256 for f in files}) for rid, files in my_files.items()}
     by_sha = _group_sharers(session, cap, "sha256", shas, {})
     owner = {f.id: rid for rid, files in my_files.items() for f in files}
@@ -584,7 +587,7 @@ def compute_links_group(session: Session, report_ids: Sequence[int], rules: Rule
     out: dict[int, dict[tuple[int, str], tuple[float, str]]] = {}
     for rid in ids:
         links = _LinkSet(rid, rules)
-        my_times = own_times.get(rid, (None, {}))[1]
+        my_times = own_times.get(rid, {})
         for ident_id, kind, scope, value in ((int(r.id), r.kind, r.scope, r.value) for r in mine[rid]):
             for other, _ in by_ident[rid].get(ident_id, []):
                 gap = None
@@ -616,6 +619,7 @@ def links_group(ctx: StageContext, session: Session, report_ids: list[int]) -> d
                     select(ReportLink.report_a, ReportLink.report_b, ReportLink.reason, ReportLink.weight,
                            ReportLink.detail).where(col.in_(chunk))):
                 state[(int(a), int(b), str(reason))] = (float(weight), detail)
+    stored = dict(state)  # as read: only the pairs that differ from it are written at the end
     computed = compute_links_group(session, order, cache=ctx.service("links-ip-times", IpTimesCache))
     # Replay the per-report runs in the group's order over ``state``: each deletes every pair
     # it is in and writes its own (so of a pair within the group, the later report's wording stays).
@@ -646,8 +650,15 @@ def links_group(ctx: StageContext, session: Session, report_ids: list[int]) -> d
         last_change = diff_links(before, after)
         # Later-numbered reports outside this run whose links this report changed: due again.
         made_due.update(t[0] for t in after - before if t[0] > rid and t[0] not in group)
-    for chunk in chunks:
-        session.execute(delete(ReportLink).where(or_(ReportLink.report_a.in_(chunk), ReportLink.report_b.in_(chunk))))
+    # Only the pairs that changed are written: a group's reports are mostly linked as they were
+    # (to earlier groups' reports, which linked to them first; all of them on a re-run), and
+    # deleting and rewriting every pair touching the group cost more than computing them.
+    gone = [{"k_a": a, "k_b": b, "k_r": reason} for (a, b, reason), v in sorted(stored.items())
+            if state.get((a, b, reason)) != v]
+    if gone:
+        t = ReportLink.metadata.tables["report_links"]  # Core: an executemany keyed DELETE
+        session.execute(delete(t).where(t.c.report_a == bindparam("k_a"), t.c.report_b == bindparam("k_b"),
+                                         t.c.reason == bindparam("k_r")), gone)
     due = sorted(made_due)
     for i in range(0, len(due), 500):
         session.execute(delete(PipelineRun).where(PipelineRun.stage == "links",
@@ -660,7 +671,8 @@ def links_group(ctx: StageContext, session: Session, report_ids: list[int]) -> d
         forget_link_changes(session)
     record_link_change(session, order[-1], last_change)
     rows = [{"report_a": a, "report_b": b, "reason": reason, "detail": detail, "weight": weight}
-            for (a, b, reason), (weight, detail) in sorted(state.items())]
+            for (a, b, reason), (weight, detail) in sorted(state.items())
+            if stored.get((a, b, reason)) != (weight, detail)]
     insert_rows(session, ReportLink, rows)
     return dict.fromkeys(order, Outcome.DONE)
 

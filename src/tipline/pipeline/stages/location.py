@@ -19,10 +19,10 @@ from sqlalchemy.orm import Session
 from tipline.kinds.locations import CONFIDENCE, ip_class
 from tipline.model.report import Address, EstimatedLocation, IpCaptureEvent
 from tipline.model.report import Report as ReportModel
-from tipline.pipeline.core import Outcome, StageContext, insert_rows, parsed_report, stage
+from tipline.pipeline.core import Outcome, StageContext, insert_rows, report_documents, stage
 from tipline.pipeline.geo import GeoIp, clean_city, us_state_code
 from tipline.pipeline.identifiers import normalise_ip
-from tipline.store.tables import File, Location, Report
+from tipline.store.tables import Location, Report
 
 #: The report source whose victim and reporter addresses are location sources of their own:
 #: a member of the public telling where the child, the person responsible and they are.
@@ -177,29 +177,27 @@ def _chunks(ids: list[int], n: int = 500) -> list[list[int]]:
 
 
 def locations_group(ctx: StageContext, session: Session, report_ids: list[int]) -> dict[int, Outcome]:
-    """The location stage over a group: three statements per 500 reports, whatever they hold.
+    """The location stage over a group: two statements per 500 reports, whatever they hold
+    (the documents are the group's decoded ones, ``report_documents``).
 
     Rows are written report by report in the group's order, as one executemany: the row ids
     (which break ties in the jurisdiction stage) keep the order the per-report runs give.
     """
     geo = geoip_service(ctx)
     ids = list(report_ids)
-    docs: dict[int, tuple[Any, str | None]] = {}
-    files: dict[int, list[tuple[int, dict[str, Any] | None]]] = {}
+    sources: dict[int, str | None] = {}
+    docs = report_documents(session, ids)  # decoded once for the group's stages
     for chunk in _chunks(ids):
         session.execute(delete(Location).where(Location.report_id.in_(chunk)))
-        for rid, document, source in session.execute(
-                select(Report.id, Report.document, Report.source).where(Report.id.in_(chunk))):
-            docs[int(rid)] = (document, source)
-        for rid, seq, det in session.execute(select(File.report_id, File.seq, File.details)
-                                             .where(File.report_id.in_(chunk)).order_by(File.report_id, File.seq)):
-            files.setdefault(int(rid), []).append((int(seq), det))
+        for rid, source in session.execute(select(Report.id, Report.source).where(Report.id.in_(chunk))):
+            sources[int(rid)] = source
     rows: list[dict[str, Any]] = []
     for rid in ids:
-        document, source = docs.get(rid, (None, None))
-        if document is None:
+        doc = docs.get(rid)
+        if doc is None or doc.document is None:
             continue
-        for loc in locate(parsed_report(session, rid, document), files.get(rid, []), geo, source):
+        files = [(f.seq, f.details) for f in doc.files]
+        for loc in locate(doc.model(), files, geo, sources.get(rid)):
             rows.append({"report_id": rid, "source": loc.source, "detail": loc.detail, "country": loc.country,
                          "region": loc.region, "city": loc.city, "latitude": loc.latitude,
                          "longitude": loc.longitude, "confidence": loc.confidence,
