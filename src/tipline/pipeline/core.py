@@ -194,11 +194,12 @@ def record_run(session: Session, report_id: int, st: StageDef, error: str | None
 def first_in_transaction(session: Session, what: str) -> bool:
     """True the first time it is asked about ``what`` in the session's current transaction."""
     tx = session.get_transaction()
-    key = id(tx) if tx is not None else None
-    seen: dict[str, int | None] = session.info.setdefault("tipline.once", {})
-    if what in seen and seen[what] == key:
+    # The transaction object itself, not its id(): a new transaction can be given the id of
+    # a finished one, which would answer "already done" for work it never saw.
+    seen: dict[str, Any] = session.info.setdefault("tipline.once", {})
+    if tx is not None and seen.get(what) is tx:
         return False
-    seen[what] = key
+    seen[what] = tx
     return True
 
 
