@@ -29,7 +29,20 @@ from tipline import __version__
 from tipline.kinds.outcomes import registry
 
 if TYPE_CHECKING:
+    from sqlalchemy import and_, case, distinct, func, select
     from sqlalchemy.orm import Session, sessionmaker
+
+    from tipline.store.tables import (
+        Agency,
+        Assessment,
+        File,
+        FileMatch,
+        IncidentReport,
+        Jurisdiction,
+        Referral,
+        Report,
+        Reporter,
+    )
 
 # SQLAlchemy and the store's tables are imported where the store is read (the store path), not
 # here: the columnar path and the published page use this module without them (~1 s of imports
@@ -177,24 +190,32 @@ def _share(n: int | None, total: int | None) -> float | None:
 # --- the year's records -----------------------------------------------------------------------
 
 
+
+_STORE_NAMES = ("Agency", "Assessment", "File", "FileMatch", "IncidentReport", "Jurisdiction", "Referral",
+                "Report", "Reporter")
+
+
+def _store_sql() -> None:
+    """Bind the store path's SQL names (SQLAlchemy's and the tables) in this module, once.
+
+    Imported on first use, not at module level: the columnar path and the CLI's read commands
+    never pay for the ORM tables. The names are declared under TYPE_CHECKING above."""
+    if "Report" in globals():
+        return
+    import sqlalchemy as sa
+
+    from tipline.store import tables
+
+    globals().update(and_=sa.and_, case=sa.case, distinct=sa.distinct, func=sa.func, select=sa.select,
+                     **{name: getattr(tables, name) for name in _STORE_NAMES})
+
+
 def _year_bounds(year: int) -> tuple[datetime, datetime]:
     return datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
 
 
 def _in_year(year: int) -> Any:
-    from sqlalchemy import and_, case, distinct, func, select  # noqa: F401 - the store path's SQL
-
-    from tipline.store.tables import (  # noqa: F401
-        Agency,
-        Assessment,
-        File,
-        FileMatch,
-        IncidentReport,
-        Jurisdiction,
-        Referral,
-        Report,
-        Reporter,
-    )
+    _store_sql()
 
     lo, hi = _year_bounds(year)
     # Received time: a report belongs to the year it was opened (simulated reports carry their
@@ -208,19 +229,7 @@ def _stream(session: Session, stmt: Any) -> Iterator[Sequence[Any]]:
 
 def snapshot_of(session: Session, year: int) -> tuple[str, dict[str, int]]:
     """A SHA-256 over every record the report reads, in a fixed order, and their counts."""
-    from sqlalchemy import and_, case, distinct, func, select  # noqa: F401 - the store path's SQL
-
-    from tipline.store.tables import (  # noqa: F401
-        Agency,
-        Assessment,
-        File,
-        FileMatch,
-        IncidentReport,
-        Jurisdiction,
-        Referral,
-        Report,
-        Reporter,
-    )
+    _store_sql()
 
     h = hashlib.sha256(f"{SCHEMA}|{year}|{registry().version}".encode())
     counts: dict[str, int] = {}
@@ -255,19 +264,7 @@ def snapshot_of(session: Session, year: int) -> tuple[str, dict[str, int]]:
 
 
 def _count(session: Session, stmt: Any) -> int:
-    from sqlalchemy import and_, case, distinct, func, select  # noqa: F401 - the store path's SQL
-
-    from tipline.store.tables import (  # noqa: F401
-        Agency,
-        Assessment,
-        File,
-        FileMatch,
-        IncidentReport,
-        Jurisdiction,
-        Referral,
-        Report,
-        Reporter,
-    )
+    _store_sql()
 
     return int(session.scalar(stmt) or 0)
 
@@ -388,19 +385,7 @@ class RecordFacts:
 
 def record_facts(s: Session, year: int) -> RecordFacts:
     """The year's record facts from the store (the reference the columnar path must match)."""
-    from sqlalchemy import and_, case, distinct, func, select  # noqa: F401 - the store path's SQL
-
-    from tipline.store.tables import (  # noqa: F401
-        Agency,
-        Assessment,
-        File,
-        FileMatch,
-        IncidentReport,
-        Jurisdiction,
-        Referral,
-        Report,
-        Reporter,
-    )
+    _store_sql()
 
     year_ids = select(Report.id).where(_in_year(year))
     total = _count(s, select(func.count()).select_from(Report).where(_in_year(year)))
@@ -513,19 +498,7 @@ def _incidents_table(f: RecordFacts) -> Table:
 
 
 def _media_kind() -> Any:
-    from sqlalchemy import and_, case, distinct, func, select  # noqa: F401 - the store path's SQL
-
-    from tipline.store.tables import (  # noqa: F401
-        Agency,
-        Assessment,
-        File,
-        FileMatch,
-        IncidentReport,
-        Jurisdiction,
-        Referral,
-        Report,
-        Reporter,
-    )
+    _store_sql()
 
     return case((File.media_type.like("image/%"), "photo"), (File.media_type.like("video/%"), "video"),
                 else_="other")
@@ -948,19 +921,7 @@ def _pdf_revisions(doc: Any, report: Transparency, family: str, t: Callable[[str
 
 
 def available_years(session: Session) -> list[int]:
-    from sqlalchemy import and_, case, distinct, func, select  # noqa: F401 - the store path's SQL
-
-    from tipline.store.tables import (  # noqa: F401
-        Agency,
-        Assessment,
-        File,
-        FileMatch,
-        IncidentReport,
-        Jurisdiction,
-        Referral,
-        Report,
-        Reporter,
-    )
+    _store_sql()
 
     rows: Iterable[Any] = session.execute(select(Report.opened_at).where(Report.state == "finished")
                                           .order_by(Report.opened_at).limit(1))
