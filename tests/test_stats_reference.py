@@ -64,3 +64,29 @@ def test_a_curve_that_reaches_zero_and_a_median_at_exactly_one_half() -> None:
     # Survival exactly 1/2 is not below it: the median is the next event time.
     half = ([1.0, 2.0, 5.0, 6.0], [True, True, True, True], None)
     assert kaplan_meier(*half)["median"] == kaplan_meier_statsmodels(*half)["median"] == 5.0
+
+
+_stratum = st.tuples(st.sampled_from(["ag1", "ag2", "ag3"]), st.sampled_from(["1", "2", "3"]),
+                     st.sampled_from(["a", "b"]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(cells=st.dictionaries(_stratum, st.tuples(st.integers(0, 6), st.integers(0, 6), st.integers(0, 9)),
+                             min_size=1, max_size=18),
+       replicates=st.integers(1, 7), smooth=st.sampled_from([0.0, 1.0]), seed=st.integers(0, 2**32 - 1))
+def test_in_place_cell_rates_equal_the_plain_form(cells: dict[tuple[str, str, str], tuple[int, int, int]],
+                                                   replicates: int, smooth: float, seed: int) -> None:
+    """The bootstrap's inner loop (in place, the finest level taken as is) gives exactly the
+    rates and levels of the plain form, for replicates drawn as the bootstrap draws them."""
+    import numpy as np
+
+    from tipline.stats.outcomes import _cell_rates, _cell_rates_plain, _cells_from
+
+    c = _cells_from([(s, k, min(a, k), u) for s, (k, a, u) in cells.items()])
+    rng = np.random.default_rng(seed)
+    num = rng.poisson(1.0, size=(replicates, c.k.shape[0])) * (c.k > 0)
+    den = num + rng.poisson(1.0, size=num.shape)
+    for args in ((c.a[None, :], c.k[None, :]), (num.astype(float), den.astype(float))):
+        fast, plain = _cell_rates(c, *args, smooth=smooth), _cell_rates_plain(c, *args, smooth=smooth)
+        np.testing.assert_array_equal(fast[0], plain[0])
+        np.testing.assert_array_equal(fast[1], plain[1])

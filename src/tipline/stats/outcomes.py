@@ -410,7 +410,44 @@ def _cell_rates(c: _Cells, num: np.ndarray, den: np.ndarray, smooth: float = 0.0
     outcome rate of the finest level with feedback, and that level (-1: no feedback anywhere).
     ``smooth`` adds that many pseudo-observations at the overall rate to every cell: a cell with
     no outcome on record then does not claim certainty, and is pulled towards the overall rate,
-    not towards 1/2."""
+    not towards 1/2.
+
+    This is the inner loop of every bootstrap (replicates x cells x levels), so it works in
+    place: the finest level is the cells themselves (no sums to take), a coarser level's sums
+    are gathered back with ``take``, and each finer level overwrites with ``copyto``. The values
+    are those of the plain form kept in :func:`_cell_rates_plain` (tests hold them equal)."""
+    import numpy as np
+
+    b, n = num.shape
+    tot = den.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        overall = np.where(tot > 0, num.sum(axis=1, keepdims=True) / tot, 0.0)
+    rate = np.full((b, n), np.nan)
+    level_used = np.full((b, n), -1, dtype=np.int64)
+    num_flat, den_flat = num.ravel(), den.ravel()
+    # Coarsest first, each finer level overwriting where it has feedback of its own.
+    for lv in range(len(_LEVELS) - 1, -1, -1):
+        m, idx = c.n_level_cells[lv], c.level_cells[lv]
+        if m == n:
+            # Cells are numbered in order of first appearance, so as many level cells as
+            # cells means each cell is its own (the finest level): its sums are itself.
+            lden, lnum = den, num
+        else:
+            flat = ((np.arange(b) * m)[:, None] + idx[None, :]).ravel()
+            lden = np.bincount(flat, weights=den_flat, minlength=b * m).reshape(b, m).take(idx, axis=1)
+            lnum = np.bincount(flat, weights=num_flat, minlength=b * m).reshape(b, m).take(idx, axis=1)
+        has = lden > 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = (lnum + smooth * overall) / (lden + smooth)
+        np.copyto(rate, r, where=has)
+        level_used[has] = lv
+    return rate, level_used
+
+
+def _cell_rates_plain(c: _Cells, num: np.ndarray, den: np.ndarray,
+                      smooth: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """The reference for :func:`_cell_rates`: every level summed with ``bincount`` and
+    gathered by fancy indexing, each finer level merged with ``where``."""
     import numpy as np
 
     b, n = num.shape
@@ -420,7 +457,6 @@ def _cell_rates(c: _Cells, num: np.ndarray, den: np.ndarray, smooth: float = 0.0
     rate = np.full((b, n), np.nan)
     level_used = np.full((b, n), -1, dtype=np.int64)
     rows = np.arange(b)[:, None]
-    # Coarsest first, each finer level overwriting where it has feedback of its own.
     for lv in range(len(_LEVELS) - 1, -1, -1):
         m, idx = c.n_level_cells[lv], c.level_cells[lv]
         flat = (rows * m + idx[None, :]).ravel()
