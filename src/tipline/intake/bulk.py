@@ -130,7 +130,16 @@ class PreparedReport:
     idempotency_key: str | None
     row: dict[str, Any]
     submit: tuple[str, bytes, str | None]  # document kind, body, content type
+    #: When it is loaded: its documents' receipt, its files' upload and blobs' creation time.
+    now: datetime
     files: list[PreparedFile] = field(default_factory=list)
+
+    def backdate(self, received_at: datetime) -> None:
+        """Count the report as received, and finished, at ``received_at`` (a simulated or
+        historic report): what stamping its stored row afterwards gives, in the row itself.
+        Its documents and files keep the load time, as they would with the stamp."""
+        self.row.update(opened_at=received_at, last_change_at=received_at, finished_at=received_at,
+                        expires_at=None)
 
 
 @dataclass(frozen=True)
@@ -205,7 +214,7 @@ def prepare(settings: Settings, report: BulkReport, now: datetime | None = None,
     if problems:
         raise BulkIntakeError(report.ref, IntakeError(Reason.RULES_VIOLATED, "; ".join(problems)))
     return PreparedReport(report.ref, report.reporter_id, report.idempotency_key, row,
-                          (report.document_kind, report.body, report.content_type), files)
+                          (report.document_kind, report.body, report.content_type), now, files)
 
 
 class BulkIntake:
@@ -366,7 +375,7 @@ class BulkIntake:
         docs: list[dict[str, Any]] = []
         for rid, p in zip(ids, batch, strict=True):
             kind, body, ctype = p.submit
-            now = p.row["opened_at"]
+            now = p.now
             docs.append(document_row(rid, kind, body, ctype, now))
             for f in p.files:
                 blob = held.get(f.blob.sha256, f.blob)

@@ -233,9 +233,14 @@ class DirectWriter:
     """
 
     def __init__(self, rt: Runtime, accounts: dict[str, Account], batch: int = 1000,
-                 key_prefix: str | None = None, workers: int = 1) -> None:
+                 key_prefix: str | None = None, workers: int = 1,
+                 received: Callable[[int, datetime], datetime] | None = None) -> None:
+        """``received``: the simulated receipt time of a report (its sequence number and incident
+        time), written into its row as it is stored (``sim.outcomes.receipt_times``): what
+        ``stamp_report_times`` would set afterwards, without the second pass over the year."""
         self.rt, self.accounts, self.batch, self.key_prefix = rt, accounts, batch, key_prefix
         self.workers = workers
+        self.received = received
         self.bulk = BulkIntake(rt.intake)
         #: Reports found already stored (idempotent replays) by the last ``write``, by id.
         self.replayed_ids: set[int] = set()
@@ -269,7 +274,11 @@ class DirectWriter:
     def _prepare(self, r: SimReport, now: datetime) -> PreparedReport:
         # The simulator's models were validated as it built them, and the checked writer is
         # tested to accept its reports (tests/test_xml_fast.py): render without the read-back.
-        return prepare(self.rt.settings, self.bulk_report(r, now), now, checked_xml=False)
+        p = prepare(self.rt.settings, self.bulk_report(r, now), now, checked_xml=False)
+        incident = p.row["incident_at"]
+        if self.received is not None and incident is not None:
+            p.backdate(self.received(r.seq, incident))
+        return p
 
     def _store(self, batch: list[SimReport], prepared: list[PreparedReport],
                done: Callable[[SimReport, int], None]) -> None:
