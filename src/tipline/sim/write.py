@@ -37,7 +37,16 @@ import httpx
 from sqlalchemy import select
 
 from tipline.cybertip.xml import Parsed, file_details_to_xml, report_to_xml, report_to_xml_fast
-from tipline.intake.bulk import BulkFile, BulkIntake, BulkIntakeError, BulkReport, FileHashes, PreparedReport, prepare
+from tipline.intake.bulk import (
+    BulkFile,
+    BulkIntake,
+    BulkIntakeError,
+    BulkReport,
+    FileHashes,
+    PackedBatch,
+    PreparedReport,
+    prepare,
+)
 from tipline.intake.credentials import hash_password
 from tipline.intake.errors import IntakeError, Reason
 from tipline.intake.public_form import checked_report, validate_report_form, web_document
@@ -268,8 +277,16 @@ class DirectWriter:
                 self._flush(buf, done)
 
     def _flush(self, batch: list[SimReport], done: Callable[[SimReport, int], None]) -> None:
+        self._store(batch, self._pack(batch), done)
+
+    def _pack(self, batch: list[SimReport]) -> PackedBatch | list[PreparedReport]:
+        """The batch prepared and, where it can be, packed: values bound for the store's driver
+        (``BulkIntake.pack``), which is what a producer process should do rather than the one
+        that writes. What cannot be packed (files with bytes) is stored as prepared: the same rows."""
         now = utcnow()
-        self._store(batch, [self._prepare(r, now) for r in batch], done)
+        prepared = [self._prepare(r, now) for r in batch]
+        packed = self.bulk.pack(prepared)
+        return prepared if packed is None else packed
 
     def _prepare(self, r: SimReport, now: datetime) -> PreparedReport:
         # The simulator's models were validated as it built them, and the checked writer is
@@ -280,9 +297,11 @@ class DirectWriter:
             p.backdate(self.received(r.seq, incident))
         return p
 
-    def _store(self, batch: list[SimReport], prepared: list[PreparedReport],
+    def _store(self, batch: list[SimReport], prepared: PackedBatch | list[PreparedReport],
                done: Callable[[SimReport, int], None]) -> None:
-        for r, loaded in zip(batch, self.bulk.store(prepared), strict=True):
+        results = (self.bulk.store_packed(prepared) if isinstance(prepared, PackedBatch)
+                   else self.bulk.store(prepared))
+        for r, loaded in zip(batch, results, strict=True):
             if not loaded.created:
                 self.replayed_ids.add(loaded.report_id)
             done(r, loaded.report_id)
@@ -362,9 +381,7 @@ class DirectWriter:
 
 
     def _hand_over(self, buf: list[SimReport], out: Any) -> None:
-        now = utcnow()
-        prepared = [self._prepare(x, now) for x in buf]
-        out.put(("batch", [_lite(x) for x in buf], prepared))
+        out.put(("batch", [_lite(x) for x in buf], self._pack(buf)))
 
 
 #: Allocations between two young-generation collections during a load (CPython's default: 700).
