@@ -298,10 +298,10 @@ class BulkIntake:
         for p in batch:
             kind, body, ctype = p.submit
             sha = _sha(body)
-            received = bind_received(("received_at",), {"received_at": p.now})[0]
+            received = bind_received({"received_at": p.now})[0]
             packed_files: list[PackedFile] = []
             for f in p.files:
-                values = bind_file(file_cols, f.row)
+                values = bind_file(f.row)
                 details: str | None = None
                 if det_at is not None and values[det_at] is not None:
                     # The stored details carry the report id, known only when the writer takes one:
@@ -315,9 +315,9 @@ class BulkIntake:
                 values[rid_at] = None
                 packed_files.append(PackedFile(str(values[fid_at]), tuple(values), details,
                                                f.details_template,
-                                               tuple(bind_blob(_BLOB_COLS, blob_row(f.blob, p.now)))))
+                                               tuple(bind_blob(blob_row(f.blob, p.now)))))
             out.append(PackedReport(p.ref, p.reporter_id, p.idempotency_key, sha,
-                                    tuple(bind_report(report_cols, p.row)), (kind, ctype, received, sha, body),
+                                    tuple(bind_report(p.row)), (kind, ctype, received, sha, body),
                                     packed_files))
         return PackedBatch(dialect.name, report_cols, file_cols, det_at, out)
 
@@ -629,22 +629,29 @@ def _bound(s: Session, table: Table, rows: list[dict[str, Any]]) -> tuple[list[s
     return cols, values
 
 
-def _binders(dialect: Dialect, table: Table, cols: Sequence[str]) -> Callable[[Sequence[str], Mapping[str, Any]],
-                                                                               list[Any]]:
+def _binders(dialect: Dialect, table: Table, cols: Sequence[str]) -> Callable[[Mapping[str, Any]], list[Any]]:
     """A row's values in ``cols`` order as ``_bound`` binds them, except JSON columns: as the
     text the driver sends (``_bound`` gives psycopg a wrapper it encodes with the same function),
     so that a packed batch holds only plain values."""
-    procs: list[Any] = []
-    for c in cols:
+    procs: list[tuple[int, Any]] = []  # only the columns that have a processor: most have none
+    for i, c in enumerate(cols):
         kind = table.c[c].type
         if isinstance(kind, JSON):
-            procs.append(getattr(dialect, "_json_serializer", None) or json.dumps)
+            procs.append((i, getattr(dialect, "_json_serializer", None) or json.dumps))
         else:
-            procs.append(_memoised(kind, kind.dialect_impl(dialect).bind_processor(dialect)))
+            proc = kind.dialect_impl(dialect).bind_processor(dialect)
+            if proc is not None:
+                procs.append((i, _memoised(kind, proc)))
 
-    def bind(names: Sequence[str], row: Mapping[str, Any]) -> list[Any]:
-        return [v if (pr is None or v is None) else pr(v) for v, pr in zip((row[c] for c in names), procs,
-                                                                             strict=True)]
+    names = tuple(cols)
+
+    def bind(row: Mapping[str, Any]) -> list[Any]:
+        values = [row[c] for c in names]
+        for i, proc in procs:
+            v = values[i]
+            if v is not None:
+                values[i] = proc(v)
+        return values
 
     return bind
 

@@ -411,9 +411,14 @@ def _few_collections() -> Iterator[None]:
 
 
 def _lite(r: SimReport) -> SimReport:
-    """What ``done`` callbacks read of a report (truth, files' facts), cheap to send between processes."""
-    files = [replace(f, content=replace(f.content, data=None), details={}) for f in r.files]
-    return replace(r, report=None, form=None, files=files)
+    """What ``done`` callbacks read of a report (truth, files' facts), cheap to send between processes.
+
+    Built directly rather than with ``dataclasses.replace`` (a twentieth of a producer's CPU);
+    a hash-only file's content has no bytes to drop and is sent as it is.
+    """
+    files = [SimFile(f.seq, f.item, f.variant, f.kind, f.content if f.content.data is None
+                     else replace(f.content, data=None), f.file_name, {}) for f in r.files]
+    return SimReport(r.seq, r.platform, r.public, None, None, files, r.truth)
 
 
 def _bulk_file(f: SimFile) -> BulkFile:
