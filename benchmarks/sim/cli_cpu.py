@@ -27,6 +27,10 @@ def _cpu(who: int) -> float:
     return u.ru_utime + u.ru_stime
 
 
+def _sys(who: int) -> float:
+    return resource.getrusage(who).ru_stime
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, required=True, help="a fresh data directory (made here)")
@@ -56,6 +60,7 @@ def main() -> None:
     workers = a.workers or os.cpu_count() or 1
     load_avg = os.getloadavg()[0]
     t0, self0, kids0 = time.monotonic(), _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
+    sys0, ksys0 = _sys(resource.RUSAGE_SELF), _sys(resource.RUSAGE_CHILDREN)
     summary = simulate_year(settings, a.year, a.scale, seed=a.seed, via="direct", files_mode="hashes",
                             outcomes=False, workers=workers)
     wall = time.monotonic() - t0
@@ -66,6 +71,8 @@ def main() -> None:
         "tree": os.environ.get("PYTHONPATH", ""), "scale": a.scale, "reports": n, "workers": workers,
         "filing_s": summary["seconds"], "wall_s": round(wall, 2),
         "writer_cpu_s": round(self_cpu, 2), "producers_cpu_s": round(kids_cpu, 2),
+        "writer_sys_s": round(_sys(resource.RUSAGE_SELF) - sys0, 2),
+        "producers_sys_s": round(_sys(resource.RUSAGE_CHILDREN) - ksys0, 2),
         "stamp_cpu_s": round(stamp.get("cpu", 0.0), 2), "stamp_wall_s": round(stamp.get("wall", 0.0), 2),
         "cpu_ms_per_report": round(1000 * (self_cpu + kids_cpu) / n, 3),
         "writer_ms_per_report": round(1000 * self_cpu / n, 3),
