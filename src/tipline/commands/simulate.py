@@ -39,7 +39,7 @@ def simulate_year(settings: Settings, year: int, scale: float, *, seed: int = 1,
 
     from tipline.sim.generate import SimReport, YearGenerator
     from tipline.sim.measure import Tally
-    from tipline.sim.outcomes import load_profile
+    from tipline.sim.outcomes import load_profile, receipt_times
     from tipline.sim.write import DirectWriter, IspwsWriter, TruthWriter, register_platforms
     from tipline.store.setup import do_init
 
@@ -78,9 +78,11 @@ def simulate_year(settings: Settings, year: int, scale: float, *, seed: int = 1,
         rt = Runtime.open(settings)
         try:
             accounts = register_platforms(rt, gen.platforms_used(), credentials=via == "ispws")
+            # The direct writer stores each report with its simulated receipt time; over ISPWS
+            # the times are stamped after the load.
             writer: Any = (IspwsWriter(rt, accounts, url) if via == "ispws" else
                            DirectWriter(rt, accounts, key_prefix=f"sim-{year}-x{scale:g}-s{seed}", workers=workers,
-                                       batch=_batch_size(len(gen))))
+                                        batch=_batch_size(len(gen)), received=receipt_times(profile, seed, year)))
             writer.write(gen, done)
             bar.close()
             replayed: set[int] = getattr(writer, "replayed_ids", set())
@@ -92,7 +94,8 @@ def simulate_year(settings: Settings, year: int, scale: float, *, seed: int = 1,
                 stored = {rid: t for rid, t in stored.items() if rid not in replayed}
             # The filing rate is the writers' own; enrichment and outcomes are reported apart.
             elapsed = time.monotonic() - started
-            outcome_summary = _times_and_outcomes(rt, stored, profile, seed, year, out, outcomes)
+            outcome_summary = _times_and_outcomes(rt, stored, profile, seed, year, out, outcomes,
+                                                  stamped=via == "direct")
         finally:
             rt.close()
     bar.close()
@@ -112,12 +115,14 @@ def simulate_year(settings: Settings, year: int, scale: float, *, seed: int = 1,
 
 
 def _times_and_outcomes(rt: Any, stored: dict[int, dict[str, Any]], profile: Any, seed: int, year: int, out: Path,
-                        outcomes: bool) -> dict[str, Any] | None:
-    """Simulated times for the stored reports; with ``outcomes``, routing and agencies' feedback."""
+                        outcomes: bool, stamped: bool = False) -> dict[str, Any] | None:
+    """Simulated times for the stored reports (unless the writer ``stamped`` them as it stored
+    them); with ``outcomes``, routing and agencies' feedback."""
     from tipline.commands.pipeline import run_pipeline
     from tipline.sim.outcomes import simulate_outcomes, stamp_referral_times, stamp_report_times
 
-    stamp_report_times(rt, stored, profile, seed, year)
+    if not stamped:
+        stamp_report_times(rt, stored, profile, seed, year)
     if not outcomes:
         return None
     click.echo("enriching and routing the simulated reports (outcomes need referrals) ...", err=True)

@@ -19,14 +19,16 @@ pickles cheaply; :meth:`BulkIntake.store` writes prepared reports.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import Table, select, text
+from sqlalchemy import JSON, Table, select, text
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -62,6 +64,15 @@ XML_TYPE = "text/xml; charset=utf-8"
 #: id in, which gives byte for byte what rendering with the real id gives (a test checks).
 _PLACEHOLDER_ID = 1
 _PLACEHOLDER = b"<reportId>1</reportId>"
+#: How the stored details (JSON, reportId their first key) begin with the placeholder id.
+_JSON_PLACEHOLDER = f'{{"reportId": {_PLACEHOLDER_ID}'
+#: The columns of a packed ``documents`` row (``_write_packed`` builds them in this order) and
+#: of a ``blobs`` row (``blob_row``'s, bound in its order: sha256 first).
+_DOC_COLS = ("report_id", "file_id", "kind", "content_type", "received_at", "sha256", "body")
+_BLOB_COLS = tuple(blob_row(StoredBlob("", "", "", 0, None), datetime(2000, 1, 1, tzinfo=UTC)))
+if set(_DOC_COLS) != set(document_row(0, "submit", b"", None, datetime(2000, 1, 1, tzinfo=UTC))) \
+        or _BLOB_COLS[0] != "sha256":
+    raise ImportError("tipline.intake.bulk: the packed rows no longer match intake's row functions")
 
 
 @dataclass(frozen=True)
@@ -130,7 +141,16 @@ class PreparedReport:
     idempotency_key: str | None
     row: dict[str, Any]
     submit: tuple[str, bytes, str | None]  # document kind, body, content type
+    #: When it is loaded: its documents' receipt, its files' upload and blobs' creation time.
+    now: datetime
     files: list[PreparedFile] = field(default_factory=list)
+
+    def backdate(self, received_at: datetime) -> None:
+        """Count the report as received, and finished, at ``received_at`` (a simulated or
+        historic report): what stamping its stored row afterwards gives, in the row itself.
+        Its documents and files keep the load time, as they would with the stamp."""
+        self.row.update(opened_at=received_at, last_change_at=received_at, finished_at=received_at,
+                        expires_at=None)
 
 
 @dataclass(frozen=True)
@@ -205,7 +225,7 @@ def prepare(settings: Settings, report: BulkReport, now: datetime | None = None,
     if problems:
         raise BulkIntakeError(report.ref, IntakeError(Reason.RULES_VIOLATED, "; ".join(problems)))
     return PreparedReport(report.ref, report.reporter_id, report.idempotency_key, row,
-                          (report.document_kind, report.body, report.content_type), files)
+                          (report.document_kind, report.body, report.content_type), now, files)
 
 
 class BulkIntake:
@@ -213,6 +233,8 @@ class BulkIntake:
 
     def __init__(self, intake: Intake) -> None:
         self.intake = intake
+        with intake.sessions() as s:  # no connection is made: the engine's dialect only
+            self._dialect: Dialect = s.get_bind().dialect
 
     def load(self, reports: Iterable[BulkReport]) -> list[Loaded]:
         """Check and store ``reports`` as one batch (all or nothing); their results in order."""
@@ -229,7 +251,8 @@ class BulkIntake:
         """
         if not batch:
             return []
-        before, same_as = self._replays(batch)
+        keys = [_Keyed(p.ref, p.reporter_id, p.idempotency_key, p.submit[1]) for p in batch]
+        before, same_as = self._replays(keys)
         fresh = [i for i in range(len(batch)) if i not in before and i not in same_as]
         held: dict[str, StoredBlob] = {}
         try:
@@ -238,24 +261,100 @@ class BulkIntake:
                 for f in batch[i].files:
                     if f.data is not None and f.blob.sha256 not in held:
                         held[f.blob.sha256] = self.intake.blobs.put(f.data)
-            try:
-                with transaction(self.intake.sessions) as s:
-                    ids = self._write(s, [batch[i] for i in fresh], held)
-            except DBAPIError as exc:
-                # The database refused a row of the batch (all of it rolled back): find whose.
-                culprit = self._culprit([batch[i] for i in fresh], held)
-                if culprit is None:
-                    raise
-                raise BulkIntakeError(culprit.ref, IntakeError(
-                    Reason.RULES_VIOLATED, f"the store refused it: {str(exc.orig).strip()}")) from exc
+            ids = self._commit([batch[i] for i in fresh], lambda s, part: self._write(s, part, held))
         except BaseException:
             # Nothing of the batch was committed: ciphertext no row holds goes again.
             for blob in held.values():
                 self.intake.discard_unattached(blob)
             raise
+        return self._results(keys, fresh, ids, [[str(f.row["id"]) for f in p.files] for p in batch], before, same_as)
+
+    def pack(self, batch: Sequence[PreparedReport]) -> PackedBatch | None:
+        """``batch`` with every value bound for this store's driver, ready for :meth:`store_packed`.
+
+        Pure (no database), so that a producer process can do it: binding (JSON encoding of the
+        ``document`` and ``details`` columns, timestamps, hashes of the documents) is a third
+        of storing a batch, and a packed batch of plain tuples pickles in about half the time.
+        None where the batch is not of the shape this takes (a file with bytes, to be put in
+        the blob store first; rows of unlike columns; a JSON encoding this cannot place the
+        report id in): then :meth:`store` is the way, and it stores the same rows.
+        """
+        if not batch or any(f.data is not None for p in batch for f in p.files):
+            return None
+        dialect = self._dialect
+        report_cols = tuple(batch[0].row)
+        files = [f.row for p in batch for f in p.files]
+        file_cols = tuple(files[0]) if files else ()
+        if (any(tuple(p.row) != report_cols for p in batch) or any(tuple(r) != file_cols for r in files)
+                or "id" in report_cols or (files and ("report_id" not in file_cols or "id" not in file_cols))):
+            return None
+        bind_report = _binders(dialect, _table(Report), report_cols)
+        bind_file = _binders(dialect, _table(File), file_cols)
+        bind_blob = _binders(dialect, _table(Blob), _BLOB_COLS)
+        bind_received = _binders(dialect, _table(Document), ("received_at",))
+        rid_at, fid_at = (file_cols.index("report_id"), file_cols.index("id")) if files else (0, 0)
+        det_at = file_cols.index("details") if "details" in file_cols else None
+        out: list[PackedReport] = []
+        for p in batch:
+            kind, body, ctype = p.submit
+            sha = _sha(body)
+            received = bind_received({"received_at": p.now})[0]
+            packed_files: list[PackedFile] = []
+            for f in p.files:
+                values = bind_file(f.row)
+                details: str | None = None
+                if det_at is not None and values[det_at] is not None:
+                    # The stored details carry the report id, known only when the writer takes one:
+                    # their encoding with the placeholder id, less its opening, to put the id before.
+                    details = values[det_at]
+                    if not isinstance(details, str) or not details.startswith(_JSON_PLACEHOLDER):
+                        return None
+                    details = details[len(_JSON_PLACEHOLDER):]
+                    if details[:1] not in (",", "}"):
+                        return None
+                values[rid_at] = None
+                packed_files.append(PackedFile(str(values[fid_at]), tuple(values), details,
+                                               f.details_template,
+                                               tuple(bind_blob(blob_row(f.blob, p.now)))))
+            out.append(PackedReport(p.ref, p.reporter_id, p.idempotency_key, sha,
+                                    tuple(bind_report(p.row)), (kind, ctype, received, sha, body),
+                                    packed_files))
+        return PackedBatch(dialect.name, report_cols, file_cols, det_at, out)
+
+    def store_packed(self, batch: PackedBatch) -> list[Loaded]:
+        """Store a :meth:`pack`-ed batch in one transaction: what :meth:`store` stores for the
+        prepared reports it was packed from (tests/test_sim_load.py compares the stores)."""
+        reports = batch.reports
+        if not reports:
+            return []
+        if batch.dialect != self._dialect.name:
+            raise ValueError(f"a batch packed for {batch.dialect} cannot be stored in {self._dialect.name}")
+        keys = [_Keyed(p.ref, p.reporter_id, p.idempotency_key, None, p.sha256) for p in reports]
+        before, same_as = self._replays(keys)
+        fresh = [i for i in range(len(reports)) if i not in before and i not in same_as]
+        ids = self._commit([reports[i] for i in fresh], lambda s, part: self._write_packed(s, batch, part))
+        return self._results(keys, fresh, ids, [[f.file_id for f in p.files] for p in reports], before, same_as)
+
+    def _commit(self, fresh: Sequence[Any], write: Callable[[Session, Sequence[Any]], list[int]]) -> list[int]:
+        """``write`` the fresh reports in one transaction; their ids. A report the database
+        refuses is named (:class:`BulkIntakeError`) and nothing is stored."""
+        try:
+            with transaction(self.intake.sessions) as s:
+                return write(s, fresh)
+        except DBAPIError as exc:
+            # The database refused a row of the batch (all of it rolled back): find whose.
+            culprit = self._culprit(fresh, write)
+            if culprit is None:
+                raise
+            raise BulkIntakeError(culprit.ref, IntakeError(
+                Reason.RULES_VIOLATED, f"the store refused it: {str(exc.orig).strip()}")) from exc
+
+    def _results(self, keys: Sequence[_Keyed], fresh: Sequence[int], ids: Sequence[int],
+                 file_ids: Sequence[list[str]], before: Mapping[int, int], same_as: Mapping[int, int]) -> list[Loaded]:
+        """Each report's result in batch order, once its batch is committed; the hooks run."""
         out: dict[int, Loaded] = {}
         for i, rid in zip(fresh, ids, strict=True):
-            out[i] = Loaded(rid, [str(f.row["id"]) for f in batch[i].files], True)
+            out[i] = Loaded(rid, file_ids[i], True)
         for i, rid in before.items():
             out[i] = Loaded(rid, self._file_ids(rid), False)
         for i, first in same_as.items():
@@ -267,11 +366,11 @@ class BulkIntake:
                 except Exception:
                     # As after a finish: the report is stored; the pipeline's reconciler catches up.
                     log.exception("finished hook failed for report %s", out[i].report_id)
-        return [out[i] for i in range(len(batch))]
+        return [out[i] for i in range(len(keys))]
 
     # -- idempotency -----------------------------------------------------------------------
 
-    def _replays(self, batch: Sequence[PreparedReport]) -> tuple[dict[int, int], dict[int, int]]:
+    def _replays(self, batch: Sequence[_Keyed]) -> tuple[dict[int, int], dict[int, int]]:
         """Reports already stored (index → report id) and repeats within the batch (index → first).
 
         The same check as ``Intake._replay``: a key already used with another body is refused.
@@ -285,7 +384,7 @@ class BulkIntake:
             k = (p.reporter_id, cast(str, p.idempotency_key))
             if k in first_of:
                 j = first_of[k]
-                if _sha(batch[j].submit[1]) != _sha(p.submit[1]):
+                if batch[j].sha() != p.sha():
                     raise BulkIntakeError(p.ref, _reused(k[1]))
                 same_as[i] = j
             else:
@@ -309,7 +408,7 @@ class BulkIntake:
                 first_sha = s.execute(
                     select(Document.sha256).where(Document.report_id == rid).order_by(Document.id).limit(1)
                 ).scalar()
-                if first_sha is not None and first_sha != _sha(batch[i].submit[1]):
+                if first_sha is not None and first_sha != batch[i].sha():
                     raise BulkIntakeError(batch[i].ref, _reused(cast(str, batch[i].idempotency_key)))
         # A repeat of a report stored before is a replay of that report.
         for i, j in list(same_as.items()):
@@ -318,18 +417,18 @@ class BulkIntake:
                 del same_as[i]
         return before, same_as
 
-    def _culprit(self, batch: Sequence[PreparedReport], held: Mapping[str, StoredBlob]) -> PreparedReport | None:
+    def _culprit(self, batch: Sequence[Any], write: Callable[[Session, Sequence[Any]], list[int]]) -> Any:
         """The first report of ``batch`` the database refuses, each tried in a savepoint; writes nothing.
 
         Run only after a batch failed, so its cost (a statement per report) is paid only then.
         """
-        found: PreparedReport | None = None
+        found: Any = None
         try:
             with transaction(self.intake.sessions) as s:
                 for p in batch:
                     try:
                         with s.begin_nested():
-                            self._write(s, [p], held)
+                            write(s, [p])
                     except DBAPIError:
                         found = p
                         break
@@ -349,24 +448,17 @@ class BulkIntake:
         if not batch:
             return []
         postgres = s.get_bind().dialect.name == "postgresql"
+        ids = _report_ids(s, len(batch), postgres)
         if postgres:
-            ids = [int(x) for x in s.execute(text(
-                "SELECT nextval(pg_get_serial_sequence('reports', 'id')) FROM generate_series(1, :n)"
-            ), {"n": len(batch)}).scalars()]
             _copy(s, _table(Report), [{"id": rid, **p.row} for rid, p in zip(ids, batch, strict=True)])
         else:
-            # Under the write lock (BEGIN IMMEDIATE) nobody else takes an id: the next ones are
-            # the AUTOINCREMENT counter's, exactly what INSERT would have given one by one.
-            last = s.execute(text("SELECT seq FROM sqlite_sequence WHERE name = 'reports'")).scalar()
-            first = int(last or 0) + 1
-            ids = list(range(first, first + len(batch)))
             _executemany(s, _table(Report), [{"id": rid, **p.row} for rid, p in zip(ids, batch, strict=True)])
         blobs: dict[str, dict[str, Any]] = {}
         files: list[dict[str, Any]] = []
         docs: list[dict[str, Any]] = []
         for rid, p in zip(ids, batch, strict=True):
             kind, body, ctype = p.submit
-            now = p.row["opened_at"]
+            now = p.now
             docs.append(document_row(rid, kind, body, ctype, now))
             for f in p.files:
                 blob = held.get(f.blob.sha256, f.blob)
@@ -394,6 +486,111 @@ class BulkIntake:
                 _executemany(s, _table(File), files)
             _executemany(s, _table(Document), docs)
         return ids
+
+
+    def _write_packed(self, s: Session, batch: PackedBatch, reports: Sequence[PackedReport]) -> list[int]:
+        """``_write`` for packed reports: the same rows, in the same order, only the ids to put in."""
+        if not reports:
+            return []
+        postgres = batch.dialect == "postgresql"
+        ids = _report_ids(s, len(reports), postgres)
+        put = _copy_values if postgres else _executemany_values
+        put(s, "reports", ("id", *batch.report_cols), [(rid, *p.row) for rid, p in zip(ids, reports, strict=True)])
+        rid_at = batch.file_cols.index("report_id") if batch.file_cols else 0
+        det_at = batch.details_at
+        blobs: dict[str, tuple[Any, ...]] = {}
+        files: list[tuple[Any, ...]] = []
+        docs: list[tuple[Any, ...]] = []
+        for rid, p in zip(ids, reports, strict=True):
+            kind, ctype, received, sha, body = p.submit
+            docs.append((rid, None, kind, ctype, received, sha, body))
+            for f in p.files:
+                # Known by hashes only (pack takes no bytes): the first file of a content makes its row.
+                blobs.setdefault(f.blob[0], f.blob)
+                values = list(f.row)
+                values[rid_at] = rid
+                if det_at is not None and f.details is not None:
+                    values[det_at] = f'{_JSON_PLACEHOLDER[:-1]}{rid}{f.details}'
+                files.append(tuple(values))
+                if f.document is not None:
+                    fi = f.document.replace(_PLACEHOLDER, f"<reportId>{rid}</reportId>".encode(), 1)
+                    docs.append((rid, f.file_id, "fileinfo", XML_TYPE, received, _sha(fi), fi))
+        if blobs:
+            rows = list(blobs.values())
+            if postgres:
+                s.execute(text("CREATE TEMP TABLE IF NOT EXISTS bulk_blobs (LIKE blobs) ON COMMIT DELETE ROWS"))
+                _copy_values(s, "bulk_blobs", _BLOB_COLS, rows)
+                s.execute(text(f"INSERT INTO blobs SELECT * FROM bulk_blobs {_BLOB_CONFLICT}"))
+            else:
+                _executemany_values(s, "blobs", _BLOB_COLS, rows, suffix=_BLOB_CONFLICT)
+        if files:
+            put(s, "files", batch.file_cols, files)
+        put(s, "documents", _DOC_COLS, docs)
+        return ids
+
+
+def _report_ids(s: Session, n: int, postgres: bool) -> list[int]:
+    """The ids the next ``n`` reports get."""
+    if postgres:
+        return [int(x) for x in s.execute(text(
+            "SELECT nextval(pg_get_serial_sequence('reports', 'id')) FROM generate_series(1, :n)"
+        ), {"n": n}).scalars()]
+    # Under the write lock (BEGIN IMMEDIATE) nobody else takes an id: the next ones are
+    # the AUTOINCREMENT counter's, exactly what INSERT would have given one by one.
+    last = s.execute(text("SELECT seq FROM sqlite_sequence WHERE name = 'reports'")).scalar()
+    first = int(last or 0) + 1
+    return list(range(first, first + n))
+
+
+@dataclass(frozen=True)
+class _Keyed:
+    """What the idempotency check needs of a report of a batch."""
+
+    ref: str
+    reporter_id: int
+    idempotency_key: str | None
+    body: bytes | None
+    body_sha: str | None = None
+
+    def sha(self) -> str:
+        return self.body_sha if self.body_sha is not None else _sha(cast(bytes, self.body))
+
+
+@dataclass(frozen=True)
+class PackedFile:
+    """A file of a packed report: its ``files`` row bound (report id left open), its details'
+    encoding after the report id, its fileinfo document (placeholder id), its ``blobs`` row bound."""
+
+    file_id: str
+    row: tuple[Any, ...]
+    details: str | None
+    document: bytes | None
+    blob: tuple[Any, ...]  # in _BLOB_COLS order: sha256 first
+
+
+@dataclass(frozen=True)
+class PackedReport:
+    """A prepared report with its values bound: the ``reports`` row less its id, the submission
+    as (kind, content type, received at, sha256, body), its files."""
+
+    ref: str
+    reporter_id: int
+    idempotency_key: str | None
+    sha256: str
+    row: tuple[Any, ...]
+    submit: tuple[str, str | None, Any, str, bytes]
+    files: list[PackedFile]
+
+
+@dataclass(frozen=True)
+class PackedBatch:
+    """Prepared reports bound for one database backend (:meth:`BulkIntake.pack`)."""
+
+    dialect: str
+    report_cols: tuple[str, ...]
+    file_cols: tuple[str, ...]
+    details_at: int | None  # the position of ``details`` among file_cols
+    reports: list[PackedReport]
 
 
 class _Undo(Exception):
@@ -432,6 +629,33 @@ def _bound(s: Session, table: Table, rows: list[dict[str, Any]]) -> tuple[list[s
     return cols, values
 
 
+def _binders(dialect: Dialect, table: Table, cols: Sequence[str]) -> Callable[[Mapping[str, Any]], list[Any]]:
+    """A row's values in ``cols`` order as ``_bound`` binds them, except JSON columns: as the
+    text the driver sends (``_bound`` gives psycopg a wrapper it encodes with the same function),
+    so that a packed batch holds only plain values."""
+    procs: list[tuple[int, Any]] = []  # only the columns that have a processor: most have none
+    for i, c in enumerate(cols):
+        kind = table.c[c].type
+        if isinstance(kind, JSON):
+            procs.append((i, getattr(dialect, "_json_serializer", None) or json.dumps))
+        else:
+            proc = kind.dialect_impl(dialect).bind_processor(dialect)
+            if proc is not None:
+                procs.append((i, _memoised(kind, proc)))
+
+    names = tuple(cols)
+
+    def bind(row: Mapping[str, Any]) -> list[Any]:
+        values = [row[c] for c in names]
+        for i, proc in procs:
+            v = values[i]
+            if v is not None:
+                values[i] = proc(v)
+        return values
+
+    return bind
+
+
 def _memoised(kind: Any, proc: Any) -> Any:
     """A timestamp column's bind processor, remembering its answers for one statement.
 
@@ -459,8 +683,14 @@ def _executemany(s: Session, table: Table, rows: list[dict[str, Any]], *, suffix
     if not rows:
         return
     cols, values = _bound(s, table, rows)
+    _executemany_values(s, table.name, cols, values, suffix=suffix)
+
+
+def _executemany_values(s: Session, table: str, cols: Sequence[str], values: Iterable[Sequence[Any]], *,
+                        suffix: str = "") -> None:
+    """``executemany`` of values already bound (in ``cols`` order) into ``table``."""
     raw = cast(Any, s.connection().connection).driver_connection
-    statement = f'INSERT INTO {table.name} ({", ".join(cols)}) VALUES ({", ".join("?" for _ in cols)}) {suffix}'
+    statement = f'INSERT INTO {table} ({", ".join(cols)}) VALUES ({", ".join("?" for _ in cols)}) {suffix}'
     try:
         raw.executemany(statement, values)
     except raw.Error as exc:  # wrapped as SQLAlchemy wraps the driver's errors
@@ -472,10 +702,15 @@ def _copy(s: Session, table: Table, rows: list[dict[str, Any]], *, into: str | N
     if not rows:
         return
     cols, values = _bound(s, table, rows)
+    _copy_values(s, into or table.name, cols, values)
+
+
+def _copy_values(s: Session, table: str, cols: Sequence[str], values: Iterable[Sequence[Any]]) -> None:
+    """COPY values already bound (in ``cols`` order) into ``table``."""
     # The session's own DBAPI connection, so the COPY is part of its transaction.
     raw = cast(Any, s.connection().connection).driver_connection
     names = ", ".join(f'"{c}"' for c in cols)
-    statement = f"COPY {into or table.name} ({names}) FROM STDIN"
+    statement = f"COPY {table} ({names}) FROM STDIN"
     import psycopg  # only PostgreSQL gets here
 
     try:

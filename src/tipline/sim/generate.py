@@ -168,7 +168,15 @@ class YearGenerator:
             yield from chunk
 
     def _chunk(self, c: int, start: int, stop: int, person_key: np.ndarray, files_before: int,
-               owned: Callable[[int], bool] | None = None) -> tuple[list[SimReport], np.ndarray, int]:
+               owned: Callable[[int], bool] | None = None) -> tuple[Iterator[SimReport], np.ndarray, int]:
+        """The chunk's year-wide draws, made now; its reports, made one by one as they are taken.
+
+        Lazily, so that a consumer gets a chunk's first report after one report's work, not
+        after the whole chunk's: a forked producer used to make its whole share of a chunk
+        (25,000 reports) before handing over its first block, and the storing process waited
+        for it at every chunk. Nothing after the draws touches ``rng``, so when a report is
+        made does not change what it is (tests/test_sim_blocks.py).
+        """
         t = self.t
         rng = np.random.default_rng([self.seed, self.year, c])
         n = stop - start
@@ -257,12 +265,16 @@ class YearGenerator:
         variant = np.where(rng.random(total) < 0.3, 0, rng.integers(1, 400, total))
         file_u = rng.random((total, 8))
         offsets = np.concatenate([[0], np.cumsum(n_files)])
+        keys = person_key  # every person so far, this chunk's co-sharers included
 
-        out: list[SimReport] = []
-        for i in range(n):
+        def made() -> Iterator[SimReport]:
+            for i in range(n):
+                # Another process may make it: nothing in one() feeds a later report.
+                if owned is None or owned(start + i):
+                    yield one(i)
+
+        def one(i: int) -> SimReport:
             seq = start + i
-            if owned is not None and not owned(seq):
-                continue  # another process makes it; nothing below feeds a later report
             f0, f1 = int(offsets[i]), int(offsets[i + 1])
             items: list[tuple[int, int, str, list[float]]] = []
             for j in range(f0, f1):
@@ -279,16 +291,17 @@ class YearGenerator:
             if batched[i]:
                 first = extra_first + int(extra_offset[i])
                 users += list(range(first, first + int(batch_users[i]) - 1))
-            out.append(self._materialise(
+            return self._materialise(
                 seq=seq, platform=pl[plat[i]], itype=t.incident_types[itype[i]], users=users,
-                user_keys=[int(person_key[p]) for p in users], no_loc=bool(no_loc[i]),
+                user_keys=[int(keys[p]) for p in users], no_loc=bool(no_loc[i]),
                 us_no_state=bool(us_no_state[i]), escalated=bool(escalated[i]),
                 imminent=bool(imminent[i]), meme=bool(meme[i]), meme_item=int(meme_item[i]),
                 batched=bool(batched[i]), sextortion=bool(sextortion[i]), gai=bool(gai[i]),
                 when=self.year_start + timedelta(seconds=int(when[i])), u=u[i].tolist(), files=items,
                 repeat=not bool(new[i]),
-            ))
-        return out, person_key, total
+            )
+
+        return made(), person_key, total
 
     # -- one report -------------------------------------------------------------------------
 

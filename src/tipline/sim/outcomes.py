@@ -34,7 +34,7 @@ import random
 import tomllib
 import zlib
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from importlib import resources
@@ -304,10 +304,28 @@ def available_at(received: datetime, escalated: bool, sim_seq: int, agency_code:
     return _aware(received) + timedelta(minutes=_days(rng, minutes, float(t["available_sigma"])))
 
 
+def receipt_times(profile: OutcomeProfile, seed: int, year: int) -> Callable[[int, datetime], datetime]:
+    """The simulated receipt time of report ``sim_seq`` whose incident was at ``incident_at``.
+
+    What ``stamp_report_times`` stamps, as a function a loader can apply to a row before it
+    is written (``PreparedReport.backdate``): the same time either way.
+    """
+    year_end = datetime(year + 1, 1, 1, tzinfo=UTC)
+
+    def at(sim_seq: int, incident_at: datetime) -> datetime:
+        return received_at(incident_at, sim_seq, profile, seed, year_end)
+
+    return at
+
+
 def stamp_report_times(rt: Runtime, truths: Mapping[int, Mapping[str, Any]], profile: OutcomeProfile, seed: int,
                        year: int) -> None:
-    """Give each simulated report its simulated receipt time (opened, last change, finished)."""
-    year_end = datetime(year + 1, 1, 1, tzinfo=UTC)
+    """Give each simulated report its simulated receipt time (opened, last change, finished).
+
+    The stored reports' rows are updated after the load; ``DirectWriter(received=...)`` gives
+    the same times in the rows as they are written, and then this pass is not needed.
+    """
+    when_of = receipt_times(profile, seed, year)
     ids = sorted(truths)
     for i in range(0, len(ids), 1000):
         chunk = ids[i:i + 1000]
@@ -316,7 +334,7 @@ def stamp_report_times(rt: Runtime, truths: Mapping[int, Mapping[str, Any]], pro
             for rid, incident in s.execute(select(Report.id, Report.incident_at).where(Report.id.in_(chunk))):
                 if incident is None:
                     continue
-                when = received_at(incident, int(truths[rid]["sim_seq"]), profile, seed, year_end)
+                when = when_of(int(truths[rid]["sim_seq"]), incident)
                 rows.append({"id": rid, "opened_at": when, "last_change_at": when, "finished_at": when,
                              "expires_at": None})
             if rows:
