@@ -1,0 +1,280 @@
+"""Bundles from a group's link changes alone: the incidents brought up to date without reading
+the components they belong to.
+
+``bulk.bundle_group`` re-reads every component a group touches (every link and member of a
+viral item's incident, thousands of rows, on every group that adds one report to it). When the
+grouped links stage hands over exactly what it changed (``linkchanges.GroupLinkDelta``: every
+link touching the group before and after, in memory) and the stored incidents are the plan of
+the links as they were before (what every bundling run leaves, and what the per-report
+incremental path assumes too), the new plan follows from the old one and the change:
+
+* With **no bundling link removed or reworded** and every rule's ``min_reports`` 2, claims only
+  grow: rule by rule, a stored incident of the rule stays whole (its internal links are still
+  there and none of its members is taken by an earlier rule — checked below, else we fall
+  back), and the new links touching the group merge stored incidents and unclaimed reports.
+  A report not in an incident of a rule had no usable link of it (with ``min_reports`` 2 any
+  usable link makes an incident), so taking it removes no link any stored incident relies on.
+* Only the reports at the ends of the group's links (``T``) need reading: their memberships,
+  their incidents' rows (rule, key, lowest) and whether they are finished. A member outside
+  ``T`` keeps its reason (its links did not change) and moves with its incident in one
+  ``UPDATE ... WHERE incident_id = old`` when two incidents merge.
+
+Anything outside those conditions — a removed or reworded bundling link, a report in two
+incidents, a member that an earlier rule now takes from a later rule's incident (it may have
+been that incident's bridge), a rule of ``min_reports`` above 2, an incident rule no longer in
+the rules, a planned key held by an incident not read — returns None before writing anything,
+and the caller runs the full re-plan (``bulk.bundle_group``). Tests compare the two, and both
+with the reference plan, group after group on random graphs and on simulated years.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from tipline.pipeline.bundling.bulk import StoredIncident, StoredMember, Written, _chunks, _member_row
+from tipline.pipeline.bundling.reference import UnionFind
+from tipline.pipeline.bundling.rules import BundlingRules, MemberReason, key_of
+from tipline.pipeline.linkchanges import GroupLinkDelta
+from tipline.store.tables import Base, Incident, IncidentReport, Report
+
+
+@dataclass
+class DeltaStats:
+    """How often the delta path ran and why it fell back (the benchmark prints it)."""
+
+    applied: int = 0
+    fallbacks: dict[str, int] = field(default_factory=dict)
+
+    def fell_back(self, why: str) -> None:
+        self.fallbacks[why] = self.fallbacks.get(why, 0) + 1
+
+
+@dataclass
+class _Component:
+    """One incident of the new plan that the change touched."""
+
+    rule: int
+    incidents: set[int] = field(default_factory=set)  # stored incidents merged into it
+    nodes: set[int] = field(default_factory=set)  # reports of T joining it (no stored incident of the rule)
+
+
+def bundle_from_delta(session: Session, rules: BundlingRules, report_ids: list[int], delta: GroupLinkDelta,
+                      now: datetime | None = None, stats: DeltaStats | None = None) -> Written | None:
+    """Bring incidents up to date from ``delta`` alone; None (nothing written) when it cannot
+    be done exactly, for the caller to run ``bulk.bundle_group``."""
+    why = _bundle(session, rules, report_ids, delta, now or datetime.now(UTC))
+    if isinstance(why, str):
+        if stats is not None:
+            stats.fell_back(why)
+        return None
+    if stats is not None:
+        stats.applied += 1
+    return why
+
+
+def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta: GroupLinkDelta,
+            now: datetime) -> Written | str:
+    group = set(report_ids)
+    if delta.group != group:
+        return "another group's links"
+    if any(r.min_reports != 2 for r in rules.rules):
+        return "min_reports above 2"
+    graph_rule = {r.name: k for k, r in enumerate(rules.rules)}
+
+    def rules_of(reason: str, weight: float) -> tuple[int, ...]:
+        return tuple(k for k, r in enumerate(rules.rules) if reason in r.reasons and weight >= r.min_weight)
+
+    before = {key: v for key, v in delta.before.items() if rules_of(key[2], v[0])}
+    after = {key: v for key, v in delta.after.items() if rules_of(key[2], v[0])}
+    if any(after.get(key) != v for key, v in before.items()):
+        return "a bundling link removed or reworded"
+    edges = [(a, b, reason, rules_of(reason, weight), detail or reason)
+             for (a, b, reason), (weight, detail) in sorted(after.items()) if a != b]
+    nodes = sorted(group | {e for a, b, *_ in edges for e in (a, b)})
+
+    # What is read: T's memberships, their incidents' rows and the reports' states. Core rows
+    # (thousands of ORM entities would cost more than the work); pending ORM writes go first.
+    session.flush()
+    conn = session.connection()
+    member_of: dict[int, StoredMember] = {}
+    incidents: dict[int, StoredIncident] = {}
+    finished: dict[int, bool] = {}
+    for chunk in _chunks(nodes):
+        for row in conn.execute(
+                select(IncidentReport.report_id, IncidentReport.incident_id, IncidentReport.reason,
+                       IncidentReport.rule, IncidentReport.via_report_id, IncidentReport.link_detail)
+                .where(IncidentReport.report_id.in_(chunk))):
+            rid, member = _member_row(row)
+            if rid in member_of:
+                return "a report in two incidents"
+            member_of[rid] = member
+        for rid, state, batched in conn.execute(
+                select(Report.id, Report.state, Report.batched).where(Report.id.in_(chunk))):
+            if state == "finished":
+                finished[int(rid)] = bool(batched)
+    for chunk in _chunks({m.incident_id for m in member_of.values()}):
+        for iid, rule, key, lowest in conn.execute(
+                select(Incident.id, Incident.rule, Incident.key, Incident.lowest_report_id)
+                .where(Incident.id.in_(chunk))):
+            incidents[int(iid)] = StoredIncident(str(rule), str(key), int(lowest))
+    if not group <= finished.keys():
+        return "a report of the group is not finished"
+    if any(rid not in finished for rid in member_of):
+        return "a member is not finished"
+    own = {rules.batched_name, rules.single_name}
+    old_claim: dict[int, int | None] = {}
+    for rid, sm in member_of.items():
+        inc = incidents[sm.incident_id]
+        if inc.rule in graph_rule:
+            old_claim[rid] = graph_rule[inc.rule]
+        elif inc.rule in own and inc.key == key_of(inc.rule, rid) and inc.lowest == rid:
+            old_claim[rid] = None  # its own batched or single incident: it is its only member
+        else:
+            return "an incident of an unknown rule or key"
+
+    # Rule by rule, as ``plan_reports``: units are stored incidents of the rule (negative ids,
+    # so that they never meet a report id) and reports of T no earlier rule claimed.
+    new_claim: dict[int, int] = {}
+    components: list[_Component] = []
+    best: dict[int, tuple[int, str]] = {}
+    for k, _rule in enumerate(rules.rules):
+        for rid, c in old_claim.items():
+            if c == k:
+                new_claim[rid] = k
+
+        def unit(rid: int, k: int = k) -> int:
+            return -member_of[rid].incident_id if old_claim.get(rid) == k else rid
+
+        uf = UnionFind()
+        usable: list[tuple[int, int, str]] = []
+        for a, b, _reason, ks, d in edges:
+            if k not in ks or a not in finished or b not in finished:
+                continue
+            if new_claim.get(a, k) < k or new_claim.get(b, k) < k:
+                continue  # an end claimed by an earlier rule: the link is not this rule's
+            for end in (a, b):
+                c = old_claim.get(end)
+                if c is not None and c != k:
+                    return "a member taken from a later rule's incident"
+            usable.append((a, b, d))
+            uf.union(unit(a), unit(b))
+        comps: dict[int, _Component] = {}
+        for u in list(uf.parent):
+            comp = comps.setdefault(uf.find(u), _Component(k))
+            if u < 0:
+                comp.incidents.add(-u)
+            else:
+                comp.nodes.add(u)
+                new_claim[u] = k
+        components.extend(comps.values())
+        for a, b, d in usable:
+            for me, other in ((a, b), (b, a)):
+                if me not in best or (other, d) < best[me]:
+                    best[me] = (other, d)
+
+    # The new plan's rows for what changed. A stored incident merged into another keeps no row;
+    # its members (outside T: unchanged reasons) follow in one keyed UPDATE.
+    kept: dict[int, int] = {}  # stored incident -> the stored incident it is now part of
+    planned: list[tuple[_Component, str, int]] = []  # (component, key, lowest)
+    for comp in components:
+        lowest = min([incidents[i].lowest for i in comp.incidents] + sorted(comp.nodes))
+        planned.append((comp, key_of(rules.rules[comp.rule].name, lowest), lowest))
+    singles = {rid: key_of(rules.batched_name if finished[rid] else rules.single_name, rid)
+               for rid in sorted(group) if rid not in new_claim}
+    by_key = {inc.key: iid for iid, inc in incidents.items()}
+    wanted = [key for _, key, _ in planned] + list(singles.values())
+    for keys in _chunks_str(wanted):
+        for held, held_id in conn.execute(select(Incident.key, Incident.id).where(Incident.key.in_(keys))):
+            if int(held_id) not in incidents or by_key.get(str(held)) != int(held_id):
+                return "a planned key held by an incident not read"
+    t_members, t_incidents = Base.metadata.tables["incident_reports"], Base.metadata.tables["incidents"]
+    row_of: list[int | None] = []
+    for comp, key, _ in planned:
+        mine = sorted(comp.incidents)
+        holder = by_key.get(key)
+        if holder is not None and holder not in comp.incidents:
+            return "a planned key held by an incident not read"
+        row_of.append(holder if holder is not None else (mine[0] if mine else None))
+    new = [(n, comp, key, lowest) for n, ((comp, key, lowest), iid) in enumerate(zip(planned, row_of, strict=True))
+           if iid is None]
+    new_singles = [(rid, key) for rid, key in singles.items() if key not in by_key]
+    fresh: dict[str, int] = {}
+    if new or new_singles:
+        rows = [{"rule": rules.rules[comp.rule].name, "key": key, "lowest_report_id": lowest, "created_at": now,
+                 "updated_at": now} for _, comp, key, lowest in new]
+        rows += [{"rule": key.split(":", 1)[0], "key": key, "lowest_report_id": rid, "created_at": now,
+                  "updated_at": now} for rid, key in new_singles]
+        for made, made_id in session.execute(insert(Incident).returning(Incident.key, Incident.id), rows):
+            fresh[str(made)] = int(made_id)
+        for n, _, key, _ in new:
+            row_of[n] = fresh[key]
+    moves: list[dict[str, Any]] = []
+    incident_updates: list[dict[str, Any]] = []
+    removed: set[int] = set()
+    target: dict[int, tuple[int, MemberReason]] = {}  # report of T -> (incident, reason)
+    for (comp, key, lowest), held_row in zip(planned, row_of, strict=True):
+        assert held_row is not None
+        iid = held_row
+        for other in sorted(comp.incidents - {iid}):
+            moves.append({"b_old": other, "incident_id": iid})
+            kept[other] = iid
+            removed.add(other)
+        stored = incidents.get(iid)
+        if key in fresh:
+            pass
+        elif (comp.nodes - {m for m, s in member_of.items() if s.incident_id == iid} or len(comp.incidents) > 1
+              or stored is None or (stored.key, stored.lowest) != (key, lowest)):
+            incident_updates.append({"b_id": iid, "key": key, "lowest_report_id": lowest, "updated_at": now})
+        name = rules.rules[comp.rule].name
+        members = set(comp.nodes) | {m for m, s in member_of.items() if s.incident_id in comp.incidents}
+        for m in members:
+            other_d = best.get(m)
+            cur = member_of.get(m)
+            if cur is not None and old_claim.get(m) == comp.rule and cur.reason.via is not None:
+                old = (cur.reason.via, cur.reason.detail or "")
+                other_d = old if other_d is None or old < other_d else other_d
+            if other_d is None:
+                assert cur is not None  # a joining report has a usable link
+                target[m] = (iid, cur.reason)
+            else:
+                target[m] = (iid, MemberReason.link(name, other_d[1], other_d[0]))
+    for rid, key in singles.items():
+        name = key.split(":", 1)[0]
+        text = rules.batched_description if name == rules.batched_name else rules.single_description
+        target[rid] = (fresh[key] if key in fresh else by_key[key], MemberReason.described(name, text))
+    member_updates: list[dict[str, Any]] = []
+    member_inserts: list[dict[str, Any]] = []
+    for m, (dest, why) in sorted(target.items()):
+        cur = member_of.get(m)
+        if cur is None:
+            member_inserts.append({"incident_id": dest, "report_id": m, **why.values()})
+            continue
+        now_in = kept.get(cur.incident_id, cur.incident_id)
+        if now_in != dest or cur.reason != why:
+            member_updates.append({"b_report": m, "incident_id": dest, **why.values()})
+        if old_claim.get(m) is None and cur.incident_id != dest:
+            removed.add(cur.incident_id)  # its own single or batched incident: it had no other member
+    # Merged incidents' members first (they keep their reasons), then the rows of T, then the
+    # incidents left without members.
+    if moves:
+        session.execute(update(t_members).where(t_members.c.incident_id == bindparam("b_old")), moves)
+    if member_updates:
+        session.execute(update(t_members).where(t_members.c.report_id == bindparam("b_report")), member_updates)
+    if member_inserts:
+        session.execute(insert(IncidentReport), member_inserts)
+    for chunk in _chunks(removed):
+        session.execute(delete(Incident).where(Incident.id.in_(chunk)))
+    if incident_updates:
+        session.execute(update(t_incidents).where(t_incidents.c.id == bindparam("b_id")), incident_updates)
+    session.expire_all()  # rows were written around the ORM: identity-map copies are stale
+    return Written(len(fresh), len(incident_updates), len(removed), len(member_updates) + len(member_inserts), 0)
+
+
+def _chunks_str(keys: list[str]) -> list[list[str]]:
+    todo = sorted(set(keys))
+    return [todo[i:i + 2000] for i in range(0, len(todo), 2000)]
