@@ -41,7 +41,7 @@ def _change(s: Session, rnd: random.Random, group: list[tuple[int, list[Any]]], 
     touching the group removed, reworded or weakened below the rules' weights."""
     ids = {rid for rid, _ in group}
     present = sorted(_touching(s, ids))
-    for rid, edges in group:
+    for _rid, edges in group:
         for a, b, reason, detail in edges:
             s.add(ReportLink(report_a=a, report_b=b, reason=reason, weight=rnd.choice([1.0, 1.0, 0.95, 0.3]),
                              detail=detail))
@@ -122,7 +122,7 @@ def test_delta_equals_the_full_replan_and_the_reference_on_random_graphs(runtime
             _group_both_ways(runtime, rules, seed * 1000 + 500 + n, bridges, mode, stats,
                              f"seed {seed} rerun {n} ({mode})", arrived)
     # Both ways were compared: the delta placed most groups, and fell back on removals.
-    assert stats.applied > 40 and stats.fallbacks.get("a bundling link removed or reworded", 0) > 3, stats
+    assert stats.applied > 40 and stats.fallbacks.get("a bundling link removed", 0) > 3, stats
 
 
 def test_delta_falls_back_where_it_cannot_be_exact(runtime: Runtime) -> None:

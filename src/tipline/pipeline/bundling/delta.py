@@ -40,7 +40,7 @@ from tipline.pipeline.bundling.bulk import StoredIncident, StoredMember, Written
 from tipline.pipeline.bundling.reference import UnionFind
 from tipline.pipeline.bundling.rules import BundlingRules, MemberReason, key_of
 from tipline.pipeline.linkchanges import GroupLinkDelta
-from tipline.store.tables import Base, Incident, IncidentReport, Report
+from tipline.store.tables import Base, Incident, IncidentReport, Report, ReportLink
 
 
 @dataclass
@@ -91,8 +91,15 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
 
     before = {key: v for key, v in delta.before.items() if rules_of(key[2], v[0])}
     after = {key: v for key, v in delta.after.items() if rules_of(key[2], v[0])}
-    if any(after.get(key) != v for key, v in before.items()):
-        return "a bundling link removed or reworded"
+    # A reworded link (same rules, other detail) changes no partition, only which link is a
+    # member's lowest; a weight that moves a link between rules is a removal.
+    reworded: dict[tuple[int, int, str], tuple[str, str]] = {}
+    for pk, (weight, detail) in before.items():
+        now_as = after.get(pk)
+        if now_as is None or rules_of(pk[2], now_as[0]) != rules_of(pk[2], weight):
+            return "a bundling link removed"
+        if (now_as[1] or pk[2]) != (detail or pk[2]):
+            reworded[pk] = (detail or pk[2], now_as[1] or pk[2])
     edges = [(a, b, reason, rules_of(reason, weight), detail or reason)
              for (a, b, reason), (weight, detail) in sorted(after.items()) if a != b]
     nodes = sorted(group | {e for a, b, *_ in edges for e in (a, b)})
@@ -142,9 +149,10 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
     new_claim: dict[int, int] = {}
     components: list[_Component] = []
     best: dict[int, tuple[int, str]] = {}
+    taken: dict[int, set[int]] = {}  # stored incident -> its members of the group an earlier rule takes
     for k, _rule in enumerate(rules.rules):
         for rid, c in old_claim.items():
-            if c == k:
+            if c == k and rid not in new_claim:
                 new_claim[rid] = k
 
         def unit(rid: int, k: int = k) -> int:
@@ -152,7 +160,7 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
 
         uf = UnionFind()
         usable: list[tuple[int, int, str]] = []
-        for a, b, _reason, ks, d in edges:
+        for a, b, _r, ks, d in edges:
             if k not in ks or a not in finished or b not in finished:
                 continue
             if new_claim.get(a, k) < k or new_claim.get(b, k) < k:
@@ -160,7 +168,12 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
             for end in (a, b):
                 c = old_claim.get(end)
                 if c is not None and c != k:
-                    return "a member taken from a later rule's incident"
+                    # Taken from a later rule's incident: placed exactly only when all its
+                    # links are known (a report of the group) and the incident stays whole
+                    # without it (checked below).
+                    if end not in group:
+                        return "a member taken from a later rule's incident"
+                    taken.setdefault(member_of[end].incident_id, set()).add(end)
             usable.append((a, b, d))
             uf.union(unit(a), unit(b))
         comps: dict[int, _Component] = {}
@@ -176,6 +189,11 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
             for me, other in ((a, b), (b, a)):
                 if me not in best or (other, d) < best[me]:
                     best[me] = (other, d)
+
+    if taken:
+        apart = _still_whole(conn, rules, taken, edges, member_of, incidents, finished, group)
+        if apart is not None:
+            return apart
 
     # The new plan's rows for what changed. A stored incident merged into another keeps no row;
     # its members (outside T: unchanged reasons) follow in one keyed UPDATE.
@@ -231,18 +249,28 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
               or stored is None or (stored.key, stored.lowest) != (key, lowest)):
             incident_updates.append({"b_id": iid, "key": key, "lowest_report_id": lowest, "updated_at": now})
         name = rules.rules[comp.rule].name
-        members = set(comp.nodes) | {m for m, s in member_of.items() if s.incident_id in comp.incidents}
+        members = set(comp.nodes) | {m for m, s in member_of.items()
+                                     if s.incident_id in comp.incidents and new_claim.get(m) == comp.rule}
         for m in members:
-            other_d = best.get(m)
-            cur = member_of.get(m)
-            if cur is not None and old_claim.get(m) == comp.rule and cur.reason.via is not None:
-                old = (cur.reason.via, cur.reason.detail or "")
-                other_d = old if other_d is None or old < other_d else other_d
-            if other_d is None:
-                assert cur is not None  # a joining report has a usable link
-                target[m] = (iid, cur.reason)
-            else:
-                target[m] = (iid, MemberReason.link(name, other_d[1], other_d[0]))
+            placed = _reason(m, comp.rule, rules, best, member_of.get(m), old_claim, group, reworded)
+            if placed is None:
+                return "a member's lowest link reworded to a higher one"
+            target[m] = (iid, placed)
+    # Members outside any touched component whose reason a reworded link changes.
+    for m in sorted(set(member_of) - set(target)):
+        c = new_claim.get(m)
+        if c is not None and old_claim.get(m) == c:
+            placed = _reason(m, c, rules, best, member_of[m], old_claim, group, reworded)
+            if placed is None:
+                return "a member's lowest link reworded to a higher one"
+            if placed != member_of[m].reason:
+                target[m] = (member_of[m].incident_id, placed)
+    # A stored incident that lost members to an earlier rule (and kept its key) changed too.
+    updated = {u["b_id"] for u in incident_updates}
+    for iid in sorted(taken):
+        if iid not in removed and iid not in updated and incidents[iid].key not in fresh:
+            inc = incidents[iid]
+            incident_updates.append({"b_id": iid, "key": inc.key, "lowest_report_id": inc.lowest, "updated_at": now})
     for rid, key in singles.items():
         name = key.split(":", 1)[0]
         text = rules.batched_description if name == rules.batched_name else rules.single_description
@@ -273,6 +301,76 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
         session.execute(update(t_incidents).where(t_incidents.c.id == bindparam("b_id")), incident_updates)
     session.expire_all()  # rows were written around the ORM: identity-map copies are stale
     return Written(len(fresh), len(incident_updates), len(removed), len(member_updates) + len(member_inserts), 0)
+
+
+def _reason(m: int, k: int, rules: BundlingRules, best: dict[int, tuple[int, str]], cur: StoredMember | None,
+            old_claim: dict[int, int | None], group: set[int],
+            reworded: dict[tuple[int, int, str], tuple[str, str]]) -> MemberReason | None:
+    """The reason of member ``m`` of a rule-``k`` incident in the new plan: its link to the
+    lowest-numbered member it is linked to. A report of the group has all its links in the
+    hand-over (``best`` is over them); another keeps its stored lowest link unless a new link
+    is lower, and None when that stored link was reworded to a higher detail (its next-lowest
+    link is not known here)."""
+    rule = rules.rules[k]
+    cand = best.get(m)
+    if m not in group and cur is not None and old_claim.get(m) == k and cur.reason.via is not None:
+        via, old_d = cur.reason.via, cur.reason.detail or ""
+        for reason in rule.reasons:
+            change = reworded.get((min(m, via), max(m, via), reason))
+            if change is not None and change[0] == old_d:
+                if change[1] > old_d:
+                    return None
+                old_d = change[1]  # lower wording of the same lowest link: still the lowest
+        if cand is None or (via, old_d) < cand:
+            cand = (via, old_d)
+    if cand is None:
+        return cur.reason if cur is not None else None
+    return MemberReason.link(rule.name, cand[1], cand[0])
+
+
+def _still_whole(conn: Any, rules: BundlingRules, taken: dict[int, set[int]], edges: list[Any],
+                 member_of: dict[int, StoredMember], incidents: dict[int, StoredIncident],
+                 finished: dict[int, bool], group: set[int]) -> str | None:
+    """None when every stored incident stays one incident after losing ``taken`` members (of
+    the group: all their links are in ``edges``) to an earlier rule; else why not.
+
+    The incident's members linked to those it loses (``B``) must be linked among themselves,
+    by links between them read here (a few rows): any path through a lost member then has a
+    way round it. ``B`` of at least two keeps the incident at ``min_reports`` 2; the lost
+    member must not be the lowest (its key would change to a member not read), nor any
+    member's lowest link (its next-lowest is not known)."""
+    by_rule = {r.name: k for k, r in enumerate(rules.rules)}
+    need: dict[int, set[int]] = {}
+    for iid, lost in taken.items():
+        k = by_rule[incidents[iid].rule]
+        if incidents[iid].lowest in lost:
+            return "a taken member was its incident's lowest"
+        near = set()
+        for a, b, _r, ks, _d in edges:
+            if k in ks and (a in lost) != (b in lost) and a in finished and b in finished:
+                y = b if a in lost else a
+                if y in member_of and member_of[y].incident_id == iid:
+                    near.add(y)
+        if len(near) < 2:
+            return "a taken member's incident might fall apart"
+        if any(member_of[y].reason.via in lost for y in near):
+            return "a taken member was a member's lowest link"
+        need[iid] = near
+    every = sorted({y for near in need.values() for y in near})
+    links: list[tuple[int, int, str, float]] = []
+    for chunk in _chunks(every):
+        links.extend((int(a), int(b), str(r), float(w)) for a, b, r, w in conn.execute(
+            select(ReportLink.report_a, ReportLink.report_b, ReportLink.reason, ReportLink.weight)
+            .where(ReportLink.report_a.in_(chunk), ReportLink.report_b.in_(every))))
+    for iid, near in need.items():
+        rule = rules.rules[by_rule[incidents[iid].rule]]
+        uf = UnionFind()
+        for a, b, reason, weight in links:
+            if a in near and b in near and reason in rule.reasons and weight >= rule.min_weight:
+                uf.union(a, b)
+        if len({uf.find(y) for y in near}) != 1:
+            return "a taken member's incident might fall apart"
+    return None
 
 
 def _chunks_str(keys: list[str]) -> list[list[str]]:
