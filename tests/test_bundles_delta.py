@@ -121,8 +121,10 @@ def test_delta_equals_the_full_replan_and_the_reference_on_random_graphs(runtime
             bridges = fresh
             _group_both_ways(runtime, rules, seed * 1000 + 500 + n, bridges, mode, stats,
                              f"seed {seed} rerun {n} ({mode})", arrived)
-    # Both ways were compared: the delta placed most groups, and fell back on removals.
-    assert stats.applied > 40 and stats.fallbacks.get("a bundling link removed", 0) > 3, stats
+    # Both ways were compared: the delta placed most groups (some taking members from a later
+    # rule's incident), and fell back on removals.
+    assert stats.applied > 40 and stats.took_members > 0, stats
+    assert stats.fallbacks.get("a bundling link removed", 0) > 3, stats
 
 
 def test_delta_falls_back_where_it_cannot_be_exact(runtime: Runtime) -> None:

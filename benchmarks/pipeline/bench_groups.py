@@ -157,7 +157,8 @@ def run_in_process(rt: Any, ids: list[int], job: Callable[[Any, list[int]], None
     left = len(set(pending_report_ids(rt)) & set(ids))
     # How the bundles stage placed the groups (absent on trees without ``bundling.delta``).
     delta = ctx.services.get("bundles-delta")
-    delta_info = {"applied": delta.applied, "fallbacks": dict(delta.fallbacks)} if delta is not None else None
+    delta_info = {"applied": delta.applied, "took_members": delta.took_members,
+                                     "fallbacks": dict(delta.fallbacks)} if delta is not None else None
     # CPU seconds of this process (the database server's are not in it): on a shared machine
     # the wall rate follows the load; reports per CPU second says what one free core does.
     return {"reports": len(ids), "seconds": round(secs, 2), "reports_per_s": round(len(ids) / secs, 1),

@@ -48,6 +48,8 @@ class DeltaStats:
     """How often the delta path ran and why it fell back (the benchmark prints it)."""
 
     applied: int = 0
+    #: Of those, groups that took members from a later rule's incident (kept whole).
+    took_members: int = 0
     fallbacks: dict[str, int] = field(default_factory=dict)
 
     def fell_back(self, why: str) -> None:
@@ -74,6 +76,7 @@ def bundle_from_delta(session: Session, rules: BundlingRules, report_ids: list[i
         return None
     if stats is not None:
         stats.applied += 1
+        stats.took_members += why.members_removed
     return why
 
 
@@ -300,7 +303,9 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
     if incident_updates:
         session.execute(update(t_incidents).where(t_incidents.c.id == bindparam("b_id")), incident_updates)
     session.expire_all()  # rows were written around the ORM: identity-map copies are stale
-    return Written(len(fresh), len(incident_updates), len(removed), len(member_updates) + len(member_inserts), 0)
+    # members_removed: here, members an earlier rule took from a stored incident that stays.
+    return Written(len(fresh), len(incident_updates), len(removed), len(member_updates) + len(member_inserts),
+                   sum(len(lost) for lost in taken.values()))
 
 
 def _reason(m: int, k: int, rules: BundlingRules, best: dict[int, tuple[int, str]], cur: StoredMember | None,
