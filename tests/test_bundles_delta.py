@@ -129,7 +129,8 @@ def test_delta_equals_the_full_replan_and_the_reference_on_random_graphs(runtime
 
 def test_delta_falls_back_where_it_cannot_be_exact(runtime: Runtime) -> None:
     """min_reports above 2, another group's hand-over, and a member an earlier rule takes from a
-    later rule's incident: nothing written, None returned (the caller re-plans in full)."""
+    later rule's incident that would not stay whole: nothing written, None returned (the caller
+    re-plans in full)."""
     rules = load_bundling()
     a, b, c = (store_report(runtime, report_doc([person(f"f{i}")])) for i in range(3))
     with transaction(runtime.sessions) as s:
@@ -145,10 +146,10 @@ def test_delta_falls_back_where_it_cannot_be_exact(runtime: Runtime) -> None:
         strict = replace(rules, rules=tuple(replace(r, min_reports=3) for r in rules.rules))
         assert bundle_from_delta(s, strict, [c], delta, stats=stats) is None
         assert bundle_from_delta(s, rules, [b, c], delta, stats=stats) is None
-        # a (in viral a+b) is taken by offender a+c: b's incident may lose its bridge.
+        # a (lowest of viral a+b) is taken by offender a+c: the key would move to b.
         assert bundle_from_delta(s, rules, [c], delta, stats=stats) is None
         assert set(stats.fallbacks) == {"min_reports above 2", "another group's links",
-                                        "a member taken from a later rule's incident"}, stats
+                                        "a taken member was its incident's lowest"}, stats
         bundle_group(s, rules, [c])
         assert_reference(s, rules, "fallback")
 

@@ -29,11 +29,12 @@ with the reference plan, group after group on random graphs and on simulated yea
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from tipline.pipeline.bundling.bulk import StoredIncident, StoredMember, Written, _chunks, _member_row
@@ -171,11 +172,8 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
             for end in (a, b):
                 c = old_claim.get(end)
                 if c is not None and c != k:
-                    # Taken from a later rule's incident: placed exactly only when all its
-                    # links are known (a report of the group) and the incident stays whole
-                    # without it (checked below).
-                    if end not in group:
-                        return "a member taken from a later rule's incident"
+                    # Taken from a later rule's incident: placed exactly only when the
+                    # incident stays whole without it (checked below).
                     taken.setdefault(member_of[end].incident_id, set()).add(end)
             usable.append((a, b, d))
             uf.union(unit(a), unit(b))
@@ -194,7 +192,7 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
                     best[me] = (other, d)
 
     if taken:
-        apart = _still_whole(conn, rules, taken, edges, member_of, incidents, finished, group)
+        apart = _still_whole(conn, rules, rules_of, taken, edges, member_of, incidents, finished, group)
         if apart is not None:
             return apart
 
@@ -333,32 +331,58 @@ def _reason(m: int, k: int, rules: BundlingRules, best: dict[int, tuple[int, str
     return MemberReason.link(rule.name, cand[1], cand[0])
 
 
-def _still_whole(conn: Any, rules: BundlingRules, taken: dict[int, set[int]], edges: list[Any],
-                 member_of: dict[int, StoredMember], incidents: dict[int, StoredIncident],
-                 finished: dict[int, bool], group: set[int]) -> str | None:
-    """None when every stored incident stays one incident after losing ``taken`` members (of
-    the group: all their links are in ``edges``) to an earlier rule; else why not.
+def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float], tuple[int, ...]],
+                 taken: dict[int, set[int]], edges: list[Any], member_of: dict[int, StoredMember],
+                 incidents: dict[int, StoredIncident], finished: dict[int, bool], group: set[int]) -> str | None:
+    """None when every stored incident stays one incident after losing ``taken`` members to an
+    earlier rule; else why not.
 
     The incident's members linked to those it loses (``B``) must be linked among themselves,
     by links between them read here (a few rows): any path through a lost member then has a
     way round it. ``B`` of at least two keeps the incident at ``min_reports`` 2; the lost
     member must not be the lowest (its key would change to a member not read), nor any
-    member's lowest link (its next-lowest is not known)."""
+    member's lowest link (its next-lowest is not known). A lost member of the group has all its
+    links in ``edges``; another's are read (its own links only, not its incident's)."""
     by_rule = {r.name: k for k, r in enumerate(rules.rules)}
+    outside = sorted({x for lost in taken.values() for x in lost} - group)
+    known = {(a, b, r) for a, b, r, _ks, _d in edges}  # links touching the group: as handed over
+    around = list(edges)
+    for chunk in _chunks(outside):
+        for a, b, r, w, d in conn.execute(
+                select(ReportLink.report_a, ReportLink.report_b, ReportLink.reason, ReportLink.weight,
+                       ReportLink.detail).where(or_(ReportLink.report_a.in_(chunk), ReportLink.report_b.in_(chunk)))):
+            if (int(a), int(b), str(r)) not in known and rules_of(str(r), float(w)):
+                around.append((int(a), int(b), str(r), rules_of(str(r), float(w)), d or str(r)))
+    # Memberships and states of the ends of those links that T did not cover.
+    members = dict(member_of)
+    done = dict(finished)
+    unknown = sorted({e for a, b, *_ in around for e in (a, b)} - set(members) - set(done))
+    for chunk in _chunks(unknown):
+        for row in conn.execute(
+                select(IncidentReport.report_id, IncidentReport.incident_id, IncidentReport.reason,
+                       IncidentReport.rule, IncidentReport.via_report_id, IncidentReport.link_detail)
+                .where(IncidentReport.report_id.in_(chunk))):
+            rid, member = _member_row(row)
+            if rid in members:
+                return "a report in two incidents"
+            members[rid] = member
+        for rid, state in conn.execute(select(Report.id, Report.state).where(Report.id.in_(chunk))):
+            if state == "finished":
+                done[int(rid)] = False
     need: dict[int, set[int]] = {}
     for iid, lost in taken.items():
         k = by_rule[incidents[iid].rule]
         if incidents[iid].lowest in lost:
             return "a taken member was its incident's lowest"
         near = set()
-        for a, b, _r, ks, _d in edges:
-            if k in ks and (a in lost) != (b in lost) and a in finished and b in finished:
+        for a, b, _r, ks, _d in around:
+            if k in ks and (a in lost) != (b in lost) and a in done and b in done:
                 y = b if a in lost else a
-                if y in member_of and member_of[y].incident_id == iid:
+                if y in members and members[y].incident_id == iid:
                     near.add(y)
         if len(near) < 2:
             return "a taken member's incident might fall apart"
-        if any(member_of[y].reason.via in lost for y in near):
+        if any(members[y].reason.via in lost for y in near):
             return "a taken member was a member's lowest link"
         need[iid] = near
     every = sorted({y for near in need.values() for y in near})
