@@ -192,9 +192,14 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
                     best[me] = (other, d)
 
     if taken:
-        apart = _still_whole(conn, rules, rules_of, taken, edges, member_of, incidents, finished, group)
-        if apart is not None:
-            return apart
+        loss = _still_whole(conn, rules, rules_of, taken, edges, member_of, incidents, finished, group, new_claim)
+        if isinstance(loss, str):
+            return loss
+        for iid, low in loss.lowest.items():
+            inc = incidents[iid]
+            incidents[iid] = StoredIncident(inc.rule, inc.key, low)  # keyed anew below
+    else:
+        loss = _Loss()
 
     # The new plan's rows for what changed. A stored incident merged into another keeps no row;
     # its members (outside T: unchanged reasons) follow in one keyed UPDATE.
@@ -207,6 +212,7 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
                for rid in sorted(group) if rid not in new_claim}
     by_key = {inc.key: iid for iid, inc in incidents.items()}
     wanted = [key for _, key, _ in planned] + list(singles.values())
+    wanted += [key_of(incidents[iid].rule, low) for iid, low in loss.lowest.items()]
     for keys in _chunks_str(wanted):
         for held, held_id in conn.execute(select(Incident.key, Incident.id).where(Incident.key.in_(keys))):
             if int(held_id) not in incidents or by_key.get(str(held)) != int(held_id):
@@ -253,7 +259,8 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
         members = set(comp.nodes) | {m for m, s in member_of.items()
                                      if s.incident_id in comp.incidents and new_claim.get(m) == comp.rule}
         for m in members:
-            placed = _reason(m, comp.rule, rules, best, member_of.get(m), old_claim, group, reworded)
+            placed = loss.reasons.get(m) or _reason(m, comp.rule, rules, best, member_of.get(m), old_claim, group,
+                                                    reworded)
             if placed is None:
                 return "a member's lowest link reworded to a higher one"
             target[m] = (iid, placed)
@@ -261,7 +268,7 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
     for m in sorted(set(member_of) - set(target)):
         c = new_claim.get(m)
         if c is not None and old_claim.get(m) == c:
-            placed = _reason(m, c, rules, best, member_of[m], old_claim, group, reworded)
+            placed = loss.reasons.get(m) or _reason(m, c, rules, best, member_of[m], old_claim, group, reworded)
             if placed is None:
                 return "a member's lowest link reworded to a higher one"
             if placed != member_of[m].reason:
@@ -271,7 +278,13 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
     for iid in sorted(taken):
         if iid not in removed and iid not in updated and incidents[iid].key not in fresh:
             inc = incidents[iid]
-            incident_updates.append({"b_id": iid, "key": inc.key, "lowest_report_id": inc.lowest, "updated_at": now})
+            incident_updates.append({"b_id": iid, "key": key_of(inc.rule, inc.lowest), "lowest_report_id": inc.lowest,
+                                     "updated_at": now})
+    # Members outside T whose lowest link was to a member taken away: their next-lowest.
+    for m, why in loss.reasons.items():
+        if m not in target:
+            iid = loss.relinked[m][0]
+            target[m] = (kept.get(iid, iid), why)
     for rid, key in singles.items():
         name = key.split(":", 1)[0]
         text = rules.batched_description if name == rules.batched_name else rules.single_description
@@ -279,14 +292,14 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
     member_updates: list[dict[str, Any]] = []
     member_inserts: list[dict[str, Any]] = []
     for m, (dest, why) in sorted(target.items()):
-        cur = member_of.get(m)
+        cur = member_of.get(m) or loss.stored.get(m)
         if cur is None:
             member_inserts.append({"incident_id": dest, "report_id": m, **why.values()})
             continue
         now_in = kept.get(cur.incident_id, cur.incident_id)
         if now_in != dest or cur.reason != why:
             member_updates.append({"b_report": m, "incident_id": dest, **why.values()})
-        if old_claim.get(m) is None and cur.incident_id != dest:
+        if m in member_of and old_claim.get(m) is None and cur.incident_id != dest:
             removed.add(cur.incident_id)  # its own single or batched incident: it had no other member
     # Merged incidents' members first (they keep their reasons), then the rows of T, then the
     # incidents left without members.
@@ -333,7 +346,8 @@ def _reason(m: int, k: int, rules: BundlingRules, best: dict[int, tuple[int, str
 
 def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float], tuple[int, ...]],
                  taken: dict[int, set[int]], edges: list[Any], member_of: dict[int, StoredMember],
-                 incidents: dict[int, StoredIncident], finished: dict[int, bool], group: set[int]) -> str | None:
+                 incidents: dict[int, StoredIncident], finished: dict[int, bool], group: set[int],
+                 new_claim: dict[int, int]) -> str | _Loss:
     """None when every stored incident stays one incident after losing ``taken`` members to an
     earlier rule; else why not.
 
@@ -370,10 +384,9 @@ def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float
             if state == "finished":
                 done[int(rid)] = False
     need: dict[int, set[int]] = {}
+    loss = _Loss()
     for iid, lost in taken.items():
         k = by_rule[incidents[iid].rule]
-        if incidents[iid].lowest in lost:
-            return "a taken member was its incident's lowest"
         near = set()
         for a, b, _r, ks, _d in around:
             if k in ks and (a in lost) != (b in lost) and a in done and b in done:
@@ -382,24 +395,87 @@ def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float
                     near.add(y)
         if len(near) < 2:
             return "a taken member's incident might fall apart"
-        if any(members[y].reason.via in lost for y in near):
-            return "a taken member was a member's lowest link"
         need[iid] = near
-    every = sorted({y for near in need.values() for y in near})
-    links: list[tuple[int, int, str, float]] = []
+        if incidents[iid].lowest in lost:
+            # Its key moves to the lowest member left (one indexed row).
+            low = conn.execute(select(IncidentReport.report_id).where(
+                IncidentReport.incident_id == iid, IncidentReport.report_id.not_in(sorted(lost)))
+                .order_by(IncidentReport.report_id).limit(1)).scalar()
+            if low is None:
+                return "a taken member's incident might fall apart"
+            loss.lowest[iid] = int(low)
+        # Members whose lowest link was to a lost one: their next-lowest, from their own links.
+        for row in conn.execute(
+                select(IncidentReport.report_id, IncidentReport.incident_id, IncidentReport.reason,
+                       IncidentReport.rule, IncidentReport.via_report_id, IncidentReport.link_detail)
+                .where(IncidentReport.incident_id == iid, IncidentReport.via_report_id.in_(sorted(lost)))):
+            rid, member = _member_row(row)
+            if rid not in group and rid not in lost:
+                loss.relinked[rid] = (iid, k)
+                members.setdefault(rid, member)
+    # The links of those members and of the lost ones' neighbours, and who is at their ends.
+    every = sorted({y for near in need.values() for y in near} | set(loss.relinked))
+    links: dict[tuple[int, int, str], tuple[float, str]] = {}
     for chunk in _chunks(every):
-        links.extend((int(a), int(b), str(r), float(w)) for a, b, r, w in conn.execute(
-            select(ReportLink.report_a, ReportLink.report_b, ReportLink.reason, ReportLink.weight)
-            .where(ReportLink.report_a.in_(chunk), ReportLink.report_b.in_(every))))
+        for a, b, r, w, d in conn.execute(
+                select(ReportLink.report_a, ReportLink.report_b, ReportLink.reason, ReportLink.weight,
+                       ReportLink.detail).where(or_(ReportLink.report_a.in_(chunk), ReportLink.report_b.in_(chunk)))):
+            if rules_of(str(r), float(w)):
+                links[(int(a), int(b), str(r))] = (float(w), d or str(r))
+    ends = sorted({e for a, b, _r in links for e in (a, b)} - set(members) - set(done))
+    for chunk in _chunks(ends):
+        for row in conn.execute(
+                select(IncidentReport.report_id, IncidentReport.incident_id, IncidentReport.reason,
+                       IncidentReport.rule, IncidentReport.via_report_id, IncidentReport.link_detail)
+                .where(IncidentReport.report_id.in_(chunk))):
+            rid, member = _member_row(row)
+            if rid in members:
+                return "a report in two incidents"
+            members[rid] = member
+        for rid, state in conn.execute(select(Report.id, Report.state).where(Report.id.in_(chunk))):
+            if state == "finished":
+                done[int(rid)] = False
     for iid, near in need.items():
         rule = rules.rules[by_rule[incidents[iid].rule]]
         uf = UnionFind()
-        for a, b, reason, weight in links:
+        for (a, b, reason), (weight, _d) in links.items():
             if a in near and b in near and reason in rule.reasons and weight >= rule.min_weight:
                 uf.union(a, b)
         if len({uf.find(y) for y in near}) != 1:
             return "a taken member's incident might fall apart"
-    return None
+    lost_all = {x for lost in taken.values() for x in lost}
+    for y, (_iid, k) in loss.relinked.items():
+        rule = rules.rules[k]
+        cand: tuple[int, str] | None = None
+        for (a, b, reason), (weight, d) in links.items():
+            if y not in (a, b) or reason not in rule.reasons or weight < rule.min_weight:
+                continue
+            o = b if a == y else a
+            if o in lost_all or o not in done:
+                continue
+            if o in new_claim:  # a report of T: as planned above
+                claim = new_claim[o]
+            elif o in member_of or o not in members:  # of T and unclaimed, or in no incident
+                continue
+            else:  # outside T: its claim did not change (a membership's rule is its incident's)
+                claim = by_rule.get(members[o].reason.rule, -1)
+            if claim == k and (cand is None or (o, d) < cand):
+                cand = (o, d)
+        if cand is None:
+            return "a taken member's incident might fall apart"
+        loss.reasons[y] = MemberReason.link(rule.name, cand[1], cand[0])
+        loss.stored[y] = members[y]
+    return loss
+
+
+@dataclass
+class _Loss:
+    """What losing members to an earlier rule changes in the incidents that stay whole."""
+
+    lowest: dict[int, int] = field(default_factory=dict)  # incident -> its new lowest member
+    relinked: dict[int, tuple[int, int]] = field(default_factory=dict)  # member -> (incident, rule)
+    reasons: dict[int, MemberReason] = field(default_factory=dict)  # member -> its new reason
+    stored: dict[int, StoredMember] = field(default_factory=dict)  # member -> its row as read
 
 
 def _chunks_str(keys: list[str]) -> list[list[str]]:
