@@ -43,6 +43,9 @@ from tipline.pipeline.bundling.rules import BundlingRules, MemberReason, key_of
 from tipline.pipeline.linkchanges import GroupLinkDelta
 from tipline.store.tables import Base, Incident, IncidentReport, Report, ReportLink
 
+#: Rounds and reports the search that shows an incident stays whole may take before giving up.
+_ROUNDS, _REACH = 6, 5000
+
 
 @dataclass
 class DeltaStats:
@@ -394,7 +397,7 @@ def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float
                 if y in members and members[y].incident_id == iid:
                     near.add(y)
         if len(near) < 2:
-            return "a taken member's incident might fall apart"
+            return "a taken member's incident might fall apart (under two members linked to it)"
         need[iid] = near
         if incidents[iid].lowest in lost:
             # Its key moves to the lowest member left (one indexed row).
@@ -402,7 +405,7 @@ def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float
                 IncidentReport.incident_id == iid, IncidentReport.report_id.not_in(sorted(lost)))
                 .order_by(IncidentReport.report_id).limit(1)).scalar()
             if low is None:
-                return "a taken member's incident might fall apart"
+                return "a taken member's incident might fall apart (no member left)"
             loss.lowest[iid] = int(low)
         # Members whose lowest link was to a lost one: their next-lowest, from their own links.
         for row in conn.execute(
@@ -414,36 +417,66 @@ def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float
                 loss.relinked[rid] = (iid, k)
                 members.setdefault(rid, member)
     # The links of those members and of the lost ones' neighbours, and who is at their ends.
-    every = sorted({y for near in need.values() for y in near} | set(loss.relinked))
     links: dict[tuple[int, int, str], tuple[float, str]] = {}
-    for chunk in _chunks(every):
-        for a, b, r, w, d in conn.execute(
-                select(ReportLink.report_a, ReportLink.report_b, ReportLink.reason, ReportLink.weight,
-                       ReportLink.detail).where(or_(ReportLink.report_a.in_(chunk), ReportLink.report_b.in_(chunk)))):
-            if rules_of(str(r), float(w)):
-                links[(int(a), int(b), str(r))] = (float(w), d or str(r))
-    ends = sorted({e for a, b, _r in links for e in (a, b)} - set(members) - set(done))
-    for chunk in _chunks(ends):
-        for row in conn.execute(
-                select(IncidentReport.report_id, IncidentReport.incident_id, IncidentReport.reason,
-                       IncidentReport.rule, IncidentReport.via_report_id, IncidentReport.link_detail)
-                .where(IncidentReport.report_id.in_(chunk))):
-            rid, member = _member_row(row)
-            if rid in members:
-                return "a report in two incidents"
-            members[rid] = member
-        for rid, state in conn.execute(select(Report.id, Report.state).where(Report.id.in_(chunk))):
-            if state == "finished":
-                done[int(rid)] = False
-    for iid, near in need.items():
-        rule = rules.rules[by_rule[incidents[iid].rule]]
-        uf = UnionFind()
-        for (a, b, reason), (weight, _d) in links.items():
-            if a in near and b in near and reason in rule.reasons and weight >= rule.min_weight:
-                uf.union(a, b)
-        if len({uf.find(y) for y in near}) != 1:
-            return "a taken member's incident might fall apart"
+    read: set[int] = set()
+    seen_state: set[int] = set(finished)
+
+    def read_links(nodes: set[int]) -> str | None:
+        todo = sorted(nodes - read)
+        read.update(todo)
+        for chunk in _chunks(todo):
+            for a, b, r, w, d in conn.execute(
+                    select(ReportLink.report_a, ReportLink.report_b, ReportLink.reason, ReportLink.weight,
+                           ReportLink.detail)
+                    .where(or_(ReportLink.report_a.in_(chunk), ReportLink.report_b.in_(chunk)))):
+                if rules_of(str(r), float(w)):
+                    links[(int(a), int(b), str(r))] = (float(w), d or str(r))
+        ends = sorted({e for a, b, _r in links for e in (a, b)} - seen_state)
+        seen_state.update(ends)
+        for chunk in _chunks(ends):
+            for row in conn.execute(
+                    select(IncidentReport.report_id, IncidentReport.incident_id, IncidentReport.reason,
+                           IncidentReport.rule, IncidentReport.via_report_id, IncidentReport.link_detail)
+                    .where(IncidentReport.report_id.in_(chunk))):
+                rid, member = _member_row(row)
+                if members.setdefault(rid, member) != member:
+                    return "a report in two incidents"
+            for rid, state in conn.execute(select(Report.id, Report.state).where(Report.id.in_(chunk))):
+                if state == "finished":
+                    done[int(rid)] = False
+        return None
+
     lost_all = {x for lost in taken.values() for x in lost}
+    bad = read_links({y for near in need.values() for y in near} | set(loss.relinked))
+    if bad is not None:
+        return bad
+    for iid, near in need.items():
+        # A search from the lost members' neighbours through the incident's other members, round
+        # by round, until they are all joined; bounded, since a real split would read a whole side.
+        rule = rules.rules[by_rule[incidents[iid].rule]]
+        reached = set(near)
+        for _round in range(_ROUNDS):
+            uf = UnionFind()
+            grow: set[int] = set()
+            for (a, b, reason), (weight, _d) in links.items():
+                if (reason in rule.reasons and weight >= rule.min_weight and a in done and b in done
+                        and a not in lost_all and b not in lost_all
+                        and a in members and b in members
+                        and members[a].incident_id == iid and members[b].incident_id == iid):
+                    uf.union(a, b)
+                    grow.update(e for e in (a, b) if e not in reached)
+            if len({uf.find(y) for y in near}) == 1:
+                break
+            if not grow:
+                return "a taken member's incident falls apart"
+            if len(reached) > _REACH:
+                return "a taken member's incident might fall apart (search too wide)"
+            reached |= grow
+            bad = read_links(grow)
+            if bad is not None:
+                return bad
+        else:
+            return "a taken member's incident might fall apart (search too deep)"
     for y, (_iid, k) in loss.relinked.items():
         rule = rules.rules[k]
         cand: tuple[int, str] | None = None
@@ -462,7 +495,7 @@ def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float
             if claim == k and (cand is None or (o, d) < cand):
                 cand = (o, d)
         if cand is None:
-            return "a taken member's incident might fall apart"
+            return "a taken member's incident left a member without a link"
         loss.reasons[y] = MemberReason.link(rule.name, cand[1], cand[0])
         loss.stored[y] = members[y]
     return loss
