@@ -148,7 +148,7 @@ def test_delta_falls_back_where_it_cannot_be_exact(runtime: Runtime) -> None:
         assert bundle_from_delta(s, rules, [b, c], delta, stats=stats) is None
         # a (in viral a+b) is taken by offender a+c: b would be left alone.
         assert bundle_from_delta(s, rules, [c], delta, stats=stats) is None
-        alone = "a taken member's incident might fall apart (under two members linked to it)"
+        alone = "a taken member's incident might fall apart (one member left)"
         assert set(stats.fallbacks) == {"min_reports above 2", "another group's links", alone}, stats
         bundle_group(s, rules, [c])
         assert_reference(s, rules, "fallback")

@@ -19,11 +19,11 @@ incremental path assumes too), the new plan follows from the old one and the cha
   ``T`` keeps its reason (its links did not change) and moves with its incident in one
   ``UPDATE ... WHERE incident_id = old`` when two incidents merge.
 
-Anything outside those conditions — a removed or reworded bundling link, a report in two
+Anything outside those conditions — a removed bundling link, a report in two
 incidents, a member that an earlier rule now takes from a later rule's incident (it may have
 been that incident's bridge), a rule of ``min_reports`` above 2, an incident rule no longer in
-the rules, a planned key held by an incident not read — returns None before writing anything,
-and the caller runs the full re-plan (``bulk.bundle_group``). Tests compare the two, and both
+the rules, a planned key held by an incident not read — returns None with nothing written (a
+savepoint is rolled back), and the caller runs the full re-plan (``bulk.bundle_group``). Tests compare the two, and both
 with the reference plan, group after group on random graphs and on simulated years.
 """
 
@@ -73,7 +73,19 @@ def bundle_from_delta(session: Session, rules: BundlingRules, report_ids: list[i
                       now: datetime | None = None, stats: DeltaStats | None = None) -> Written | None:
     """Bring incidents up to date from ``delta`` alone; None (nothing written) when it cannot
     be done exactly, for the caller to run ``bulk.bundle_group``."""
-    why = _bundle(session, rules, report_ids, delta, now or datetime.now(UTC))
+    # In a savepoint: a few checks come after the new incident rows are inserted (their ids
+    # name the members' rows); a fallback then leaves nothing behind for the full re-plan.
+    session.flush()
+    savepoint = session.begin_nested()
+    try:
+        why = _bundle(session, rules, report_ids, delta, now or datetime.now(UTC))
+    except BaseException:
+        savepoint.rollback()
+        raise
+    if isinstance(why, str):
+        savepoint.rollback()
+    else:
+        savepoint.commit()
     if isinstance(why, str):
         if stats is not None:
             stats.fell_back(why)
@@ -354,12 +366,12 @@ def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float
     """None when every stored incident stays one incident after losing ``taken`` members to an
     earlier rule; else why not.
 
-    The incident's members linked to those it loses (``B``) must be linked among themselves,
-    by links between them read here (a few rows): any path through a lost member then has a
-    way round it. ``B`` of at least two keeps the incident at ``min_reports`` 2; the lost
-    member must not be the lowest (its key would change to a member not read), nor any
-    member's lowest link (its next-lowest is not known). A lost member of the group has all its
-    links in ``edges``; another's are read (its own links only, not its incident's)."""
+    The incident's members linked to those it loses (``B``) must be joined without them, which
+    a search from ``B`` through the incident's own links shows (bounded; one member of ``B`` is
+    joined by itself): any path through a lost member then has a way round it. The incident
+    must keep two members (``min_reports`` 2). A lost lowest moves the key to the lowest member
+    left; members whose lowest link was to a lost one get their next-lowest from their own links.
+    A lost member of the group has all its links in ``edges``; another's own links are read."""
     by_rule = {r.name: k for k, r in enumerate(rules.rules)}
     outside = sorted({x for lost in taken.values() for x in lost} - group)
     known = {(a, b, r) for a, b, r, _ks, _d in edges}  # links touching the group: as handed over
@@ -396,8 +408,15 @@ def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float
                 y = b if a in lost else a
                 if y in members and members[y].incident_id == iid:
                     near.add(y)
-        if len(near) < 2:
-            return "a taken member's incident might fall apart (under two members linked to it)"
+        if not near:
+            return "a taken member's incident might fall apart (no member linked to it)"
+        if len(near) == 1:
+            # One way in: every path through the lost members comes back to that member, so the
+            # rest stays joined; it stays an incident if it keeps a second member (two rows).
+            left = conn.execute(select(IncidentReport.report_id).where(
+                IncidentReport.incident_id == iid, IncidentReport.report_id.not_in(sorted(lost))).limit(2)).all()
+            if len(left) < 2:
+                return "a taken member's incident might fall apart (one member left)"
         need[iid] = near
         if incidents[iid].lowest in lost:
             # Its key moves to the lowest member left (one indexed row).
