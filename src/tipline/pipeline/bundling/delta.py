@@ -8,23 +8,28 @@ link touching the group before and after, in memory) and the stored incidents ar
 the links as they were before (what every bundling run leaves, and what the per-report
 incremental path assumes too), the new plan follows from the old one and the change:
 
-* With **no bundling link removed or reworded** and every rule's ``min_reports`` 2, claims only
-  grow: rule by rule, a stored incident of the rule stays whole (its internal links are still
-  there and none of its members is taken by an earlier rule — checked below, else we fall
-  back), and the new links touching the group merge stored incidents and unclaimed reports.
-  A report not in an incident of a rule had no usable link of it (with ``min_reports`` 2 any
-  usable link makes an incident), so taking it removes no link any stored incident relies on.
+* With **no bundling link removed** and every rule's ``min_reports`` 2, rule by rule the new
+  links touching the group merge stored incidents and unclaimed reports. A report in no
+  incident of a rule had no usable link of it (with ``min_reports`` 2 any usable link makes an
+  incident), so claiming it removes no link a stored incident relies on.
 * Only the reports at the ends of the group's links (``T``) need reading: their memberships,
   their incidents' rows (rule, key, lowest) and whether they are finished. A member outside
   ``T`` keeps its reason (its links did not change) and moves with its incident in one
   ``UPDATE ... WHERE incident_id = old`` when two incidents merge.
+* A **reworded** link (same rules, other detail) only changes which link is its ends' lowest.
+* A member an **earlier rule takes** from a later rule's incident (an offender link to a report
+  already in a viral incident) is placed when that incident provably stays whole without it
+  (``_still_whole``: a bounded search from the members linked to it through the incident's own
+  links; one such member is a single way in), keeps two members, and gets its key moved to the
+  lowest member left and its members' lowest links re-chosen where they named the lost one.
 
-Anything outside those conditions — a removed bundling link, a report in two
-incidents, a member that an earlier rule now takes from a later rule's incident (it may have
-been that incident's bridge), a rule of ``min_reports`` above 2, an incident rule no longer in
-the rules, a planned key held by an incident not read — returns None with nothing written (a
-savepoint is rolled back), and the caller runs the full re-plan (``bulk.bundle_group``). Tests compare the two, and both
-with the reference plan, group after group on random graphs and on simulated years.
+Anything else — a removed bundling link, a report in two incidents, an incident that falls
+apart or whose search is too wide, a rule of ``min_reports`` above 2, an incident rule no
+longer in the rules, a planned key held by an incident not read — returns None with nothing
+written (a savepoint is rolled back), and the caller runs the full re-plan
+(``bulk.bundle_group``). tests/test_bundles_delta.py compares the two, and both with the
+reference plan, group after group on random graphs; the simulated-year tests run it through
+the real stages.
 """
 
 from __future__ import annotations
