@@ -11,6 +11,7 @@ import random
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
@@ -21,6 +22,7 @@ from tipline.pipeline.bundling.delta import DeltaStats, bundle_from_delta
 from tipline.pipeline.bundling.rules import BundlingRules, load_bundling
 from tipline.pipeline.core import StageContext
 from tipline.pipeline.linkchanges import GroupLinkDelta, hand_over_links, take_links_delta
+from tipline.pipeline.stages import bundles as bundles_module
 from tipline.pipeline.stages.bundles import bundles_group
 from tipline.runtime import Runtime
 from tipline.store.db import transaction
@@ -165,8 +167,10 @@ def test_hand_over_holds_for_its_transaction_only_and_once(runtime: Runtime) -> 
         assert take_links_delta(s) is None  # a later transaction never sees it
 
 
-def test_grouped_stage_uses_the_hand_over(runtime: Runtime) -> None:
-    """``bundles_group`` after a hand-over takes the delta path; without one it re-plans."""
+def test_grouped_stage_uses_the_hand_over(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``bundles_group`` after a hand-over takes the delta path when it is switched on (it is off
+    by default: slower on the simulated year); off, it re-plans in full."""
+    monkeypatch.setattr(bundles_module, "USE_DELTA", True)
     rules = load_bundling()
     ids = [store_report(runtime, report_doc([person(f"h{i}")])) for i in range(4)]
     ctx = StageContext(runtime)

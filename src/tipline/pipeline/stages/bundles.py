@@ -72,6 +72,12 @@ def _write_counts(session: Session, rules: BundlingRules, report_ids: Iterable[i
         session.execute(insert(ReportIncidentCount), added)
 
 
+#: Whether ``bundles_group`` tries the links stage's hand-over (``bundling.delta``) before the
+#: full re-plan. Off: on the 2023 simulation 17 of 18 groups fell back to the full re-plan
+#: (a taken member left its two-member incident alone, or split it), so it only added reads.
+USE_DELTA = False
+
+
 def bundles_group(ctx: StageContext, session: Session, report_ids: list[int]) -> dict[int, Outcome]:
     """The stage over a group of reports at once: the incidents of all of them (and of every
     report their groups touch) recomputed from the stored links by union-find in memory, only
@@ -79,11 +85,12 @@ def bundles_group(ctx: StageContext, session: Session, report_ids: list[int]) ->
     rules = ctx.service("bundling_rules", load_bundling)
     cross_report_lock(session)  # as the per-report stage: one bundling transaction at a time
     _write_counts(session, rules, report_ids, group=True)
-    # The links stage of this transaction handed over what it changed: the incidents follow
+    # The links stage of this transaction handed over what it changed: the incidents can follow
     # from that alone, unless the change is one the delta cannot place exactly (then the
-    # components are read and re-planned in full).
+    # components are read and re-planned in full). Off (``USE_DELTA``): measured slower on the
+    # simulated year, where most groups fall back (benchmarks/README.md, ``pipeline groups``).
     delta = take_links_delta(session)
-    if delta is None or bundle_from_delta(session, rules, report_ids, delta,
+    if delta is None or not USE_DELTA or bundle_from_delta(session, rules, report_ids, delta,
                                           stats=ctx.service("bundles-delta", DeltaStats)) is None:
         bundle_group(session, rules, report_ids)
     else:
