@@ -155,12 +155,17 @@ def run_in_process(rt: Any, ids: list[int], job: Callable[[Any, list[int]], None
             marks.append((time.monotonic() - t0, min(len(ids), i + chunk)))
         secs, cpu = time.monotonic() - t0, time.process_time() - c0
     left = len(set(pending_report_ids(rt)) & set(ids))
+    # How the bundles stage placed the groups (absent on trees without ``bundling.delta``).
+    delta = ctx.services.get("bundles-delta")
+    delta_info = {"applied": delta.applied, "took_members": delta.took_members,
+                                     "fallbacks": dict(delta.fallbacks)} if delta is not None else None
     # CPU seconds of this process (the database server's are not in it): on a shared machine
     # the wall rate follows the load; reports per CPU second says what one free core does.
     return {"reports": len(ids), "seconds": round(secs, 2), "reports_per_s": round(len(ids) / secs, 1),
             "cpu_seconds": round(cpu, 2), "reports_per_cpu_s": round(len(ids) / cpu, 1),
             "curve": curve(marks), "stage_seconds": {k: round(v, 2) for k, v in sorted(spent.items())},
-            "pending_after": left, "maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+            "pending_after": left, "maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "bundles_delta": delta_info}
 
 
 def run_workers(rt: Any, n_workers: int, group_size: int) -> dict[str, Any]:
@@ -283,6 +288,8 @@ def main() -> None:
                   f"{r.get('maxrss_mb', r.get('maxrss_mb_worker')):>7}")
         print(f"{b['backend']:<11} group/per-report ratio {b['ratio']}x; stage seconds (group): "
               f"{b['group']['stage_seconds']}")
+        if b["group"].get("bundles_delta") is not None:
+            print(f"{b['backend']:<11} bundles from the links' delta: {b['group']['bundles_delta']}")
     print(f"\nwrote {path}")
 
 

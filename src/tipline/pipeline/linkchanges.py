@@ -94,3 +94,47 @@ def forget_link_changes(session: Session) -> None:
     """Drop every recorded change: links or incidents are about to change under them."""
     # Items go with their set (ON DELETE CASCADE on both backends: SQLite's foreign keys are on).
     session.execute(delete(ReportLinkChange))
+
+
+# --- a group's link changes, handed from the links stage to the bundles stage in memory ------
+#
+# The grouped links stage knows every pair touching its group before and after its run (it read
+# them, and it wrote the difference); the bundles stage that follows in the same transaction can
+# bring the incidents up to date from that difference alone (``bundling.delta``), without reading
+# the components again. The hand-over is valid only in the transaction that made it (the
+# cross-report lock is held from links to commit, so nothing else changed links meanwhile) and
+# only once: any other run of either stage drops it.
+
+_DELTA_KEY = "tipline.links-delta"
+#: A link by primary key, as the grouped links stage holds it: (report_a, report_b, reason).
+PairKey = tuple[int, int, str]
+
+
+@dataclass(frozen=True)
+class GroupLinkDelta:
+    """Every stored link touching ``group``, before and after one grouped links run:
+    {(report_a, report_b, reason): (weight, detail)}."""
+
+    group: frozenset[int]
+    before: dict[PairKey, tuple[float, str | None]]
+    after: dict[PairKey, tuple[float, str | None]]
+
+
+def hand_over_links(session: Session, delta: GroupLinkDelta) -> None:
+    """Keep ``delta`` for the bundles stage of this transaction (replacing any earlier one)."""
+    session.info[_DELTA_KEY] = (session.get_transaction(), delta)
+
+
+def take_links_delta(session: Session) -> GroupLinkDelta | None:
+    """The delta handed over in this transaction, if any; it is forgotten either way."""
+    held = session.info.pop(_DELTA_KEY, None)
+    if held is None:
+        return None
+    tx, delta = held
+    # The transaction object itself (not its id(): a new one can reuse a finished one's id).
+    return delta if tx is not None and tx is session.get_transaction() else None
+
+
+def drop_links_delta(session: Session) -> None:
+    """Forget a handed-over delta: links or incidents changed some other way."""
+    session.info.pop(_DELTA_KEY, None)

@@ -27,10 +27,13 @@ from tipline.pipeline.identifiers import (
     normalise_ip,
 )
 from tipline.pipeline.linkchanges import (
+    GroupLinkDelta,
     LinkChange,
     LinkTuple,
     diff_links,
+    drop_links_delta,
     forget_link_changes,
+    hand_over_links,
     record_link_change,
 )
 from tipline.pipeline.stages.identifiers import (
@@ -430,6 +433,7 @@ def compute_links(session: Session, report_id: int, rules: Rules | None = None,
 def links_stage(ctx: StageContext, session: Session, report_id: int) -> None:
     """Link the report to other reports sharing content, a reported account/e-mail/phone/device, or an IP."""
     cross_report_lock(session)
+    drop_links_delta(session)  # links change here: a group's hand-over no longer describes them
     mine = or_(ReportLink.report_a == report_id, ReportLink.report_b == report_id)
     before = {
         (int(b) if int(a) == report_id else int(a), str(reason), float(weight), detail)
@@ -674,6 +678,9 @@ def links_group(ctx: StageContext, session: Session, report_ids: list[int]) -> d
             for (a, b, reason), (weight, detail) in sorted(state.items())
             if stored.get((a, b, reason)) != (weight, detail)]
     insert_rows(session, ReportLink, rows)
+    # Every pair touching the group, before and after: the bundles stage of this transaction
+    # brings incidents up to date from the difference instead of re-reading their components.
+    hand_over_links(session, GroupLinkDelta(frozenset(order), stored, dict(state)))
     return dict.fromkeys(order, Outcome.DONE)
 
 
