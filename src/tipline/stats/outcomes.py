@@ -405,6 +405,17 @@ def _cells_from(strata: Sequence[tuple[tuple[str, str, str], int, int, int]]) ->
                   level_cells, n_level_cells, cluster, len(agencies))
 
 
+def _rates_start(num: np.ndarray, den: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What both forms of the cell rates start from: each replicate's overall rate (0 where
+    nobody reported back), and the rates and levels before any level has filled them."""
+    import numpy as np
+
+    tot = den.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        overall = np.where(tot > 0, num.sum(axis=1, keepdims=True) / tot, 0.0)
+    return overall, np.full(num.shape, np.nan), np.full(num.shape, -1, dtype=np.int64)
+
+
 def _cell_rates(c: _Cells, num: np.ndarray, den: np.ndarray, smooth: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """For every finest cell (of every replicate: ``num``/``den`` are replicates x cells), the
     outcome rate of the finest level with feedback, and that level (-1: no feedback anywhere).
@@ -419,11 +430,7 @@ def _cell_rates(c: _Cells, num: np.ndarray, den: np.ndarray, smooth: float = 0.0
     import numpy as np
 
     b, n = num.shape
-    tot = den.sum(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        overall = np.where(tot > 0, num.sum(axis=1, keepdims=True) / tot, 0.0)
-    rate = np.full((b, n), np.nan)
-    level_used = np.full((b, n), -1, dtype=np.int64)
+    overall, rate, level_used = _rates_start(num, den)
     num_flat, den_flat = num.ravel(), den.ravel()
     # Coarsest first, each finer level overwriting where it has feedback of its own.
     for lv in range(len(_LEVELS) - 1, -1, -1):
@@ -451,11 +458,7 @@ def _cell_rates_plain(c: _Cells, num: np.ndarray, den: np.ndarray,
     import numpy as np
 
     b, n = num.shape
-    tot = den.sum(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        overall = np.where(tot > 0, num.sum(axis=1, keepdims=True) / tot, 0.0)
-    rate = np.full((b, n), np.nan)
-    level_used = np.full((b, n), -1, dtype=np.int64)
+    overall, rate, level_used = _rates_start(num, den)
     rows = np.arange(b)[:, None]
     for lv in range(len(_LEVELS) - 1, -1, -1):
         m, idx = c.n_level_cells[lv], c.level_cells[lv]
