@@ -106,6 +106,11 @@ def _chunks(ids: Iterable[int]) -> Iterable[list[int]]:
         yield todo[i:i + CHUNK]
 
 
+#: The columns of a membership that :func:`_member_row` reads, in its order.
+MEMBER_COLUMNS = (IncidentReport.report_id, IncidentReport.incident_id, IncidentReport.reason,
+                  IncidentReport.rule, IncidentReport.via_report_id, IncidentReport.link_detail)
+
+
 def _member_row(row: Any) -> tuple[int, StoredMember]:
     rid, iid, text, rule, via, detail = row
     return int(rid), StoredMember(int(iid), MemberReason(str(rule), None if via is None else int(via), detail,
@@ -143,8 +148,7 @@ def load_affected(session: Session, rules: BundlingRules, seeds: Iterable[int]) 
                 new.update((a, b))
             theirs = select(IncidentReport.incident_id).where(IncidentReport.report_id.in_(chunk))
             for row in conn.execute(
-                    select(IncidentReport.report_id, IncidentReport.incident_id, IncidentReport.reason,
-                           IncidentReport.rule, IncidentReport.via_report_id, IncidentReport.link_detail)
+                    select(*MEMBER_COLUMNS)
                     .where(IncidentReport.incident_id.in_(theirs))):
                 rid, member = _member_row(row)
                 mine = out.members.setdefault(rid, [])
@@ -344,9 +348,7 @@ def load_all(session: Session, rules: BundlingRules) -> Affected:
             select(ReportLink.report_a, ReportLink.report_b, ReportLink.reason, ReportLink.weight,
                    ReportLink.detail).where(_bundling_links(rules))):
         out.links[(int(a), int(b), str(reason))] = (int(a), int(b), str(reason), float(weight), detail)
-    for row in session.execute(select(IncidentReport.report_id, IncidentReport.incident_id, IncidentReport.reason,
-                                      IncidentReport.rule, IncidentReport.via_report_id,
-                                      IncidentReport.link_detail)):
+    for row in session.execute(select(*MEMBER_COLUMNS)):
         rid, member = _member_row(row)
         out.members.setdefault(rid, []).append(member)
     out.incidents = {int(i): StoredIncident(str(r), str(k), int(lo)) for i, r, k, lo in session.execute(

@@ -42,7 +42,14 @@ from typing import Any
 from sqlalchemy import bindparam, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from tipline.pipeline.bundling.bulk import StoredIncident, StoredMember, Written, _chunks, _member_row
+from tipline.pipeline.bundling.bulk import (
+    MEMBER_COLUMNS,
+    StoredIncident,
+    StoredMember,
+    Written,
+    _chunks,
+    _member_row,
+)
 from tipline.pipeline.bundling.reference import UnionFind
 from tipline.pipeline.bundling.rules import BundlingRules, MemberReason, key_of
 from tipline.pipeline.linkchanges import GroupLinkDelta
@@ -137,8 +144,7 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
     finished: dict[int, bool] = {}
     for chunk in _chunks(nodes):
         for row in conn.execute(
-                select(IncidentReport.report_id, IncidentReport.incident_id, IncidentReport.reason,
-                       IncidentReport.rule, IncidentReport.via_report_id, IncidentReport.link_detail)
+                select(*MEMBER_COLUMNS)
                 .where(IncidentReport.report_id.in_(chunk))):
             rid, member = _member_row(row)
             if rid in member_of:
@@ -393,8 +399,7 @@ def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float
     unknown = sorted({e for a, b, *_ in around for e in (a, b)} - set(members) - set(done))
     for chunk in _chunks(unknown):
         for row in conn.execute(
-                select(IncidentReport.report_id, IncidentReport.incident_id, IncidentReport.reason,
-                       IncidentReport.rule, IncidentReport.via_report_id, IncidentReport.link_detail)
+                select(*MEMBER_COLUMNS)
                 .where(IncidentReport.report_id.in_(chunk))):
             rid, member = _member_row(row)
             if rid in members:
@@ -433,8 +438,7 @@ def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float
             loss.lowest[iid] = int(low)
         # Members whose lowest link was to a lost one: their next-lowest, from their own links.
         for row in conn.execute(
-                select(IncidentReport.report_id, IncidentReport.incident_id, IncidentReport.reason,
-                       IncidentReport.rule, IncidentReport.via_report_id, IncidentReport.link_detail)
+                select(*MEMBER_COLUMNS)
                 .where(IncidentReport.incident_id == iid, IncidentReport.via_report_id.in_(sorted(lost)))):
             rid, member = _member_row(row)
             if rid not in group and rid not in lost:
@@ -459,8 +463,7 @@ def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float
         seen_state.update(ends)
         for chunk in _chunks(ends):
             for row in conn.execute(
-                    select(IncidentReport.report_id, IncidentReport.incident_id, IncidentReport.reason,
-                           IncidentReport.rule, IncidentReport.via_report_id, IncidentReport.link_detail)
+                    select(*MEMBER_COLUMNS)
                     .where(IncidentReport.report_id.in_(chunk))):
                 rid, member = _member_row(row)
                 if members.setdefault(rid, member) != member:
