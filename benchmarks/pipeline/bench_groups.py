@@ -18,8 +18,9 @@ fully enriched:
 For each it reports reports/s, the ratio to the per-report path, the rate per chunk of the run
 (first vs last: it must not fall as the store grows), the memory peak (``ru_maxrss`` of this
 process, or of the worker processes) and, for the in-process runs, the seconds spent in each
-stage. Then it checks that nothing is pending. Prints a table and writes
-benchmarks/results/groups-<timestamp>.json.
+stage. Then it checks that nothing is pending and, after each whole-store run, counts the
+reports whose stored incident is off the reference plan (``plan_all``; "off ref", target 0).
+Prints a table and writes benchmarks/results/groups-<timestamp>.json.
 
     .venv/bin/python benchmarks/pipeline/bench_groups.py [--scale 0.000138] [--baseline 500]
         [--group-size 200] [--workers 1,2,4] [--backends sqlite,postgresql] [--profile PATH]
@@ -142,6 +143,17 @@ def curve(marks: list[tuple[float, int]], chunks: int = 5) -> list[float]:
     return out
 
 
+def off_reference(rt: Any) -> int:
+    """Finished reports whose stored incident (rule, key) is not the reference plan's
+    (``bundling.reference.plan_all``: union-find over every link at once); the target is 0."""
+    from tipline.pipeline.bundling.reference import current_assignments, plan_all
+    from tipline.pipeline.bundling.rules import load_bundling
+
+    with rt.sessions() as s:
+        stored, planned = current_assignments(s), plan_all(s, load_bundling())
+    return sum(1 for rid, want in planned.items() if stored.get(rid) != want)
+
+
 def run_in_process(rt: Any, ids: list[int], job: Callable[[Any, list[int]], None], chunk: int) -> dict[str, Any]:
     from tipline.pipeline.core import StageContext
     from tipline.pipeline.queue import pending_report_ids
@@ -155,6 +167,7 @@ def run_in_process(rt: Any, ids: list[int], job: Callable[[Any, list[int]], None
             marks.append((time.monotonic() - t0, min(len(ids), i + chunk)))
         secs, cpu = time.monotonic() - t0, time.process_time() - c0
     left = len(set(pending_report_ids(rt)) & set(ids))
+    off = off_reference(rt) if len(ids) == len(finished(rt)) else None  # a part of the store: not comparable
     # How the bundles stage placed the groups (absent on trees without ``bundling.delta``).
     delta = ctx.services.get("bundles-delta")
     delta_info = {"applied": delta.applied, "took_members": delta.took_members,
@@ -165,7 +178,7 @@ def run_in_process(rt: Any, ids: list[int], job: Callable[[Any, list[int]], None
             "cpu_seconds": round(cpu, 2), "reports_per_cpu_s": round(len(ids) / cpu, 1),
             "curve": curve(marks), "stage_seconds": {k: round(v, 2) for k, v in sorted(spent.items())},
             "pending_after": left, "maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-            "bundles_delta": delta_info}
+            "bundles_delta": delta_info, "off_reference": off}
 
 
 def run_workers(rt: Any, n_workers: int, group_size: int) -> dict[str, Any]:
@@ -199,7 +212,7 @@ def run_workers(rt: Any, n_workers: int, group_size: int) -> dict[str, Any]:
     errs = [p.stderr.read().decode()[-400:] if p.stderr else "" for p in procs]
     left = len(pending_report_ids(rt))
     marks.append((secs, total - left))
-    return {"workers": n_workers, "reports": total, "seconds": round(secs, 2),
+    return {"workers": n_workers, "reports": total, "seconds": round(secs, 2), "off_reference": off_reference(rt),
             "reports_per_s": round(total / secs, 1), "defer_seconds": round(defer_s, 2), "curve": curve(marks),
             "pending_after": left, "exit_codes": [p.returncode for p in procs],
             "maxrss_mb_worker": round(max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024),
@@ -278,14 +291,15 @@ def main() -> None:
     path = RESULTS / f"groups-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     path.write_text(json.dumps(results, indent=2))
     print(f"\n{'backend':<11} {'path':<12} {'reports':>8} {'rep/s':>8} {'rep/cpu-s':>9} {'curve (per fifth)':<36} "
-          f"{'RSS MB':>7}")
+          f"{'RSS MB':>7} {'off ref':>7}")
     for b in results["backends"]:
         rows = [("per-report", b["per_report"]), ("group", b["group"])]
         rows += [(f"workers={w['workers']}", w) for w in b.get("workers", [])]
         for name, r in rows:
+            off = "-" if r.get("off_reference") is None else r["off_reference"]
             print(f"{b['backend']:<11} {name:<12} {r['reports']:>8} {r['reports_per_s']:>8} "
                   f"{r.get('reports_per_cpu_s', '-'):>9} {str(r['curve']):<36} "
-                  f"{r.get('maxrss_mb', r.get('maxrss_mb_worker')):>7}")
+                  f"{r.get('maxrss_mb', r.get('maxrss_mb_worker')):>7} {off:>7}")
         print(f"{b['backend']:<11} group/per-report ratio {b['ratio']}x; stage seconds (group): "
               f"{b['group']['stage_seconds']}")
         if b["group"].get("bundles_delta") is not None:
