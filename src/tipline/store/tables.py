@@ -225,8 +225,11 @@ class FileMatch(Base):
     hash_type: Mapped[str] = mapped_column(String(20))
     distance: Mapped[int] = mapped_column(Integer, default=0)
     bank_entry_id: Mapped[int | None] = mapped_column(ForeignKey("bank_entries.id", ondelete="CASCADE"), index=True)
-    other_file_id: Mapped[str | None] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"), index=True)
+    # Indexed with kind (migration 0014): a duplicate pair is read from this end as well.
+    other_file_id: Mapped[str | None] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_file_matches_other_file_kind", "other_file_id", "kind"),)
 
 
 class Identifier(Base):

@@ -8,12 +8,13 @@ explained in docs/routing.md.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, tuple_, update
+from sqlalchemy import and_, delete, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -258,12 +259,40 @@ def load_reports(session: Session, report_ids: list[int]
 _KEYS_PER_STATEMENT = 2000
 
 
+#: Identifiers by (kind, scope, value) for many keys, joined to the keys as a table so both
+#: planners walk the unique index key by key. A row-value ``(kind, scope, value) IN (VALUES
+#: ...)`` was planned by SQLite as a scan of the whole identifiers table per group, a cost that
+#: grew with the store (tests/test_query_plans.py). The keys travel as one parameter (a JSON
+#: array, or three arrays), so each backend compiles and caches a single statement.
+_BY_KEYS = {
+    "sqlite": text(
+        "SELECT i.id, i.kind, i.scope, i.value, i.shared FROM json_each(:keys) AS j"
+        " JOIN identifiers AS i ON i.kind = json_extract(j.value, '$[0]')"
+        " AND i.scope = json_extract(j.value, '$[1]') AND i.value = json_extract(j.value, '$[2]')"),
+    "postgresql": text(
+        "SELECT i.id, i.kind, i.scope, i.value, i.shared"
+        " FROM unnest(CAST(:kinds AS varchar[]), CAST(:scopes AS varchar[]), CAST(:ids AS varchar[]))"
+        " AS j(kind, scope, value)"
+        " JOIN identifiers AS i ON i.kind = j.kind AND i.scope = j.scope AND i.value = j.value"),
+}
+
+
+def _by_keys(session: Session) -> Any:
+    return _BY_KEYS[session.get_bind().dialect.name]
+
+
+def _keys_params(session: Session, keys: Sequence[tuple[str, str, str]]) -> dict[str, Any]:
+    if session.get_bind().dialect.name == "sqlite":
+        return {"keys": json.dumps(keys)}
+    return {"kinds": [k for k, _, _ in keys], "scopes": [s for _, s, _ in keys], "ids": [v for _, _, v in keys]}
+
+
 def identifier_ids_bulk(session: Session, keys: Iterable[tuple[str, str, str, bool]]
                         ) -> dict[tuple[str, str, str], int]:
     """``identifier_ids`` for a whole group: three statements per 2,000 distinct keys.
 
-    One executemany INSERT ... ON CONFLICT DO NOTHING, one SELECT by row value
-    ``(kind, scope, value) IN (...)``, and one UPDATE for the identifiers that became shared.
+    One executemany INSERT ... ON CONFLICT DO NOTHING, one SELECT of the keys joined to the
+    identifiers (``_BY_KEYS``), and one UPDATE for the identifiers that became shared.
     """
     wanted: dict[tuple[str, str, str], bool] = {}
     for kind, scope, value, shared in keys:
@@ -279,9 +308,7 @@ def identifier_ids_bulk(session: Session, keys: Iterable[tuple[str, str, str, bo
             index_elements=["kind", "scope", "value"]),
             [{"kind": k, "scope": sc, "value": v, "shared": wanted[(k, sc, v)]} for k, sc, v in chunk])
         now_shared: list[int] = []
-        for iid, k, sc, v, shared in session.execute(
-                select(Identifier.id, Identifier.kind, Identifier.scope, Identifier.value, Identifier.shared)
-                .where(tuple_(Identifier.kind, Identifier.scope, Identifier.value).in_(chunk))):
+        for iid, k, sc, v, shared in session.execute(_by_keys(session), _keys_params(session, chunk)):
             out[(k, sc, v)] = int(iid)
             if wanted[(k, sc, v)] and not shared:
                 now_shared.append(int(iid))

@@ -172,11 +172,11 @@ def compute_links_reference(session: Session, report_id: int,
                 File.sha256 == sha, File.report_id.in_(finished))):
             links.same_bytes(other, sha)
     if my_ids:
-        pairs = session.execute(
+        # One query per end of the pair, each served by its (file, kind) index: under one OR
+        # with the kind, SQLite's planner reads every duplicate pair through the kind alone.
+        pairs = [p for mine in (FileMatch.file_id, FileMatch.other_file_id) for p in session.execute(
             select(FileMatch.file_id, FileMatch.other_file_id, FileMatch.hash_type, FileMatch.distance)
-            .where(FileMatch.kind == "duplicate",
-                   or_(FileMatch.file_id.in_(my_ids), FileMatch.other_file_id.in_(my_ids)))
-        ).all()
+            .where(FileMatch.kind == "duplicate", mine.in_(my_ids)).order_by(FileMatch.id))]
         other_files = {fid for p in pairs for fid in (p.file_id, p.other_file_id)} - set(my_ids) - {None}
         owner = dict(session.execute(
             select(File.id, File.report_id).where(File.id.in_(sorted(other_files)), File.report_id.in_(finished))
