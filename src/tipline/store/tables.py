@@ -140,13 +140,14 @@ class File(Base):
                       Index("ix_files_md5_uploaded", "md5", "uploaded_at", "id"),
                       Index("ix_files_sha256_report", "sha256", "report_id"))
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    report_id: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"), index=True)
+    # No index of its own: uq_files_report_seq leads with it (migration 0015).
+    report_id: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"))
     seq: Mapped[int] = mapped_column(Integer)
     file_name: Mapped[str | None] = mapped_column(String(255))
     media_type: Mapped[str | None] = mapped_column(String(255))
     size: Mapped[int] = mapped_column(BigInteger)
     md5: Mapped[str] = mapped_column(String(32))
-    sha1: Mapped[str] = mapped_column(String(40), index=True)
+    sha1: Mapped[str] = mapped_column(String(40))  # shown and exported, never searched by
     sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"))
     uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # tipline.model.report.FileDetails as JSON, from /fileinfo (latest wins; every body is kept).
