@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 from helpers import person, report_doc, store_report
 from test_bundles_bulk import arrival_groups, assert_reference, random_graph, settled, snapshot
 from tipline.pipeline.bundling.bulk import bundle_group
-from tipline.pipeline.bundling.delta import DeltaStats, bundle_from_delta
+from tipline.pipeline.bundling.delta import DeltaStats, bundle_by_parts, bundle_from_delta
+from tipline.pipeline.bundling.reference import current_assignments
 from tipline.pipeline.bundling.rules import BundlingRules, load_bundling
 from tipline.pipeline.core import StageContext
 from tipline.pipeline.linkchanges import GroupLinkDelta, hand_over_links, take_links_delta
@@ -79,8 +80,10 @@ def _group_both_ways(rt: Runtime, rules: BundlingRules, rnd_seed: int, group: li
         before = _touching(s, set(ids))
         _change(s, random.Random(rnd_seed), group, mode)
         delta = GroupLinkDelta(frozenset(ids), before, _touching(s, set(ids)))
-        if bundle_from_delta(s, rules, ids, delta, stats=stats) is None:
-            bundle_group(s, rules, ids)
+        # Parts the delta cannot place are set aside and re-planned in full, the rest placed.
+        left = bundle_by_parts(s, rules, ids, delta, stats=stats)
+        if left:
+            bundle_group(s, rules, sorted(left))
         s.flush()
         mine = settled(snapshot(s), arrived)
         assert mine == full, label + "".join(
@@ -126,13 +129,91 @@ def test_delta_equals_the_full_replan_and_the_reference_on_random_graphs(runtime
     # Both ways were compared: the delta placed most groups (some taking members from a later
     # rule's incident), and fell back on removals.
     assert stats.applied > 40 and stats.took_members > 0, stats
+    # ... and some groups were placed in part, the rest re-planned in full.
+    assert stats.mixed > 0 and stats.reports_set_aside > 0, stats
     assert stats.fallbacks.get("a bundling link removed", 0) > 3, stats
 
 
+def _link(s: Session, a: int, b: int, reason: str, detail: str) -> None:
+    s.add(ReportLink(report_a=min(a, b), report_b=max(a, b), reason=reason, weight=1.0, detail=detail))
+
+
+def _by_parts_equals_full(rt: Runtime, rules: BundlingRules, group: list[int],
+                          links: list[tuple[int, int, str]], label: str) -> tuple[set[int], DeltaStats]:
+    """The group's ``links`` written, then placed by parts (the rest re-planned in full) and,
+    on the same store rolled back, re-planned in full: the same rows, and the reference's."""
+    with rt.sessions() as s:
+        for a, b, reason in links:
+            _link(s, a, b, reason, f"{reason} {a}-{b}")
+        s.flush()
+        bundle_group(s, rules, group)
+        s.flush()
+        full = snapshot(s)
+        s.rollback()
+    stats = DeltaStats()
+    with transaction(rt.sessions) as s:
+        before = _touching(s, set(group))
+        for a, b, reason in links:
+            _link(s, a, b, reason, f"{reason} {a}-{b}")
+        s.flush()
+        delta = GroupLinkDelta(frozenset(group), before, _touching(s, set(group)))
+        aside = bundle_by_parts(s, rules, group, delta, stats=stats)
+        if aside:
+            bundle_group(s, rules, sorted(aside))
+        s.flush()
+        assert snapshot(s) == full, label
+        assert_reference(s, rules, label, set(current_assignments(s)))  # of the reports bundled so far
+    return aside, stats
+
+
+def test_delta_places_what_it_can_and_sets_the_rest_aside(runtime: Runtime) -> None:
+    """A two-report incident losing a member to an earlier rule leaves the other standing alone
+    (single, or batched); losing both, it goes; an incident that falls apart sheds its pieces
+    (alone, or incidents of their own) when nothing else joins them; a piece or a member left
+    linked to a report not bundled yet sets aside only its own part (re-planned in full)."""
+    rules = load_bundling()
+    r = [0] + [store_report(runtime, report_doc([person(f"p{i}")], batched=i in (2, 12))) for i in range(1, 28)]
+    viral = ((1, 2), (5, 6), (7, 8), (8, 9), (11, 12), (15, 16),
+             (17, 18), (18, 19), (19, 20), (21, 22), (22, 23), (21, 23), (23, 24))
+    with transaction(runtime.sessions) as s:
+        for a, b in viral:
+            _link(s, r[a], r[b], "content", f"same file {a}")
+        s.flush()
+        bundle_group(s, rules, sorted({r[e] for pair in viral for e in pair}))
+        for a, b in ((12, 14), (9, 27)):  # 14 and 27: finished, not bundled yet
+            _link(s, r[a], r[b], "content", f"same file {a}-{b}")
+    # 3 takes 1 from viral 1+2: 2 (batched) stands alone. 4 takes 5 and 10 takes 6: viral 5+6 goes.
+    aside, stats = _by_parts_equals_full(runtime, rules, [r[3], r[4], r[10]],
+                                         [(r[1], r[3], "account"), (r[5], r[4], "account"),
+                                          (r[6], r[10], "account")], "alone, and gone")
+    assert aside == set() and stats.applied == 1, stats
+    with runtime.sessions() as s:
+        assert current_assignments(s)[r[2]] == ("batched", f"batched:{r[2]}")
+        assert current_assignments(s)[r[6]] == ("offender", f"offender:{r[6]}")
+        assert s.execute(select(Incident.id).where(Incident.key == f"viral:{r[5]}")).first() is None
+    # 25 takes 18 from the chain 17-18-19-20: 17 alone, 19+20 an incident. 26 takes 23 from the
+    # triangle 21-22-23 with 24 hanging on 23: 24 alone, 21+22 stay.
+    aside, stats = _by_parts_equals_full(runtime, rules, [r[25], r[26]],
+                                         [(r[18], r[25], "email"), (r[23], r[26], "email")], "pieces")
+    assert aside == set() and stats.applied == 1, stats
+    with runtime.sessions() as s:
+        got = current_assignments(s)
+    assert [got[r[i]] for i in (17, 19, 20, 21, 22, 24)] == [
+        ("single", f"single:{r[17]}"), ("viral", f"viral:{r[19]}"), ("viral", f"viral:{r[19]}"),
+        ("viral", f"viral:{r[21]}"), ("viral", f"viral:{r[21]}"), ("single", f"single:{r[24]}")]
+    # 13 takes 8 from the chain 7-8-9, and 9 is linked to 27 (not bundled yet), while 16's link
+    # to 15 is new: only 13's part is set aside.
+    aside, stats = _by_parts_equals_full(runtime, rules, [r[13], r[16]],
+                                         [(r[8], r[13], "email"), (r[15], r[16], "device")], "split")
+    assert aside == {r[13]} and stats.mixed == 1, stats
+    # 11 taken from 11+12, but 12 is linked to 14: the full re-plan decides.
+    aside, stats = _by_parts_equals_full(runtime, rules, [r[3]], [(r[11], r[3], "phone")], "not bundled")
+    assert aside == {r[3]}, stats
+
+
 def test_delta_falls_back_where_it_cannot_be_exact(runtime: Runtime) -> None:
-    """min_reports above 2, another group's hand-over, and a member an earlier rule takes from a
-    later rule's incident that would not stay whole: nothing written, None returned (the caller
-    re-plans in full)."""
+    """min_reports above 2 and another group's hand-over: nothing written, None returned (the
+    caller re-plans in full)."""
     rules = load_bundling()
     a, b, c = (store_report(runtime, report_doc([person(f"f{i}")])) for i in range(3))
     with transaction(runtime.sessions) as s:
@@ -148,10 +229,9 @@ def test_delta_falls_back_where_it_cannot_be_exact(runtime: Runtime) -> None:
         strict = replace(rules, rules=tuple(replace(r, min_reports=3) for r in rules.rules))
         assert bundle_from_delta(s, strict, [c], delta, stats=stats) is None
         assert bundle_from_delta(s, rules, [b, c], delta, stats=stats) is None
-        # a (in viral a+b) is taken by offender a+c: b would be left alone.
-        assert bundle_from_delta(s, rules, [c], delta, stats=stats) is None
-        alone = "a taken member's incident might fall apart (one member left)"
-        assert set(stats.fallbacks) == {"min_reports above 2", "another group's links", alone}, stats
+        assert set(stats.fallbacks) == {"min_reports above 2", "another group's links"}, stats
+        # Neither names a part: by parts, the whole group is set aside.
+        assert bundle_by_parts(s, strict, [c], delta, stats=stats) == {c}
         bundle_group(s, rules, [c])
         assert_reference(s, rules, "fallback")
 
@@ -168,18 +248,23 @@ def test_hand_over_holds_for_its_transaction_only_and_once(runtime: Runtime) -> 
 
 
 def test_grouped_stage_uses_the_hand_over(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``bundles_group`` after a hand-over takes the delta path when it is switched on (it is off
-    by default: slower on the simulated year); off, it re-plans in full."""
-    monkeypatch.setattr(bundles_module, "USE_DELTA", True)
+    """``bundles_group`` after a hand-over places the group from it (``USE_DELTA``, on); off,
+    it re-plans in full and the delta is never tried."""
     rules = load_bundling()
-    ids = [store_report(runtime, report_doc([person(f"h{i}")])) for i in range(4)]
-    ctx = StageContext(runtime)
-    with transaction(runtime.sessions) as s:
-        before = _touching(s, set(ids))
-        s.add(ReportLink(report_a=ids[0], report_b=ids[1], reason="content", weight=1.0, detail="same file"))
-        s.add(ReportLink(report_a=ids[2], report_b=ids[3], reason="email", weight=1.0, detail="email e"))
-        s.flush()
-        hand_over_links(s, GroupLinkDelta(frozenset(ids), before, _touching(s, set(ids))))
-        bundles_group(ctx, s, ids)
-        assert_reference(s, rules, "hand-over")
-    assert ctx.service("bundles-delta", DeltaStats).applied == 1
+    ids = [store_report(runtime, report_doc([person(f"h{i}")])) for i in range(8)]
+    for use, group in ((True, ids[:4]), (False, ids[4:])):
+        monkeypatch.setattr(bundles_module, "USE_DELTA", use)
+        ctx = StageContext(runtime)
+        with transaction(runtime.sessions) as s:
+            before = _touching(s, set(group))
+            s.add(ReportLink(report_a=group[0], report_b=group[1], reason="content", weight=1.0, detail="same file"))
+            s.add(ReportLink(report_a=group[2], report_b=group[3], reason="email", weight=1.0, detail="email e"))
+            s.flush()
+            hand_over_links(s, GroupLinkDelta(frozenset(group), before, _touching(s, set(group))))
+            bundles_group(ctx, s, group)
+            assert_reference(s, rules, f"hand-over, delta {use}", set(current_assignments(s)))
+        stats = ctx.services.get("bundles-delta")
+        if use:
+            assert stats is not None and (stats.applied, stats.reports_placed) == (1, 4), stats
+        else:
+            assert stats is None

@@ -143,6 +143,25 @@ def curve(marks: list[tuple[float, int]], chunks: int = 5) -> list[float]:
     return out
 
 
+def stage_curve(marks: list[tuple[float, int]], spent_at: list[dict[str, float]],
+                chunks: int = 5) -> dict[str, list[float]]:
+    """Milliseconds per report each stage took in ``chunks`` equal slices of the run: which
+    stage's cost grows as the store does (the rate curve says only that something does)."""
+    if not marks:
+        return {}
+    total, step = marks[-1][1], marks[-1][1] / chunks
+    out: dict[str, list[float]] = {name: [] for name in spent_at[-1]}
+    prev_n, prev = 0, dict.fromkeys(spent_at[-1], 0.0)
+    target = step
+    for (_, n), at in zip(marks, spent_at, strict=True):
+        if n >= target - 1e-9 or n == total:
+            for name in out:
+                out[name].append(round(1000 * (at.get(name, 0.0) - prev[name]) / max(n - prev_n, 1), 2))
+            prev_n, prev = n, {name: at.get(name, 0.0) for name in out}
+            target += step
+    return out
+
+
 def off_reference(rt: Any) -> int:
     """Finished reports whose stored incident (rule, key) is not the reference plan's
     (``bundling.reference.plan_all``: union-find over every link at once); the target is 0."""
@@ -160,23 +179,27 @@ def run_in_process(rt: Any, ids: list[int], job: Callable[[Any, list[int]], None
 
     ctx = StageContext(rt)
     marks: list[tuple[float, int]] = []
+    spent_at: list[dict[str, float]] = []  # the stage seconds so far, at each mark
     with stage_timer() as spent:
         t0, c0 = time.monotonic(), time.process_time()
         for i in range(0, len(ids), chunk):
             job(ctx, ids[i:i + chunk])
             marks.append((time.monotonic() - t0, min(len(ids), i + chunk)))
+            spent_at.append(dict(spent))
         secs, cpu = time.monotonic() - t0, time.process_time() - c0
     left = len(set(pending_report_ids(rt)) & set(ids))
     off = off_reference(rt) if len(ids) == len(finished(rt)) else None  # a part of the store: not comparable
     # How the bundles stage placed the groups (absent on trees without ``bundling.delta``).
     delta = ctx.services.get("bundles-delta")
     delta_info = {"applied": delta.applied, "took_members": delta.took_members,
+                  "reports_placed": delta.reports_placed, "reports_set_aside": delta.reports_set_aside,
                                      "fallbacks": dict(delta.fallbacks)} if delta is not None else None
     # CPU seconds of this process (the database server's are not in it): on a shared machine
     # the wall rate follows the load; reports per CPU second says what one free core does.
     return {"reports": len(ids), "seconds": round(secs, 2), "reports_per_s": round(len(ids) / secs, 1),
             "cpu_seconds": round(cpu, 2), "reports_per_cpu_s": round(len(ids) / cpu, 1),
             "curve": curve(marks), "stage_seconds": {k: round(v, 2) for k, v in sorted(spent.items())},
+            "stage_ms_per_report_curve": stage_curve(marks, spent_at),
             "pending_after": left, "maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "bundles_delta": delta_info, "off_reference": off}
 
@@ -302,6 +325,8 @@ def main() -> None:
                   f"{r.get('maxrss_mb', r.get('maxrss_mb_worker')):>7} {off:>7}")
         print(f"{b['backend']:<11} group/per-report ratio {b['ratio']}x; stage seconds (group): "
               f"{b['group']['stage_seconds']}")
+        print(f"{b['backend']:<11} ms per report per fifth (group): "
+              + "; ".join(f"{k} {v}" for k, v in b["group"]["stage_ms_per_report_curve"].items()))
         if b["group"].get("bundles_delta") is not None:
             print(f"{b['backend']:<11} bundles from the links' delta: {b['group']['bundles_delta']}")
     print(f"\nwrote {path}")

@@ -55,8 +55,12 @@ from tipline.pipeline.bundling.rules import BundlingRules, MemberReason, key_of
 from tipline.pipeline.linkchanges import GroupLinkDelta
 from tipline.store.tables import Base, Incident, IncidentReport, Report, ReportLink
 
-#: Rounds and reports the search that shows an incident stays whole may take before giving up.
-_ROUNDS, _REACH = 6, 5000
+#: Rounds (one read of links each) and reports the search for the pieces that fall off an
+#: incident may take before giving up.
+_SEARCH_ROUNDS, _REACH = 12, 5000
+#: Most neighbours whose links among themselves are all read (pairs: its square, by index);
+#: of more, the lowest ``_HUBS`` against all of them.
+_AMONG, _HUBS = 200, 64
 
 
 @dataclass
@@ -64,12 +68,33 @@ class DeltaStats:
     """How often the delta path ran and why it fell back (the benchmark prints it)."""
 
     applied: int = 0
+    #: Reports of the group placed by the delta, and set aside for the full re-plan
+    #: (``bundle_by_parts``); groups that had both.
+    reports_placed: int = 0
+    reports_set_aside: int = 0
+    mixed: int = 0
     #: Of those, groups that took members from a later rule's incident (kept whole).
     took_members: int = 0
     fallbacks: dict[str, int] = field(default_factory=dict)
 
     def fell_back(self, why: str) -> None:
         self.fallbacks[why] = self.fallbacks.get(why, 0) + 1
+
+
+@dataclass(frozen=True)
+class _Fallback:
+    """Why the delta cannot place part of the group, and which part: the units (report ids, and
+    stored incidents as negative ids) the failing case is about, or None for the whole group."""
+
+    why: str
+    culprits: frozenset[int] | None = None
+
+
+def _fallback(why: str, *culprits: int | frozenset[int] | set[int]) -> _Fallback:
+    units: set[int] = set()
+    for c in culprits:
+        units.update(c if isinstance(c, (set, frozenset)) else (c,))
+    return _Fallback(why, frozenset(units))
 
 
 @dataclass
@@ -94,13 +119,13 @@ def bundle_from_delta(session: Session, rules: BundlingRules, report_ids: list[i
     except BaseException:
         savepoint.rollback()
         raise
-    if isinstance(why, str):
+    if isinstance(why, _Fallback):
         savepoint.rollback()
     else:
         savepoint.commit()
-    if isinstance(why, str):
+    if isinstance(why, _Fallback):
         if stats is not None:
-            stats.fell_back(why)
+            stats.fell_back(why.why)
         return None
     if stats is not None:
         stats.applied += 1
@@ -108,13 +133,68 @@ def bundle_from_delta(session: Session, rules: BundlingRules, report_ids: list[i
     return why
 
 
+#: How many times ``bundle_by_parts`` sets a failing part aside and tries the rest again.
+_PASSES = 4
+
+
+def bundle_by_parts(session: Session, rules: BundlingRules, report_ids: list[int], delta: GroupLinkDelta,
+                    now: datetime | None = None, stats: DeltaStats | None = None) -> set[int]:
+    """Place what the delta can place exactly; return the reports of the group it could not,
+    for the caller to re-plan in full (``bulk.bundle_group`` over them).
+
+    The group falls into independent parts: reports joined by a link touching the group, or
+    by a stored incident of one of them. A case the delta cannot place (a split, a removed
+    link, ...) concerns one part; that part is set aside and the rest tried again, so one
+    viral split no longer sends every other report of the group to the full re-plan (which
+    re-reads whole components). The parts set aside share no link and no stored incident with
+    the rest, so their full re-plan afterwards (exact from the links, whatever is stored)
+    cannot disagree with what the delta wrote."""
+    now = now or datetime.now(UTC)
+    todo = set(report_ids)
+    aside: set[int] = set()
+    for _ in range(_PASSES):
+        if not todo:
+            break
+        part = delta if todo == set(delta.group) else GroupLinkDelta(
+            frozenset(todo),
+            {k: v for k, v in delta.before.items() if k[0] in todo or k[1] in todo},
+            {k: v for k, v in delta.after.items() if k[0] in todo or k[1] in todo})
+        session.flush()
+        savepoint = session.begin_nested()
+        try:
+            res = _bundle(session, rules, sorted(todo), part, now)
+        except BaseException:
+            savepoint.rollback()
+            raise
+        if not isinstance(res, _Fallback):
+            savepoint.commit()
+            if stats is not None:
+                stats.applied += 1
+                stats.took_members += res.members_removed
+                stats.reports_placed += len(todo)
+                stats.mixed += bool(aside)
+            todo = set()
+            break
+        savepoint.rollback()
+        if stats is not None:
+            stats.fell_back(res.why)
+        failed = res.culprits if res.culprits is not None else frozenset(todo)
+        failed = frozenset(failed & todo) or frozenset(todo)
+        aside |= failed
+        todo -= failed
+    aside |= todo
+    if stats is not None:
+        stats.reports_set_aside += len(aside)
+    return aside
+
+
 def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta: GroupLinkDelta,
-            now: datetime) -> Written | str:
+            now: datetime) -> Written | _Fallback:
     group = set(report_ids)
     if delta.group != group:
-        return "another group's links"
+        return _Fallback("another group's links")
     if any(r.min_reports != 2 for r in rules.rules):
-        return "min_reports above 2"
+        return _Fallback("min_reports above 2")
     graph_rule = {r.name: k for k, r in enumerate(rules.rules)}
 
     def rules_of(reason: str, weight: float) -> tuple[int, ...]:
@@ -125,15 +205,26 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
     # A reworded link (same rules, other detail) changes no partition, only which link is a
     # member's lowest; a weight that moves a link between rules is a removal.
     reworded: dict[tuple[int, int, str], tuple[str, str]] = {}
+    removed_ends: set[int] = set()
     for pk, (weight, detail) in before.items():
         now_as = after.get(pk)
         if now_as is None or rules_of(pk[2], now_as[0]) != rules_of(pk[2], weight):
-            return "a bundling link removed"
-        if (now_as[1] or pk[2]) != (detail or pk[2]):
+            removed_ends.update(pk[:2])
+        elif (now_as[1] or pk[2]) != (detail or pk[2]):
             reworded[pk] = (detail or pk[2], now_as[1] or pk[2])
     edges = [(a, b, reason, rules_of(reason, weight), detail or reason)
              for (a, b, reason), (weight, detail) in sorted(after.items()) if a != b]
-    nodes = sorted(group | {e for a, b, *_ in edges for e in (a, b)})
+    nodes = sorted(group | {e for a, b, *_ in edges for e in (a, b)} | removed_ends)
+    # The group's independent parts: reports joined by a bundling link touching the group (as
+    # it was or is) or by a stored incident. A failing case names its units; the reports of the
+    # group in their parts are what ``bundle_by_parts`` sets aside.
+    part = UnionFind()
+    for a, b, _r in (*before, *after):
+        part.union(a, b)
+
+    def fail(why: str, *culprits: int | set[int] | frozenset[int]) -> _Fallback:
+        roots = {part.find(u) for u in _fallback(why, *culprits).culprits or ()}
+        return _Fallback(why, frozenset(g for g in group if part.find(g) in roots))
 
     # What is read: T's memberships, their incidents' rows and the reports' states. Core rows
     # (thousands of ORM entities would cost more than the work); pending ORM writes go first.
@@ -142,13 +233,15 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
     member_of: dict[int, StoredMember] = {}
     incidents: dict[int, StoredIncident] = {}
     finished: dict[int, bool] = {}
+    doubled: set[int] = set()
     for chunk in _chunks(nodes):
         for row in conn.execute(
                 select(*MEMBER_COLUMNS)
                 .where(IncidentReport.report_id.in_(chunk))):
             rid, member = _member_row(row)
+            part.union(rid, -member.incident_id)
             if rid in member_of:
-                return "a report in two incidents"
+                doubled.add(rid)
             member_of[rid] = member
         for rid, state, batched in conn.execute(
                 select(Report.id, Report.state, Report.batched).where(Report.id.in_(chunk))):
@@ -159,10 +252,15 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
                 select(Incident.id, Incident.rule, Incident.key, Incident.lowest_report_id)
                 .where(Incident.id.in_(chunk))):
             incidents[int(iid)] = StoredIncident(str(rule), str(key), int(lowest))
+    if doubled:
+        return fail("a report in two incidents", doubled)
+    if removed_ends:
+        return fail("a bundling link removed", removed_ends)
     if not group <= finished.keys():
-        return "a report of the group is not finished"
-    if any(rid not in finished for rid in member_of):
-        return "a member is not finished"
+        return fail("a report of the group is not finished", group - finished.keys())
+    unfinished = {rid for rid in member_of if rid not in finished}
+    if unfinished:
+        return fail("a member is not finished", unfinished)
     own = {rules.batched_name, rules.single_name}
     old_claim: dict[int, int | None] = {}
     for rid, sm in member_of.items():
@@ -172,7 +270,7 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
         elif inc.rule in own and inc.key == key_of(inc.rule, rid) and inc.lowest == rid:
             old_claim[rid] = None  # its own batched or single incident: it is its only member
         else:
-            return "an incident of an unknown rule or key"
+            return fail("an incident of an unknown rule or key", rid)
 
     # Rule by rule, as ``plan_reports``: units are stored incidents of the rule (negative ids,
     # so that they never meet a report id) and reports of T no earlier rule claimed.
@@ -218,9 +316,12 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
                     best[me] = (other, d)
 
     if taken:
-        loss = _still_whole(conn, rules, rules_of, taken, edges, member_of, incidents, finished, group, new_claim)
-        if isinstance(loss, str):
-            return loss
+        merged = {i for comp in components if len(comp.incidents) + len(comp.nodes) > 1 for i in comp.incidents}
+        touched = {i for comp in components for i in comp.incidents}
+        loss = _still_whole(conn, rules, rules_of, taken, edges, member_of, incidents, finished, group, new_claim,
+                            merged, touched)
+        if isinstance(loss, _Fallback):
+            return fail(loss.why, loss.culprits or {x for lost in taken.values() for x in lost})
         for iid, low in loss.lowest.items():
             inc = incidents[iid]
             incidents[iid] = StoredIncident(inc.rule, inc.key, low)  # keyed anew below
@@ -236,28 +337,51 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
         planned.append((comp, key_of(rules.rules[comp.rule].name, lowest), lowest))
     singles = {rid: key_of(rules.batched_name if finished[rid] else rules.single_name, rid)
                for rid in sorted(group) if rid not in new_claim}
+    # A member left alone in its incident when an earlier rule took the others (``_Loss.orphans``):
+    # its own single or batched incident now, as a report that no rule groups.
+    for y, batched in [*loss.orphans.values(), *loss.alone.items()]:
+        singles[y] = key_of(rules.batched_name if batched else rules.single_name, y)
+        new_claim.pop(y, None)  # no rule groups it now
+    for found in loss.pieces.values():
+        for piece in found:
+            for x in piece:
+                new_claim.pop(x, None)  # in its piece's incident, not in the one it fell off
+    # Pieces of two or more that fell off an incident: incidents of its rule of their own.
+    pieces = [(incidents[iid].rule, key_of(incidents[iid].rule, min(piece)), piece)
+              for iid, found in loss.pieces.items() for piece in found if len(piece) > 1]
     by_key = {inc.key: iid for iid, inc in incidents.items()}
-    wanted = [key for _, key, _ in planned] + list(singles.values())
-    wanted += [key_of(incidents[iid].rule, low) for iid, low in loss.lowest.items()]
-    for keys in _chunks_str(wanted):
+    units_of: dict[str, set[int]] = {}  # planned key -> the units it is about (for a fallback)
+    for comp, key, _ in planned:
+        units_of.setdefault(key, set()).update(comp.nodes, (-i for i in comp.incidents))
+    for rid, key in singles.items():
+        units_of.setdefault(key, set()).add(rid)
+    for iid, low in loss.lowest.items():
+        units_of.setdefault(key_of(incidents[iid].rule, low), set()).add(-iid)
+    for _rule_name, key, piece in pieces:
+        units_of.setdefault(key, set()).update(piece)
+        if key in by_key:  # its lowest was the incident's lowest: the full re-plan sorts out the rows
+            return fail("a piece that fell off holds a stored key", piece, -by_key[key])
+    for keys in _chunks_str(list(units_of)):
         for held, held_id in conn.execute(select(Incident.key, Incident.id).where(Incident.key.in_(keys))):
             if int(held_id) not in incidents or by_key.get(str(held)) != int(held_id):
-                return "a planned key held by an incident not read"
+                return fail("a planned key held by an incident not read", units_of[str(held)])
     t_members, t_incidents = Base.metadata.tables["incident_reports"], Base.metadata.tables["incidents"]
     row_of: list[int | None] = []
     for comp, key, _ in planned:
         mine = sorted(comp.incidents)
         holder = by_key.get(key)
         if holder is not None and holder not in comp.incidents:
-            return "a planned key held by an incident not read"
+            return fail("a planned key held by an incident not read", units_of[key], -holder)
         row_of.append(holder if holder is not None else (mine[0] if mine else None))
     new = [(n, comp, key, lowest) for n, ((comp, key, lowest), iid) in enumerate(zip(planned, row_of, strict=True))
            if iid is None]
     new_singles = [(rid, key) for rid, key in singles.items() if key not in by_key]
     fresh: dict[str, int] = {}
-    if new or new_singles:
+    if new or new_singles or pieces:
         rows = [{"rule": rules.rules[comp.rule].name, "key": key, "lowest_report_id": lowest, "created_at": now,
                  "updated_at": now} for _, comp, key, lowest in new]
+        rows += [{"rule": name, "key": key, "lowest_report_id": min(piece), "created_at": now, "updated_at": now}
+                 for name, key, piece in pieces]
         rows += [{"rule": key.split(":", 1)[0], "key": key, "lowest_report_id": rid, "created_at": now,
                   "updated_at": now} for rid, key in new_singles]
         for made, made_id in session.execute(insert(Incident).returning(Incident.key, Incident.id), rows):
@@ -266,7 +390,8 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
             row_of[n] = fresh[key]
     moves: list[dict[str, Any]] = []
     incident_updates: list[dict[str, Any]] = []
-    removed: set[int] = set()
+    # Incidents left with one member (it stands alone now) or none.
+    removed: set[int] = set(loss.orphans) | loss.dissolved
     target: dict[int, tuple[int, MemberReason]] = {}  # report of T -> (incident, reason)
     for (comp, key, lowest), held_row in zip(planned, row_of, strict=True):
         assert held_row is not None
@@ -288,7 +413,7 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
             placed = loss.reasons.get(m) or _reason(m, comp.rule, rules, best, member_of.get(m), old_claim, group,
                                                     reworded)
             if placed is None:
-                return "a member's lowest link reworded to a higher one"
+                return fail("a member's lowest link reworded to a higher one", m)
             target[m] = (iid, placed)
     # Members outside any touched component whose reason a reworded link changes.
     for m in sorted(set(member_of) - set(target)):
@@ -296,7 +421,7 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
         if c is not None and old_claim.get(m) == c:
             placed = loss.reasons.get(m) or _reason(m, c, rules, best, member_of[m], old_claim, group, reworded)
             if placed is None:
-                return "a member's lowest link reworded to a higher one"
+                return fail("a member's lowest link reworded to a higher one", m)
             if placed != member_of[m].reason:
                 target[m] = (member_of[m].incident_id, placed)
     # A stored incident that lost members to an earlier rule (and kept its key) changed too.
@@ -308,9 +433,12 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
                                      "updated_at": now})
     # Members outside T whose lowest link was to a member taken away: their next-lowest.
     for m, why in loss.reasons.items():
-        if m not in target:
+        if m not in target and m in loss.relinked:  # (members of pieces are placed below)
             iid = loss.relinked[m][0]
             target[m] = (kept.get(iid, iid), why)
+    for _name, key, piece in pieces:
+        for x in piece:
+            target[x] = (fresh[key], loss.reasons[x])
     for rid, key in singles.items():
         name = key.split(":", 1)[0]
         text = rules.batched_description if name == rules.batched_name else rules.single_description
@@ -373,16 +501,25 @@ def _reason(m: int, k: int, rules: BundlingRules, best: dict[int, tuple[int, str
 def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float], tuple[int, ...]],
                  taken: dict[int, set[int]], edges: list[Any], member_of: dict[int, StoredMember],
                  incidents: dict[int, StoredIncident], finished: dict[int, bool], group: set[int],
-                 new_claim: dict[int, int]) -> str | _Loss:
-    """None when every stored incident stays one incident after losing ``taken`` members to an
-    earlier rule; else why not.
+                 new_claim: dict[int, int], merged: set[int], touched: set[int]) -> _Fallback | _Loss:
+    """What losing ``taken`` members to an earlier rule does to their stored incidents, when
+    each provably stays one incident, is left with one member, or with none; else why not
+    (a fallback naming the incident's units).
 
     The incident's members linked to those it loses (``B``) must be joined without them, which
     a search from ``B`` through the incident's own links shows (bounded; one member of ``B`` is
     joined by itself): any path through a lost member then has a way round it. The incident
     must keep two members (``min_reports`` 2). A lost lowest moves the key to the lowest member
     left; members whose lowest link was to a lost one get their next-lowest from their own links.
-    A lost member of the group has all its links in ``edges``; another's own links are read."""
+    A lost member of the group has all its links in ``edges``; another's own links are read.
+
+    Left with one member ``y`` (a two-report incident losing one): under the last graph rule,
+    with no new link of ``y`` and every other link of ``y`` of that rule ending at a report an
+    earlier rule claims (or not finished), no rule groups ``y`` any more, and it stands alone
+    (``_Loss.orphans``). Left with none: the incident goes (``_Loss.dissolved``). Whether the
+    neighbours ``B`` are joined is first asked of the links among ``B`` alone (a few indexed
+    rows: a viral item's anchors link to each other), and only then of the links around them
+    (an anchor links to every sharer: a search through them reads the item's whole component)."""
     by_rule = {r.name: k for k, r in enumerate(rules.rules)}
     outside = sorted({x for lost in taken.values() for x in lost} - group)
     known = {(a, b, r) for a, b, r, _ks, _d in edges}  # links touching the group: as handed over
@@ -403,7 +540,7 @@ def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float
                 .where(IncidentReport.report_id.in_(chunk))):
             rid, member = _member_row(row)
             if rid in members:
-                return "a report in two incidents"
+                return _fallback("a report in two incidents", rid, -member.incident_id, -members[rid].incident_id)
             members[rid] = member
         for rid, state in conn.execute(select(Report.id, Report.state).where(Report.id.in_(chunk))):
             if state == "finished":
@@ -418,48 +555,56 @@ def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float
                 y = b if a in lost else a
                 if y in members and members[y].incident_id == iid:
                     near.add(y)
+        units = {-iid, *lost}
         if not near:
-            return "a taken member's incident might fall apart (no member linked to it)"
-        if len(near) == 1:
+            left = conn.execute(select(IncidentReport.report_id).where(
+                IncidentReport.incident_id == iid, IncidentReport.report_id.not_in(sorted(lost))).limit(1)).all()
+            if left:
+                return _fallback("a taken member's incident might fall apart (no member linked to it)", units)
+            loss.dissolved.add(iid)  # every member taken: nothing of it is left
+            continue
+        if len(near) == 1 and iid not in merged:
             # One way in: every path through the lost members comes back to that member, so the
             # rest stays joined; it stays an incident if it keeps a second member (two rows).
+            # (Merged with other units by a new link, one member left is enough.)
             left = conn.execute(select(IncidentReport.report_id).where(
                 IncidentReport.incident_id == iid, IncidentReport.report_id.not_in(sorted(lost))).limit(2)).all()
             if len(left) < 2:
-                return "a taken member's incident might fall apart (one member left)"
+                (y,) = near
+                why = _alone(conn, rules, k, y, lost, member_of, new_claim, by_rule)
+                if isinstance(why, str):
+                    return _fallback(why, units, y)
+                loss.orphans[iid] = (y, why)
+                loss.stored[y] = members[y]
+                continue
         need[iid] = near
-        if incidents[iid].lowest in lost:
-            # Its key moves to the lowest member left (one indexed row).
-            low = conn.execute(select(IncidentReport.report_id).where(
-                IncidentReport.incident_id == iid, IncidentReport.report_id.not_in(sorted(lost)))
-                .order_by(IncidentReport.report_id).limit(1)).scalar()
-            if low is None:
-                return "a taken member's incident might fall apart (no member left)"
-            loss.lowest[iid] = int(low)
-        # Members whose lowest link was to a lost one: their next-lowest, from their own links.
-        for row in conn.execute(
-                select(*MEMBER_COLUMNS)
-                .where(IncidentReport.incident_id == iid, IncidentReport.via_report_id.in_(sorted(lost)))):
-            rid, member = _member_row(row)
-            if rid not in group and rid not in lost:
-                loss.relinked[rid] = (iid, k)
-                members.setdefault(rid, member)
-    # The links of those members and of the lost ones' neighbours, and who is at their ends.
+    # The links of the lost ones' neighbours, and who is at their ends.
     links: dict[tuple[int, int, str], tuple[float, str]] = {}
+    adj: dict[int, list[tuple[int, int, str]]] = {}  # report -> the keys of its links read so far
     read: set[int] = set()
     seen_state: set[int] = set(finished)
 
-    def read_links(nodes: set[int]) -> str | None:
+    def add_link(a: int, b: int, r: str, w: float, d: str | None) -> bool:
+        key = (a, b, r)
+        if key in links or not rules_of(r, w):
+            return False
+        links[key] = (w, d or r)
+        adj.setdefault(a, []).append(key)
+        adj.setdefault(b, []).append(key)
+        return True
+
+    def read_links(nodes: set[int]) -> _Fallback | None:
         todo = sorted(nodes - read)
         read.update(todo)
+        fresh: set[int] = set()
         for chunk in _chunks(todo):
             for a, b, r, w, d in conn.execute(
                     select(ReportLink.report_a, ReportLink.report_b, ReportLink.reason, ReportLink.weight,
                            ReportLink.detail)
                     .where(or_(ReportLink.report_a.in_(chunk), ReportLink.report_b.in_(chunk)))):
-                if rules_of(str(r), float(w)):
-                    links[(int(a), int(b), str(r))] = (float(w), d or str(r))
-        ends = sorted({e for a, b, _r in links for e in (a, b)} - seen_state)
+                if add_link(int(a), int(b), str(r), float(w), d):
+                    fresh.update((int(a), int(b)))
+        ends = sorted(fresh - seen_state)
         seen_state.update(ends)
         for chunk in _chunks(ends):
             for row in conn.execute(
@@ -467,51 +612,128 @@ def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float
                     .where(IncidentReport.report_id.in_(chunk))):
                 rid, member = _member_row(row)
                 if members.setdefault(rid, member) != member:
-                    return "a report in two incidents"
+                    return _fallback("a report in two incidents", rid, -member.incident_id, -members[rid].incident_id)
             for rid, state in conn.execute(select(Report.id, Report.state).where(Report.id.in_(chunk))):
                 if state == "finished":
                     done[int(rid)] = False
         return None
 
     lost_all = {x for lost in taken.values() for x in lost}
-    bad = read_links({y for near in need.values() for y in near} | set(loss.relinked))
+    # The links among each incident's neighbours B first: enough when they join B by themselves.
+    # A few B are read whole against all of B: every pair when B is small, else the lowest-
+    # numbered (the earliest copies of an item, which later ones link to: a duplicate links to
+    # the earliest duplicates first), each against all of B by index.
+    allnear = sorted({y for near in need.values() for y in near})
+    hubs = allnear if len(allnear) <= _AMONG else allnear[:_HUBS]
+    if len(allnear) > 1:
+        for chunk in _chunks(allnear):
+            for a, b, r, w, d in conn.execute(
+                    select(ReportLink.report_a, ReportLink.report_b, ReportLink.reason, ReportLink.weight,
+                           ReportLink.detail)
+                    .where(ReportLink.report_a.in_(hubs), ReportLink.report_b.in_(chunk))):
+                add_link(int(a), int(b), str(r), float(w), d)
+    split_off: set[int] = set()  # members of fragments: in an incident of their own now
+    for iid, near in need.items():
+        k = by_rule[incidents[iid].rule]
+        found = _fragments(iid, k, rules, near, links, adj, members, done, lost_all, read_links)
+        if isinstance(found, _Fallback):
+            return _fallback(found.why, -iid, taken[iid])
+        if not found:
+            continue
+        # Pieces that fell off: each is an incident of the rule (or, alone, single or batched)
+        # when nothing but the pieces' own links joins them under the rules: the rule is the
+        # last (no later rule can take them), and each of their links of the rule (as they are
+        # now: a report of T's new ones too) ends in the piece, at a member taken, at a report
+        # an earlier rule claims, or at one not finished. A report of T joining the incident
+        # through a piece is such a link (its claim is the rule's): that falls back.
+        if k != len(rules.rules) - 1:
+            return _fallback("a taken member's incident falls apart (a later rule might group a piece)", -iid)
+        rule = rules.rules[k]
+        for piece in found:
+            for a, b, reason in {key for x in piece for key in adj.get(x, ())}:
+                if (reason not in rule.reasons or links[(a, b, reason)][0] < rule.min_weight
+                        or (a in piece) == (b in piece)):
+                    continue
+                o = b if a in piece else a
+                if o in lost_all or o not in done:
+                    continue
+                claim = by_rule.get(members[o].reason.rule) if o in members and o not in member_of else (
+                    new_claim.get(o) if o in member_of else None)
+                if claim is None or claim >= k:
+                    return _fallback("a taken member's incident falls apart (a piece has another link)", -iid, piece)
+            split_off |= piece
+        loss.pieces[iid] = found
+        left = conn.execute(select(IncidentReport.report_id).where(
+            IncidentReport.incident_id == iid, IncidentReport.report_id.not_in(sorted(lost_all | split_off)))
+            .limit(2)).all()
+        if len(left) < 2 and iid not in merged:
+            # What is left of it is one member: alone too, when nothing else joins it (and no
+            # link inside a piece made the incident a unit of the new plan).
+            if iid in touched:
+                return _fallback("a taken member's incident falls apart (one member left)", -iid)
+            (y,) = (int(r) for (r,) in left)
+            why = _alone(conn, rules, k, y, lost_all | split_off, member_of, new_claim, by_rule)
+            if isinstance(why, str):
+                return _fallback(why, -iid, y)
+            loss.orphans[iid] = (y, why)
+            loss.stored[y] = members[y]
+    pieces = [(iid, piece) for iid, found in loss.pieces.items() for piece in found]
+    batched: dict[int, bool] = {}
+    singles = sorted(x for _, piece in pieces if len(piece) == 1 for x in piece)
+    for chunk in _chunks(singles):
+        batched.update((int(r), bool(b)) for r, b in conn.execute(
+            select(Report.id, Report.batched).where(Report.id.in_(chunk))))
+    for iid, piece in pieces:
+        rule = rules.rules[by_rule[incidents[iid].rule]]
+        if len(piece) == 1:
+            (x,) = piece
+            loss.alone[x] = batched.get(x, False)
+        else:
+            for x in piece:  # its link to the lowest-numbered member of its piece it is linked to
+                cand: tuple[int, str] | None = None
+                for a, b, reason in adj.get(x, ()):
+                    weight, d = links[(a, b, reason)]
+                    if reason in rule.reasons and weight >= rule.min_weight:
+                        o = b if a == x else a
+                        if o in piece and o != x and (cand is None or (o, d) < cand):
+                            cand = (o, d)
+                assert cand is not None  # a piece of two or more is joined by its links
+                loss.reasons[x] = MemberReason.link(rule.name, cand[1], cand[0])
+        for x in piece:
+            loss.stored[x] = members[x]
+    gone = lost_all | split_off
+    for iid in need:
+        if iid in loss.orphans:
+            continue
+        k = by_rule[incidents[iid].rule]
+        if incidents[iid].lowest in gone:
+            # Its key moves to the lowest member left (one indexed row).
+            low = conn.execute(select(IncidentReport.report_id).where(
+                IncidentReport.incident_id == iid, IncidentReport.report_id.not_in(sorted(gone)))
+                .order_by(IncidentReport.report_id).limit(1)).scalar()
+            if low is None:
+                return _fallback("a taken member's incident might fall apart (no member left)", -iid)
+            loss.lowest[iid] = int(low)
+        # Members whose lowest link was to one that left: their next-lowest, from their own links.
+        for row in conn.execute(
+                select(*MEMBER_COLUMNS)
+                .where(IncidentReport.incident_id == iid, IncidentReport.via_report_id.in_(sorted(gone)))):
+            rid, member = _member_row(row)
+            if rid not in group and rid not in gone:
+                loss.relinked[rid] = (iid, k)
+                members.setdefault(rid, member)
+    bad = read_links(set(loss.relinked))
     if bad is not None:
         return bad
-    for iid, near in need.items():
-        # A search from the lost members' neighbours through the incident's other members, round
-        # by round, until they are all joined; bounded, since a real split would read a whole side.
-        rule = rules.rules[by_rule[incidents[iid].rule]]
-        reached = set(near)
-        for _round in range(_ROUNDS):
-            uf = UnionFind()
-            grow: set[int] = set()
-            for (a, b, reason), (weight, _d) in links.items():
-                if (reason in rule.reasons and weight >= rule.min_weight and a in done and b in done
-                        and a not in lost_all and b not in lost_all
-                        and a in members and b in members
-                        and members[a].incident_id == iid and members[b].incident_id == iid):
-                    uf.union(a, b)
-                    grow.update(e for e in (a, b) if e not in reached)
-            if len({uf.find(y) for y in near}) == 1:
-                break
-            if not grow:
-                return "a taken member's incident falls apart"
-            if len(reached) > _REACH:
-                return "a taken member's incident might fall apart (search too wide)"
-            reached |= grow
-            bad = read_links(grow)
-            if bad is not None:
-                return bad
-        else:
-            return "a taken member's incident might fall apart (search too deep)"
     for y, (_iid, k) in loss.relinked.items():
         rule = rules.rules[k]
-        cand: tuple[int, str] | None = None
-        for (a, b, reason), (weight, d) in links.items():
-            if y not in (a, b) or reason not in rule.reasons or weight < rule.min_weight:
+        cand = None
+        for a, b, reason in adj.get(y, ()):
+            weight, d = links[(a, b, reason)]
+            if reason not in rule.reasons or weight < rule.min_weight:
                 continue
             o = b if a == y else a
-            if o in lost_all or o not in done:
+            if o in gone or o not in done:
                 continue
             if o in new_claim:  # a report of T: as planned above
                 claim = new_claim[o]
@@ -522,10 +744,124 @@ def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float
             if claim == k and (cand is None or (o, d) < cand):
                 cand = (o, d)
         if cand is None:
-            return "a taken member's incident left a member without a link"
+            return _fallback("a taken member's incident left a member without a link", y, -_iid)
         loss.reasons[y] = MemberReason.link(rule.name, cand[1], cand[0])
         loss.stored[y] = members[y]
     return loss
+
+
+def _fragments(iid: int, k: int, rules: BundlingRules, near: set[int],
+               links: dict[tuple[int, int, str], tuple[float, str]], adj: dict[int, list[tuple[int, int, str]]],
+               members: dict[int, StoredMember], done: dict[int, bool], lost: set[int],
+               read_links: Callable[[set[int]], _Fallback | None]) -> list[set[int]] | _Fallback:
+    """The pieces that fall off incident ``iid`` when it loses ``lost``: [] when it stays whole.
+
+    Every member left is joined (without the lost ones) to a neighbour of them in ``near``
+    (follow its old path to a lost member: the last member before it is one), so the pieces
+    are what the neighbours fall into. Those joined by links among themselves form the core
+    (the largest such group); from all the others at once a search through the incident's
+    members goes round by round (one read per round), each part stopping as soon as it is
+    joined to the core. A part whose every member's links were read without reaching the core
+    is a piece, complete. Bounded by ``_SEARCH_ROUNDS`` and ``_REACH``: wider falls back.
+    """
+    rule = rules.rules[k]
+
+    def inside(x: int) -> bool:
+        return x in done and x not in lost and x in members and members[x].incident_id == iid
+
+    uf = UnionFind()
+
+    def join(xs: set[int]) -> set[int]:
+        """Union ``xs`` with the members their usable links reach; those members."""
+        out: set[int] = set()
+        for x in xs:
+            for a, b, reason in adj.get(x, ()):
+                if reason in rule.reasons and links[(a, b, reason)][0] >= rule.min_weight:
+                    o = b if a == x else a
+                    if inside(o):
+                        uf.union(x, o)
+                        out.add(o)
+        return out
+
+    for y in near:
+        uf.find(y)
+        for a, b, reason in adj.get(y, ()):
+            if a in near and b in near and reason in rule.reasons and links[(a, b, reason)][0] >= rule.min_weight:
+                uf.union(a, b)
+    groups: dict[int, set[int]] = {}
+    for y in sorted(near):
+        groups.setdefault(uf.find(y), set()).add(y)
+    if len(groups) == 1:
+        return []
+    core = min(min(g) for g in groups.values() if len(g) == max(len(g) for g in groups.values()))
+    seen = set(near)
+    expanded: set[int] = set()
+    frontier = {y for y in near if uf.find(y) != uf.find(core)}
+    for _round in range(_SEARCH_ROUNDS):
+        bad = read_links(frontier)
+        if bad is not None:
+            return bad
+        seen |= join(frontier)
+        expanded |= frontier
+        root = uf.find(core)
+        frontier = {x for x in seen if x not in expanded and uf.find(x) != root}
+        if not frontier:
+            break
+        if len(seen) > _REACH:
+            return _Fallback("a taken member's incident might fall apart (search too wide)")
+    else:
+        return _Fallback("a taken member's incident might fall apart (search too deep)")
+    root = uf.find(core)
+    pieces: dict[int, set[int]] = {}
+    for x in seen:
+        if uf.find(x) != root:
+            pieces.setdefault(uf.find(x), set()).add(x)
+    return list(pieces.values())
+
+
+def _alone(conn: Any, rules: BundlingRules, k: int, y: int, lost: set[int], member_of: dict[int, StoredMember],
+           new_claim: dict[int, int], by_rule: dict[str, int]) -> bool | str:
+    """Whether ``y``, the one member a rule-``k`` incident keeps after losing ``lost``, now
+    stands alone (and is it batched), or why that is not shown: as ``plan_reports`` would have
+    it, no usable link of rule ``k`` is left to it and no later rule can take it."""
+    if k != len(rules.rules) - 1:
+        return "a taken member's incident left one member (a later rule might group it)"
+    rule = rules.rules[k]
+    ends: set[int] = set()
+    for a, b, r, w in conn.execute(
+            select(ReportLink.report_a, ReportLink.report_b, ReportLink.reason, ReportLink.weight)
+            .where(or_(ReportLink.report_a == y, ReportLink.report_b == y))):
+        if str(r) in rule.reasons and float(w) >= rule.min_weight:
+            o = int(b) if int(a) == y else int(a)
+            if o not in lost:
+                ends.add(o)
+    outside = sorted(ends - member_of.keys())
+    held: dict[int, StoredMember] = {}
+    for chunk in _chunks(outside):
+        for row in conn.execute(select(*MEMBER_COLUMNS).where(IncidentReport.report_id.in_(chunk))):
+            rid, member = _member_row(row)
+            if rid in held:
+                return "a report in two incidents"
+            held[rid] = member
+    state: dict[int, tuple[str, bool]] = {}
+    for chunk in _chunks([*outside, y]):
+        for rid, st, batched in conn.execute(
+                select(Report.id, Report.state, Report.batched).where(Report.id.in_(chunk))):
+            state[int(rid)] = (str(st), bool(batched))
+    for o in sorted(ends):
+        if o in member_of:  # a report of T: as planned now (its old claim, or a new one)
+            claim = new_claim.get(o)
+        elif state.get(o, ("", False))[0] != "finished":
+            continue  # no rule uses a link to a report not finished
+        elif o in held:  # outside T: its claim did not change
+            claim = by_rule.get(held[o].reason.rule)
+        else:
+            return "a taken member's incident left one member linked to a report not bundled yet"
+        if claim is None or claim >= k:
+            return "a taken member's incident left one member with another link of its rule"
+    if y not in state:
+        return "a taken member's incident left one member that is gone"
+    return state[y][1]
 
 
 @dataclass
@@ -536,6 +872,13 @@ class _Loss:
     relinked: dict[int, tuple[int, int]] = field(default_factory=dict)  # member -> (incident, rule)
     reasons: dict[int, MemberReason] = field(default_factory=dict)  # member -> its new reason
     stored: dict[int, StoredMember] = field(default_factory=dict)  # member -> its row as read
+    #: incident -> (its one member left, whether that report is batched): it stands alone now.
+    orphans: dict[int, tuple[int, bool]] = field(default_factory=dict)
+    #: incident -> the pieces that fell off it (each an incident of its own now) ...
+    pieces: dict[int, list[set[int]]] = field(default_factory=dict)
+    #: ... of which the members of pieces of one: report -> whether it is batched.
+    alone: dict[int, bool] = field(default_factory=dict)
+    dissolved: set[int] = field(default_factory=set)  # incidents every member of which was taken
 
 
 def _chunks_str(keys: list[str]) -> list[list[str]]:

@@ -23,7 +23,7 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from tipline.pipeline.bundling.bulk import Written, bundle_group, rebuild_all
-from tipline.pipeline.bundling.delta import DeltaStats, bundle_from_delta
+from tipline.pipeline.bundling.delta import DeltaStats, bundle_by_parts
 from tipline.pipeline.bundling.incremental import add_report, recompute_reason
 from tipline.pipeline.bundling.rules import CHUNK, BundlingRules, incidents_in_report, load_bundling
 from tipline.pipeline.bundling.search import rebundle
@@ -72,27 +72,30 @@ def _write_counts(session: Session, rules: BundlingRules, report_ids: Iterable[i
         session.execute(insert(ReportIncidentCount), added)
 
 
-#: Whether ``bundles_group`` tries the links stage's hand-over (``bundling.delta``) before the
-#: full re-plan. Off: on the 2023 simulation 17 of 18 groups fell back to the full re-plan
-#: (a taken member left its two-member incident alone, or split it), so it only added reads.
-USE_DELTA = False
+#: Whether ``bundles_group`` places what it can from the links stage's hand-over
+#: (``bundling.delta``) before re-planning the rest in full. The full re-plan re-reads every
+#: component a group touches (a viral item's whole incident, on every group that adds one
+#: report to it), so without the delta the stage's cost grows with the store; the parts the
+#: delta cannot place exactly (a split, a removed link) are set aside and re-planned in full.
+USE_DELTA = True
 
 
 def bundles_group(ctx: StageContext, session: Session, report_ids: list[int]) -> dict[int, Outcome]:
     """The stage over a group of reports at once: the incidents of all of them (and of every
-    report their groups touch) recomputed from the stored links by union-find in memory, only
-    changed rows written; the same rows as the stage run on each report in turn."""
+    report their groups touch) brought up to date from the links stage's hand-over where that
+    is exact, else recomputed from the stored links by union-find in memory; only changed rows
+    written; the same rows as the stage run on each report in turn."""
     rules = ctx.service("bundling_rules", load_bundling)
     cross_report_lock(session)  # as the per-report stage: one bundling transaction at a time
     _write_counts(session, rules, report_ids, group=True)
-    # The links stage of this transaction handed over what it changed: the incidents can follow
-    # from that alone, unless the change is one the delta cannot place exactly (then the
-    # components are read and re-planned in full). Off (``USE_DELTA``): measured slower on the
-    # simulated year, where most groups fall back (benchmarks/README.md, ``pipeline groups``).
+    # The links stage of this transaction handed over what it changed: the incidents of most
+    # of the group follow from that alone; the parts it cannot place exactly are re-planned.
     delta = take_links_delta(session)
-    if delta is None or not USE_DELTA or bundle_from_delta(session, rules, report_ids, delta,
-                                          stats=ctx.service("bundles-delta", DeltaStats)) is None:
-        bundle_group(session, rules, report_ids)
+    full: set[int] | list[int] = report_ids
+    if delta is not None and USE_DELTA:
+        full = bundle_by_parts(session, rules, report_ids, delta, stats=ctx.service("bundles-delta", DeltaStats))
+    if full:
+        bundle_group(session, rules, full)
     else:
         forget_link_changes(session)  # incidents changed under what the links stage recorded
     # DONE, not RECOMPUTED: the group form never tries recorded link changes (the runner's
