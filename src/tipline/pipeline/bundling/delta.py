@@ -73,6 +73,10 @@ class DeltaStats:
     reports_placed: int = 0
     reports_set_aside: int = 0
     mixed: int = 0
+    #: Incidents that lost members to an earlier rule and shed pieces, kept one member, or none.
+    pieces: int = 0
+    left_alone: int = 0
+    emptied: int = 0
     #: Of those, groups that took members from a later rule's incident (kept whole).
     took_members: int = 0
     fallbacks: dict[str, int] = field(default_factory=dict)
@@ -115,7 +119,7 @@ def bundle_from_delta(session: Session, rules: BundlingRules, report_ids: list[i
     session.flush()
     savepoint = session.begin_nested()
     try:
-        why = _bundle(session, rules, report_ids, delta, now or datetime.now(UTC))
+        why = _bundle(session, rules, report_ids, delta, now or datetime.now(UTC), stats)
     except BaseException:
         savepoint.rollback()
         raise
@@ -162,7 +166,7 @@ def bundle_by_parts(session: Session, rules: BundlingRules, report_ids: list[int
         session.flush()
         savepoint = session.begin_nested()
         try:
-            res = _bundle(session, rules, sorted(todo), part, now)
+            res = _bundle(session, rules, sorted(todo), part, now, stats)
         except BaseException:
             savepoint.rollback()
             raise
@@ -189,7 +193,7 @@ def bundle_by_parts(session: Session, rules: BundlingRules, report_ids: list[int
 
 
 def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta: GroupLinkDelta,
-            now: datetime) -> Written | _Fallback:
+            now: datetime, stats: DeltaStats | None = None) -> Written | _Fallback:
     group = set(report_ids)
     if delta.group != group:
         return _Fallback("another group's links")
@@ -469,6 +473,10 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
         session.execute(update(t_incidents).where(t_incidents.c.id == bindparam("b_id")), incident_updates)
     session.expire_all()  # rows were written around the ORM: identity-map copies are stale
     # members_removed: here, members an earlier rule took from a stored incident that stays.
+    if stats is not None:
+        stats.pieces += sum(len(found) for found in loss.pieces.values())
+        stats.left_alone += len(loss.orphans)
+        stats.emptied += len(loss.dissolved)
     return Written(len(fresh), len(incident_updates), len(removed), len(member_updates) + len(member_inserts),
                    sum(len(lost) for lost in taken.values()))
 
