@@ -160,3 +160,44 @@ def test_statements_per_group_do_not_grow_with_the_group(runtime: Runtime) -> No
     # the bigger group only): not 4x as many for 4x the reports.
     assert counts[200] <= counts[50] + 12, counts
     assert counts[50] < 16 * len(GROUP_STAGES), counts
+
+
+def test_group_matches_choose_the_kept_duplicates_from_the_index(runtime: Runtime,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the duplicates kept per file cut to 2, the group form's choice from the index
+    (``FileIndex.nearest``: nearest, then earliest, ties to the end, checked against the
+    database) keeps exactly what the same stage keeps when it reads and re-checks every
+    candidate (``nearest`` answering "cannot tell" for every hash), run again over the same
+    group; and files with more candidates than kept occur (the choice mattered). One group of
+    every report, so that both runs see the same candidates. (The per-report form is no oracle
+    here: with a binding limit, a report matched alone does not see later reports' copies.)"""
+    from tipline.pipeline.stages import matches as matches_module
+    from tipline.store.tables import FileMatch
+
+    monkeypatch.setattr(matches_module, "DUPLICATE_LIMIT", 2)
+    ids = load(runtime, year(scale=6e-6, seed=5))
+    asked: list[int] = []
+    real = matches_module.FileIndex.nearest
+
+    def counted(self: Any, pdqs: list[bytes], *args: Any, **kwargs: Any) -> Any:
+        got = real(self, pdqs, *args, **kwargs)
+        asked.extend(len(p[0]) for p in got if p is not None)
+        return got
+
+    def pdq_duplicates() -> list[tuple[Any, ...]]:
+        with runtime.sessions() as s:
+            return sorted(s.execute(select(FileMatch.file_id, FileMatch.other_file_id, FileMatch.distance)
+                                    .where(FileMatch.kind == "duplicate", FileMatch.hash_type == "pdq")).all())
+
+    monkeypatch.setattr(matches_module.FileIndex, "nearest", counted)
+    run_reports(StageContext(runtime), dict.fromkeys(ids), group_size=len(ids))
+    chosen = pdq_duplicates()
+    monkeypatch.setattr(matches_module.FileIndex, "nearest",
+                        lambda self, pdqs, *args, **kwargs: [None] * len(pdqs))
+    run_reports(StageContext(runtime), dict.fromkeys(ids, ["matches"]), group_size=len(ids))
+    assert pdq_duplicates() == chosen
+    per_file: dict[str, int] = {}
+    for fid, _, _ in chosen:
+        per_file[fid] = per_file.get(fid, 0) + 1
+    assert per_file and max(per_file.values()) == 2, per_file  # the limit bound for some files
+    assert asked and max(asked) >= 2, asked  # chosen from the index, not read in full

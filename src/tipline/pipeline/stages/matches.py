@@ -45,33 +45,62 @@ def usable_pdq(pdq: bytes | None, quality: int | None) -> bool:
     return pdq is not None and len(pdq) == 32 and (quality is None or quality >= media.MIN_MATCH_QUALITY)
 
 
+def _instant(when: datetime | None) -> int:
+    """An upload time as microseconds since the epoch (naive times are UTC, as stored)."""
+    if when is None:
+        return 0
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1_000_000)
+
+
 class FileIndex:
-    """All stored file PDQs in one :class:`PdqIndex`; int ids are positions in ``file_ids``."""
+    """All stored file PDQs in one :class:`PdqIndex`; int ids are positions in ``file_ids``.
+
+    Each entry also holds its file's upload time, so that the nearest and earliest candidates
+    (the duplicates the matches stage keeps) can be chosen from the index before the database
+    is asked about them (:meth:`nearest`)."""
 
     def __init__(self) -> None:
         # numpy and the index are imported here: importing the stage (to list it) needs neither.
+        import numpy as np
+
         from tipline.pipeline.pdqindex import PdqIndex
 
         self.index = PdqIndex()
         self.file_ids: list[str] = []
         self.present: dict[str, bytes] = {}
+        self._uploaded = np.empty(0, np.int64)  # per entry: its file's upload time (µs)
+        self._changed = np.empty(0, np.bool_)  # per entry: its file has another entry (a new hash)
+        self._entry_of: dict[str, int] = {}
         self._lock = threading.Lock()
         self._watermark: datetime | None = None
         self._last_refresh = 0.0
 
-    def add(self, pairs: Iterable[tuple[str, bytes]]) -> None:
-        """Make (file id, PDQ) pairs searchable; already-present identical pairs are skipped."""
+    def add(self, entries: Iterable[tuple[str, bytes, datetime | None]]) -> None:
+        """Make (file id, PDQ, upload time) entries searchable; already-present identical ones are skipped."""
+        import numpy as np
+
         with self._lock:
-            new = [(fid, h) for fid, h in pairs if self.present.get(fid) != h]
+            new = [(fid, h, up) for fid, h, up in entries if self.present.get(fid) != h]
             if not new:
                 return
             start = len(self.file_ids)
-            for fid, h in new:
+            changed = np.zeros(len(new), np.bool_)
+            for n, (fid, h, _) in enumerate(new):
+                if fid in self._entry_of:  # a second hash for a file: both entries are marked
+                    changed[n] = True
+                    earlier = self._entry_of[fid]
+                    if earlier < start:
+                        self._changed[earlier] = True
+                    else:
+                        changed[earlier - start] = True
+                self._entry_of[fid] = start + n
                 self.file_ids.append(fid)
                 self.present[fid] = h
-            import numpy as np
-
-            self.index.add(np.arange(start, start + len(new)), [h for _, h in new])
+            self._uploaded = np.concatenate([self._uploaded, np.array([_instant(u) for *_, u in new], np.int64)])
+            self._changed = np.concatenate([self._changed, changed])
+            self.index.add(np.arange(start, start + len(new)), [h for _, h, _ in new])
 
     def refresh(self, session: Session, *, force: bool = False) -> None:
         """Pick up hashes stored by other processes since the last look (rate-limited)."""
@@ -80,10 +109,12 @@ class FileIndex:
             return
         self._last_refresh = now
         started = datetime.now(UTC)
-        q = select(FileSignal.file_id, FileSignal.pdq, FileSignal.pdq_quality).where(FileSignal.pdq.is_not(None))
+        q = (select(FileSignal.file_id, FileSignal.pdq, FileSignal.pdq_quality, File.uploaded_at)
+             .join(File, File.id == FileSignal.file_id).where(FileSignal.pdq.is_not(None)))
         if self._watermark is not None:
             q = q.where(FileSignal.computed_at >= self._watermark - REFRESH_OVERLAP)
-        self.add((fid, bytes(h)) for fid, h, qual in session.execute(q) if h is not None and usable_pdq(bytes(h), qual))
+        self.add((fid, bytes(h), up) for fid, h, qual, up in session.execute(q)
+                 if h is not None and usable_pdq(bytes(h), qual))
         self._watermark = started
 
     def near(self, pdq: bytes, radius: int = DEFAULT_RADIUS) -> list[str]:
@@ -95,6 +126,47 @@ class FileIndex:
         out: list[list[str]] = [[] for _ in pdqs]
         for q, i in zip(hits.query.tolist(), hits.ids.tolist(), strict=True):
             out[q].append(self.file_ids[i])
+        return out
+
+    def nearest(self, pdqs: list[bytes], keep: int, skip: list[set[str]],
+                radius: int = DEFAULT_RADIUS) -> list[tuple[list[str], list[tuple[int, int]]] | None]:
+        """Per hash, the candidates the matches stage would keep, chosen from the index alone:
+        by (distance, upload time) the first ``keep`` not in ``skip``, and every candidate tied
+        with the last of them (the stage breaks ties by file id); with their (distance, upload
+        time) as the index has them, for the caller to check against the database. None where
+        the index cannot tell (a candidate's file has a second entry: its hash changed), and
+        the caller reads every candidate (``near_many``).
+
+        A viral item's copies are thousands of candidates per hash; reading and re-checking all
+        of them made the stage's cost grow with the store, for the hundred it keeps."""
+        import numpy as np
+
+        hits = self.index.search(pdqs, radius)
+        bounds = np.searchsorted(hits.query, np.arange(len(pdqs) + 1))
+        out: list[tuple[list[str], list[tuple[int, int]]] | None] = []
+        for q in range(len(pdqs)):
+            lo, hi = int(bounds[q]), int(bounds[q + 1])
+            pos, dist = hits.ids[lo:hi], hits.distance[lo:hi]
+            if self._changed[pos].any():
+                out.append(None)
+                continue
+            up = self._uploaded[pos]
+            order = np.lexsort((up, dist))
+            chosen: list[str] = []
+            keys: list[tuple[int, int]] = []
+            edge: tuple[int, int] | None = None
+            for n in order.tolist():
+                key = (int(dist[n]), int(up[n]))
+                if edge is not None and key != edge:
+                    break
+                fid = self.file_ids[int(pos[n])]
+                if fid in skip[q]:
+                    continue
+                chosen.append(fid)
+                keys.append(key)
+                if len(chosen) == keep:
+                    edge = key
+            out.append((chosen, keys))
         return out
 
 
@@ -231,7 +303,8 @@ def matches(ctx: StageContext, session: Session, report_id: int) -> None:
     # This report's hashes are committed (the hashes stage ran before us): make them findable
     # by later reports at once. If this transaction rolls back nothing is lost: the index only
     # proposes candidates and every one is re-checked against the database.
-    file_index.add((fid, bytes(s.pdq)) for fid, s in sigs.items()
+    uploaded = {f.id: f.uploaded_at for f in files}
+    file_index.add((fid, bytes(s.pdq), uploaded.get(fid)) for fid, s in sigs.items()
                    if s.pdq is not None and usable_pdq(s.pdq, s.pdq_quality))
     # The analyst queue's read model follows its inputs in this transaction (tipline.console.queue_model).
     queue_model.refresh(session, [report_id])
@@ -261,6 +334,19 @@ def _ranked_copies(session: Session, col: Any, values: list[str], keep: int) -> 
     return out
 
 
+def _stored_signals(session: Session, file_ids: set[str]) -> dict[str, tuple[bytes, datetime]]:
+    """{file id: (PDQ, upload time)} of those with a usable stored PDQ."""
+    wanted = sorted(file_ids)
+    stored: dict[str, tuple[bytes, datetime]] = {}
+    for i in range(0, len(wanted), _IN):
+        for other, pdq, quality, uploaded in session.execute(
+                select(FileSignal.file_id, FileSignal.pdq, FileSignal.pdq_quality, File.uploaded_at)
+                .join(File, File.id == FileSignal.file_id).where(FileSignal.file_id.in_(wanted[i:i + _IN]))):
+            if pdq is not None and usable_pdq(bytes(pdq), quality):
+                stored[other] = (bytes(pdq), uploaded)
+    return stored
+
+
 def matches_group(ctx: StageContext, session: Session, report_ids: list[int]) -> dict[int, Outcome]:
     """The matches stage over a group (see the notes above ``_ranked_copies``)."""
     ids = list(report_ids)
@@ -286,7 +372,8 @@ def matches_group(ctx: StageContext, session: Session, report_ids: list[int]) ->
         select(HashBank.id, HashBank.pdq_threshold).where(HashBank.enabled.is_(True)))}
     usable = {fid: bytes(s.pdq) for fid, s in sigs.items() if s.pdq is not None and usable_pdq(s.pdq, s.pdq_quality)}
     # The group's own images are candidates for each other, as on a re-run of any one of them.
-    file_index.add(usable.items())
+    upload_of = {f.id: f.uploaded_at for f in files}
+    file_index.add((fid, pdq, upload_of.get(fid)) for fid, pdq in usable.items())
     queries = [f.id for f in files if f.id in usable]
 
     # Banks: exact crypto hits in one statement, PDQ hits from one index search.
@@ -328,8 +415,6 @@ def matches_group(ctx: StageContext, session: Session, report_ids: list[int]) ->
     # then by MD5 (enough that DUPLICATE_LIMIT remain once the SHA-256 copies are left out).
     by_sha = _ranked_copies(session, File.sha256, sorted({f.sha256 for f in files}), DUPLICATE_LIMIT + 1)
     by_md5 = _ranked_copies(session, File.md5, sorted({f.md5 for f in files}), 2 * DUPLICATE_LIMIT + 1)
-    near = file_index.near_many([usable[q] for q in queries]) if queries else []
-    candidates = dict(zip(queries, near, strict=True))
     exact_of: dict[str, set[str]] = {}
     dup_hits: dict[str, list[_Match]] = {}
     for f in files:
@@ -340,15 +425,28 @@ def matches_group(ctx: StageContext, session: Session, report_ids: list[int]) ->
                 dup_hits.setdefault(f.id, []).append(_Match("duplicate", htype, 0, other_file_id=other))
             exact.update(found)
         exact_of[f.id] = exact
-    pending = {q: [c for c in candidates[q] if c not in exact_of[q]] for q in queries}
-    wanted_sigs = sorted({c for lst in pending.values() for c in lst})
-    stored: dict[str, tuple[bytes, datetime]] = {}
-    for i in range(0, len(wanted_sigs), _IN):
-        for other, pdq, quality, uploaded in session.execute(
-                select(FileSignal.file_id, FileSignal.pdq, FileSignal.pdq_quality, File.uploaded_at)
-                .join(File, File.id == FileSignal.file_id).where(FileSignal.file_id.in_(wanted_sigs[i:i + _IN]))):
-            if pdq is not None and usable_pdq(bytes(pdq), quality):
-                stored[other] = (bytes(pdq), uploaded)
+    # The PDQ candidates: those the index shows are kept (nearest, then earliest; checked
+    # against the database below), else every candidate of the hash, as the per-report stage.
+    picks = (file_index.nearest([usable[q] for q in queries], DUPLICATE_LIMIT, [exact_of[q] for q in queries])
+             if queries else [])
+    pending: dict[str, list[str]] = {}
+    expected: dict[str, dict[str, tuple[int, int]]] = {}
+    for q, picked in zip(queries, picks, strict=True):
+        if picked is not None:
+            pending[q] = picked[0]
+            expected[q] = dict(zip(picked[0], picked[1], strict=True))
+    wide = [q for q in queries if q not in pending]
+    for q, found_near in zip(wide, file_index.near_many([usable[q] for q in wide]) if wide else [], strict=True):
+        pending[q] = [c for c in found_near if c not in exact_of[q]]
+    stored = _stored_signals(session, {c for lst in pending.values() for c in lst})
+    for q, want in expected.items():
+        # The database is the truth: a chosen candidate whose hash or time differs from the
+        # index's (or is gone) means the choice may be wrong: read every candidate of it.
+        if any(c not in stored or (media.hamming(usable[q], stored[c][0]), _instant(stored[c][1])) != key
+               for c, key in want.items()):
+            more = [c for c in file_index.near_many([usable[q]])[0] if c not in exact_of[q]]
+            stored.update(_stored_signals(session, set(more) - stored.keys()))
+            pending[q] = more
     for q in queries:
         near_found: list[tuple[int, datetime, str]] = []
         for other in pending[q]:
