@@ -18,7 +18,9 @@ fully enriched:
 For each it reports reports/s, the ratio to the per-report path, the rate per chunk of the run
 (first vs last: it must not fall as the store grows), the memory peak (``ru_maxrss`` of this
 process, or of the worker processes) and, for the in-process runs, the seconds spent in each
-stage. Then it checks that nothing is pending and, after each whole-store run, counts the
+stage and the milliseconds per report each stage took in each fifth (which stage's cost grows
+with the store), and how the bundles stage placed the groups (from the links' delta, or set
+aside for the full re-plan). Then it checks that nothing is pending and, after each whole-store run, counts the
 reports whose stored incident is off the reference plan (``plan_all``; "off ref", target 0).
 Prints a table and writes benchmarks/results/groups-<timestamp>.json.
 
