@@ -24,14 +24,16 @@ from tipline.pipeline.core import StageContext, run_report_stepwise, run_reports
 from tipline.runtime import Runtime
 from tipline.sim.generate import YearGenerator
 from tipline.sim.write import DirectWriter, register_platforms
-from tipline.store.tables import Report
+from tipline.store.tables import Base, Report
 
 #: Tables whose size does not follow the number of reports (configuration, a per-transaction
 #: scratch list), where reading all rows is what the statement means.
 BOUNDED = {"agencies", "hash_banks", "report_link_changes", "platforms", "esps", "bank_entries"}
 #: A full read that is meant: the PDQ index loads every stored hash once per process, then
-#: follows new ones by ``computed_at`` (tipline.pipeline.stages.matches.PdqFileIndex.refresh).
-ONCE_PER_PROCESS = re.compile(r"FROM file_signals WHERE file_signals\.pdq IS NOT NULL\s*$")
+#: follows new ones by ``computed_at`` (tipline.pipeline.stages.matches.FileIndex.refresh; with
+#: each file's upload time, joined by the files' primary key).
+ONCE_PER_PROCESS = re.compile(r"FROM file_signals (JOIN files ON files\.id = file_signals\.file_id )?"
+                              r"WHERE file_signals\.pdq IS NOT NULL\s*$")
 #: Columns with a handful of values: an index search by these alone reads a share of the table.
 COARSE = {"kind", "state", "role", "stage", "reason", "rule", "batched"}
 
@@ -48,12 +50,6 @@ def statements(runtime: Runtime) -> Iterator[dict[str, Any]]:
     event.listen(runtime.engine, "before_cursor_execute", capture)
     yield seen
     event.remove(runtime.engine, "before_cursor_execute", capture)
-
-
-def _tables(runtime: Runtime) -> set[str]:
-    from tipline.store.tables import Base
-
-    return set(Base.metadata.tables)
 
 
 def _sqlite_problems(raw: Any, statement: str, params: Any, tables: set[str]) -> list[str]:
@@ -101,7 +97,7 @@ def test_enrichment_reads_no_growing_table_without_an_index(runtime: Runtime, ba
     run_reports(ctx, dict.fromkeys(ids[half + 10:]), group_size=50)
     assert len(statements) > 100, "the capture missed the stages' statements"
 
-    tables = _tables(runtime)
+    tables = set(Base.metadata.tables)
     check = _sqlite_problems if backend == "sqlite" else _postgresql_problems
     problems: list[str] = []
     raw = runtime.engine.raw_connection()

@@ -277,14 +277,13 @@ _BY_KEYS = {
 }
 
 
-def _by_keys(session: Session) -> Any:
-    return _BY_KEYS[session.get_bind().dialect.name]
-
-
-def _keys_params(session: Session, keys: Sequence[tuple[str, str, str]]) -> dict[str, Any]:
-    if session.get_bind().dialect.name == "sqlite":
-        return {"keys": json.dumps(keys)}
-    return {"kinds": [k for k, _, _ in keys], "scopes": [s for _, s, _ in keys], "ids": [v for _, _, v in keys]}
+def _by_keys(session: Session, keys: Sequence[tuple[str, str, str]]) -> tuple[Any, dict[str, Any]]:
+    """The statement of ``_BY_KEYS`` for the session's backend and its parameters for ``keys``."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        return _BY_KEYS[dialect], {"keys": json.dumps(keys)}
+    return _BY_KEYS[dialect], {"kinds": [k for k, _, _ in keys], "scopes": [s for _, s, _ in keys],
+                               "ids": [v for _, _, v in keys]}
 
 
 def identifier_ids_bulk(session: Session, keys: Iterable[tuple[str, str, str, bool]]
@@ -308,7 +307,7 @@ def identifier_ids_bulk(session: Session, keys: Iterable[tuple[str, str, str, bo
             index_elements=["kind", "scope", "value"]),
             [{"kind": k, "scope": sc, "value": v, "shared": wanted[(k, sc, v)]} for k, sc, v in chunk])
         now_shared: list[int] = []
-        for iid, k, sc, v, shared in session.execute(_by_keys(session), _keys_params(session, chunk)):
+        for iid, k, sc, v, shared in session.execute(*_by_keys(session, chunk)):
             out[(k, sc, v)] = int(iid)
             if wanted[(k, sc, v)] and not shared:
                 now_shared.append(int(iid))
