@@ -110,31 +110,36 @@ class _Component:
     nodes: set[int] = field(default_factory=set)  # reports of T joining it (no stored incident of the rule)
 
 
+def _try(session: Session, rules: BundlingRules, report_ids: list[int], delta: GroupLinkDelta, now: datetime,
+         stats: DeltaStats | None) -> Written | _Fallback:
+    """``_bundle`` in a savepoint, kept when it placed the reports and rolled back when it fell
+    back: a few checks come after the new incident rows are inserted (their ids name the
+    members' rows), and a fallback must leave nothing behind for the full re-plan."""
+    session.flush()
+    savepoint = session.begin_nested()
+    try:
+        res = _bundle(session, rules, report_ids, delta, now, stats)
+    except BaseException:
+        savepoint.rollback()
+        raise
+    if isinstance(res, _Fallback):
+        savepoint.rollback()
+        if stats is not None:
+            stats.fell_back(res.why)
+    else:
+        savepoint.commit()
+        if stats is not None:
+            stats.applied += 1
+            stats.took_members += res.members_removed
+    return res
+
+
 def bundle_from_delta(session: Session, rules: BundlingRules, report_ids: list[int], delta: GroupLinkDelta,
                       now: datetime | None = None, stats: DeltaStats | None = None) -> Written | None:
     """Bring incidents up to date from ``delta`` alone; None (nothing written) when it cannot
     be done exactly, for the caller to run ``bulk.bundle_group``."""
-    # In a savepoint: a few checks come after the new incident rows are inserted (their ids
-    # name the members' rows); a fallback then leaves nothing behind for the full re-plan.
-    session.flush()
-    savepoint = session.begin_nested()
-    try:
-        why = _bundle(session, rules, report_ids, delta, now or datetime.now(UTC), stats)
-    except BaseException:
-        savepoint.rollback()
-        raise
-    if isinstance(why, _Fallback):
-        savepoint.rollback()
-    else:
-        savepoint.commit()
-    if isinstance(why, _Fallback):
-        if stats is not None:
-            stats.fell_back(why.why)
-        return None
-    if stats is not None:
-        stats.applied += 1
-        stats.took_members += why.members_removed
-    return why
+    res = _try(session, rules, report_ids, delta, now or datetime.now(UTC), stats)
+    return None if isinstance(res, _Fallback) else res
 
 
 #: How many times ``bundle_by_parts`` sets a failing part aside and tries the rest again.
@@ -163,25 +168,13 @@ def bundle_by_parts(session: Session, rules: BundlingRules, report_ids: list[int
             frozenset(todo),
             {k: v for k, v in delta.before.items() if k[0] in todo or k[1] in todo},
             {k: v for k, v in delta.after.items() if k[0] in todo or k[1] in todo})
-        session.flush()
-        savepoint = session.begin_nested()
-        try:
-            res = _bundle(session, rules, sorted(todo), part, now, stats)
-        except BaseException:
-            savepoint.rollback()
-            raise
+        res = _try(session, rules, sorted(todo), part, now, stats)
         if not isinstance(res, _Fallback):
-            savepoint.commit()
             if stats is not None:
-                stats.applied += 1
-                stats.took_members += res.members_removed
                 stats.reports_placed += len(todo)
                 stats.mixed += bool(aside)
             todo = set()
             break
-        savepoint.rollback()
-        if stats is not None:
-            stats.fell_back(res.why)
         failed = res.culprits if res.culprits is not None else frozenset(todo)
         failed = frozenset(failed & todo) or frozenset(todo)
         aside |= failed
@@ -553,40 +546,7 @@ def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float
         for rid, state in conn.execute(select(Report.id, Report.state).where(Report.id.in_(chunk))):
             if state == "finished":
                 done[int(rid)] = False
-    need: dict[int, set[int]] = {}
-    loss = _Loss()
-    for iid, lost in taken.items():
-        k = by_rule[incidents[iid].rule]
-        near = set()
-        for a, b, _r, ks, _d in around:
-            if k in ks and (a in lost) != (b in lost) and a in done and b in done:
-                y = b if a in lost else a
-                if y in members and members[y].incident_id == iid:
-                    near.add(y)
-        units = {-iid, *lost}
-        if not near:
-            left = conn.execute(select(IncidentReport.report_id).where(
-                IncidentReport.incident_id == iid, IncidentReport.report_id.not_in(sorted(lost))).limit(1)).all()
-            if left:
-                return _fallback("a taken member's incident might fall apart (no member linked to it)", units)
-            loss.dissolved.add(iid)  # every member taken: nothing of it is left
-            continue
-        if len(near) == 1 and iid not in merged:
-            # One way in: every path through the lost members comes back to that member, so the
-            # rest stays joined; it stays an incident if it keeps a second member (two rows).
-            # (Merged with other units by a new link, one member left is enough.)
-            left = conn.execute(select(IncidentReport.report_id).where(
-                IncidentReport.incident_id == iid, IncidentReport.report_id.not_in(sorted(lost))).limit(2)).all()
-            if len(left) < 2:
-                (y,) = near
-                why = _alone(conn, rules, k, y, lost, member_of, new_claim, by_rule)
-                if isinstance(why, str):
-                    return _fallback(why, units, y)
-                loss.orphans[iid] = (y, why)
-                loss.stored[y] = members[y]
-                continue
-        need[iid] = near
-    # The links of the lost ones' neighbours, and who is at their ends.
+    # The links read around the incidents, by report, and who is at their ends.
     links: dict[tuple[int, int, str], tuple[float, str]] = {}
     adj: dict[int, list[tuple[int, int, str]]] = {}  # report -> the keys of its links read so far
     read: set[int] = set()
@@ -627,6 +587,70 @@ def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float
         return None
 
     lost_all = {x for lost in taken.values() for x in lost}
+
+    def apart(piece: set[int], k: int, gone: set[int]) -> str | None:
+        """None when nothing but its own links groups ``piece`` — members of a rule-``k``
+        incident left without the others — under the rules: the rule is the last (no later
+        rule can take it), and each of its links of the rule (as they are now: a report of T's
+        new ones too) ends in the piece, at a report in ``gone``, at one an earlier rule claims,
+        or at one not finished; else why not. A report of T joining the incident through the
+        piece is such a link (its claim is the rule's): that is a why."""
+        if k != len(rules.rules) - 1:
+            return "a taken member's incident falls apart (a later rule might group a piece)"
+        bad = read_links(piece)
+        if bad is not None:
+            return bad.why
+        rule = rules.rules[k]
+        for a, b, reason in {key for x in piece for key in adj.get(x, ())}:
+            if (reason not in rule.reasons or links[(a, b, reason)][0] < rule.min_weight
+                    or (a in piece) == (b in piece)):
+                continue
+            o = b if a in piece else a
+            if o in gone or o not in done:
+                continue
+            if o in member_of:  # a report of T: as planned now (its old claim, or a new one)
+                claim = new_claim.get(o)
+            elif o in members:  # outside T: its claim did not change
+                claim = by_rule.get(members[o].reason.rule)
+            else:
+                return "a taken member's incident left a piece linked to a report not bundled yet"
+            if claim is None or claim >= k:
+                return "a taken member's incident left a piece with another link of its rule"
+        return None
+
+    need: dict[int, set[int]] = {}
+    alone_in: dict[int, int] = {}  # incident -> its one member left, standing alone
+    loss = _Loss()
+    for iid, lost in taken.items():
+        k = by_rule[incidents[iid].rule]
+        near = set()
+        for a, b, _r, ks, _d in around:
+            if k in ks and (a in lost) != (b in lost) and a in done and b in done:
+                y = b if a in lost else a
+                if y in members and members[y].incident_id == iid:
+                    near.add(y)
+        units = {-iid, *lost}
+        if not near:
+            left = conn.execute(select(IncidentReport.report_id).where(
+                IncidentReport.incident_id == iid, IncidentReport.report_id.not_in(sorted(lost))).limit(1)).all()
+            if left:
+                return _fallback("a taken member's incident might fall apart (no member linked to it)", units)
+            loss.dissolved.add(iid)  # every member taken: nothing of it is left
+            continue
+        if len(near) == 1 and iid not in merged:
+            # One way in: every path through the lost members comes back to that member, so the
+            # rest stays joined; it stays an incident if it keeps a second member (two rows).
+            # (Merged with other units by a new link, one member left is enough.)
+            left = conn.execute(select(IncidentReport.report_id).where(
+                IncidentReport.incident_id == iid, IncidentReport.report_id.not_in(sorted(lost))).limit(2)).all()
+            if len(left) < 2:
+                (y,) = near
+                why = apart({y}, k, lost_all)
+                if why is not None:
+                    return _fallback(why, units, y)
+                alone_in[iid] = y
+                continue
+        need[iid] = near
     # The links among each incident's neighbours B first: enough when they join B by themselves.
     # A few B are read whole against all of B: every pair when B is small, else the lowest-
     # numbered (the earliest copies of an item, which later ones link to: a duplicate links to
@@ -654,21 +678,10 @@ def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float
         # now: a report of T's new ones too) ends in the piece, at a member taken, at a report
         # an earlier rule claims, or at one not finished. A report of T joining the incident
         # through a piece is such a link (its claim is the rule's): that falls back.
-        if k != len(rules.rules) - 1:
-            return _fallback("a taken member's incident falls apart (a later rule might group a piece)", -iid)
-        rule = rules.rules[k]
         for piece in found:
-            for a, b, reason in {key for x in piece for key in adj.get(x, ())}:
-                if (reason not in rule.reasons or links[(a, b, reason)][0] < rule.min_weight
-                        or (a in piece) == (b in piece)):
-                    continue
-                o = b if a in piece else a
-                if o in lost_all or o not in done:
-                    continue
-                claim = by_rule.get(members[o].reason.rule) if o in members and o not in member_of else (
-                    new_claim.get(o) if o in member_of else None)
-                if claim is None or claim >= k:
-                    return _fallback("a taken member's incident falls apart (a piece has another link)", -iid, piece)
+            why = apart(piece, k, lost_all)
+            if why is not None:
+                return _fallback(why, -iid, piece)
             split_off |= piece
         loss.pieces[iid] = found
         left = conn.execute(select(IncidentReport.report_id).where(
@@ -680,17 +693,19 @@ def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float
             if iid in touched:
                 return _fallback("a taken member's incident falls apart (one member left)", -iid)
             (y,) = (int(r) for (r,) in left)
-            why = _alone(conn, rules, k, y, lost_all | split_off, member_of, new_claim, by_rule)
-            if isinstance(why, str):
+            why = apart({y}, k, lost_all | split_off)
+            if why is not None:
                 return _fallback(why, -iid, y)
-            loss.orphans[iid] = (y, why)
-            loss.stored[y] = members[y]
+            alone_in[iid] = y
     pieces = [(iid, piece) for iid, found in loss.pieces.items() for piece in found]
     batched: dict[int, bool] = {}
-    singles = sorted(x for _, piece in pieces if len(piece) == 1 for x in piece)
+    singles = sorted({x for _, piece in pieces if len(piece) == 1 for x in piece} | set(alone_in.values()))
     for chunk in _chunks(singles):
         batched.update((int(r), bool(b)) for r, b in conn.execute(
             select(Report.id, Report.batched).where(Report.id.in_(chunk))))
+    for iid, y in alone_in.items():
+        loss.orphans[iid] = (y, batched.get(y, False))
+        loss.stored[y] = members[y]
     for iid, piece in pieces:
         rule = rules.rules[by_rule[incidents[iid].rule]]
         if len(piece) == 1:
@@ -825,51 +840,6 @@ def _fragments(iid: int, k: int, rules: BundlingRules, near: set[int],
         if uf.find(x) != root:
             pieces.setdefault(uf.find(x), set()).add(x)
     return list(pieces.values())
-
-
-def _alone(conn: Any, rules: BundlingRules, k: int, y: int, lost: set[int], member_of: dict[int, StoredMember],
-           new_claim: dict[int, int], by_rule: dict[str, int]) -> bool | str:
-    """Whether ``y``, the one member a rule-``k`` incident keeps after losing ``lost``, now
-    stands alone (and is it batched), or why that is not shown: as ``plan_reports`` would have
-    it, no usable link of rule ``k`` is left to it and no later rule can take it."""
-    if k != len(rules.rules) - 1:
-        return "a taken member's incident left one member (a later rule might group it)"
-    rule = rules.rules[k]
-    ends: set[int] = set()
-    for a, b, r, w in conn.execute(
-            select(ReportLink.report_a, ReportLink.report_b, ReportLink.reason, ReportLink.weight)
-            .where(or_(ReportLink.report_a == y, ReportLink.report_b == y))):
-        if str(r) in rule.reasons and float(w) >= rule.min_weight:
-            o = int(b) if int(a) == y else int(a)
-            if o not in lost:
-                ends.add(o)
-    outside = sorted(ends - member_of.keys())
-    held: dict[int, StoredMember] = {}
-    for chunk in _chunks(outside):
-        for row in conn.execute(select(*MEMBER_COLUMNS).where(IncidentReport.report_id.in_(chunk))):
-            rid, member = _member_row(row)
-            if rid in held:
-                return "a report in two incidents"
-            held[rid] = member
-    state: dict[int, tuple[str, bool]] = {}
-    for chunk in _chunks([*outside, y]):
-        for rid, st, batched in conn.execute(
-                select(Report.id, Report.state, Report.batched).where(Report.id.in_(chunk))):
-            state[int(rid)] = (str(st), bool(batched))
-    for o in sorted(ends):
-        if o in member_of:  # a report of T: as planned now (its old claim, or a new one)
-            claim = new_claim.get(o)
-        elif state.get(o, ("", False))[0] != "finished":
-            continue  # no rule uses a link to a report not finished
-        elif o in held:  # outside T: its claim did not change
-            claim = by_rule.get(held[o].reason.rule)
-        else:
-            return "a taken member's incident left one member linked to a report not bundled yet"
-        if claim is None or claim >= k:
-            return "a taken member's incident left one member with another link of its rule"
-    if y not in state:
-        return "a taken member's incident left one member that is gone"
-    return state[y][1]
 
 
 @dataclass

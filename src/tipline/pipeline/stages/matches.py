@@ -249,19 +249,11 @@ def _duplicate_matches(session: Session, f: File, sig: FileSignal | None, near: 
             out.append(_Match("duplicate", htype, 0, other_file_id=other))
     if sig is not None and usable_pdq(sig.pdq, sig.pdq_quality):
         assert sig.pdq is not None
-        cand = [c for c in near if c not in exact]
         found: list[tuple[int, datetime, str]] = []
-        for start in range(0, len(cand), 500):
-            chunk = cand[start:start + 500]
-            for other, pdq, quality, uploaded in session.execute(
-                select(FileSignal.file_id, FileSignal.pdq, FileSignal.pdq_quality, File.uploaded_at)
-                .join(File, File.id == FileSignal.file_id).where(FileSignal.file_id.in_(chunk))
-            ):
-                if pdq is None or not usable_pdq(bytes(pdq), quality):
-                    continue
-                d = media.hamming(sig.pdq, bytes(pdq))
-                if d <= DEFAULT_RADIUS:
-                    found.append((d, uploaded, other))
+        for other, (pdq, uploaded) in _stored_signals(session, {c for c in near if c not in exact}).items():
+            d = media.hamming(sig.pdq, pdq)
+            if d <= DEFAULT_RADIUS:
+                found.append((d, uploaded, other))
         for d, _, other in sorted(found)[:DUPLICATE_LIMIT]:
             out.append(_Match("duplicate", "pdq", d, other_file_id=other))
     return out
