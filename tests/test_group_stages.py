@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select
 
 from helpers import enrichment_results as results
 from helpers import result_diff as diff
@@ -201,3 +201,77 @@ def test_group_matches_choose_the_kept_duplicates_from_the_index(runtime: Runtim
         per_file[fid] = per_file.get(fid, 0) + 1
     assert per_file and max(per_file.values()) == 2, per_file  # the limit bound for some files
     assert asked and max(asked) >= 2, asked  # chosen from the index, not read in full
+
+
+def test_copies_of_the_same_bytes_are_listed_once_by_sha256(runtime: Runtime,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A viral file with more copies than are kept lists its earliest copies by SHA-256 and
+    nothing more: no MD5 duplicate of the same SHA-256, no PDQ duplicate of the same bytes
+    (version 1 listed the next copies again by MD5 and then by PDQ at distance 0, three times
+    the rows). MD5 and PDQ duplicates still name files of other bytes. Both forms: the group
+    form over every report at once, then the per-report form over every report again."""
+    from sqlalchemy.orm import aliased
+
+    from tipline.pipeline.stages import matches as matches_module
+    from tipline.store.tables import File, FileMatch
+
+    monkeypatch.setattr(matches_module, "DUPLICATE_LIMIT", 2)
+    ids = load(runtime, year(scale=6e-6, seed=5))
+    mine, other = aliased(File), aliased(File)
+
+    def rows() -> list[tuple[str, bool, int]]:
+        with runtime.sessions() as s:
+            return [(h, a == b, int(n)) for h, a, b, n in s.execute(
+                select(FileMatch.hash_type, mine.sha256, other.sha256, func.count())
+                .join(mine, mine.id == FileMatch.file_id).join(other, other.id == FileMatch.other_file_id)
+                .where(FileMatch.kind == "duplicate").group_by(FileMatch.hash_type, mine.sha256, other.sha256))]
+
+    with runtime.sessions() as s:  # the case: some bytes stored more often than copies are kept
+        most = max(s.execute(select(func.count()).select_from(File).group_by(File.sha256)).scalars())
+    assert most > 3, most
+    run_reports(StageContext(runtime), dict.fromkeys(ids), group_size=len(ids))
+    grouped = rows()
+    for rid in ids:
+        run_report_stepwise(StageContext(runtime), rid, ["matches"])
+    for found in (grouped, rows()):
+        assert {h for h, same, _ in found if same} == {"sha256"}, found
+        assert any(h == "pdq" for h, same, _ in found if not same), found  # near-duplicates remain
+        per_sha = [n for h, same, n in found if same]
+        assert per_sha and max(per_sha) >= 2, per_sha
+
+
+def test_an_md5_collision_is_listed_by_md5_in_both_forms(runtime: Runtime) -> None:
+    """Files with one MD5 and two SHA-256s (a collision: other bytes) list each other by MD5,
+    and copies of the same bytes do not, whether the colliding files are in one group (the MD5
+    asked per SHA-256) or in different groups; the group form writes what the per-report form
+    writes."""
+    import hashlib
+
+    from sqlalchemy import update
+
+    from helpers import person, report_doc, store_report
+    from tipline.store.db import transaction
+    from tipline.store.tables import File, FileMatch
+
+    keys = ["x", "x", "y", "z", "y"]
+    ids = [store_report(runtime, report_doc([person(f"c{i}")]), files=[key]) for i, key in enumerate(keys)]
+    with transaction(runtime.sessions) as s:
+        s.execute(update(File).where(File.sha256 == hashlib.sha256(b"y").hexdigest())
+                  .values(md5=hashlib.md5(b"x").hexdigest()))
+        names = {fid: keys[ids.index(int(rid))] for fid, rid in s.execute(select(File.id, File.report_id))}
+
+    def rows() -> list[tuple[str, str, str]]:
+        with runtime.sessions() as s:
+            return sorted((names[f], h, names[o]) for f, h, o in s.execute(
+                select(FileMatch.file_id, FileMatch.hash_type, FileMatch.other_file_id)
+                .where(FileMatch.kind == "duplicate")))
+
+    for rid in ids:
+        run_report_stepwise(StageContext(runtime), rid, ["matches"])
+    reference = rows()
+    assert ("x", "md5", "y") in reference and ("y", "md5", "x") in reference
+    assert ("x", "sha256", "x") in reference and ("y", "sha256", "y") in reference
+    assert not any(a == b and h == "md5" for a, h, b in reference), reference
+    for size in (len(ids), 1, 2):
+        run_reports(StageContext(runtime), dict.fromkeys(ids, ["matches"]), group_size=size)
+        assert rows() == reference, size

@@ -175,7 +175,21 @@ def off_reference(rt: Any) -> int:
     return sum(1 for rid, want in planned.items() if stored.get(rid) != want)
 
 
-def run_in_process(rt: Any, ids: list[int], job: Callable[[Any, list[int]], None], chunk: int) -> dict[str, Any]:
+def progress_line(label: str, marks: list[tuple[float, int]], spent_at: list[dict[str, float]],
+                  since: int, total: int) -> str:
+    """One line on a long run: reports done, the rate and each stage's ms per report since mark ``since``."""
+    (t1, n1), (t0, n0) = marks[-1], marks[since] if since >= 0 else (0.0, 0)
+    now, then = spent_at[-1], spent_at[since] if since >= 0 else {}
+    per = ", ".join(f"{k} {1000 * (v - then.get(k, 0.0)) / max(n1 - n0, 1):.2f}" for k, v in sorted(now.items()))
+    rss = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return (f"{label}: {n1:,}/{total:,} reports in {t1:.0f} s; last {n1 - n0:,} at "
+            f"{(n1 - n0) / max(t1 - t0, 1e-9):.1f} reports/s; ms per report: {per}; RSS peak {rss} MB")
+
+
+def run_in_process(rt: Any, ids: list[int], job: Callable[[Any, list[int]], None], chunk: int,
+                   label: str = "run", every: float = 60.0) -> dict[str, Any]:
+    """Run ``job`` over ``ids`` in chunks; a progress line to stderr every ``every`` seconds
+    (a year takes hours: the curve is seen while it is drawn, and kept if the run is cut short)."""
     from tipline.pipeline.core import StageContext
     from tipline.pipeline.queue import pending_report_ids
 
@@ -184,10 +198,14 @@ def run_in_process(rt: Any, ids: list[int], job: Callable[[Any, list[int]], None
     spent_at: list[dict[str, float]] = []  # the stage seconds so far, at each mark
     with stage_timer() as spent:
         t0, c0 = time.monotonic(), time.process_time()
+        shown, shown_at = -1, 0.0
         for i in range(0, len(ids), chunk):
             job(ctx, ids[i:i + chunk])
             marks.append((time.monotonic() - t0, min(len(ids), i + chunk)))
             spent_at.append(dict(spent))
+            if marks[-1][0] - shown_at >= every:
+                print(progress_line(label, marks, spent_at, shown, len(ids)), file=sys.stderr, flush=True)
+                shown, shown_at = len(marks) - 1, marks[-1][0]
         secs, cpu = time.monotonic() - t0, time.process_time() - c0
     left = len(set(pending_report_ids(rt)) & set(ids))
     off = off_reference(rt) if len(ids) == len(finished(rt)) else None  # a part of the store: not comparable
@@ -258,28 +276,31 @@ def bench_backend(backend: str, args: argparse.Namespace, pg_url: str | None) ->
     def grouped(ctx: Any, group: list[int]) -> None:
         enrich_many(ctx, group, group_size=args.group_size)
 
+    if args.baseline:
+        n += 1
+        with store(backend, pg_url, n, args.scale, args.seed) as (rt, load_s):
+            ids = finished(rt)
+            out["per_report"] = run_in_process(rt, ids[:args.baseline], per_report, max(1, args.baseline // 10),
+                                               f"{backend} per-report")
+            print(f"{backend} per-report: {out['per_report']['reports_per_s']} reports/s", flush=True)
     n += 1
     with store(backend, pg_url, n, args.scale, args.seed) as (rt, load_s):
         ids = finished(rt)
         out["reports_in_store"] = len(ids)
         out["load_seconds"] = round(load_s, 1)
-        out["per_report"] = run_in_process(rt, ids[:args.baseline], per_report, max(1, args.baseline // 10))
-        print(f"{backend} per-report: {out['per_report']['reports_per_s']} reports/s", flush=True)
-    n += 1
-    with store(backend, pg_url, n, args.scale, args.seed) as (rt, _):
-        ids = finished(rt)
         if args.profile:
             import cProfile
 
             prof = cProfile.Profile()
             prof.enable()
-        out["group"] = run_in_process(rt, ids, grouped, args.group_size)
+        out["group"] = run_in_process(rt, ids, grouped, args.group_size, f"{backend} group")
         if args.profile:
             prof.disable()
             prof.dump_stats(f"{args.profile}.{backend}")
             print(f"{backend} group profile: {args.profile}.{backend}", flush=True)
         print(f"{backend} group: {out['group']['reports_per_s']} reports/s", flush=True)
-    out["ratio"] = round(out["group"]["reports_per_s"] / out["per_report"]["reports_per_s"], 1)
+    out["ratio"] = (round(out["group"]["reports_per_s"] / out["per_report"]["reports_per_s"], 1)
+                    if "per_report" in out else None)
     if backend == "postgresql":
         out["workers"] = []
         for w in args.workers:
@@ -295,7 +316,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", type=float, default=0.000138, help="Simulated 2023 slice (0.000138: ~5,000 reports).")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--baseline", type=int, default=500, help="Reports the per-report path runs over.")
+    ap.add_argument("--baseline", type=int, default=500,
+                    help="Reports the per-report path runs over (0: none, and no store loaded for it).")
     ap.add_argument("--group-size", type=int, default=200)
     ap.add_argument("--workers", default="1,2,4", help="Worker processes to measure on PostgreSQL.")
     ap.add_argument("--backends", default="sqlite,postgresql")
@@ -318,7 +340,8 @@ def main() -> None:
     print(f"\n{'backend':<11} {'path':<12} {'reports':>8} {'rep/s':>8} {'rep/cpu-s':>9} {'curve (per fifth)':<36} "
           f"{'RSS MB':>7} {'off ref':>7}")
     for b in results["backends"]:
-        rows = [("per-report", b["per_report"]), ("group", b["group"])]
+        rows = [("per-report", b["per_report"])] if "per_report" in b else []
+        rows += [("group", b["group"])]
         rows += [(f"workers={w['workers']}", w) for w in b.get("workers", [])]
         for name, r in rows:
             off = "-" if r.get("off_reference") is None else r["off_reference"]

@@ -4,11 +4,14 @@ For each file of the report it writes ``file_matches`` rows, replacing earlier o
 
 * ``kind="bank"``: an enabled bank holds its MD5/SHA-1/SHA-256 exactly, or a PDQ within that
   bank's threshold (default 31);
-* ``kind="duplicate"``: another stored file has the same SHA-256 (or, failing that, MD5), or a
-  PDQ within 31 bits. At most :data:`DUPLICATE_LIMIT` per file and hash kind, nearest and then
-  earliest first, so a viral item seen in 10,000 reports does not write 10,000² rows; every
-  copy still links to the earliest copies, which keeps them all connected. A pair is stored
-  once, under the file whose report was matched later; read both directions.
+* ``kind="duplicate"``: another stored file has the same SHA-256; or the same MD5 but another
+  SHA-256 (an MD5 collision: the bytes differ); or a PDQ within 31 bits and another SHA-256.
+  At most :data:`DUPLICATE_LIMIT` per file and hash kind, nearest and then earliest first, so
+  a viral item seen in 10,000 reports does not write 10,000² rows; every copy still links to
+  the earliest copies, which keeps them all connected. A copy of the same bytes is listed
+  once, by SHA-256 (version 2: version 1 also listed a viral file's later copies again by MD5
+  and by PDQ at distance 0, up to three times the rows, which the links stage then read). A
+  pair is stored once, under the file whose report was matched later; read both directions.
 
 PDQ candidates come from process-wide indexes (tipline.pipeline.pdqindex) built from the
 database once and kept current; every candidate is re-checked against the stored hash, so a
@@ -72,22 +75,24 @@ class FileIndex:
         self.present: dict[str, bytes] = {}
         self._uploaded = np.empty(0, np.int64)  # per entry: its file's upload time (µs)
         self._changed = np.empty(0, np.bool_)  # per entry: its file has another entry (a new hash)
+        self._sha = np.empty(0, "S32")  # per entry: its file's SHA-256 (copies of the same bytes are skipped)
         self._entry_of: dict[str, int] = {}
         self._lock = threading.Lock()
         self._watermark: datetime | None = None
         self._last_refresh = 0.0
 
-    def add(self, entries: Iterable[tuple[str, bytes, datetime | None]]) -> None:
-        """Make (file id, PDQ, upload time) entries searchable; already-present identical ones are skipped."""
+    def add(self, entries: Iterable[tuple[str, bytes, datetime | None, str]]) -> None:
+        """Make (file id, PDQ, upload time, SHA-256 in hex) entries searchable; already-present
+        identical ones are skipped."""
         import numpy as np
 
         with self._lock:
-            new = [(fid, h, up) for fid, h, up in entries if self.present.get(fid) != h]
+            new = [(fid, h, up, sha) for fid, h, up, sha in entries if self.present.get(fid) != h]
             if not new:
                 return
             start = len(self.file_ids)
             changed = np.zeros(len(new), np.bool_)
-            for n, (fid, h, _) in enumerate(new):
+            for n, (fid, h, _, _) in enumerate(new):
                 if fid in self._entry_of:  # a second hash for a file: both entries are marked
                     changed[n] = True
                     earlier = self._entry_of[fid]
@@ -98,9 +103,10 @@ class FileIndex:
                 self._entry_of[fid] = start + n
                 self.file_ids.append(fid)
                 self.present[fid] = h
-            self._uploaded = np.concatenate([self._uploaded, np.array([_instant(u) for *_, u in new], np.int64)])
+            self._uploaded = np.concatenate([self._uploaded, np.array([_instant(u) for _, _, u, _ in new], np.int64)])
             self._changed = np.concatenate([self._changed, changed])
-            self.index.add(np.arange(start, start + len(new)), [h for _, h, _ in new])
+            self._sha = np.concatenate([self._sha, np.array([bytes.fromhex(sha) for *_, sha in new], "S32")])
+            self.index.add(np.arange(start, start + len(new)), [h for _, h, _, _ in new])
 
     def refresh(self, session: Session, *, force: bool = False) -> None:
         """Pick up hashes stored by other processes since the last look (rate-limited)."""
@@ -109,11 +115,11 @@ class FileIndex:
             return
         self._last_refresh = now
         started = datetime.now(UTC)
-        q = (select(FileSignal.file_id, FileSignal.pdq, FileSignal.pdq_quality, File.uploaded_at)
+        q = (select(FileSignal.file_id, FileSignal.pdq, FileSignal.pdq_quality, File.uploaded_at, File.sha256)
              .join(File, File.id == FileSignal.file_id).where(FileSignal.pdq.is_not(None)))
         if self._watermark is not None:
             q = q.where(FileSignal.computed_at >= self._watermark - REFRESH_OVERLAP)
-        self.add((fid, bytes(h), up) for fid, h, qual, up in session.execute(q)
+        self.add((fid, bytes(h), up, sha) for fid, h, qual, up, sha in session.execute(q)
                  if h is not None and usable_pdq(bytes(h), qual))
         self._watermark = started
 
@@ -128,10 +134,11 @@ class FileIndex:
             out[q].append(self.file_ids[i])
         return out
 
-    def nearest(self, pdqs: list[bytes], keep: int, skip: list[set[str]],
+    def nearest(self, pdqs: list[bytes], keep: int, skip: list[set[str]], shas: list[str],
                 radius: int = DEFAULT_RADIUS) -> list[tuple[list[str], list[tuple[int, int]]] | None]:
         """Per hash, the candidates the matches stage would keep, chosen from the index alone:
-        by (distance, upload time) the first ``keep`` not in ``skip``, and every candidate tied
+        by (distance, upload time) the first ``keep`` not in ``skip`` and not a copy of the
+        same bytes (the query file's SHA-256, ``shas``), and every candidate tied
         with the last of them (the stage breaks ties by file id); with their (distance, upload
         time) as the index has them, for the caller to check against the database. None where
         the index cannot tell (a candidate's file has a second entry: its hash changed), and
@@ -150,6 +157,8 @@ class FileIndex:
             if self._changed[pos].any():
                 out.append(None)
                 continue
+            keep_at = self._sha[pos] != bytes.fromhex(shas[q])
+            pos, dist = pos[keep_at], dist[keep_at]
             up = self._uploaded[pos]
             order = np.lexsort((up, dist))
             chosen: list[str] = []
@@ -236,12 +245,14 @@ def _bank_matches(session: Session, banks: BankIndex, f: File, sig: FileSignal |
 
 
 def _duplicate_matches(session: Session, f: File, sig: FileSignal | None, near: list[str]) -> list[_Match]:
-    """Files with the same SHA-256 or MD5, and PDQ ``near`` candidates (from the index) re-checked."""
+    """Files with the same SHA-256, or the same MD5 and other bytes, and PDQ ``near`` candidates
+    (from the index) of other bytes, re-checked."""
     out: list[_Match] = []
     exact: set[str] = {f.id}
-    for htype, col, value in (("sha256", File.sha256, f.sha256), ("md5", File.md5, f.md5)):
+    for htype, cond in (("sha256", File.sha256 == f.sha256),
+                        ("md5", and_(File.md5 == f.md5, File.sha256 != f.sha256))):
         rows = session.execute(
-            select(File.id).where(col == value, File.id.not_in(exact))
+            select(File.id).where(cond, File.id.not_in(exact))
             .order_by(File.uploaded_at, File.id).limit(DUPLICATE_LIMIT)
         ).scalars().all()
         for other in rows:
@@ -250,7 +261,9 @@ def _duplicate_matches(session: Session, f: File, sig: FileSignal | None, near: 
     if sig is not None and usable_pdq(sig.pdq, sig.pdq_quality):
         assert sig.pdq is not None
         found: list[tuple[int, datetime, str]] = []
-        for other, (pdq, uploaded) in _stored_signals(session, {c for c in near if c not in exact}).items():
+        for other, (pdq, uploaded, sha) in _stored_signals(session, {c for c in near if c not in exact}).items():
+            if sha == f.sha256:
+                continue  # the same bytes: listed by SHA-256 (or beyond the kept copies)
             d = media.hamming(sig.pdq, pdq)
             if d <= DEFAULT_RADIUS:
                 found.append((d, uploaded, other))
@@ -295,9 +308,9 @@ def matches(ctx: StageContext, session: Session, report_id: int) -> None:
     # This report's hashes are committed (the hashes stage ran before us): make them findable
     # by later reports at once. If this transaction rolls back nothing is lost: the index only
     # proposes candidates and every one is re-checked against the database.
-    uploaded = {f.id: f.uploaded_at for f in files}
-    file_index.add((fid, bytes(s.pdq), uploaded.get(fid)) for fid, s in sigs.items()
-                   if s.pdq is not None and usable_pdq(s.pdq, s.pdq_quality))
+    of = {f.id: f for f in files}
+    file_index.add((fid, bytes(s.pdq), of[fid].uploaded_at, of[fid].sha256) for fid, s in sigs.items()
+                   if fid in of and s.pdq is not None and usable_pdq(s.pdq, s.pdq_quality))
     # The analyst queue's read model follows its inputs in this transaction (tipline.console.queue_model).
     queue_model.refresh(session, [report_id])
 
@@ -313,29 +326,32 @@ def matches(ctx: StageContext, session: Session, report_id: int) -> None:
 _IN = 2000  # values per IN (...): far below both backends' parameter limits
 
 
-def _ranked_copies(session: Session, col: Any, values: list[str], keep: int) -> dict[str, list[str]]:
-    """{hash: the ``keep`` earliest files with it (by upload time, then id)}, one statement per 2,000 hashes."""
+def _ranked_copies(session: Session, col: Any, values: list[str], keep: int,
+                   *where: Any) -> dict[str, list[str]]:
+    """{hash: the ``keep`` earliest files with it (by upload time, then id) that meet ``where``},
+    one statement per 2,000 hashes."""
     out: dict[str, list[str]] = {}
     for i in range(0, len(values), _IN):
         chunk = values[i:i + _IN]
         ranked = select(File.id.label("fid"), col.label("h"), func.row_number().over(
-            partition_by=col, order_by=(File.uploaded_at, File.id)).label("n")).where(col.in_(chunk)).subquery()
+            partition_by=col, order_by=(File.uploaded_at, File.id)).label("n")).where(
+                col.in_(chunk), *where).subquery()
         for fid, h, _ in session.execute(select(ranked.c.fid, ranked.c.h, ranked.c.n)
                                          .where(ranked.c.n <= keep).order_by(ranked.c.h, ranked.c.n)):
             out.setdefault(h, []).append(fid)
     return out
 
 
-def _stored_signals(session: Session, file_ids: set[str]) -> dict[str, tuple[bytes, datetime]]:
-    """{file id: (PDQ, upload time)} of those with a usable stored PDQ."""
+def _stored_signals(session: Session, file_ids: set[str]) -> dict[str, tuple[bytes, datetime, str]]:
+    """{file id: (PDQ, upload time, SHA-256)} of those with a usable stored PDQ."""
     wanted = sorted(file_ids)
-    stored: dict[str, tuple[bytes, datetime]] = {}
+    stored: dict[str, tuple[bytes, datetime, str]] = {}
     for i in range(0, len(wanted), _IN):
-        for other, pdq, quality, uploaded in session.execute(
-                select(FileSignal.file_id, FileSignal.pdq, FileSignal.pdq_quality, File.uploaded_at)
+        for other, pdq, quality, uploaded, sha in session.execute(
+                select(FileSignal.file_id, FileSignal.pdq, FileSignal.pdq_quality, File.uploaded_at, File.sha256)
                 .join(File, File.id == FileSignal.file_id).where(FileSignal.file_id.in_(wanted[i:i + _IN]))):
             if pdq is not None and usable_pdq(bytes(pdq), quality):
-                stored[other] = (bytes(pdq), uploaded)
+                stored[other] = (bytes(pdq), uploaded, sha)
     return stored
 
 
@@ -365,7 +381,8 @@ def matches_group(ctx: StageContext, session: Session, report_ids: list[int]) ->
     usable = {fid: bytes(s.pdq) for fid, s in sigs.items() if s.pdq is not None and usable_pdq(s.pdq, s.pdq_quality)}
     # The group's own images are candidates for each other, as on a re-run of any one of them.
     upload_of = {f.id: f.uploaded_at for f in files}
-    file_index.add((fid, pdq, upload_of.get(fid)) for fid, pdq in usable.items())
+    sha_of = {f.id: f.sha256 for f in files}
+    file_index.add((fid, pdq, upload_of[fid], sha_of[fid]) for fid, pdq in usable.items())
     queries = [f.id for f in files if f.id in usable]
 
     # Banks: exact crypto hits in one statement, PDQ hits from one index search.
@@ -404,14 +421,25 @@ def matches_group(ctx: StageContext, session: Session, report_ids: list[int]) ->
                         bank_hits.setdefault(q, []).append(_Match("bank", "pdq", d, bank_entry_id=entry_id))
 
     # Duplicates: the earliest copies by SHA-256 (one more than kept: a file is its own copy),
-    # then by MD5 (enough that DUPLICATE_LIMIT remain once the SHA-256 copies are left out).
+    # then by MD5 those of other bytes: the files with the MD5 and none of the group's SHA-256s
+    # (a file with one of them has its bytes, so its MD5 too). Where the group's files with one
+    # MD5 have two SHA-256s (an MD5 collision inside the group) that would leave out the other's
+    # copies: such an MD5 is asked per SHA-256 instead.
     by_sha = _ranked_copies(session, File.sha256, sorted({f.sha256 for f in files}), DUPLICATE_LIMIT + 1)
-    by_md5 = _ranked_copies(session, File.md5, sorted({f.md5 for f in files}), 2 * DUPLICATE_LIMIT + 1)
+    shas_of_md5: dict[str, set[str]] = {}
+    for f in files:
+        shas_of_md5.setdefault(f.md5, set()).add(f.sha256)
+    group_shas = sorted({f.sha256 for f in files})
+    by_md5 = _ranked_copies(session, File.md5, sorted(m for m, shas in shas_of_md5.items() if len(shas) == 1),
+                            DUPLICATE_LIMIT, File.sha256.not_in(group_shas))
+    by_md5_sha = {(m, sha): _ranked_copies(session, File.md5, [m], DUPLICATE_LIMIT, File.sha256 != sha).get(m, [])
+                  for m, shas in sorted(shas_of_md5.items()) if len(shas) > 1 for sha in sorted(shas)}
     exact_of: dict[str, set[str]] = {}
     dup_hits: dict[str, list[_Match]] = {}
     for f in files:
         exact = {f.id}
-        for htype, copies in (("sha256", by_sha.get(f.sha256, [])), ("md5", by_md5.get(f.md5, []))):
+        md5_copies = by_md5_sha[(f.md5, f.sha256)] if (f.md5, f.sha256) in by_md5_sha else by_md5.get(f.md5, [])
+        for htype, copies in (("sha256", by_sha.get(f.sha256, [])), ("md5", md5_copies)):
             found = [c for c in copies if c not in exact][:DUPLICATE_LIMIT]
             for other in found:
                 dup_hits.setdefault(f.id, []).append(_Match("duplicate", htype, 0, other_file_id=other))
@@ -419,8 +447,8 @@ def matches_group(ctx: StageContext, session: Session, report_ids: list[int]) ->
         exact_of[f.id] = exact
     # The PDQ candidates: those the index shows are kept (nearest, then earliest; checked
     # against the database below), else every candidate of the hash, as the per-report stage.
-    picks = (file_index.nearest([usable[q] for q in queries], DUPLICATE_LIMIT, [exact_of[q] for q in queries])
-             if queries else [])
+    picks = (file_index.nearest([usable[q] for q in queries], DUPLICATE_LIMIT, [exact_of[q] for q in queries],
+                                [sha_of[q] for q in queries]) if queries else [])
     pending: dict[str, list[str]] = {}
     expected: dict[str, dict[str, tuple[int, int]]] = {}
     for q, picked in zip(queries, picks, strict=True):
@@ -434,7 +462,8 @@ def matches_group(ctx: StageContext, session: Session, report_ids: list[int]) ->
     for q, want in expected.items():
         # The database is the truth: a chosen candidate whose hash or time differs from the
         # index's (or is gone) means the choice may be wrong: read every candidate of it.
-        if any(c not in stored or (media.hamming(usable[q], stored[c][0]), _instant(stored[c][1])) != key
+        if any(c not in stored or stored[c][2] == sha_of[q]
+               or (media.hamming(usable[q], stored[c][0]), _instant(stored[c][1])) != key
                for c, key in want.items()):
             more = [c for c in file_index.near_many([usable[q]])[0] if c not in exact_of[q]]
             stored.update(_stored_signals(session, set(more) - stored.keys()))
@@ -442,9 +471,9 @@ def matches_group(ctx: StageContext, session: Session, report_ids: list[int]) ->
     for q in queries:
         near_found: list[tuple[int, datetime, str]] = []
         for other in pending[q]:
-            if other not in stored:
-                continue
-            pdq, uploaded = stored[other]
+            if other not in stored or stored[other][2] == sha_of[q]:
+                continue  # gone, or the same bytes (listed by SHA-256, or beyond the kept copies)
+            pdq, uploaded, _ = stored[other]
             d = media.hamming(usable[q], pdq)
             if d <= DEFAULT_RADIUS:
                 near_found.append((d, uploaded, other))
@@ -463,4 +492,4 @@ def matches_group(ctx: StageContext, session: Session, report_ids: list[int]) ->
 
 
 # Registered here, below its group form.
-stage("matches", version="1", after=("hashes",), group=matches_group, reads_others=True)(matches)
+stage("matches", version="2", after=("hashes",), group=matches_group, reads_others=True)(matches)
