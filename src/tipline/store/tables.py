@@ -137,7 +137,6 @@ class File(Base):
     # stage) are index ranges, however many copies a viral file has: no sort of every copy.
     __table_args__ = (UniqueConstraint("report_id", "seq", name="uq_files_report_seq"),
                       Index("ix_files_sha256_uploaded", "sha256", "uploaded_at", "id"),
-                      Index("ix_files_md5_uploaded", "md5", "uploaded_at", "id"),
                       Index("ix_files_sha256_report", "sha256", "report_id"))
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     # No index of its own: uq_files_report_seq leads with it (migration 0015).

@@ -4,14 +4,17 @@ For each file of the report it writes ``file_matches`` rows, replacing earlier o
 
 * ``kind="bank"``: an enabled bank holds its MD5/SHA-1/SHA-256 exactly, or a PDQ within that
   bank's threshold (default 31);
-* ``kind="duplicate"``: another stored file has the same SHA-256; or the same MD5 but another
-  SHA-256 (an MD5 collision: the bytes differ); or a PDQ within 31 bits and another SHA-256.
-  At most :data:`DUPLICATE_LIMIT` per file and hash kind, nearest and then earliest first, so
-  a viral item seen in 10,000 reports does not write 10,000² rows; every copy still links to
-  the earliest copies, which keeps them all connected. A copy of the same bytes is listed
-  once, by SHA-256 (version 2: version 1 also listed a viral file's later copies again by MD5
-  and by PDQ at distance 0, up to three times the rows, which the links stage then read). A
-  pair is stored once, under the file whose report was matched later; read both directions.
+* ``kind="duplicate"``: another stored file has the same SHA-256 (the same bytes), or a PDQ
+  within 31 bits and another SHA-256. At most :data:`DUPLICATE_LIMIT` per file and hash kind,
+  nearest and then earliest first, so a viral item seen in 10,000 reports does not write
+  10,000² rows; every copy still links to the earliest copies, which keeps them all
+  connected. A pair is stored once, under the file whose report was matched later; read both
+  directions.
+
+Version 2 lists a copy of the same bytes once, by SHA-256. Version 1 also listed a viral file's
+next copies by MD5 and then by PDQ at distance 0 (up to three times the rows, which the links
+stage read again). Every stored file has its bytes, so intake computed both hashes from them:
+the same MD5 with another SHA-256 is a collision, other bytes, and no copy.
 
 PDQ candidates come from process-wide indexes (tipline.pipeline.pdqindex) built from the
 database once and kept current; every candidate is re-checked against the stored hash, so a
@@ -245,25 +248,21 @@ def _bank_matches(session: Session, banks: BankIndex, f: File, sig: FileSignal |
 
 
 def _duplicate_matches(session: Session, f: File, sig: FileSignal | None, near: list[str]) -> list[_Match]:
-    """Files with the same SHA-256, or the same MD5 and other bytes, and PDQ ``near`` candidates
-    (from the index) of other bytes, re-checked."""
+    """Files with the same SHA-256, and PDQ ``near`` candidates (from the index) of other bytes,
+    re-checked."""
     out: list[_Match] = []
     exact: set[str] = {f.id}
-    for htype, cond in (("sha256", File.sha256 == f.sha256),
-                        ("md5", and_(File.md5 == f.md5, File.sha256 != f.sha256))):
-        rows = session.execute(
-            select(File.id).where(cond, File.id.not_in(exact))
-            .order_by(File.uploaded_at, File.id).limit(DUPLICATE_LIMIT)
-        ).scalars().all()
-        for other in rows:
-            exact.add(other)
-            out.append(_Match("duplicate", htype, 0, other_file_id=other))
+    for other in session.execute(
+            select(File.id).where(File.sha256 == f.sha256, File.id != f.id)
+            .order_by(File.uploaded_at, File.id).limit(DUPLICATE_LIMIT)).scalars().all():
+        exact.add(other)
+        out.append(_Match("duplicate", "sha256", 0, other_file_id=other))
     if sig is not None and usable_pdq(sig.pdq, sig.pdq_quality):
         assert sig.pdq is not None
         found: list[tuple[int, datetime, str]] = []
         for other, (pdq, uploaded, sha) in _stored_signals(session, {c for c in near if c not in exact}).items():
             if sha == f.sha256:
-                continue  # the same bytes: listed by SHA-256 (or beyond the kept copies)
+                continue  # the same bytes: listed by SHA-256 (or beyond the copies kept)
             d = media.hamming(sig.pdq, pdq)
             if d <= DEFAULT_RADIUS:
                 found.append((d, uploaded, other))
@@ -320,22 +319,19 @@ def matches(ctx: StageContext, session: Session, report_id: int) -> None:
 # What ``matches`` run on each report of a group writes, with a bounded number of statements
 # for the whole group: the group's files and signals, ONE near-duplicate index search for
 # every image of the group (and one over the banks), the exact duplicates of every file by
-# SHA-256 and by MD5 in one ranked statement each (a window function keeps the earliest copies
-# per hash, as the per-file LIMIT does), and one read of every PDQ candidate to re-check.
+# SHA-256 in one ranked statement (a window function keeps the earliest copies per hash, as
+# the per-file LIMIT does), and one read of every PDQ candidate to re-check.
 
 _IN = 2000  # values per IN (...): far below both backends' parameter limits
 
 
-def _ranked_copies(session: Session, col: Any, values: list[str], keep: int,
-                   *where: Any) -> dict[str, list[str]]:
-    """{hash: the ``keep`` earliest files with it (by upload time, then id) that meet ``where``},
-    one statement per 2,000 hashes."""
+def _ranked_copies(session: Session, col: Any, values: list[str], keep: int) -> dict[str, list[str]]:
+    """{hash: the ``keep`` earliest files with it (by upload time, then id)}, one statement per 2,000 hashes."""
     out: dict[str, list[str]] = {}
     for i in range(0, len(values), _IN):
         chunk = values[i:i + _IN]
         ranked = select(File.id.label("fid"), col.label("h"), func.row_number().over(
-            partition_by=col, order_by=(File.uploaded_at, File.id)).label("n")).where(
-                col.in_(chunk), *where).subquery()
+            partition_by=col, order_by=(File.uploaded_at, File.id)).label("n")).where(col.in_(chunk)).subquery()
         for fid, h, _ in session.execute(select(ranked.c.fid, ranked.c.h, ranked.c.n)
                                          .where(ranked.c.n <= keep).order_by(ranked.c.h, ranked.c.n)):
             out.setdefault(h, []).append(fid)
@@ -420,31 +416,15 @@ def matches_group(ctx: StageContext, session: Session, report_ids: list[int]) ->
                     if d <= limits[bank_id]:
                         bank_hits.setdefault(q, []).append(_Match("bank", "pdq", d, bank_entry_id=entry_id))
 
-    # Duplicates: the earliest copies by SHA-256 (one more than kept: a file is its own copy),
-    # then by MD5 those of other bytes: the files with the MD5 and none of the group's SHA-256s
-    # (a file with one of them has its bytes, so its MD5 too). Where the group's files with one
-    # MD5 have two SHA-256s (an MD5 collision inside the group) that would leave out the other's
-    # copies: such an MD5 is asked per SHA-256 instead.
+    # Duplicates: the earliest copies by SHA-256 (one more than kept: a file is its own copy).
     by_sha = _ranked_copies(session, File.sha256, sorted({f.sha256 for f in files}), DUPLICATE_LIMIT + 1)
-    shas_of_md5: dict[str, set[str]] = {}
-    for f in files:
-        shas_of_md5.setdefault(f.md5, set()).add(f.sha256)
-    group_shas = sorted({f.sha256 for f in files})
-    by_md5 = _ranked_copies(session, File.md5, sorted(m for m, shas in shas_of_md5.items() if len(shas) == 1),
-                            DUPLICATE_LIMIT, File.sha256.not_in(group_shas))
-    by_md5_sha = {(m, sha): _ranked_copies(session, File.md5, [m], DUPLICATE_LIMIT, File.sha256 != sha).get(m, [])
-                  for m, shas in sorted(shas_of_md5.items()) if len(shas) > 1 for sha in sorted(shas)}
     exact_of: dict[str, set[str]] = {}
     dup_hits: dict[str, list[_Match]] = {}
     for f in files:
-        exact = {f.id}
-        md5_copies = by_md5_sha[(f.md5, f.sha256)] if (f.md5, f.sha256) in by_md5_sha else by_md5.get(f.md5, [])
-        for htype, copies in (("sha256", by_sha.get(f.sha256, [])), ("md5", md5_copies)):
-            found = [c for c in copies if c not in exact][:DUPLICATE_LIMIT]
-            for other in found:
-                dup_hits.setdefault(f.id, []).append(_Match("duplicate", htype, 0, other_file_id=other))
-            exact.update(found)
-        exact_of[f.id] = exact
+        found = [c for c in by_sha.get(f.sha256, []) if c != f.id][:DUPLICATE_LIMIT]
+        for other in found:
+            dup_hits.setdefault(f.id, []).append(_Match("duplicate", "sha256", 0, other_file_id=other))
+        exact_of[f.id] = {f.id, *found}
     # The PDQ candidates: those the index shows are kept (nearest, then earliest; checked
     # against the database below), else every candidate of the hash, as the per-report stage.
     picks = (file_index.nearest([usable[q] for q in queries], DUPLICATE_LIMIT, [exact_of[q] for q in queries],
