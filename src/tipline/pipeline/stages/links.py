@@ -490,9 +490,9 @@ def links_stage(ctx: StageContext, session: Session, report_id: int) -> None:
 #
 # The same links as ``links_stage`` run on each report of the group in turn, with a bounded
 # number of statements for the whole group: one read of the group's identifiers and files,
-# ONE sharer query per kind of key (identifiers, SHA-256) for every key of the group, ranked
-# by a window function (the ``cap`` earliest sharers of each key are its anchors), one more
-# for the keys of which a group report is itself an anchor, two FileMatch queries, and the
+# a sharer query per kind of key (identifiers, SHA-256) and 200 keys of the group, reading the
+# ``cap`` earliest sharers of each key (its anchors) from the key's index, one more for the
+# keys of which a group report is itself an anchor, two FileMatch queries, and the
 # writes. How the per-report runs would have rewritten each other's pairs (a later report's
 # run deletes and rewrites every pair it is in) is replayed in memory, so the stored pairs,
 # the link-change record the bundles stage reads and the ledger rows made due are exactly
@@ -502,21 +502,30 @@ def links_stage(ctx: StageContext, session: Session, report_id: int) -> None:
 def _ranked_sharers(session: Session, which: str, keys: Sequence[Any], params: dict[str, Any],
                     cap: int | None) -> dict[Any, list[Sharer]]:
     """{key: [(report id, finished_at), ...] ascending}: the ``cap`` earliest sharers of each key
-    (every sharer when ``cap`` is None), for many keys in one statement per 2,000 keys."""
-    key_col, report_col, where = _key_table(which)
+    (every sharer when ``cap`` is None), for many keys in one statement per 200 (``cap``) or
+    2,000 keys (every sharer).
+
+    The ``cap`` earliest are read per key (``_sharers_stmt``: a UNION ALL of "ORDER BY report
+    LIMIT cap" selects, each walking its key's index and stopping at ``cap``), not ranked by a
+    window function over every sharer: a viral file's SHA-256 has tens of thousands of sharers
+    in a year, all of which the window read for every group that held a copy."""
     found: dict[Any, list[Sharer]] = {}
+    if cap is not None:
+        for i in range(0, len(keys), _UNION_CHUNK):
+            chunk = keys[i:i + _UNION_CHUNK]
+            values = {f"k{j}": k for j, k in enumerate(chunk)} | params | {"cap": cap}
+            for k, r, f in session.execute(_sharers_stmt(which, len(chunk), True), values):
+                found.setdefault(k, []).append((int(r), f))
+        for lst in found.values():
+            lst.sort()
+        return found
+    key_col, report_col, where = _key_table(which)
     for i in range(0, len(keys), 2000):
         chunk = list(keys[i:i + 2000])
         pairs = (select(key_col.label("k"), report_col.label("r"), Report.finished_at.label("f"))
                  .join(Report, Report.id == report_col)
                  .where(_FINISHED, key_col.in_(chunk), *where).distinct().subquery("pairs"))
-        if cap is None:
-            q = select(pairs.c.k, pairs.c.r, pairs.c.f)
-        else:
-            ranked = select(pairs.c.k, pairs.c.r, pairs.c.f, func.row_number().over(
-                partition_by=pairs.c.k, order_by=pairs.c.r).label("n")).subquery("ranked")
-            q = select(ranked.c.k, ranked.c.r, ranked.c.f).where(ranked.c.n <= cap)
-        for k, r, f in session.execute(q, params):
+        for k, r, f in session.execute(select(pairs.c.k, pairs.c.r, pairs.c.f), params):
             found.setdefault(k, []).append((int(r), f))
     for lst in found.values():
         lst.sort()

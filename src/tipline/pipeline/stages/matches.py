@@ -28,9 +28,10 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select
+from sqlalchemy import Integer, and_, bindparam, delete, insert, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from tipline.console import queue_model
@@ -325,17 +326,37 @@ def matches(ctx: StageContext, session: Session, report_id: int) -> None:
 _IN = 2000  # values per IN (...): far below both backends' parameter limits
 
 
-def _ranked_copies(session: Session, col: Any, values: list[str], keep: int) -> dict[str, list[str]]:
-    """{hash: the ``keep`` earliest files with it (by upload time, then id)}, one statement per 2,000 hashes."""
-    out: dict[str, list[str]] = {}
-    for i in range(0, len(values), _IN):
-        chunk = values[i:i + _IN]
-        ranked = select(File.id.label("fid"), col.label("h"), func.row_number().over(
-            partition_by=col, order_by=(File.uploaded_at, File.id)).label("n")).where(col.in_(chunk)).subquery()
-        for fid, h, _ in session.execute(select(ranked.c.fid, ranked.c.h, ranked.c.n)
-                                         .where(ranked.c.n <= keep).order_by(ranked.c.h, ranked.c.n)):
-            out.setdefault(h, []).append(fid)
-    return out
+_UNION = 200  # selects per UNION ALL (SQLite allows 500 compound terms)
+
+
+@lru_cache(maxsize=256)
+def _copies_stmt(n: int) -> Any:
+    """UNION ALL of ``n`` selects "the :keep earliest files with SHA-256 :h<i>", each walking
+    ``ix_files_sha256_uploaded`` (which holds the upload time and id) and stopping at ``keep``.
+    Built once per shape: building such a statement costs more than running it."""
+    parts = []
+    for i in range(n):
+        sub = (select(File.id.label("fid"), File.sha256.label("h"), File.uploaded_at.label("up"))
+               .where(File.sha256 == bindparam(f"h{i}"))
+               .order_by(File.uploaded_at, File.id).limit(bindparam("keep", type_=Integer)).subquery(f"c{i}"))
+        parts.append(select(sub.c.fid, sub.c.h, sub.c.up))
+    return parts[0] if n == 1 else union_all(*parts)
+
+
+def _ranked_copies(session: Session, values: list[str], keep: int) -> dict[str, list[str]]:
+    """{SHA-256: the ``keep`` earliest files with it (by upload time, then id)}, one statement
+    per 200 hashes: what the per-file LIMIT of the per-report form reads, for many at once.
+
+    Per hash, not ranked by a window function over every copy: a viral file has tens of
+    thousands of copies in a year, all of which the window read for every group holding one."""
+    found: dict[str, list[tuple[Any, str]]] = {}
+    for i in range(0, len(values), _UNION):
+        chunk = values[i:i + _UNION]
+        params: dict[str, Any] = {f"h{j}": h for j, h in enumerate(chunk)} | {"keep": keep}
+        for fid, h, up in session.execute(_copies_stmt(len(chunk)), params):
+            found.setdefault(h, []).append((up, fid))
+    # UNION ALL promises no order of a part's rows: sorted here, as each part chose them.
+    return {h: [fid for _, fid in sorted(lst)] for h, lst in found.items()}
 
 
 def _stored_signals(session: Session, file_ids: set[str]) -> dict[str, tuple[bytes, datetime, str]]:
@@ -417,7 +438,7 @@ def matches_group(ctx: StageContext, session: Session, report_ids: list[int]) ->
                         bank_hits.setdefault(q, []).append(_Match("bank", "pdq", d, bank_entry_id=entry_id))
 
     # Duplicates: the earliest copies by SHA-256 (one more than kept: a file is its own copy).
-    by_sha = _ranked_copies(session, File.sha256, sorted({f.sha256 for f in files}), DUPLICATE_LIMIT + 1)
+    by_sha = _ranked_copies(session, sorted({f.sha256 for f in files}), DUPLICATE_LIMIT + 1)
     exact_of: dict[str, set[str]] = {}
     dup_hits: dict[str, list[_Match]] = {}
     for f in files:
