@@ -194,8 +194,14 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
         return _Fallback("min_reports above 2")
     graph_rule = {r.name: k for k, r in enumerate(rules.rules)}
 
+    known: dict[tuple[str, float], tuple[int, ...]] = {}  # a few reasons and weights, asked per link
+
     def rules_of(reason: str, weight: float) -> tuple[int, ...]:
-        return tuple(k for k, r in enumerate(rules.rules) if reason in r.reasons and weight >= r.min_weight)
+        got = known.get((reason, weight))
+        if got is None:
+            got = known[(reason, weight)] = tuple(k for k, r in enumerate(rules.rules)
+                                                  if reason in r.reasons and weight >= r.min_weight)
+        return got
 
     before = {key: v for key, v in delta.before.items() if rules_of(key[2], v[0])}
     after = {key: v for key, v in delta.after.items() if rules_of(key[2], v[0])}

@@ -16,11 +16,20 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, bindparam, delete, func, or_, select, union_all
+from sqlalchemy import ColumnElement, Integer, bindparam, delete, func, or_, select, true, union_all
+from sqlalchemy.dialects.postgresql import ARRAY as PG_ARRAY
 from sqlalchemy.orm import Session, aliased
 
 from tipline.model.report import IpCaptureEvent
-from tipline.pipeline.core import Outcome, StageContext, cross_report_lock, insert_rows, report_documents, stage
+from tipline.pipeline.core import (
+    Outcome,
+    StageContext,
+    cross_report_lock,
+    insert_rows,
+    report_documents,
+    stage,
+    union_shape,
+)
 from tipline.pipeline.identifiers import (
     Rules,
     load_rules,
@@ -215,6 +224,10 @@ _PARTIES = ("personOrUserReported", "intendedRecipient", "victim")
 # finished report, the cost growing with the store — instead of from the key's own index.
 _FINISHED = func.coalesce(Report.state, "") == "finished"
 _UNION_CHUNK = 200  # selects per UNION ALL (SQLite allows 500 compound terms)
+#: A key no report has, per kind: fills a UNION ALL up to its shape (``union_shape``).
+_NO_KEY: dict[str, Any] = {"identifier": 0, "sha256": ""}
+
+
 _IN_CHUNK = 500
 
 
@@ -321,7 +334,21 @@ def _key_table(which: str) -> tuple[Any, Any, list[ColumnElement[bool]]]:
     return File.sha256, File.report_id, []
 
 
-@lru_cache(maxsize=512)
+@lru_cache(maxsize=4)
+def _sharers_lateral(which: str) -> Any:
+    """PostgreSQL: the :cap earliest sharers of each key of the array :keys, in one statement
+    (a LATERAL select per key, each walking the key's index and stopping at :cap). The UNION
+    ALL form below is planned anew at each execution, 200 subqueries at a time."""
+    key_col, report_col, where = _key_table(which)
+    keys = func.unnest(bindparam("keys", type_=PG_ARRAY(key_col.type))).table_valued("k").render_derived(name="keys")
+    sub = (select(report_col.label("r"), Report.finished_at.label("f"))
+           .join(Report, Report.id == report_col)
+           .where(_FINISHED, key_col == keys.c.k, *where).distinct()
+           .order_by(report_col).limit(bindparam("cap", type_=Integer)).lateral("s"))
+    return select(keys.c.k, sub.c.r, sub.c.f).select_from(keys).join(sub, true())
+
+
+@lru_cache(maxsize=64)
 def _sharers_stmt(which: str, n: int, limited: bool) -> Any:
     """UNION ALL of ``n`` selects "sharers of key :k<i> [ORDER BY report LIMIT :cap]".
 
@@ -354,9 +381,11 @@ def _sharers(session: Session, report_id: int, cap: int, which: str, keys: Seque
     def per_key(keys: Sequence[Any], limited: bool) -> dict[Any, list[Sharer]]:
         found: dict[Any, list[Sharer]] = {}
         for i in range(0, len(keys), _UNION_CHUNK):
-            chunk = keys[i:i + _UNION_CHUNK]
+            chunk = list(keys[i:i + _UNION_CHUNK])
+            n = union_shape(len(chunk))
+            chunk += [_NO_KEY[which]] * (n - len(chunk))
             values = {f"k{j}": k for j, k in enumerate(chunk)} | params | ({"cap": cap} if limited else {})
-            for k, r, f in session.execute(_sharers_stmt(which, len(chunk), limited), values):
+            for k, r, f in session.execute(_sharers_stmt(which, n, limited), values):
                 found.setdefault(k, []).append((int(r), f))
         return found
 
@@ -505,16 +534,27 @@ def _ranked_sharers(session: Session, which: str, keys: Sequence[Any], params: d
     (every sharer when ``cap`` is None), for many keys in one statement per 200 (``cap``) or
     2,000 keys (every sharer).
 
-    The ``cap`` earliest are read per key (``_sharers_stmt``: a UNION ALL of "ORDER BY report
-    LIMIT cap" selects, each walking its key's index and stopping at ``cap``), not ranked by a
+    The ``cap`` earliest are read per key — on PostgreSQL a LATERAL select per key of an array
+    (``_sharers_lateral``), on SQLite a UNION ALL of "ORDER BY report LIMIT cap" selects
+    (``_sharers_stmt``) — each walking its key's index and stopping at ``cap``, not ranked by a
     window function over every sharer: a viral file's SHA-256 has tens of thousands of sharers
     in a year, all of which the window read for every group that held a copy."""
     found: dict[Any, list[Sharer]] = {}
+    if cap is not None and session.get_bind().dialect.name == "postgresql":
+        for i in range(0, len(keys), 2000):
+            for k, r, f in session.execute(_sharers_lateral(which),
+                                           {"keys": list(keys[i:i + 2000]), "cap": cap} | params):
+                found.setdefault(k, []).append((int(r), f))
+        for lst in found.values():
+            lst.sort()
+        return found
     if cap is not None:
         for i in range(0, len(keys), _UNION_CHUNK):
-            chunk = keys[i:i + _UNION_CHUNK]
+            chunk = list(keys[i:i + _UNION_CHUNK])
+            n = union_shape(len(chunk))
+            chunk += [_NO_KEY[which]] * (n - len(chunk))
             values = {f"k{j}": k for j, k in enumerate(chunk)} | params | {"cap": cap}
-            for k, r, f in session.execute(_sharers_stmt(which, len(chunk), True), values):
+            for k, r, f in session.execute(_sharers_stmt(which, n, True), values):
                 found.setdefault(k, []).append((int(r), f))
         for lst in found.values():
             lst.sort()

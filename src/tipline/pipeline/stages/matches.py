@@ -31,13 +31,14 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Integer, and_, bindparam, delete, insert, or_, select, union_all
+from sqlalchemy import Integer, and_, bindparam, delete, func, insert, or_, select, true, union_all
+from sqlalchemy.dialects.postgresql import ARRAY as PG_ARRAY
 from sqlalchemy.orm import Session
 
 from tipline.console import queue_model
 from tipline.kinds.hashes import CRYPTO_NAMES
 from tipline.pipeline import media
-from tipline.pipeline.core import Outcome, StageContext, first_in_transaction, insert_rows, stage
+from tipline.pipeline.core import Outcome, StageContext, first_in_transaction, insert_rows, stage, union_shape
 from tipline.pipeline.media import DEFAULT_RADIUS
 from tipline.store.tables import BankEntry, File, FileMatch, FileSignal, HashBank
 
@@ -329,7 +330,19 @@ _IN = 2000  # values per IN (...): far below both backends' parameter limits
 _UNION = 200  # selects per UNION ALL (SQLite allows 500 compound terms)
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=1)
+def _copies_lateral() -> Any:
+    """PostgreSQL: the :keep earliest files of each SHA-256 of the array :hashes in one
+    statement (a LATERAL select per hash on ``ix_files_sha256_uploaded``, stopping at :keep);
+    the UNION ALL form below is planned anew at each execution, 200 subqueries at a time."""
+    keys = func.unnest(bindparam("hashes", type_=PG_ARRAY(File.sha256.type))).table_valued("h") \
+        .render_derived(name="hashes")
+    sub = (select(File.id.label("fid"), File.uploaded_at.label("up")).where(File.sha256 == keys.c.h)
+           .order_by(File.uploaded_at, File.id).limit(bindparam("keep", type_=Integer)).lateral("c"))
+    return select(sub.c.fid, keys.c.h, sub.c.up).select_from(keys).join(sub, true())
+
+
+@lru_cache(maxsize=16)
 def _copies_stmt(n: int) -> Any:
     """UNION ALL of ``n`` selects "the :keep earliest files with SHA-256 :h<i>", each walking
     ``ix_files_sha256_uploaded`` (which holds the upload time and id) and stopping at ``keep``.
@@ -345,15 +358,23 @@ def _copies_stmt(n: int) -> Any:
 
 def _ranked_copies(session: Session, values: list[str], keep: int) -> dict[str, list[str]]:
     """{SHA-256: the ``keep`` earliest files with it (by upload time, then id)}, one statement
-    per 200 hashes: what the per-file LIMIT of the per-report form reads, for many at once.
+    per 2,000 hashes (PostgreSQL) or 200 (SQLite): what the per-file LIMIT of the per-report
+    form reads, for many at once.
 
     Per hash, not ranked by a window function over every copy: a viral file has tens of
     thousands of copies in a year, all of which the window read for every group holding one."""
     found: dict[str, list[tuple[Any, str]]] = {}
+    if session.get_bind().dialect.name == "postgresql":
+        for i in range(0, len(values), _IN):
+            for fid, h, up in session.execute(_copies_lateral(), {"hashes": values[i:i + _IN], "keep": keep}):
+                found.setdefault(h, []).append((up, fid))
+        return {h: [fid for _, fid in sorted(lst)] for h, lst in found.items()}
     for i in range(0, len(values), _UNION):
         chunk = values[i:i + _UNION]
+        n = union_shape(len(chunk), _UNION)
+        chunk += [""] * (n - len(chunk))  # no file has an empty SHA-256 (see ``union_shape``)
         params: dict[str, Any] = {f"h{j}": h for j, h in enumerate(chunk)} | {"keep": keep}
-        for fid, h, up in session.execute(_copies_stmt(len(chunk)), params):
+        for fid, h, up in session.execute(_copies_stmt(n), params):
             found.setdefault(h, []).append((up, fid))
     # UNION ALL promises no order of a part's rows: sorted here, as each part chose them.
     return {h: [fid for _, fid in sorted(lst)] for h, lst in found.items()}
