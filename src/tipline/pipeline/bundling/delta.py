@@ -614,7 +614,11 @@ def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float
             o = b if a in piece else a
             if o in gone or o not in done:
                 continue
-            if o in member_of:  # a report of T: as planned now (its old claim, or a new one)
+            if o in member_of or o in finished:
+                # A report of T (with a stored membership or, not bundled yet, without): as
+                # planned now, its old claim or a new one. A report of T that no rule claims
+                # cannot be at a link of the rule (its ends are in T, or the stored plan would
+                # hold it): that falls back below.
                 claim = new_claim.get(o)
             elif o in members:  # outside T: its claim did not change
                 claim = by_rule.get(members[o].reason.rule)
