@@ -22,6 +22,10 @@ incremental path assumes too), the new plan follows from the old one and the cha
   (``_still_whole``: a bounded search from the members linked to it through the incident's own
   links; one such member is a single way in), keeps two members, and gets its key moved to the
   lowest member left and its members' lowest links re-chosen where they named the lost one.
+  When the incident sheds pieces instead, each piece is an incident of its own — or, when a
+  link of the group joins a piece to a report of T its rule claims (a new copy of the viral
+  item linked to the piece's members), the plan is made a second time with each piece a unit
+  of its own (``_Split``), so that the link joins the piece, not the incident it fell off.
 
 Anything else — a removed bundling link, a report in two incidents, an incident that falls
 apart or whose search is too wide, a rule of ``min_reports`` above 2, an incident rule no
@@ -77,6 +81,8 @@ class DeltaStats:
     pieces: int = 0
     left_alone: int = 0
     emptied: int = 0
+    #: Of the pieces, those a link of the group joins to a report their rule claims.
+    pieces_joined: int = 0
     #: Of those, groups that took members from a later rule's incident (kept whole).
     took_members: int = 0
     fallbacks: dict[str, int] = field(default_factory=dict)
@@ -108,6 +114,21 @@ class _Component:
     rule: int
     incidents: set[int] = field(default_factory=set)  # stored incidents merged into it
     nodes: set[int] = field(default_factory=set)  # reports of T joining it (no stored incident of the rule)
+    pieces: set[int] = field(default_factory=set)  # units of pieces that fell off a stored incident
+
+
+#: Unit ids of pieces (``_Split``): below every stored incident's negative id.
+_PIECE_BASE = 1 << 62
+
+
+@dataclass(frozen=True)
+class _Split:
+    """Pieces fall off incidents that lost members to an earlier rule, and some are linked by a
+    link of the group to a report of T their rule claims: the plan is made again with each
+    piece a unit of its own (``_bundle(split=...)``), so that such a link joins the piece, not
+    the incident it fell off."""
+
+    pieces: dict[int, list[frozenset[int]]]  # stored incident -> its pieces
 
 
 def _try(session: Session, rules: BundlingRules, report_ids: list[int], delta: GroupLinkDelta, now: datetime,
@@ -186,7 +207,8 @@ def bundle_by_parts(session: Session, rules: BundlingRules, report_ids: list[int
 
 
 def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta: GroupLinkDelta,
-            now: datetime, stats: DeltaStats | None = None) -> Written | _Fallback:
+            now: datetime, stats: DeltaStats | None = None,
+            split: dict[int, list[frozenset[int]]] | None = None) -> Written | _Fallback:
     group = set(report_ids)
     if delta.group != group:
         return _Fallback("another group's links")
@@ -279,6 +301,14 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
     # so that they never meet a report id) and reports of T no earlier rule claimed.
     new_claim: dict[int, int] = {}
     components: list[_Component] = []
+    # On the second look (``_Split``), a report of T in a piece is in the piece's unit.
+    piece_of: dict[int, frozenset[int]] = {}  # piece unit -> its members
+    piece_unit: dict[int, int] = {}  # member of a piece -> its unit
+    for _iid, found in sorted((split or {}).items()):
+        for piece in found:
+            u = -(_PIECE_BASE + len(piece_of))
+            piece_of[u] = piece
+            piece_unit.update((x, u) for x in piece)
     best: dict[int, tuple[int, str]] = {}
     taken: dict[int, set[int]] = {}  # stored incident -> its members of the group an earlier rule takes
     for k, _rule in enumerate(rules.rules):
@@ -287,7 +317,9 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
                 new_claim[rid] = k
 
         def unit(rid: int, k: int = k) -> int:
-            return -member_of[rid].incident_id if old_claim.get(rid) == k else rid
+            if old_claim.get(rid) != k:
+                return rid
+            return piece_unit.get(rid, -member_of[rid].incident_id)
 
         uf = UnionFind()
         usable: list[tuple[int, int, str]] = []
@@ -307,24 +339,36 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
         comps: dict[int, _Component] = {}
         for u in list(uf.parent):
             comp = comps.setdefault(uf.find(u), _Component(k))
-            if u < 0:
+            if u <= -_PIECE_BASE:
+                comp.pieces.add(u)
+            elif u < 0:
                 comp.incidents.add(-u)
             else:
                 comp.nodes.add(u)
                 new_claim[u] = k
-        components.extend(comps.values())
+        # A piece joined by nothing but a link inside it stays a piece (written as one below).
+        components.extend(c for c in comps.values() if c.incidents or c.nodes or len(c.pieces) > 1)
         for a, b, d in usable:
             for me, other in ((a, b), (b, a)):
                 if me not in best or (other, d) < best[me]:
                     best[me] = (other, d)
 
+    joined: set[frozenset[int]] = {piece_of[u] for comp in components for u in comp.pieces}
     if taken:
-        merged = {i for comp in components if len(comp.incidents) + len(comp.nodes) > 1 for i in comp.incidents}
+        merged = {i for comp in components if len(comp.incidents) + len(comp.nodes) + len(comp.pieces) > 1
+                  for i in comp.incidents}
         touched = {i for comp in components for i in comp.incidents}
-        loss = _still_whole(conn, rules, rules_of, taken, edges, member_of, incidents, finished, group, new_claim,
-                            merged, touched)
-        if isinstance(loss, _Fallback):
-            return fail(loss.why, loss.culprits or {x for lost in taken.values() for x in lost})
+        seen = _still_whole(conn, rules, rules_of, taken, edges, member_of, incidents, finished, group, new_claim,
+                            merged, touched, split)
+        if isinstance(seen, _Split):
+            # Seen only now: plan again with the pieces as units (nothing is written yet).
+            return _bundle(session, rules, report_ids, delta, now, stats, seen.pieces)
+        if isinstance(seen, _Fallback):
+            return fail(seen.why, seen.culprits or {x for lost in taken.values() for x in lost})
+        loss = seen
+        if set(loss.joins) != joined:  # the pieces joined by links, seen two ways, must agree
+            return fail("a piece joined by a link its plan does not show", *loss.joins, *joined,
+                        {x for lost in taken.values() for x in lost})
         for iid, low in loss.lowest.items():
             inc = incidents[iid]
             incidents[iid] = StoredIncident(inc.rule, inc.key, low)  # keyed anew below
@@ -336,7 +380,8 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
     kept: dict[int, int] = {}  # stored incident -> the stored incident it is now part of
     planned: list[tuple[_Component, str, int]] = []  # (component, key, lowest)
     for comp in components:
-        lowest = min([incidents[i].lowest for i in comp.incidents] + sorted(comp.nodes))
+        lowest = min([incidents[i].lowest for i in comp.incidents] + sorted(comp.nodes)
+                     + [min(piece_of[u]) for u in comp.pieces])
         planned.append((comp, key_of(rules.rules[comp.rule].name, lowest), lowest))
     singles = {rid: key_of(rules.batched_name if finished[rid] else rules.single_name, rid)
                for rid in sorted(group) if rid not in new_claim}
@@ -351,11 +396,12 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
                 new_claim.pop(x, None)  # in its piece's incident, not in the one it fell off
     # Pieces of two or more that fell off an incident: incidents of its rule of their own.
     pieces = [(incidents[iid].rule, key_of(incidents[iid].rule, min(piece)), piece)
-              for iid, found in loss.pieces.items() for piece in found if len(piece) > 1]
+              for iid, found in loss.pieces.items() for piece in found if len(piece) > 1 and piece not in joined]
     by_key = {inc.key: iid for iid, inc in incidents.items()}
     units_of: dict[str, set[int]] = {}  # planned key -> the units it is about (for a fallback)
     for comp, key, _ in planned:
-        units_of.setdefault(key, set()).update(comp.nodes, (-i for i in comp.incidents))
+        units_of.setdefault(key, set()).update(comp.nodes, (-i for i in comp.incidents),
+                                               *(piece_of[u] for u in comp.pieces))
     for rid, key in singles.items():
         units_of.setdefault(key, set()).add(rid)
     for iid, low in loss.lowest.items():
@@ -418,6 +464,9 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
             if placed is None:
                 return fail("a member's lowest link reworded to a higher one", m)
             target[m] = (iid, placed)
+        for u in comp.pieces:  # a piece that fell off and joins this incident: reasons as found
+            for x in piece_of[u]:
+                target[x] = (iid, loss.reasons[x])
     # Members outside any touched component whose reason a reworded link changes.
     for m in sorted(set(member_of) - set(target)):
         c = new_claim.get(m)
@@ -474,6 +523,7 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
     # members_removed: here, members an earlier rule took from a stored incident that stays.
     if stats is not None:
         stats.pieces += sum(len(found) for found in loss.pieces.values())
+        stats.pieces_joined += len(joined)
         stats.left_alone += len(loss.orphans)
         stats.emptied += len(loss.dissolved)
     return Written(len(fresh), len(incident_updates), len(removed), len(member_updates) + len(member_inserts),
@@ -508,7 +558,8 @@ def _reason(m: int, k: int, rules: BundlingRules, best: dict[int, tuple[int, str
 def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float], tuple[int, ...]],
                  taken: dict[int, set[int]], edges: list[Any], member_of: dict[int, StoredMember],
                  incidents: dict[int, StoredIncident], finished: dict[int, bool], group: set[int],
-                 new_claim: dict[int, int], merged: set[int], touched: set[int]) -> _Fallback | _Loss:
+                 new_claim: dict[int, int], merged: set[int], touched: set[int],
+                 split: dict[int, list[frozenset[int]]] | None = None) -> _Fallback | _Loss | _Split:
     """What losing ``taken`` members to an earlier rule does to their stored incidents, when
     each provably stays one incident, is left with one member, or with none; else why not
     (a fallback naming the incident's units).
@@ -567,7 +618,7 @@ def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float
         adj.setdefault(b, []).append(key)
         return True
 
-    def read_links(nodes: set[int]) -> _Fallback | None:
+    def read_links(nodes: set[int] | frozenset[int]) -> _Fallback | None:
         todo = sorted(nodes - read)
         read.update(todo)
         fresh: set[int] = set()
@@ -594,13 +645,19 @@ def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float
 
     lost_all = {x for lost in taken.values() for x in lost}
 
-    def apart(piece: set[int], k: int, gone: set[int]) -> str | None:
+    def joining(x: int, o: int, key: tuple[int, int, str], k: int) -> bool:
+        """Whether link ``key`` from ``x`` (in a piece) joins ``o`` to it in the plan: a link of
+        the group (the rule loop saw it) to a finished report of T the rule claims."""
+        return key in known and o in finished and new_claim.get(o) == k and o not in lost_all
+
+    def apart(piece: set[int] | frozenset[int], k: int, gone: set[int], joins: bool = False) -> str | None:
         """None when nothing but its own links groups ``piece`` — members of a rule-``k``
         incident left without the others — under the rules: the rule is the last (no later
         rule can take it), and each of its links of the rule (as they are now: a report of T's
         new ones too) ends in the piece, at a report in ``gone``, at one an earlier rule claims,
         or at one not finished; else why not. A report of T joining the incident through the
-        piece is such a link (its claim is the rule's): that is a why."""
+        piece is such a link (its claim is the rule's): that is a why — unless ``joins``, when a
+        link of the group to such a report is allowed (the plan joins them: ``_Split``)."""
         if k != len(rules.rules) - 1:
             return "a taken member's incident falls apart (a later rule might group a piece)"
         bad = read_links(piece)
@@ -613,6 +670,8 @@ def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float
                 continue
             o = b if a in piece else a
             if o in gone or o not in done:
+                continue
+            if joins and joining(a if a in piece else b, o, (a, b, reason), k):
                 continue
             if o in member_of or o in finished:
                 # A report of T (with a stored membership or, not bundled yet, without): as
@@ -688,12 +747,12 @@ def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float
         # now: a report of T's new ones too) ends in the piece, at a member taken, at a report
         # an earlier rule claims, or at one not finished. A report of T joining the incident
         # through a piece is such a link (its claim is the rule's): that falls back.
-        for piece in found:
-            why = apart(piece, k, lost_all)
+        for fell in found:
+            why = apart(fell, k, lost_all, joins=True)
             if why is not None:
-                return _fallback(why, -iid, piece)
-            split_off |= piece
-        loss.pieces[iid] = found
+                return _fallback(why, -iid, fell)
+            split_off |= fell
+        loss.pieces[iid] = [frozenset(p) for p in found]
         left = conn.execute(select(IncidentReport.report_id).where(
             IncidentReport.incident_id == iid, IncidentReport.report_id.not_in(sorted(lost_all | split_off)))
             .limit(2)).all()
@@ -708,6 +767,24 @@ def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float
                 return _fallback(why, -iid, y)
             alone_in[iid] = y
     pieces = [(iid, piece) for iid, found in loss.pieces.items() for piece in found]
+
+    def outer(x: int, k: int) -> list[tuple[int, str]]:
+        """The links of the group from ``x`` that join it to a report of T outside its piece."""
+        rule = rules.rules[k]
+        got = []
+        for a, b, reason in adj.get(x, ()):
+            weight, d = links[(a, b, reason)]
+            o = b if a == x else a
+            if reason in rule.reasons and weight >= rule.min_weight and joining(x, o, (a, b, reason), k):
+                got.append((o, d))
+        return got
+
+    joins = [piece for iid, piece in pieces if any(outer(x, by_rule[incidents[iid].rule]) for x in piece)]
+    if joins and split is None:
+        return _Split(loss.pieces)
+    if split is not None and {i: set(f) for i, f in split.items()} != {i: set(f) for i, f in loss.pieces.items()}:
+        return _fallback("a taken member's incident fell into other pieces on a second look", *split)
+    loss.joins = joins
     batched: dict[int, bool] = {}
     singles = sorted({x for _, piece in pieces if len(piece) == 1 for x in piece} | set(alone_in.values()))
     for chunk in _chunks(singles):
@@ -717,20 +794,21 @@ def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float
         loss.orphans[iid] = (y, batched.get(y, False))
         loss.stored[y] = members[y]
     for iid, piece in pieces:
-        rule = rules.rules[by_rule[incidents[iid].rule]]
-        if len(piece) == 1:
+        k = by_rule[incidents[iid].rule]
+        rule = rules.rules[k]
+        if len(piece) == 1 and piece not in joins:
             (x,) = piece
             loss.alone[x] = batched.get(x, False)
         else:
-            for x in piece:  # its link to the lowest-numbered member of its piece it is linked to
-                cand: tuple[int, str] | None = None
+            for x in piece:  # its link to the lowest-numbered member of its incident it is linked to
+                cand: tuple[int, str] | None = min(outer(x, k), default=None)
                 for a, b, reason in adj.get(x, ()):
                     weight, d = links[(a, b, reason)]
                     if reason in rule.reasons and weight >= rule.min_weight:
                         o = b if a == x else a
                         if o in piece and o != x and (cand is None or (o, d) < cand):
                             cand = (o, d)
-                assert cand is not None  # a piece of two or more is joined by its links
+                assert cand is not None  # a piece of two or more (or joined) is joined by its links
                 loss.reasons[x] = MemberReason.link(rule.name, cand[1], cand[0])
         for x in piece:
             loss.stored[x] = members[x]
@@ -863,7 +941,9 @@ class _Loss:
     #: incident -> (its one member left, whether that report is batched): it stands alone now.
     orphans: dict[int, tuple[int, bool]] = field(default_factory=dict)
     #: incident -> the pieces that fell off it (each an incident of its own now) ...
-    pieces: dict[int, list[set[int]]] = field(default_factory=dict)
+    pieces: dict[int, list[frozenset[int]]] = field(default_factory=dict)
+    #: Pieces a link of the group joins to a report of T their rule claims (``_Split``).
+    joins: list[frozenset[int]] = field(default_factory=list)
     #: ... of which the members of pieces of one: report -> whether it is batched.
     alone: dict[int, bool] = field(default_factory=dict)
     dissolved: set[int] = field(default_factory=set)  # incidents every member of which was taken
