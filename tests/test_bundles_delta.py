@@ -279,7 +279,7 @@ def test_taken_members_on_random_viral_graphs_by_parts_equal_the_full_replan(run
     links of their own (to bundled reports, and to reports whose own run is still to come,
     which the group takes in): after every group the
     delta by parts equals the full re-plan and the reference; pieces, members left alone,
-    emptied incidents, pieces joined to a new report's incident and parts set aside all occurred."""
+    emptied incidents and pieces joined to a new report's incident all occurred, and nothing fell back."""
     rules = load_bundling()
     total = DeltaStats()
     for seed in range(8):
@@ -345,4 +345,7 @@ def test_taken_members_on_random_viral_graphs_by_parts_equal_the_full_replan(run
     assert total.pieces_joined > 3, total
     assert not any("another link of its rule" in why for why in total.fallbacks), total.fallbacks
     assert total.pieces > 5 and total.left_alone > 5 and total.emptied > 0, total
-    assert total.reports_set_aside > 0, total
+    # Every case these graphs make is placed by the delta: a piece that takes its incident's
+    # lowest member (and key) too, and so nothing is set aside (test_delta_places_what_it_can_...
+    # sets parts aside on purpose).
+    assert not total.fallbacks and total.reports_set_aside == 0, total

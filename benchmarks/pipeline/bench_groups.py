@@ -176,14 +176,19 @@ def off_reference(rt: Any) -> int:
 
 
 def progress_line(label: str, marks: list[tuple[float, int]], spent_at: list[dict[str, float]],
-                  since: int, total: int) -> str:
+                  since: int, total: int, delta: Any = None) -> str:
     """One line on a long run: reports done, the rate and each stage's ms per report since mark ``since``."""
     (t1, n1), (t0, n0) = marks[-1], marks[since] if since >= 0 else (0.0, 0)
     now, then = spent_at[-1], spent_at[since] if since >= 0 else {}
     per = ", ".join(f"{k} {1000 * (v - then.get(k, 0.0)) / max(n1 - n0, 1):.2f}" for k, v in sorted(now.items()))
     rss = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    return (f"{label}: {n1:,}/{total:,} reports in {t1:.0f} s; last {n1 - n0:,} at "
+    line = (f"{label}: {n1:,}/{total:,} reports in {t1:.0f} s; last {n1 - n0:,} at "
             f"{(n1 - n0) / max(t1 - t0, 1e-9):.1f} reports/s; ms per report: {per}; RSS peak {rss} MB")
+    if delta is not None:  # what the bundles stage placed from the links' delta, so far
+        top = sorted(delta.fallbacks.items(), key=lambda kv: -kv[1])[:3]
+        line += (f"; bundles placed {delta.reports_placed:,}, set aside {delta.reports_set_aside:,}"
+                 + "".join(f"; {n}x {why}" for why, n in top))
+    return line
 
 
 def run_in_process(rt: Any, ids: list[int], job: Callable[[Any, list[int]], None], chunk: int,
@@ -204,7 +209,8 @@ def run_in_process(rt: Any, ids: list[int], job: Callable[[Any, list[int]], None
             marks.append((time.monotonic() - t0, min(len(ids), i + chunk)))
             spent_at.append(dict(spent))
             if marks[-1][0] - shown_at >= every:
-                print(progress_line(label, marks, spent_at, shown, len(ids)), file=sys.stderr, flush=True)
+                print(progress_line(label, marks, spent_at, shown, len(ids), ctx.services.get("bundles-delta")),
+                      file=sys.stderr, flush=True)
                 shown, shown_at = len(marks) - 1, marks[-1][0]
         secs, cpu = time.monotonic() - t0, time.process_time() - c0
     left = len(set(pending_report_ids(rt)) & set(ids))

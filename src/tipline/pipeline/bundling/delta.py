@@ -406,19 +406,30 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
         units_of.setdefault(key, set()).add(rid)
     for iid, low in loss.lowest.items():
         units_of.setdefault(key_of(incidents[iid].rule, low), set()).add(-iid)
+    # A stored incident whose lowest member fell off in a piece (or was taken) gives up its key:
+    # the piece, or the incident a piece joins, is keyed by that member now. Its row is keyed
+    # anew (below) or, left with one member, goes; a new row takes the old key.
+    released = {incidents[iid].key: iid for iid in (*loss.lowest, *loss.orphans)}
     for _rule_name, key, piece in pieces:
         units_of.setdefault(key, set()).update(piece)
-        if key in by_key:  # its lowest was the incident's lowest: the full re-plan sorts out the rows
+        if key in by_key and released.get(key) != by_key[key]:
             return fail("a piece that fell off holds a stored key", piece, -by_key[key])
     for keys in _chunks_str(list(units_of)):
         for held, held_id in conn.execute(select(Incident.key, Incident.id).where(Incident.key.in_(keys))):
             if int(held_id) not in incidents or by_key.get(str(held)) != int(held_id):
                 return fail("a planned key held by an incident not read", units_of[str(held)])
+    rekeyed: set[int] = set()  # incidents whose released key a new row takes
+    for _rule_name, key, _piece in pieces:
+        if key in released:
+            rekeyed.add(by_key.pop(key))
     t_members, t_incidents = Base.metadata.tables["incident_reports"], Base.metadata.tables["incidents"]
     row_of: list[int | None] = []
     for comp, key, _ in planned:
         mine = sorted(comp.incidents)
         holder = by_key.get(key)
+        if holder is not None and holder not in comp.incidents and released.get(key) == holder:
+            rekeyed.add(by_key.pop(key))  # a joined piece holds the old lowest: a new row for it
+            holder = None
         if holder is not None and holder not in comp.incidents:
             return fail("a planned key held by an incident not read", units_of[key], -holder)
         row_of.append(holder if holder is not None else (mine[0] if mine else None))
@@ -426,6 +437,9 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
            if iid is None]
     new_singles = [(rid, key) for rid, key in singles.items() if key not in by_key]
     fresh: dict[str, int] = {}
+    if rekeyed:  # out of the way of the new row taking its key; keyed as planned below
+        session.execute(update(t_incidents).where(t_incidents.c.id == bindparam("b_id")),
+                        [{"b_id": iid, "key": f"~moving:{iid}"} for iid in sorted(rekeyed)])
     if new or new_singles or pieces:
         rows = [{"rule": rules.rules[comp.rule].name, "key": key, "lowest_report_id": lowest, "created_at": now,
                  "updated_at": now} for _, comp, key, lowest in new]
@@ -479,7 +493,7 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
     # A stored incident that lost members to an earlier rule (and kept its key) changed too.
     updated = {u["b_id"] for u in incident_updates}
     for iid in sorted(taken):
-        if iid not in removed and iid not in updated and incidents[iid].key not in fresh:
+        if iid not in removed and iid not in updated and (incidents[iid].key not in fresh or iid in rekeyed):
             inc = incidents[iid]
             incident_updates.append({"b_id": iid, "key": key_of(inc.rule, inc.lowest), "lowest_report_id": inc.lowest,
                                      "updated_at": now})
@@ -507,6 +521,8 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
             member_updates.append({"b_report": m, "incident_id": dest, **why.values()})
         if m in member_of and old_claim.get(m) is None and cur.incident_id != dest:
             removed.add(cur.incident_id)  # its own single or batched incident: it had no other member
+    if rekeyed - removed - {u["b_id"] for u in incident_updates}:  # a moved key must land somewhere
+        return fail("an incident that gave up its key is keyed by nothing", *(-i for i in rekeyed))
     # Merged incidents' members first (they keep their reasons), then the rows of T, then the
     # incidents left without members.
     if moves:
