@@ -59,9 +59,9 @@ from tipline.pipeline.bundling.rules import BundlingRules, MemberReason, key_of
 from tipline.pipeline.linkchanges import GroupLinkDelta
 from tipline.store.tables import Base, Incident, IncidentReport, Report, ReportLink
 
-#: Rounds (one read of links each) and reports the search for the pieces that fall off an
-#: incident may take before giving up.
-_SEARCH_ROUNDS, _REACH = 12, 5000
+#: Rounds (one read of links each) and reports whose links the search for the pieces that fall off an
+#: incident may read before giving up (the neighbours it starts from may be more: a viral item's).
+_SEARCH_ROUNDS, _REACH = 32, 5000
 #: Most neighbours whose links among themselves are all read (pairs: its square, by index);
 #: of more, the lowest ``_HUBS`` against all of them.
 _AMONG, _HUBS = 200, 64
@@ -784,18 +784,19 @@ def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float
             alone_in[iid] = y
     pieces = [(iid, piece) for iid, found in loss.pieces.items() for piece in found]
 
-    def outer(x: int, k: int) -> list[tuple[int, str]]:
+    def outer(x: int, k: int, piece: frozenset[int]) -> list[tuple[int, str]]:
         """The links of the group from ``x`` that join it to a report of T outside its piece."""
         rule = rules.rules[k]
         got = []
         for a, b, reason in adj.get(x, ()):
             weight, d = links[(a, b, reason)]
             o = b if a == x else a
-            if reason in rule.reasons and weight >= rule.min_weight and joining(x, o, (a, b, reason), k):
+            if (o not in piece and reason in rule.reasons and weight >= rule.min_weight
+                    and joining(x, o, (a, b, reason), k)):
                 got.append((o, d))
         return got
 
-    joins = [piece for iid, piece in pieces if any(outer(x, by_rule[incidents[iid].rule]) for x in piece)]
+    joins = [piece for iid, piece in pieces if any(outer(x, by_rule[incidents[iid].rule], piece) for x in piece)]
     if joins and split is None:
         return _Split(loss.pieces)
     if split is not None and {i: set(f) for i, f in split.items()} != {i: set(f) for i, f in loss.pieces.items()}:
@@ -817,7 +818,7 @@ def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float
             loss.alone[x] = batched.get(x, False)
         else:
             for x in piece:  # its link to the lowest-numbered member of its incident it is linked to
-                cand: tuple[int, str] | None = min(outer(x, k), default=None)
+                cand: tuple[int, str] | None = min(outer(x, k, piece), default=None)
                 for a, b, reason in adj.get(x, ()):
                     weight, d = links[(a, b, reason)]
                     if reason in rule.reasons and weight >= rule.min_weight:
@@ -934,7 +935,7 @@ def _fragments(iid: int, k: int, rules: BundlingRules, near: set[int],
         frontier = {x for x in seen if x not in expanded and uf.find(x) != root}
         if not frontier:
             break
-        if len(seen) > _REACH:
+        if len(expanded) > _REACH:
             return _Fallback("a taken member's incident might fall apart (search too wide)")
     else:
         return _Fallback("a taken member's incident might fall apart (search too deep)")
