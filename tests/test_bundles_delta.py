@@ -214,6 +214,37 @@ def test_delta_places_what_it_can_and_sets_the_rest_aside(runtime: Runtime) -> N
     assert aside == {r[3]}, stats
 
 
+def test_pieces_joined_by_the_groups_links_are_placed(runtime: Runtime) -> None:
+    """A star 1-(2, 3, 4) with 5 hanging on 4, one viral incident, loses its centre 2 to an
+    offender link while 5 has its own run in the same group (taken in before: its link to 4 is
+    one of the group's): 3 and 4+5 fall off and 1 stands alone. A star 7-(8, 9, 10) loses 8
+    while a new copy 11 shares content with 10: 10 joins 11. No fallback in either (a link
+    inside a piece, or to a report its rule claims, joins the piece, not the incident it fell
+    off)."""
+    rules = load_bundling()
+    r = [0] + [store_report(runtime, report_doc([person(f"j{i}")])) for i in range(1, 13)]
+    stars = ((1, 2), (2, 3), (2, 4), (4, 5), (7, 8), (8, 9), (8, 10))
+    with transaction(runtime.sessions) as s:
+        for a, b in stars:
+            _link(s, r[a], r[b], "content", f"same file {a}")
+        s.flush()
+        bundle_group(s, rules, sorted({r[e] for pair in stars for e in pair}))
+    aside, stats = _by_parts_equals_full(runtime, rules, [r[5], r[6]], [(r[2], r[6], "account")], "inside")
+    assert aside == set() and not stats.fallbacks, stats
+    with runtime.sessions() as s:
+        got = current_assignments(s)
+    assert got[r[1]] == ("single", f"single:{r[1]}") and got[r[3]] == ("single", f"single:{r[3]}")
+    assert got[r[4]] == got[r[5]] == ("viral", f"viral:{r[4]}")
+    assert got[r[2]] == got[r[6]] == ("offender", f"offender:{r[2]}")
+    aside, stats = _by_parts_equals_full(runtime, rules, [r[11], r[12]],
+                                         [(r[8], r[12], "account"), (r[10], r[11], "content")], "outer")
+    assert aside == set() and not stats.fallbacks and stats.pieces_joined == 1, stats
+    with runtime.sessions() as s:
+        got = current_assignments(s)
+    assert got[r[10]] == got[r[11]] == ("viral", f"viral:{r[10]}")
+    assert got[r[7]] == ("single", f"single:{r[7]}") and got[r[9]] == ("single", f"single:{r[9]}")
+
+
 def test_delta_falls_back_where_it_cannot_be_exact(runtime: Runtime) -> None:
     """min_reports above 2 and another group's hand-over: nothing written, None returned (the
     caller re-plans in full)."""

@@ -703,7 +703,20 @@ def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float
                 return "a taken member's incident left a piece with another link of its rule"
         return None
 
+    def outer(x: int, k: int, piece: frozenset[int]) -> list[tuple[int, str]]:
+        """The links of the group from ``x`` that join it to a report of T outside its piece."""
+        rule = rules.rules[k]
+        got = []
+        for a, b, reason in adj.get(x, ()):
+            weight, d = links[(a, b, reason)]
+            o = b if a == x else a
+            if (o not in piece and reason in rule.reasons and weight >= rule.min_weight
+                    and joining(x, o, (a, b, reason), k)):
+                got.append((o, d))
+        return got
+
     need: dict[int, set[int]] = {}
+    again = False  # a case the plan with pieces as units (``_Split``) decides
     alone_in: dict[int, int] = {}  # incident -> its one member left, standing alone
     loss = _Loss()
     for iid, lost in taken.items():
@@ -769,6 +782,10 @@ def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float
                 return _fallback(why, -iid, fell)
             split_off |= fell
         loss.pieces[iid] = [frozenset(p) for p in found]
+        if split is None and any(outer(x, k, p) for p in loss.pieces[iid] for x in p):
+            # Planned again with the pieces as units (``_Split`` below); what is left of the
+            # incident is judged then (a link between two of its pieces made it a unit here).
+            continue
         left = conn.execute(select(IncidentReport.report_id).where(
             IncidentReport.incident_id == iid, IncidentReport.report_id.not_in(sorted(lost_all | split_off)))
             .limit(2)).all()
@@ -776,6 +793,9 @@ def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float
             # What is left of it is one member: alone too, when nothing else joins it (and no
             # link inside a piece made the incident a unit of the new plan).
             if iid in touched:
+                if split is None:  # perhaps a new link inside a piece: as a unit, it touches no incident
+                    again = True
+                    continue
                 return _fallback("a taken member's incident falls apart (one member left)", -iid)
             (y,) = (int(r) for (r,) in left)
             why = apart({y}, k, lost_all | split_off)
@@ -784,20 +804,8 @@ def _still_whole(conn: Any, rules: BundlingRules, rules_of: Callable[[str, float
             alone_in[iid] = y
     pieces = [(iid, piece) for iid, found in loss.pieces.items() for piece in found]
 
-    def outer(x: int, k: int, piece: frozenset[int]) -> list[tuple[int, str]]:
-        """The links of the group from ``x`` that join it to a report of T outside its piece."""
-        rule = rules.rules[k]
-        got = []
-        for a, b, reason in adj.get(x, ()):
-            weight, d = links[(a, b, reason)]
-            o = b if a == x else a
-            if (o not in piece and reason in rule.reasons and weight >= rule.min_weight
-                    and joining(x, o, (a, b, reason), k)):
-                got.append((o, d))
-        return got
-
     joins = [piece for iid, piece in pieces if any(outer(x, by_rule[incidents[iid].rule], piece) for x in piece)]
-    if joins and split is None:
+    if (joins or again) and split is None:
         return _Split(loss.pieces)
     if split is not None and {i: set(f) for i, f in split.items()} != {i: set(f) for i, f in loss.pieces.items()}:
         return _fallback("a taken member's incident fell into other pieces on a second look", *split)
