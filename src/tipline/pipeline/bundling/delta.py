@@ -490,10 +490,11 @@ def _bundle(session: Session, rules: BundlingRules, report_ids: list[int], delta
                 return fail("a member's lowest link reworded to a higher one", m)
             if placed != member_of[m].reason:
                 target[m] = (member_of[m].incident_id, placed)
-    # A stored incident that lost members to an earlier rule (and kept its key) changed too.
+    # A stored incident that lost members to an earlier rule changed too (its key, when it gave
+    # it up: a new row holds it — ``rekeyed`` — so no stored key is ever among the fresh ones).
     updated = {u["b_id"] for u in incident_updates}
     for iid in sorted(taken):
-        if iid not in removed and iid not in updated and (incidents[iid].key not in fresh or iid in rekeyed):
+        if iid not in removed and iid not in updated:
             inc = incidents[iid]
             incident_updates.append({"b_id": iid, "key": key_of(inc.rule, inc.lowest), "lowest_report_id": inc.lowest,
                                      "updated_at": now})
